@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -63,4 +65,4 @@ def test_runs_cover_exactly_the_ports(ports: list[int]) -> None:
     runs = encode_runs(ports, 10013)
     covered = [p for start, end, _ in runs for p in range(start, end + 1)]
     assert covered == sorted(set(ports))
-    assert all(a[1] + 1 < b[0] for a, b in zip(runs, runs[1:], strict=False))
+    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(runs))

@@ -4,8 +4,8 @@ Decoding is explicit, never guessed from letter frequencies:
 
 1. ``str`` input is taken as it is (a leading BOM character is dropped).
 2. A byte-order mark decides: UTF-8, UTF-16 LE or UTF-16 BE.
-3. Without a BOM, bytes whose every other byte is NUL are UTF-16 (PowerShell's ``>``
-   redirection writes UTF-16 LE; a BOM is sometimes lost on copy).
+3. Without a BOM, bytes with NULs in many high bytes and almost none in the low ones are
+   UTF-16 (PowerShell's ``>`` redirection writes UTF-16 LE; a BOM is sometimes lost on copy).
 4. Bytes that are valid UTF-8 are UTF-8 (pure ASCII is both).
 5. Anything else is the console code page the caller names: ``cp437`` by default, because
    that is what a WinRM shell opened by pywinrm prints in whatever the host's language.
@@ -74,15 +74,23 @@ def numbered_lines(text: str) -> list[tuple[int, str]]:
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
-    """Return the UTF-16 flavour of BOM-less bytes, or None when they are not UTF-16."""
+    """Return the UTF-16 flavour of BOM-less bytes, or None when they are not UTF-16.
+
+    Console text in UTF-8 or an OEM code page never holds NUL bytes, while UTF-16 of command
+    output (digits, spaces, line ends) puts a NUL in the high byte of a good share of its
+    characters even in Japanese or Korean: demand that share on one side, almost none on the
+    other, and a clean decode.
+    """
     if len(data) < 4 or len(data) % 2:
         return None
     even, odd = data[0::2], data[1::2]
-    # ASCII-range text in UTF-16 has a NUL in every high byte; demand it almost everywhere.
-    if odd.count(0) >= 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
-        return "utf-16-le"
-    if even.count(0) >= 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
-        return "utf-16-be"
+    for name, high, low in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if high.count(0) >= 0.25 * len(high) and low.count(0) <= 0.02 * len(low):
+            try:
+                data.decode(name)
+            except UnicodeDecodeError:
+                return None
+            return name
     return None
 
 
