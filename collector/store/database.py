@@ -1,0 +1,111 @@
+"""Find the database, open it, and bring its schema to head with Alembic."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+import migrations
+
+DB_ENV = "PORTFLEET_DB"
+
+
+def default_database_path() -> Path:
+    """Return the SQLite file used when nothing names a database."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "portfleet" / "portfleet.db"
+
+
+def resolve_database_url(cli_url: str | None, config_url: str | None) -> str:
+    """Pick the database: ``--db``, else ``$PORTFLEET_DB``, else the config's, else the default."""
+    for candidate in (cli_url, os.environ.get(DB_ENV), config_url):
+        if candidate:
+            return _normalise_url(candidate)
+    return f"sqlite:///{default_database_path()}"
+
+
+def describe_url(url: str) -> str:
+    """Return the URL with any password hidden, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def create_store_engine(url: str) -> Engine:
+    """Create an engine; for SQLite, create the folder, enforce foreign keys, use WAL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        _make_sqlite_parent(parsed)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Return an Alembic config pointing at the packaged ``migrations`` folder."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    if engine is not None:
+        config.set_main_option("sqlalchemy.url", describe_url(str(engine.url)))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    """Return the newest revision the code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "migrations/versions holds no revision"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the revision the database is at (None when it was never migrated)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade_to_head(engine: Engine) -> bool:
+    """Migrate the database to head; return True when anything was applied."""
+    if current_revision(engine) == head_revision():
+        return False
+    with engine.begin() as connection:
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return True
+
+
+def open_store(url: str) -> Engine:
+    """Open the store at ``url`` and bring it to head, as every command needing it does."""
+    engine = create_store_engine(url)
+    upgrade_to_head(engine)
+    return engine
+
+
+def _normalise_url(value: str) -> str:
+    """Accept a bare file path as a SQLite database."""
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def _make_sqlite_parent(url: URL) -> None:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL lets `report` and `sql` read while a nightly `collect` writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,300 @@
+"""Typed SQLAlchemy models of the store.
+
+Content that repeats night after night (a host's excluded ranges, bind failures, listeners) is
+stored once, as a *set* keyed by the digest of its rows; snapshots point at sets. A snapshot whose
+set pointer is NULL did not capture that content (unknown), which is not the same as a set with no
+rows (captured, and empty).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from collector.store.types import UtcDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ATTEMPT_STATUSES = ("ok", "partial", "failed")
+ERROR_CLASSES = ("auth", "unreachable", "timeout", "protocol", "probe_error", "bad_document")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a constraint naming convention (stable names for Alembic)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Host(Base):
+    """A workstation of the fleet, known by its configured (or imported) name."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    address: Mapped[str | None] = mapped_column(String(255))
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CollectionRun(Base):
+    """One invocation of ``collect``, ``import`` or ``demo`` that made attempts."""
+
+    __tablename__ = "collection_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    portfleet_version: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (CheckConstraint("kind IN ('collect', 'import', 'demo')", name="kind"),)
+
+
+class Attempt(Base):
+    """One try to get one snapshot of one host; every try is kept, failed ones too."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("collection_runs.id"), index=True)
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), index=True)
+    source: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'partial', 'failed')", name="status"),
+        CheckConstraint(
+            "error_class IS NULL OR error_class IN "
+            "('auth', 'unreachable', 'timeout', 'protocol', 'probe_error', 'bad_document')",
+            name="error_class",
+        ),
+    )
+
+
+class Document(Base):
+    """A probe document exactly as received, zlib-compressed, stored once per content."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ExcludedSet(Base):
+    """A distinct set of excluded port ranges (the rows hang off it)."""
+
+    __tablename__ = "excluded_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ExcludedRange(Base):
+    """A range from ``netsh int ipvX show excludedportrange``; ``administered`` is the ``*``."""
+
+    __tablename__ = "excluded_ranges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("excluded_sets.id"), index=True)
+    protocol: Mapped[str] = mapped_column(String(3))
+    family: Mapped[str] = mapped_column(String(4))
+    start_port: Mapped[int] = mapped_column(Integer)
+    end_port: Mapped[int] = mapped_column(Integer)
+    administered: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        CheckConstraint("start_port BETWEEN 0 AND 65535 AND end_port BETWEEN 0 AND 65535", "ports"),
+        CheckConstraint("start_port <= end_port", name="order"),
+    )
+
+
+class BindFailureSet(Base):
+    """A distinct set of bind-failure ranges."""
+
+    __tablename__ = "bind_failure_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class BindFailure(Base):
+    """A run of consecutive ports whose bind failed with the same Winsock error code."""
+
+    __tablename__ = "bind_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("bind_failure_sets.id"), index=True)
+    protocol: Mapped[str] = mapped_column(String(3))
+    family: Mapped[str] = mapped_column(String(4))
+    start_port: Mapped[int] = mapped_column(Integer)
+    end_port: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        CheckConstraint("start_port BETWEEN 1 AND 65535 AND end_port BETWEEN 1 AND 65535", "ports"),
+        CheckConstraint("start_port <= end_port", name="order"),
+    )
+
+
+class ListenerSet(Base):
+    """A distinct set of listening endpoints."""
+
+    __tablename__ = "listener_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Listener(Base):
+    """A bound endpoint: a listening TCP socket or a bound UDP socket, with its owner."""
+
+    __tablename__ = "listeners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("listener_sets.id"), index=True)
+    protocol: Mapped[str] = mapped_column(String(3))
+    address: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    process: Mapped[str | None] = mapped_column(String(255))
+
+
+class Snapshot(Base):
+    """One host's state at one moment, as its probe (or a capture folder) saw it."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), unique=True)
+    source: Mapped[str] = mapped_column(String(16))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    probe_version: Mapped[str | None] = mapped_column(String(32))
+    os_build: Mapped[str | None] = mapped_column(String(32))
+    last_boot_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    bios_version: Mapped[str | None] = mapped_column(String(255))
+    bios_date: Mapped[date | None] = mapped_column(Date)
+    fast_startup: Mapped[bool | None] = mapped_column(Boolean)
+    docker_version: Mapped[str | None] = mapped_column(String(64))
+    wsl_version: Mapped[str | None] = mapped_column(String(64))
+    sweep_seconds: Mapped[float | None] = mapped_column()
+    excluded_set_id: Mapped[int | None] = mapped_column(ForeignKey("excluded_sets.id"))
+    bind_failure_set_id: Mapped[int | None] = mapped_column(ForeignKey("bind_failure_sets.id"))
+    listener_set_id: Mapped[int | None] = mapped_column(ForeignKey("listener_sets.id"))
+
+    __table_args__ = (
+        Index("ix_snapshots_host_id_taken_at", "host_id", "taken_at"),
+        CheckConstraint("source IN ('winrm', 'file', 'capture')", name="source"),
+    )
+
+
+class SnapshotError(Base):
+    """A section of a snapshot that could not be taken or read, and why."""
+
+    __tablename__ = "snapshot_errors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    section: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class DynamicRange(Base):
+    """The dynamic (ephemeral) port range of one protocol and family in one snapshot."""
+
+    __tablename__ = "dynamic_ranges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    protocol: Mapped[str] = mapped_column(String(3))
+    family: Mapped[str] = mapped_column(String(4))
+    start_port: Mapped[int] = mapped_column(Integer)
+    port_count: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("snapshot_id", "protocol", "family"),)
+
+
+class Feature(Base):
+    """An optional feature's state (Microsoft-Hyper-V, VirtualMachinePlatform, …)."""
+
+    __tablename__ = "features"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (UniqueConstraint("snapshot_id", "name"),)
+
+
+class Service(Base):
+    """A service's status and start type (vmms, hns, winnat, …); absence is not stored."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32))
+    start_type: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (UniqueConstraint("snapshot_id", "name"),)
+
+
+class Update(Base):
+    """One update known on one host, from Get-HotFix and/or the Windows Update history."""
+
+    __tablename__ = "updates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
+    update_key: Mapped[str] = mapped_column(String(80))
+    kb: Mapped[str | None] = mapped_column(String(32))
+    title: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(String(255))
+    installed_by: Mapped[str | None] = mapped_column(String(255))
+    installed_on: Mapped[date | None] = mapped_column(Date)
+    installed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    result_code: Mapped[int | None] = mapped_column(Integer)
+    first_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+
+    __table_args__ = (UniqueConstraint("host_id", "update_key"),)
+
+
+class Port(Base):
+    """Every port number 1–65535, so views can turn port ranges into ports portably."""
+
+    __tablename__ = "ports"
+
+    port: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

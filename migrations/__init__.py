@@ -1,0 +1,1 @@
+"""Alembic revisions of portfleet's store (run in-process by ``collector.store.database``)."""
