@@ -1,0 +1,388 @@
+"""The ``portfleet`` command: thin click wrappers over the library, data on stdout."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from collector import __version__
+from collector.config import ConfigError, PortfleetConfig, find_config_path, load_config
+from collector.exitcodes import ExitCode
+from collector.parsers.text import DEFAULT_CODEPAGE
+
+err = Console(stderr=True, highlight=False)
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Settings:
+    """Global options, resolved on first use so ``--help`` never touches files."""
+
+    def __init__(self, db: str | None, config_path: Path | None) -> None:
+        self._db = db
+        self._config_path = config_path
+        self._config: PortfleetConfig | None = None
+        self._engines: list[Any] = []
+
+    def close(self) -> None:
+        """Dispose of every engine this command opened (connections are not left to the GC)."""
+        for engine in self._engines:
+            engine.dispose()
+
+    @property
+    def config(self) -> PortfleetConfig:
+        """Return the validated config (defaults when there is no file)."""
+        if self._config is None:
+            try:
+                self._config = load_config(find_config_path(self._config_path))
+            except ConfigError as exc:
+                fail(str(exc), ExitCode.USAGE)
+        return self._config
+
+    @property
+    def database_url(self) -> str:
+        """Return the database URL by the documented order of precedence."""
+        from collector.store.database import resolve_database_url
+
+        return resolve_database_url(self._db, self.config.database)
+
+    def open_engine(self) -> Any:
+        """Open the store and migrate it to head, or exit with a clear message."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from collector.store.database import describe_url, open_store
+
+        url = self.database_url
+        try:
+            engine = open_store(url)
+        except (SQLAlchemyError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            fail(f"cannot open the database {describe_url(url)}: {reason}", ExitCode.DATABASE)
+        self._engines.append(engine)
+        return engine
+
+
+def fail(message: str, code: ExitCode) -> NoReturn:
+    """Print an error on stderr and exit with a named code."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    sys.exit(int(code))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="portfleet")
+@click.option(
+    "--db",
+    "db",
+    metavar="URL",
+    help="Database URL or SQLite file (else $PORTFLEET_DB, the config, the default file).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Config file (else $PORTFLEET_CONFIG, ./config.yaml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, config_path: Path | None) -> None:
+    """Find out why Windows workstations cannot bind their ports, across the whole fleet.
+
+    \b
+    Examples:
+      portfleet import ./capture --host dev-ws-07 --taken-at 2024-03-01T09:30+01:00
+      portfleet sql "SELECT * FROM v_failing_ports WHERE classification = 'unexplained'"
+      portfleet parse excluded netsh-output.txt --json
+    """
+    ctx.obj = Settings(db, config_path)
+    ctx.call_on_close(ctx.obj.close)
+
+
+@cli.command("parse", context_settings=CONTEXT)
+@click.argument(
+    "kind", type=click.Choice(["excluded", "dynamicport", "netstat", "hotfix", "bind-failures"])
+)
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--codepage",
+    default=DEFAULT_CODEPAGE,
+    show_default=True,
+    help="OEM code page of non-UTF bytes (437, 850, 932, …).",
+)
+def parse_command(kind: str, file: Path, as_json: bool, codepage: str) -> None:
+    """Print what a saved Windows command output holds.
+
+    KIND is the command that printed FILE (- reads stdin). Any display language, aligned or
+    pasted with collapsed spaces, UTF-8, UTF-16 or an OEM code page.
+
+    \b
+    Example:
+      netsh int ipv4 show excludedportrange protocol=tcp > ex.txt   (on Windows)
+      portfleet parse excluded ex.txt --json
+    """
+    from collector.parsers import PARSERS, ParseError
+
+    data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    parser = PARSERS[kind]
+    try:
+        result = parser.parse(data, codepage)
+    except ParseError as exc:
+        fail(
+            f"{file}: {exc}\nCheck that FILE holds the output of: {parser.command}", ExitCode.USAGE
+        )
+    rows = parser.to_json(result)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1, ensure_ascii=False))
+        return
+    _print_parsed(kind, rows)
+
+
+def _print_parsed(kind: str, rows: list[Any]) -> None:
+    console = Console()
+    if kind == "excluded":
+        for table_json in rows:
+            ranges = table_json["ranges"]
+            _print_rows(
+                console,
+                f"excluded ranges, protocol {table_json['protocol'] or 'unknown'}",
+                [
+                    {
+                        "start": r["start"],
+                        "end": r["end"],
+                        "ports": r["end"] - r["start"] + 1,
+                        "administered": "*" if r["administered"] else "",
+                    }
+                    for r in ranges
+                ],
+            )
+        return
+    _print_rows(console, kind, rows)
+
+
+def _print_rows(console: Console, title: str, rows: Sequence[dict[str, Any]]) -> None:
+    table = Table(title=f"{title} ({len(rows)})", title_justify="left")
+    for column in rows[0] if rows else ["(none)"]:
+        table.add_column(str(column), overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(table)
+
+
+@cli.command("import", context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--host", "host_name", metavar="NAME", help="Host a capture folder belongs to.")
+@click.option(
+    "--taken-at",
+    "taken_at",
+    metavar="ISO-TIME",
+    help="When a capture folder's commands ran, with offset.",
+)
+@click.option(
+    "--codepage",
+    default=DEFAULT_CODEPAGE,
+    show_default=True,
+    help="OEM code page of captured non-UTF bytes.",
+)
+@click.pass_obj
+def import_command(
+    settings: Settings,
+    paths: tuple[Path, ...],
+    host_name: str | None,
+    taken_at: str | None,
+    codepage: str,
+) -> None:
+    """Store probe documents (JSON files) or folders of raw captures.
+
+    A probe document is what `portfleet probe-script` writes on a host without WinRM. A capture
+    folder holds command outputs copied by hand, named after their command: netstat-ano.txt,
+    bind-failures.txt, excludedportrange-ipv4-tcp.txt, dynamicport-ipv4-tcp.txt, get-hotfix.txt.
+    Other files are named and skipped. Each input is one transaction; importing the same input
+    twice stores it once.
+
+    \b
+    Examples:
+      portfleet import nightly/*.json
+      portfleet import ./capture --host dev-ws-07 --taken-at 2024-03-01T09:30:00+01:00
+    """
+    from collector.importer import import_paths
+
+    when = _parse_taken_at(taken_at)
+    engine = settings.open_engine()
+    results = import_paths(engine, paths, host_name, when, codepage)
+    failed = 0
+    for result in results:
+        for name in result.skipped:
+            err.print(f"skipped {name}: not named after a known command")
+        if result.outcome == "failed":
+            failed += 1
+            err.print(f"[red]failed[/] {result.message}", soft_wrap=True)
+        else:
+            verb = "stored" if result.outcome == "stored" else "already stored"
+            err.print(
+                f"{verb} {result.source} → host {result.host}, snapshot {result.snapshot_id}",
+                soft_wrap=True,
+            )
+            for problem in result.problems:
+                err.print(f"  [yellow]kept, but unreadable:[/] {problem}", soft_wrap=True)
+    if failed:
+        sys.exit(int(ExitCode.SOME_FAILED))
+
+
+def _parse_taken_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(
+            f"--taken-at {value!r} is not an ISO time; write e.g. 2024-03-01T09:30:00+01:00",
+            ExitCode.USAGE,
+        )
+    if parsed.tzinfo is None:
+        fail(
+            f"--taken-at {value!r} has no offset; write e.g. {value}+01:00 or {value}Z",
+            ExitCode.USAGE,
+        )
+    return parsed
+
+
+@cli.command("sql", context_settings=CONTEXT)
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_obj
+def sql_command(settings: Settings, query: str, fmt: str) -> None:
+    """Run one read-only SQL statement on the store.
+
+    Writes, ATTACH and state-changing PRAGMAs are refused. The views (v_latest_snapshots,
+    v_failing_ports, v_excluded_ranges, v_listeners, v_updates, v_attempts) are described in
+    docs/views.md.
+
+    \b
+    Example:
+      portfleet sql "SELECT host, port, classification FROM v_failing_ports" --format csv
+    """
+    from reports.query import QueryError, run_query
+
+    settings.open_engine()  # brings the schema to head, so the views exist
+    try:
+        with run_query(settings.database_url, query) as result:
+            _write_rows(fmt, result.columns, result.rows)
+    except QueryError as exc:
+        fail(str(exc), ExitCode.USAGE)
+
+
+def _write_rows(fmt: str, columns: tuple[str, ...], rows: Iterator[Sequence[Any]]) -> None:
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(row)
+    elif fmt == "json":
+        # Streamed row by row so a large result never sits in memory twice.
+        sys.stdout.write("[")
+        for position, row in enumerate(rows):
+            sys.stdout.write(",\n" if position else "\n")
+            sys.stdout.write(
+                json.dumps(
+                    dict(zip(columns, row, strict=True)), default=_json_default, ensure_ascii=False
+                )
+            )
+        sys.stdout.write("\n]\n")
+    else:
+        table = Table(*columns)
+        count = 0
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+            count += 1
+        Console().print(table)
+        err.print(f"{count} row{'s' if count != 1 else ''}")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+@cli.group("db", context_settings=CONTEXT)
+def db_group() -> None:
+    """Look after the store's schema."""
+
+
+@db_group.command("upgrade", context_settings=CONTEXT)
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Bring the database to the newest schema (every command does this itself too)."""
+    from collector.store.database import current_revision, describe_url
+
+    engine = settings.open_engine()
+    click.echo(f"{describe_url(settings.database_url)} is at revision {current_revision(engine)}")
+
+
+@db_group.command("current", context_settings=CONTEXT)
+@click.pass_obj
+def db_current(settings: Settings) -> None:
+    """Print the database's schema revision without changing anything."""
+    from collector.store.database import (
+        create_store_engine,
+        current_revision,
+        describe_url,
+        head_revision,
+    )
+
+    engine = create_store_engine(settings.database_url)
+    current = current_revision(engine)
+    engine.dispose()
+    state = "up to date" if current == head_revision() else f"head is {head_revision()}"
+    click.echo(f"{describe_url(settings.database_url)}: revision {current or '(empty)'}, {state}")
+
+
+@cli.command("demo", context_settings=CONTEXT)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("portfleet-demo"),
+    show_default=True,
+    help="Folder for the demo database.",
+)
+def demo_command(out_dir: Path) -> None:
+    """Import the bundled real capture into a fresh SQLite file and show what is blocked where.
+
+    The capture is the seed report: a Windows 10 workstation whose ports fail with WSAEACCES
+    (10013) although netstat shows nothing on them.
+    """
+    from collector.demo import run_demo
+
+    run_demo(out_dir, Console())
+
+
+def main() -> None:
+    """Run the ``portfleet`` command line."""
+    try:
+        cli.main(prog_name="portfleet", standalone_mode=True)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))

@@ -1,0 +1,197 @@
+"""Import probe documents and capture folders: each input one transaction, every try recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
+
+from collector import __version__
+from collector.document import DocumentError, build_capture_document, load_document
+from collector.parsers.text import DEFAULT_CODEPAGE
+from collector.store.models import Attempt, CollectionRun, Host
+from collector.store.snapshots import store_snapshot
+
+Outcome = Literal["stored", "duplicate", "failed"]
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """What happened to one input."""
+
+    source: str
+    outcome: Outcome
+    host: str | None = None
+    snapshot_id: int | None = None
+    message: str = ""
+    skipped: tuple[str, ...] = field(default_factory=tuple)
+    problems: list[str] = field(default_factory=list)
+
+
+def now() -> datetime:
+    """Return the current time in UTC."""
+    return datetime.now(UTC)
+
+
+def start_run(engine: Engine, kind: str) -> int:
+    """Record the start of a collection run and return its id."""
+    with Session(engine) as session, session.begin():
+        run = CollectionRun(kind=kind, started_at=now(), portfleet_version=__version__)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def finish_run(engine: Engine, run_id: int) -> None:
+    """Record the end of a collection run."""
+    with Session(engine) as session, session.begin():
+        run = session.get(CollectionRun, run_id)
+        if run is not None:
+            run.finished_at = now()
+
+
+def ensure_host(
+    session: Session, name: str, address: str | None = None, groups: Iterable[str] = ()
+) -> Host:
+    """Return the host called ``name`` (case-insensitively), creating it if new."""
+    host = session.scalar(select(Host).where(Host.name == name))
+    if host is None:
+        host = Host(name=name, address=address, groups=list(groups), created_at=now())
+        session.add(host)
+        session.flush()
+    return host
+
+
+def import_paths(
+    engine: Engine,
+    paths: Iterable[Path],
+    host_name: str | None = None,
+    taken_at: datetime | None = None,
+    codepage: str = DEFAULT_CODEPAGE,
+) -> list[ImportResult]:
+    """Import each file (a probe document) or folder (raw captures) in its own transaction."""
+    run_id = start_run(engine, "import")
+    results = [_import_one(engine, run_id, path, host_name, taken_at, codepage) for path in paths]
+    finish_run(engine, run_id)
+    return results
+
+
+def record_failure(
+    engine: Engine,
+    run_id: int,
+    source: str,
+    started_at: datetime,
+    error_class: str,
+    message: str,
+    host_name: str | None,
+) -> None:
+    """Record a failed attempt in a transaction of its own (the data one was rolled back)."""
+    with Session(engine) as session, session.begin():
+        host = ensure_host(session, host_name) if host_name else None
+        session.add(
+            Attempt(
+                run_id=run_id,
+                host_id=host.id if host else None,
+                source=source,
+                started_at=started_at,
+                finished_at=now(),
+                status="failed",
+                error_class=error_class,
+                message=message,
+            )
+        )
+
+
+def store_document(
+    engine: Engine,
+    run_id: int,
+    body: bytes,
+    document: dict[str, Any],
+    source: str,
+    transport: str,
+    started_at: datetime,
+) -> ImportResult:
+    """Store a validated document and its attempt together, all or nothing."""
+    name = document["host"]["name"]
+    with Session(engine) as session, session.begin():
+        host = ensure_host(session, name)
+        stored = store_snapshot(session, body, document, transport, now(), host)
+        partial = bool(stored.problems or document.get("errors"))
+        if stored.created:
+            message = "; ".join(stored.problems) or None
+        else:
+            message = f"already stored as snapshot {stored.snapshot.id}"
+        session.add(
+            Attempt(
+                run_id=run_id,
+                host_id=host.id,
+                source=source,
+                started_at=started_at,
+                finished_at=now(),
+                status="partial" if partial else "ok",
+                message=message,
+                snapshot_id=stored.snapshot.id,
+            )
+        )
+        return ImportResult(
+            source,
+            "stored" if stored.created else "duplicate",
+            host=name,
+            snapshot_id=stored.snapshot.id,
+            message=message or "",
+            problems=stored.problems,
+        )
+
+
+def _import_one(
+    engine: Engine,
+    run_id: int,
+    path: Path,
+    host_name: str | None,
+    taken_at: datetime | None,
+    codepage: str,
+) -> ImportResult:
+    started_at = now()
+    source = str(path)
+    skipped: tuple[str, ...] = ()
+    try:
+        if path.is_dir():
+            if not host_name or taken_at is None:
+                raise DocumentError(
+                    f"{path}: a capture folder needs --host NAME and --taken-at ISO-TIME "
+                    "(when the commands were run, with its offset)"
+                )
+            capture = build_capture_document(path, host_name, taken_at, codepage)
+            body, skipped = capture.document, capture.skipped
+        else:
+            body = _read(path)
+        document = load_document(body, source)
+        result = store_document(engine, run_id, body, document, source, "file", started_at)
+    except DocumentError as exc:
+        record_failure(engine, run_id, source, started_at, "bad_document", str(exc), host_name)
+        return ImportResult(source, "failed", host=host_name, message=str(exc), skipped=skipped)
+    except (IntegrityError, DataError) as exc:
+        # The document passed its schema but contradicts itself (a feature listed twice, a
+        # value too long for its column): the store refuses it as a whole.
+        message = (
+            f"{source}: the database refused the document ({type(exc).__name__}: "
+            f"{str(exc.orig).splitlines()[0][:200]}); nothing of it was kept. "
+            "Check the probe output for duplicated or oversized entries."
+        )
+        record_failure(engine, run_id, source, started_at, "bad_document", message, host_name)
+        return ImportResult(source, "failed", host=host_name, message=message, skipped=skipped)
+    result.skipped = skipped
+    return result
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{path}: cannot read: {exc.strerror}") from exc

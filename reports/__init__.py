@@ -1,0 +1,1 @@
+"""portfleet's reports: read the store (never write it) and answer questions about it."""
