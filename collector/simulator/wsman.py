@@ -1,0 +1,397 @@
+"""A loopback WS-Management server that answers the real pywinrm like a Windows WinRM listener.
+
+It serves POST /wsman over HTTP or HTTPS, checks Basic or TLS client-certificate auth on every
+request, hands the WinRS operations to collector.simulator.winrs, and adds the Windows failure
+modes a Behaviour asks for (latency, hangs, resets, faults, operation timeouts).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hmac
+import logging
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from socketserver import TCPServer
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from collector.simulator import envelope as env
+from collector.simulator.certs import CertFiles
+from collector.simulator.winrs import (
+    DEFAULT_ENVELOPE,
+    TOO_LONG,
+    CommandHandler,
+    CommandRequest,
+    CommandResult,
+    ShellFault,
+    ShellLimits,
+    WinrsShells,
+    decode_encoded_command,
+    encode_output,
+)
+
+__all__ = [
+    "MUTUAL_AUTH",
+    "TOO_LONG",
+    "Behaviour",
+    "CommandHandler",
+    "CommandRequest",
+    "CommandResult",
+    "Exchange",
+    "WsmanServer",
+    "decode_encoded_command",
+    "encode_output",
+]
+
+_LOG = logging.getLogger(__name__)
+MUTUAL_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
+_CHALLENGE = (("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", 'Basic realm="WSMAN"'))
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """Per-server Windows limits and failure modes; operations are named Create, Receive, ..."""
+
+    latency: float = 0.0  # seconds added before every response
+    operation_timeout_scale: float = 1.0  # a Receive blocks OperationTimeout * this at most
+    timeout_fault: bool = True  # False: answer Running with no output instead of fault 2150858793
+    max_command_line: int | None = 8191  # cmd.exe's limit when WINRS_SKIP_CMD_SHELL is false
+    max_envelope_size: int = DEFAULT_ENVELOPE  # response cap, besides the client's own
+    hang: bool = False  # accept every request and never answer
+    hang_on: frozenset[str] = frozenset()  # the same, for these operations only
+    reset_on_receive: int = 0  # the first N Receive requests get a TCP RST instead of an answer
+    fault_on: Mapping[str, env.WsmanFault] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Reject operation names that would silently never match."""
+        unknown = (set(self.hang_on) | set(self.fault_on)) - set(env.ACTIONS)
+        if unknown:
+            raise ValueError(f"unknown operations {sorted(unknown)}; use {sorted(env.ACTIONS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One answered request: its operation, HTTP status and response size in bytes."""
+
+    operation: str
+    status: int
+    size: int
+
+
+class _Abort(Exception):
+    """The server is stopping: drop the connection without an answer."""
+
+
+class _Reset(Exception):
+    """Close the connection with a TCP RST."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class WsmanServer:
+    """A simulated Windows host's WinRM listener on 127.0.0.1 (HTTP, or HTTPS given tls)."""
+
+    def __init__(
+        self,
+        handler: CommandHandler,
+        *,
+        username: str = "vagrant",
+        password: str = "vagrant",
+        behaviour: Behaviour | None = None,
+        tls: CertFiles | None = None,
+        client_ca: Path | None = None,
+        port: int = 0,
+        machine: str = "WIN-SIMHOST",
+        on_request: Callable[[str], None] | None = None,
+    ) -> None:
+        """Configure the listener; client_ca (PEM) enables TLS client-certificate auth."""
+        self.username = username
+        self._password = password
+        self.behaviour = behaviour or Behaviour()
+        self.machine = machine
+        self._on_request = on_request
+        self._port = port
+        self._tls: ssl.SSLContext | None = None
+        if tls is not None:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(tls.cert, tls.key)
+            if client_ca is not None:
+                self._tls.verify_mode = ssl.CERT_OPTIONAL
+                self._tls.load_verify_locations(cafile=client_ca)
+        b = self.behaviour
+        limits = ShellLimits(
+            b.max_command_line, b.operation_timeout_scale, b.timeout_fault, b.max_envelope_size
+        )
+        self._shells = WinrsShells(handler, limits, self._pause, owner=username)
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._exchanges: list[Exchange] = []
+        self._resets_left = b.reset_on_receive
+        self._stopping = threading.Event()
+        self._listener: _Listener | None = None
+        self._connections: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+
+    @property
+    def port(self) -> int:
+        """Return the TCP port the server listens on (after start)."""
+        if self._listener is None:
+            raise RuntimeError("server not started")
+        return int(self._listener.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Return the endpoint URL, e.g. http://127.0.0.1:PORT/wsman."""
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}/wsman"
+
+    def start(self) -> WsmanServer:
+        """Bind and serve in a background thread."""
+        if self._listener is not None or self._stopping.is_set():
+            raise RuntimeError("a WsmanServer starts once")
+        self._listener = _Listener(self, self._port)
+        threading.Thread(
+            target=self._listener.serve_forever, args=(0.05,), name="wsman", daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, drop open (even hung) connections and wait briefly for their threads."""
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        self._stopping.set()
+        listener.shutdown()
+        listener.server_close()
+        with self._lock:
+            connections, threads = list(self._connections), list(self._threads)
+        for sock in connections:
+            # The base-class shutdown cuts a TLS socket too, without touching its SSL state.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        deadline = time.monotonic() + 2.0
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> WsmanServer:
+        """Start the server for a with block."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop the server at the end of a with block."""
+        self.stop()
+
+    def request_counts(self) -> dict[str, int]:
+        """Return how many requests arrived per operation (plus Unauthorized and Malformed)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def exchanges(self) -> list[Exchange]:
+        """Return every answered request in order."""
+        with self._lock:
+            return list(self._exchanges)
+
+    def open_shells(self) -> int:
+        """Return how many shells are open (created and not yet deleted)."""
+        return self._shells.count()
+
+    def _answer(self, authorization: str | None, peer: Any, data: bytes, client_ip: str) -> _Answer:
+        request: env.WsmanRequest | None = None
+        if not self._authorised(authorization, peer):
+            operation, result = "Unauthorized", _Answer(401, b"", _CHALLENGE)
+        else:
+            try:
+                request = env.parse_request(data)
+            except env.MalformedRequest as exc:
+                _LOG.debug("malformed request: %s", exc)
+                operation = "Malformed"
+                result = _Answer(400, env.build_fault(env.INVALID_XML, "", self.machine))
+            else:
+                operation = request.operation
+        with self._lock:
+            self._counts[operation] += 1
+        if self._on_request is not None:
+            self._on_request(operation)
+        if self.behaviour.hang or operation in self.behaviour.hang_on:
+            self._pause(None)
+        if request is not None:
+            result = self._dispatch(request, client_ip)
+        with self._lock:
+            self._exchanges.append(Exchange(operation, result.status, len(result.body)))
+        self._pause(self.behaviour.latency)
+        return result
+
+    def _dispatch(self, request: env.WsmanRequest, client_ip: str) -> _Answer:
+        operation = request.operation
+        if operation == "Receive":
+            with self._lock:
+                reset, self._resets_left = self._resets_left > 0, max(0, self._resets_left - 1)
+            if reset:
+                raise _Reset
+        shells = self._shells
+        steps: dict[str, Callable[[env.WsmanRequest], bytes]] = {
+            "Create": lambda r: shells.create(r, self.url, client_ip),
+            "Command": shells.command,
+            "Send": shells.send,
+            "Receive": shells.receive,
+            "Signal": shells.signal,
+            "Delete": shells.delete,
+        }
+        try:
+            fault = self.behaviour.fault_on.get(operation)
+            if fault is not None:
+                raise ShellFault(fault)
+            step = steps.get(operation)
+            if step is None:
+                raise ShellFault(env.ACTION_NOT_SUPPORTED)
+            return _Answer(200, step(request))
+        except ShellFault as exc:
+            body = env.build_fault(exc.fault, request.message_id, self.machine)
+            return _Answer(exc.fault.http_status, body)
+
+    def _authorised(self, authorization: str | None, peer: Any) -> bool:
+        if not authorization:
+            return False
+        if authorization.strip() == MUTUAL_AUTH:
+            names = [
+                v for rdn in (peer or {}).get("subject", ()) for k, v in rdn if k == "commonName"
+            ]
+            return bool(names) and names[0].casefold() == self.username.casefold()
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            raw = base64.b64decode(token.strip(), validate=True)
+        except binascii.Error:
+            return False
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")  # what requests sends for a non-ASCII str credential
+        user, sep, password = text.partition(":")
+        user_ok = user.casefold() == self.username.casefold()  # Windows account names ignore case
+        return (
+            bool(sep)
+            and user_ok
+            and hmac.compare_digest(password.encode(), self._password.encode())
+        )
+
+    def _pause(self, seconds: float | None) -> None:
+        if (seconds is None or seconds > 0) and self._stopping.wait(seconds):
+            raise _Abort
+
+
+class _Listener(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, owner: WsmanServer, port: int) -> None:
+        self.owner = owner
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup we neither need nor want to wait for.
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = "127.0.0.1", int(self.server_address[1])
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        owner, sock = self.owner, cast(socket.socket, request)
+        with owner._lock:
+            owner._threads.add(threading.current_thread())
+        try:
+            # Headers and body go out in two writes; Nagle plus delayed ACK would stall ~40 ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if owner._tls is not None:
+                sock = owner._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            with owner._lock:
+                owner._connections.add(sock)
+            if owner._stopping.is_set():  # accepted just as stop() took its snapshot
+                return
+            if isinstance(sock, ssl.SSLSocket):
+                sock.settimeout(10.0)
+                sock.do_handshake()
+                sock.settimeout(None)
+            _Handler(sock, client_address, self)
+        except OSError as exc:  # handshake refused, peer vanished, or stop() cut the socket
+            _LOG.debug("connection from %s ended: %s", client_address, exc)
+        finally:
+            with owner._lock:
+                owner._connections.discard(sock)
+                owner._threads.discard(threading.current_thread())
+            if sock is not request:
+                sock.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def version_string(self) -> str:
+        """Name the server as Windows' HTTP.sys does."""
+        return "Microsoft-HTTPAPI/2.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log the request line and status only (never headers) at debug level."""
+        _LOG.debug("%s " + format, self.client_address[0], *args)
+
+    def do_POST(self) -> None:
+        """Answer a WS-Management request."""
+        owner = cast(_Listener, self.server).owner
+        if self.headers.get("Transfer-Encoding"):  # pywinrm always sends Content-Length
+            self.close_connection = True
+            self._reply(_Answer(411, b""))
+            return
+        try:
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        except ValueError:
+            self._reply(_Answer(400, b""))
+            return
+        if urlsplit(self.path).path.lower() != "/wsman":
+            self._reply(_Answer(404, b""))
+            return
+        peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        try:
+            answer = owner._answer(
+                self.headers.get("Authorization"), peer, data, self.client_address[0]
+            )
+        except _Abort:
+            self.close_connection = True
+            return
+        except _Reset:
+            self.close_connection = True
+            linger = struct.pack("ii", 1, 0)  # on, 0 s: the close becomes an RST, not a FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            self.connection.close()
+            return
+        self._reply(answer)
+
+    def _other(self) -> None:
+        self.close_connection = True
+        found = urlsplit(self.path).path.lower() == "/wsman"
+        self._reply(_Answer(405, b"", (("Allow", "POST"),)) if found else _Answer(404, b""))
+
+    do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other
+
+    def _reply(self, answer: _Answer) -> None:
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        if answer.body:
+            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
