@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 from collector import __version__
+from collector.framing import FrameError, has_frame, unframe_document
 from collector.parsers.bindfailures import encode_runs, parse_bind_failures
 from collector.parsers.errors import ParseError
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text
@@ -53,6 +54,16 @@ def probe_schema() -> dict[str, Any]:
     text = resources.files("collector").joinpath("schema/probe-document-v1.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
+
+
+def extract_document(output: bytes, name: str) -> bytes:
+    """Return the JSON document in a file: plain JSON, or the probe's framed stdout."""
+    if not has_frame(output):
+        return output
+    try:
+        return unframe_document(output)
+    except FrameError as exc:
+        raise DocumentError(f"{name}: {exc}; collect or copy the probe's output again") from exc
 
 
 def load_document(body: bytes, name: str) -> dict[str, Any]:

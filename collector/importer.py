@@ -13,7 +13,12 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from collector import __version__
-from collector.document import DocumentError, build_capture_document, load_document
+from collector.document import (
+    DocumentError,
+    build_capture_document,
+    extract_document,
+    load_document,
+)
 from collector.parsers.text import DEFAULT_CODEPAGE
 from collector.store.models import Attempt, CollectionRun, Host
 from collector.store.snapshots import store_snapshot
@@ -170,7 +175,7 @@ def _import_one(
             capture = build_capture_document(path, host_name, taken_at, codepage)
             body, skipped = capture.document, capture.skipped
         else:
-            body = _read(path)
+            body = extract_document(_read(path), source)
         document = load_document(body, source)
         result = store_document(engine, run_id, body, document, source, "file", started_at)
     except DocumentError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,24 @@ def test_a_probe_document_fills_every_table(db_url: str, tmp_path: Path) -> None
         assert sorted(in_dynamic) == [(135, 0), (60000, 1)]
         update = connection.execute(text("SELECT kb, title, installed_on FROM v_updates")).one()
         assert update.kb == "KB5034441" and "Cumulative" in update.title
+    engine.dispose()
+
+
+def test_framed_probe_output_is_imported_as_its_document(db_url: str, tmp_path: Path) -> None:
+    from collector.framing import frame_document
+
+    body = json.dumps(probe_document()).encode()
+    framed = tmp_path / "dev-ws-01.out"
+    framed.write_bytes(b"banner\r\n" + frame_document(body))
+    cut = tmp_path / "cut.out"
+    cut.write_bytes(frame_document(body)[:200])
+    result = _import(db_url, str(framed), str(cut))
+    assert result.exit_code == ExitCode.SOME_FAILED
+    assert "cut.out: the probe output was cut" in result.output
+    engine = _engine(db_url)
+    with Session(engine) as session:
+        stored = session.scalars(select(Document)).one()
+        assert zlib.decompress(stored.body) == body
     engine.dispose()
 
 

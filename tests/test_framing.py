@@ -1,0 +1,54 @@
+"""The probe's output frame: round trip, and every way it can arrive damaged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.framing import FrameError, frame_document, unframe_document
+
+DOCUMENT = json.dumps(
+    {"schema": "portfleet.probe/1", "host": {"name": "ws-é-日本"}}, ensure_ascii=False
+).encode()
+
+
+def test_round_trip_with_noise_around_the_frame() -> None:
+    framed = frame_document(DOCUMENT)
+    assert framed.isascii()
+    assert all(len(line) <= 76 for line in framed.splitlines()[1:-1])
+    noisy = b"Windows PowerShell banner\r\n" + framed + b"WARNING: something\r\n"
+    assert unframe_document(noisy) == DOCUMENT
+
+
+def test_lf_only_and_extra_blank_lines_are_fine() -> None:
+    framed = frame_document(DOCUMENT).replace(b"\r\n", b"\n").replace(b"\n", b"\n\n", 2)
+    assert unframe_document(framed) == DOCUMENT
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: f[: len(f) // 2], "end marker is missing"),
+        (lambda f: b"nothing here", "no probe document"),
+        (lambda f: f + f, "holds 2 probe documents"),
+        (lambda f: f.replace(b"BEGIN 1", b"BEGIN 9"), "version '9'"),
+        (
+            lambda f: f.replace(f.splitlines()[1], f.splitlines()[1][:-8] + b"AAAAAAAA"),
+            "damaged|SHA-256|bytes",
+        ),
+        (lambda f: f.replace(f.splitlines()[-1][-3:], b" 99"), "the probe said 99"),
+    ],
+)
+def test_damaged_output_is_refused(damage: Callable[[bytes], bytes], message: str) -> None:
+    with pytest.raises(FrameError, match=message):
+        unframe_document(damage(frame_document(DOCUMENT)))
+
+
+@settings(max_examples=100, derandomize=True)
+@given(st.binary(max_size=5000))
+def test_any_bytes_round_trip(document: bytes) -> None:
+    assert unframe_document(frame_document(document)) == document
