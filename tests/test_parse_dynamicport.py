@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import codecs
-import json
-import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.parsers.dynamicport import (
@@ -17,26 +15,28 @@ from collector.parsers.dynamicport import (
     parse_dynamicport,
 )
 from collector.parsers.errors import ParseError
+from tests.parser_helpers import (
+    BY_EYE_ROOT,
+    CORPUS_ROOT,
+    HEADER_COMMENT,
+    PROPERTY_SETTINGS,
+    accept_or_refuse,
+    collapse,
+    find_stale_by_eye_files,
+    load_expected_json,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "collector" / "data" / "corpus" / "dynamicport"
-BY_EYE = ROOT / "tests" / "expected" / "dynamicport"
+CORPUS = CORPUS_ROOT / "dynamicport"
+BY_EYE = BY_EYE_ROOT / "dynamicport"
 CORPUS_FILES = sorted(CORPUS.glob("*.txt"))
-
-PROPERTY_SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=None)
 
 D = DynamicPortRange
 DASH_LINE = "-" * 33
 
 
 def _expected_json(path: Path) -> object:
-    """Return the corpus file's .expected.json, else our by-eye file (which must exist)."""
-    official = path.with_name(f"{path.stem}.expected.json")
-    if official.exists():
-        return json.loads(official.read_text(encoding="utf-8"))
-    by_eye = BY_EYE / f"{path.stem}.json"
-    assert by_eye.exists(), f"no expectation for {path.name}: check it by eye, write {by_eye}"
-    return json.loads(by_eye.read_text(encoding="utf-8"))
+    """Return the expected JSON of a dynamicport corpus file."""
+    return load_expected_json(path, BY_EYE)
 
 
 def _block(title: str | None, start_label: str, count_label: str, start: int, count: int) -> str:
@@ -45,11 +45,6 @@ def _block(title: str | None, start_label: str, count_label: str, start: int, co
     lines = [title, DASH_LINE] if title is not None else []
     lines += [f"{start_label:<{width}}: {start}", f"{count_label:<{width}}: {count}"]
     return "\r\n".join(["", *lines, ""])
-
-
-def _collapse(text: str) -> str:
-    """Collapse runs of blanks to one space and strip each line, as web page copies do."""
-    return "\n".join(re.sub(r"\s+", " ", line).strip() for line in text.splitlines())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,18 +61,12 @@ def test_corpus_file_parses_to_its_expectation(path: Path) -> None:
 
 
 def test_by_eye_expectations_belong_to_corpus_files_without_official_ones() -> None:
-    stale = [
-        file.name
-        for file in BY_EYE.glob("*.json")
-        if not (CORPUS / f"{file.stem}.txt").exists()
-        or (CORPUS / f"{file.stem}.expected.json").exists()
-    ]
-    assert stale == []
+    assert find_stale_by_eye_files(CORPUS, BY_EYE) == []
 
 
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda path: path.stem)
 def test_corpus_file_collapsed_parses_the_same(path: Path) -> None:
-    collapsed = _collapse(path.read_text(encoding="utf-8"))
+    collapsed = collapse(path.read_text(encoding="utf-8"))
     assert dynamicport_to_json(parse_dynamicport(collapsed)) == _expected_json(path)
 
 
@@ -146,7 +135,7 @@ def test_languages_not_in_the_corpus(language: str, collapsed: bool) -> None:
         title, start_label, count_label, 1024, 13977
     )
     if collapsed:
-        text = _collapse(text)
+        text = collapse(text)
     assert parse_dynamicport(text) == [D("tcp", 1024, 13977)]
 
 
@@ -243,14 +232,12 @@ def test_end_property_and_json_shape() -> None:
 
 
 def test_limits_are_accepted() -> None:
-    text = "Start : 65535\nCount : 1\nStart : 0\nCount : 65536\n"
-    assert parse_dynamicport(text) == [D(None, 65535, 1), D(None, 0, 65536)]
+    text = "Start : 65535\nCount : 1\nStart : 1\nCount : 65535\n"
+    assert parse_dynamicport(text) == [D(None, 65535, 1), D(None, 1, 65535)]
 
 
 # ---------------------------------------------------------------------------------------------
 # Errors name the line
-
-HEADER_COMMENT = ["# source: test", "# language/locale: en", "# command: netsh", ""]
 
 
 @pytest.mark.parametrize(
@@ -339,13 +326,7 @@ def test_no_block_is_an_error(text: str) -> None:
 
 def _accepts_or_refuses(data: bytes | str) -> None:
     """Parse ``data``: a complete, valid result or ParseError, never another exception."""
-    try:
-        ranges = parse_dynamicport(data)
-    except ParseError as error:
-        assert error.line is None or error.line >= 1
-        return
-    assert ranges
-    for item in ranges:
+    for item in accept_or_refuse(parse_dynamicport, data):
         assert item.protocol in ("tcp", "udp", None)
         assert item.count >= 1
         assert 0 <= item.start <= item.end <= 65535
@@ -408,7 +389,7 @@ LANGUAGES = [
 block_strategy = st.tuples(
     st.sampled_from(LANGUAGES),
     st.sampled_from(["tcp", "udp"]),
-    st.integers(0, 65535).flatmap(
+    st.integers(1, 65535).flatmap(
         lambda start: st.tuples(st.just(start), st.integers(1, 65536 - start))
     ),
 )
@@ -425,4 +406,15 @@ def test_console_layout_round_trips(
     )
     expected = [D(protocol, start, count) for _, protocol, (start, count) in blocks]
     assert parse_dynamicport(text) == expected
-    assert parse_dynamicport(_collapse(text)) == expected
+    assert parse_dynamicport(collapse(text)) == expected
+
+
+@pytest.mark.parametrize("start", ["0", "99999999999999999999"])
+def test_impossible_starts_and_overlong_counts_are_refused(start: str) -> None:
+    text = (
+        "Protocol tcp Dynamic Port Range\n---------\n"
+        f"Start Port      : {start}\nNumber of Ports : 99999999\n"
+    )
+    with pytest.raises(ParseError, match=r"out of range|past port") as caught:
+        parse_dynamicport(text)
+    assert caught.value.line == 3

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import codecs
-import json
-import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.parsers.errors import ParseError
@@ -18,23 +16,25 @@ from collector.parsers.excluded import (
     excluded_to_json,
     parse_excluded,
 )
+from tests.parser_helpers import (
+    BY_EYE_ROOT,
+    CORPUS_ROOT,
+    HEADER_COMMENT,
+    PROPERTY_SETTINGS,
+    accept_or_refuse,
+    collapse,
+    find_stale_by_eye_files,
+    load_expected_json,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "collector" / "data" / "corpus" / "excluded"
-BY_EYE = ROOT / "tests" / "expected" / "excluded"
+CORPUS = CORPUS_ROOT / "excluded"
+BY_EYE = BY_EYE_ROOT / "excluded"
 CORPUS_FILES = sorted(CORPUS.glob("*.txt"))
-
-PROPERTY_SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=None)
 
 
 def _expected_json(path: Path) -> object:
-    """Return the corpus file's .expected.json, else our by-eye file (which must exist)."""
-    official = path.with_name(f"{path.stem}.expected.json")
-    if official.exists():
-        return json.loads(official.read_text(encoding="utf-8"))
-    by_eye = BY_EYE / f"{path.stem}.json"
-    assert by_eye.exists(), f"no expectation for {path.name}: check it by eye, write {by_eye}"
-    return json.loads(by_eye.read_text(encoding="utf-8"))
+    """Return the expected JSON of an excludedportrange corpus file."""
+    return load_expected_json(path, BY_EYE)
 
 
 def _row(start: int, end: int, administered: bool = False) -> str:
@@ -67,23 +67,12 @@ def test_corpus_file_parses_to_its_expectation(path: Path) -> None:
 
 
 def test_by_eye_expectations_belong_to_corpus_files_without_official_ones() -> None:
-    stale = [
-        file.name
-        for file in BY_EYE.glob("*.json")
-        if not (CORPUS / f"{file.stem}.txt").exists()
-        or (CORPUS / f"{file.stem}.expected.json").exists()
-    ]
-    assert stale == []
-
-
-def _collapse(text: str) -> str:
-    """Collapse runs of blanks to one space and strip each line, as web page copies do."""
-    return "\n".join(re.sub(r"\s+", " ", line).strip() for line in text.splitlines())
+    assert find_stale_by_eye_files(CORPUS, BY_EYE) == []
 
 
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda path: path.stem)
 def test_corpus_file_collapsed_parses_the_same(path: Path) -> None:
-    collapsed = _collapse(path.read_text(encoding="utf-8"))
+    collapsed = collapse(path.read_text(encoding="utf-8"))
     assert excluded_to_json(parse_excluded(collapsed)) == _expected_json(path)
 
 
@@ -201,7 +190,7 @@ def test_languages_not_in_the_corpus(language: str, collapsed: bool) -> None:
     prompt = "PS C:\\Windows\\system32> netsh int ipv4 show excludedportrange protocol=tcp\r\n"
     text = prompt + _table_text(title, header, dashes, footer, SAMPLE_ROW_TEXT)
     if collapsed:
-        text = _collapse(text)
+        text = collapse(text)
     assert parse_excluded(text) == SAMPLE
 
 
@@ -378,7 +367,6 @@ def test_json_shape() -> None:
 # ---------------------------------------------------------------------------------------------
 # Errors name the line
 
-HEADER_COMMENT = ["# source: test", "# language/locale: en", "# command: netsh", ""]
 TABLE_TOP = ["Protocol tcp Port Exclusion Ranges", "", "Start Port    End Port"]
 DASHES = "----------    --------"
 
@@ -439,13 +427,7 @@ def test_undecodable_bytes_are_a_parse_error() -> None:
 
 def _accepts_or_refuses(data: bytes | str) -> None:
     """Parse ``data``: a complete, valid result or ParseError, never another exception."""
-    try:
-        tables = parse_excluded(data)
-    except ParseError as error:
-        assert error.line is None or error.line >= 1
-        return
-    assert tables
-    for table in tables:
+    for table in accept_or_refuse(parse_excluded, data):
         assert table.protocol in ("tcp", "udp", None)
         for item in table.ranges:
             assert 0 <= item.start <= item.end <= 65535

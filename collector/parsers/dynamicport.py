@@ -16,11 +16,19 @@ complete: a title without numbers, or a start without a count, is an error.
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.parsers.errors import ParseError
+from collector.parsers.shape import (
+    DASH_BLOCK,
+    MAX_PORT,
+    find_tool_prefixes,
+    read_command_protocol,
+    read_digits,
+    read_title_protocol,
+    strip_prefixes,
+)
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, numbered_lines
 
 __all__ = [
@@ -30,28 +38,22 @@ __all__ = [
     "parse_dynamicport",
 ]
 
-MAX_PORT = 65535
-
-# The last colon decides; ASCII colons are followed by a blank in netsh output, which keeps
-# "localhost:8080" and "12:30:45" out.
+# Values are read from these, so they stay apart from excluded.py's looser _LABELLED_NUMBER, which
+# only spots a dynamicport block. The last colon decides; ASCII colons are followed by a blank in
+# netsh output, which keeps "localhost:8080" and "12:30:45" out.
 _LABELLED = re.compile(r"(?P<label>.*\S)\s*(?::\s+|：\s*)(?P<value>\S+)")
 _LABEL_ONLY = re.compile(r"(?P<label>.*\S)\s*[:：]")
 _NUMBER = re.compile(r"[0-9]+")
 # A number written with separators or a sign: meant as a value, but not one netsh prints.
 _NUMBER_LIKE = re.compile(r"[-+]?[0-9][0-9.,' ]*")
-_PROTOCOL_TOKEN = re.compile(r"(?<![A-Za-z0-9])(tcp|udp)(?![A-Za-z0-9])")
+# Each parser names its own command (excluded.py has the "excl" twin): the other parser's command
+# must not open a block here.
 _SHOW_COMMAND = re.compile(r"\bsh(?:ow?)?\s+dyn\w*(?P<rest>.*)", re.IGNORECASE)
-_ANY_COMMAND = re.compile(r"\b(?:netsh|excludedport\w*|dynamicport\w*)\b", re.IGNORECASE)
-_NOT_IN_TITLE = re.compile(r"[0-9:：>\\/=]")
-_QUOTE_PREFIX = re.compile(r"\s*(?:>(?:\s+|$))+")
-_TOOL_PREFIX = re.compile(r"\s*(?:==>\s*)?(?P<name>[A-Za-z][A-Za-z0-9_.-]*):(?=\s|$)")
-# A tool that prefixes its log lines (Packer's "    vhd: ") does so on every line; a lone
-# "Error: ..." line is text, not a prefix.
-_TOOL_PREFIX_MIN_LINES = 3
-# The shapes of an excludedportrange table: under a title they mean the title is not ours.
+# An excludedportrange row (with DASH_BLOCK, its underline): under a title it means the title is
+# not ours. Kept apart from excluded.py's _ROW, which also reads a footer glued onto the last row:
+# a plain row is enough to give the title away, and taking _ROW would change which titles this
+# parser drops.
 _EXCLUDED_ROW = re.compile(r"[0-9]+\s+[0-9]+(?:\s*\*)?")
-_EXCLUDED_DASHES = re.compile(r"-{3,}\s+-{3,}")
-_TITLE_MAX_LENGTH = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,9 @@ class _Block:
     foreign: bool = False
 
 
+# Alike in outline to excluded.py's _Assembler but kept apart: a block here must be complete when
+# it closes (start and count, else ParseError), while a table there may close empty, and the two
+# take different lines (raw text here, classified lines with neighbours there).
 class _Assembler:
     """Collect blocks line by line and check each one when it ends."""
 
@@ -122,8 +127,10 @@ class _Assembler:
         if block is None or block.foreign or block.count is not None:
             block = self.open(self.pending_protocol, number, text, from_title=False)
         if block.start is None:
-            if value > MAX_PORT:
-                raise ParseError(f"start port out of range 0-{MAX_PORT}", number, text)
+            # Port 0 is never part of a dynamic range; refusing it also keeps an over-long
+            # count (read as MAX_PORT + 1) from fitting by starting at 0.
+            if not 1 <= value <= MAX_PORT:
+                raise ParseError(f"start port out of range 1-{MAX_PORT}", number, text)
             block.start, block.start_line, block.start_text = value, number, text
             return
         if value < 1:
@@ -139,9 +146,9 @@ def parse_dynamicport(
     """Parse every dynamicport block in ``data``, in order; raise ParseError otherwise."""
     assembler = _Assembler()
     numbered = numbered_lines(decode_text(data, codepage))
-    tools = _tool_prefixes(raw for _, raw in numbered)
+    tools = find_tool_prefixes(raw for _, raw in numbered)
     for number, raw in numbered:
-        text = _strip_prefixes(raw, tools)
+        text = strip_prefixes(raw, tools)
         if text:
             _take(assembler, number, text)
     assembler.close()
@@ -162,10 +169,9 @@ def _take(assembler: _Assembler, number: int, text: str) -> None:
     show = _SHOW_COMMAND.search(text)
     if show:
         assembler.close()
-        token = _PROTOCOL_TOKEN.search(show.group("rest").lower())
-        assembler.pending_protocol = token.group(1) if token else None
+        assembler.pending_protocol = read_command_protocol(show.group("rest"))
         return
-    protocol = _title_protocol(text)
+    protocol = read_title_protocol(text)
     if protocol is not None:
         # The title is what netsh printed, so it outranks the command typed before it.
         assembler.open(protocol, number, text, from_title=True)
@@ -174,7 +180,7 @@ def _take(assembler: _Assembler, number: int, text: str) -> None:
     if labelled and _is_label(labelled.group("label")):
         value = labelled.group("value")
         if _NUMBER.fullmatch(value):
-            assembler.value(number, text, _number(value))
+            assembler.value(number, text, read_digits(value))
             return
         if _NUMBER_LIKE.fullmatch(value) and assembler.awaiting_value():
             raise ParseError("cannot read the number after the colon", number, text)
@@ -186,55 +192,11 @@ def _take(assembler: _Assembler, number: int, text: str) -> None:
         block is not None
         and block.from_title
         and block.start is None
-        and (_EXCLUDED_ROW.fullmatch(text) or _EXCLUDED_DASHES.fullmatch(text))
+        and (_EXCLUDED_ROW.fullmatch(text) or DASH_BLOCK.fullmatch(text))
     ):
         block.foreign = True
-
-
-def _tool_prefixes(raws: Iterable[str]) -> frozenset[str]:
-    """Name the ``name:`` prefixes that begin enough lines to be a tool's log prefix."""
-    counts = Counter(
-        match.group("name") for raw in raws if (match := _TOOL_PREFIX.match(_unquote(raw)))
-    )
-    return frozenset(name for name, seen in counts.items() if seen >= _TOOL_PREFIX_MIN_LINES)
-
-
-def _strip_prefixes(raw: str, tools: frozenset[str]) -> str:
-    """Drop what a paste puts before the printed text: indents, ``>`` quotes, tool prefixes."""
-    text = _unquote(raw)
-    tool = _TOOL_PREFIX.match(text)
-    # "Startport: 5" is a label, not a tool prefix: keep it when only a number would remain.
-    if tool and tool.group("name") in tools and not _NUMBER.fullmatch(text[tool.end() :].strip()):
-        text = text[tool.end() :]
-    return text.strip()
-
-
-def _unquote(raw: str) -> str:
-    """Drop markdown ``>`` quote markers (and the indent before them)."""
-    quote = _QUOTE_PREFIX.match(raw)
-    return raw[quote.end() :] if quote else raw
 
 
 def _is_label(label: str) -> bool:
     """Tell whether text before a colon can be a localized label (letters, no trailing digit)."""
     return any(char.isalpha() for char in label) and not label[-1].isdigit()
-
-
-def _number(digits: str) -> int:
-    """Read a number; huge digit runs become MAX_PORT + 1 so range checks reject them."""
-    # Converting thousands of digits would trip Python's int-conversion limit (a ValueError).
-    return int(digits) if len(digits.lstrip("0")) <= len(str(MAX_PORT)) else MAX_PORT + 1
-
-
-def _title_protocol(text: str) -> str | None:
-    """Return the protocol a title line names, or None when the line is not a title."""
-    if len(text) > _TITLE_MAX_LENGTH or text.startswith("*"):
-        return None
-    if _NOT_IN_TITLE.search(text) or _ANY_COMMAND.search(text):
-        return None
-    found = {match.group(1) for match in _PROTOCOL_TOKEN.finditer(text)}
-    if len(found) != 1:
-        return None
-    if not any(char.isalpha() for char in _PROTOCOL_TOKEN.sub("", text)):
-        return None
-    return found.pop()

@@ -20,12 +20,20 @@ except next to a row, where they mean a cut or wrapped row (an error) unless the
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from collector.parsers.errors import ParseError
+from collector.parsers.shape import (
+    DASH_BLOCK,
+    MAX_PORT,
+    find_tool_prefixes,
+    read_command_protocol,
+    read_digits,
+    read_title_protocol,
+    strip_prefixes,
+)
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, numbered_lines
 
 __all__ = [
@@ -36,26 +44,18 @@ __all__ = [
     "parse_excluded",
 ]
 
-MAX_PORT = 65535
-
 _ROW = re.compile(r"([0-9]+)\s+([0-9]+)(?:\s*(\*))?(?:\s*\*\s+-(?:\s.*)?)?")
 # Only digits, stars and blanks: such a line is meant as a row even when it is not a valid one.
 _ROW_LIKE = re.compile(r"[\s*]*[0-9][0-9\s*]*")
 _LONE_NUMBER = re.compile(r"[0-9]+")
-_DASH_BLOCK = re.compile(r"-{3,}\s+-{3,}")
-_PROTOCOL_TOKEN = re.compile(r"(?<![A-Za-z0-9])(tcp|udp)(?![A-Za-z0-9])")
+# Each parser names its own command (dynamicport.py has the "dyn" twin): the other parser's
+# command must not set the protocol of a table here.
 _SHOW_COMMAND = re.compile(r"\bsh(?:ow?)?\s+excl\w*(?P<rest>.*)", re.IGNORECASE)
-_ANY_COMMAND = re.compile(r"\b(?:netsh|excludedport\w*|dynamicport\w*)\b", re.IGNORECASE)
-_NOT_IN_TITLE = re.compile(r"[0-9:：>\\/=]")
-_QUOTE_PREFIX = re.compile(r"\s*(?:>(?:\s+|$))+")
-_TOOL_PREFIX = re.compile(r"\s*(?:==>\s*)?(?P<name>[A-Za-z][A-Za-z0-9_.-]*):(?=\s|$)")
-# A tool that prefixes its log lines (Packer's "    vhd: ") does so on every line; a lone
-# "Error: ..." line is text, not a prefix.
-_TOOL_PREFIX_MIN_LINES = 3
 # "label : number" is the dynamicport layout; seen right after a title it means that title was
-# not an exclusion table's.
+# not an exclusion table's. Kept apart from dynamicport.py's _LABELLED and _is_label, which read
+# values and so also refuse a label ending in a digit: this only decides whether a bare title is
+# dropped, and taking theirs would change which titles become empty tables.
 _LABELLED_NUMBER = re.compile(r"(?P<label>.*\S)\s*(?::\s+|：\s*)[0-9]+")
-_TITLE_MAX_LENGTH = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +105,8 @@ class _OpenTable:
     dash_blocks: int = 0
 
 
+# Alike in outline to dynamicport.py's _Assembler but kept apart: a table here may close empty,
+# while a block there must be complete (start and count) and raises otherwise.
 class _Assembler:
     """Group classified lines into tables: where each starts and which protocol it has."""
 
@@ -158,8 +160,8 @@ class _Assembler:
 def parse_excluded(data: bytes | str, codepage: str = DEFAULT_CODEPAGE) -> list[ExcludedTable]:
     """Parse every excludedportrange table in ``data``, in order; raise ParseError otherwise."""
     numbered = numbered_lines(decode_text(data, codepage))
-    tools = _tool_prefixes(raw for _, raw in numbered)
-    lines = [_classify(number, _strip_prefixes(raw, tools)) for number, raw in numbered]
+    tools = find_tool_prefixes(raw for _, raw in numbered)
+    lines = [_classify(number, strip_prefixes(raw, tools)) for number, raw in numbered]
     assembler = _Assembler()
     for index in range(len(lines)):
         assembler.take(lines, index)
@@ -195,13 +197,13 @@ def _classify(number: int, text: str) -> _Line:
     if _ROW_LIKE.fullmatch(text):
         problem = "not a row: a row is a start port, an end port and an optional '*'"
         return _Line(number, text, _Kind.BAD_ROW, problem=problem)
-    if _DASH_BLOCK.fullmatch(text):
+    if DASH_BLOCK.fullmatch(text):
         return _Line(number, text, _Kind.DASH_BLOCK)
     show = _SHOW_COMMAND.search(text)
     if show:
-        token = _PROTOCOL_TOKEN.search(show.group("rest").lower())
-        return _Line(number, text, _Kind.SHOW_COMMAND, protocol=token.group(1) if token else None)
-    protocol = _title_protocol(text)
+        protocol = read_command_protocol(show.group("rest"))
+        return _Line(number, text, _Kind.SHOW_COMMAND, protocol=protocol)
+    protocol = read_title_protocol(text)
     if protocol is not None:
         return _Line(number, text, _Kind.TITLE, protocol=protocol)
     labelled = _LABELLED_NUMBER.fullmatch(text)
@@ -210,63 +212,14 @@ def _classify(number: int, text: str) -> _Line:
     return _Line(number, text, _Kind.OTHER)
 
 
-def _tool_prefixes(raws: Iterable[str]) -> frozenset[str]:
-    """Name the ``name:`` prefixes that begin enough lines to be a tool's log prefix."""
-    counts = Counter(
-        match.group("name") for raw in raws if (match := _TOOL_PREFIX.match(_unquote(raw)))
-    )
-    return frozenset(name for name, seen in counts.items() if seen >= _TOOL_PREFIX_MIN_LINES)
-
-
-def _strip_prefixes(raw: str, tools: frozenset[str]) -> str:
-    """Drop what a paste puts before the printed text: indents, ``>`` quotes, tool prefixes."""
-    text = _unquote(raw)
-    tool = _TOOL_PREFIX.match(text)
-    # "Startport: 5" is a label, not a tool prefix: keep it when only a number would remain.
-    if (
-        tool
-        and tool.group("name") in tools
-        and not _LONE_NUMBER.fullmatch(text[tool.end() :].strip())
-    ):
-        text = text[tool.end() :]
-    return text.strip()
-
-
-def _unquote(raw: str) -> str:
-    """Drop markdown ``>`` quote markers (and the indent before them)."""
-    quote = _QUOTE_PREFIX.match(raw)
-    return raw[quote.end() :] if quote else raw
-
-
 def _read_row(row: re.Match[str], number: int, text: str) -> _Line:
     """Read a row match into a range, or into a bad row when its ports are impossible."""
-    start, end = _port(row.group(1)), _port(row.group(2))
+    start, end = read_digits(row.group(1)), read_digits(row.group(2))
     if max(start, end) > MAX_PORT:
         return _Line(number, text, _Kind.BAD_ROW, problem=f"port out of range 0-{MAX_PORT}")
     if start > end:
         return _Line(number, text, _Kind.BAD_ROW, problem="start port is greater than end port")
     return _Line(number, text, _Kind.ROW, row=ExcludedRange(start, end, row.group(3) is not None))
-
-
-def _port(digits: str) -> int:
-    """Read a port number; huge digit runs become MAX_PORT + 1 so range checks reject them."""
-    significant = digits.lstrip("0")
-    # Converting thousands of digits would trip Python's int-conversion limit (a ValueError).
-    return int(digits) if len(significant) <= len(str(MAX_PORT)) else MAX_PORT + 1
-
-
-def _title_protocol(text: str) -> str | None:
-    """Return the protocol a title line names, or None when the line is not a title."""
-    if len(text) > _TITLE_MAX_LENGTH or text.startswith("*"):
-        return None
-    if _NOT_IN_TITLE.search(text) or _ANY_COMMAND.search(text):
-        return None
-    found = {match.group(1) for match in _PROTOCOL_TOKEN.finditer(text)}
-    if len(found) != 1:
-        return None
-    if not any(char.isalpha() for char in _PROTOCOL_TOKEN.sub("", text)):
-        return None
-    return found.pop()
 
 
 def _check_lone_number(lines: Sequence[_Line], index: int) -> None:
