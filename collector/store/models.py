@@ -109,13 +109,17 @@ class Document(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class ExcludedSet(Base):
-    """A distinct set of excluded port ranges (the rows hang off it)."""
-
-    __tablename__ = "excluded_sets"
+class _ContentSet:
+    """A distinct set of rows, stored once and shared by every snapshot that saw it."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ExcludedSet(_ContentSet, Base):
+    """A distinct set of excluded port ranges (the rows hang off it)."""
+
+    __tablename__ = "excluded_sets"
 
 
 class ExcludedRange(Base):
@@ -137,13 +141,10 @@ class ExcludedRange(Base):
     )
 
 
-class BindFailureSet(Base):
+class BindFailureSet(_ContentSet, Base):
     """A distinct set of bind-failure ranges."""
 
     __tablename__ = "bind_failure_sets"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class BindFailure(Base):
@@ -165,13 +166,10 @@ class BindFailure(Base):
     )
 
 
-class ListenerSet(Base):
+class ListenerSet(_ContentSet, Base):
     """A distinct set of listening endpoints."""
 
     __tablename__ = "listener_sets"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class Listener(Base):
