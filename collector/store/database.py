@@ -37,13 +37,20 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def create_store_engine(url: str) -> Engine:
-    """Create an engine; for SQLite, create the folder, enforce foreign keys, use WAL."""
+def create_store_engine(url: str, *, writer: bool = True) -> Engine:
+    """Create an engine; for SQLite, create the folder, enforce foreign keys, use WAL.
+
+    A SQLite writer starts every transaction with BEGIN IMMEDIATE: concurrent collectors then
+    queue for the write lock (busy timeout) instead of failing when a read turns into a write.
+    Readers (``writer=False``) begin deferred and never wait for a writer.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _make_sqlite_parent(parsed)
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_on_connect)
+        begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
         return engine
     return create_engine(parsed, pool_pre_ping=True)
 
@@ -103,6 +110,8 @@ def _make_sqlite_parent(url: URL) -> None:
 
 
 def _sqlite_on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy's "begin" event, not the driver, open transactions (and savepoints work).
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     # WAL lets `report` and `sql` read while a nightly `collect` writes.

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collector.parsers.dynamicport import parse_dynamicport
@@ -341,10 +342,20 @@ def _set_id(
     found = session.scalar(select(model.id).where(model.sha256 == digest))
     if found is not None:
         return found
-    created = model(sha256=digest)
-    session.add(created)
-    session.flush()
-    session.add_all(make(created.id, row) for row in rows)
+    try:
+        # Another host may store the same content at the same moment: its commit wins, and
+        # this transaction then uses that set instead of failing whole.
+        with session.begin_nested():
+            created = model(sha256=digest)
+            session.add(created)
+            session.flush()
+            session.add_all(make(created.id, row) for row in rows)
+            session.flush()
+    except IntegrityError:
+        found = session.scalar(select(model.id).where(model.sha256 == digest))
+        if found is None:
+            raise
+        return found
     return created.id
 
 
