@@ -359,6 +359,88 @@ def db_current(settings: Settings) -> None:
     click.echo(f"{describe_url(settings.database_url)}: revision {current or '(empty)'}, {state}")
 
 
+@cli.command("collect", context_settings=CONTEXT)
+@click.argument("selectors", nargs=-1, metavar="[HOST|PATTERN|@GROUP]...")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 512),
+    help="Hosts at once (config: collect.concurrency).",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1),
+    help="Seconds one host may take (config: probe.deadline_seconds).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    help="Retries of transient faults (config: collect.retries).",
+)
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append plain log lines to this file.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug lines too.")
+@click.pass_obj
+def collect_command(
+    settings: Settings,
+    selectors: tuple[str, ...],
+    concurrency: int | None,
+    deadline: float | None,
+    retries: int | None,
+    log_file: Path | None,
+    verbose: bool,
+) -> None:
+    """Take one snapshot of every configured host (or the selected ones) over WinRM.
+
+    Run it nightly from cron, a systemd timer or Task Scheduler (see README). Every attempt is
+    stored, failed ones too; exit code 1 means some hosts failed and the others were stored.
+
+    \b
+    Examples:
+      portfleet --config /etc/portfleet/config.yaml collect
+      portfleet collect @backend dev-ws-1* --concurrency 8 --log /var/log/portfleet.log
+    """
+    from collector.collect import SelectionError, collect, plan_collection
+    from collector.console import configure_logging, print_summary, progress_bar
+
+    config = settings.config
+    try:
+        plan = plan_collection(
+            config, selectors, concurrency=concurrency, deadline_seconds=deadline, retries=retries
+        )
+    except SelectionError as exc:
+        fail(str(exc), ExitCode.USAGE)
+    configure_logging(log_file, verbose)
+    engine = settings.open_engine()
+    with progress_bar(len(plan.hosts), "collecting") as bar:
+        outcomes = collect(
+            engine, config, plan, on_done=(lambda _o: bar.advance(bar.task_ids[0])) if bar else None
+        )
+    print_summary(outcomes, Console())
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(int(ExitCode.SOME_FAILED))
+
+
+@cli.command("probe-script", context_settings=CONTEXT)
+def probe_script_command() -> None:
+    """Print the PowerShell probe, for hosts where WinRM is off.
+
+    Save it on the host and run it from Task Scheduler as an administrator; it writes one probe
+    document that `portfleet import` takes.
+
+    \b
+    Example (on the host, nightly):
+      powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\\ProgramData\\portfleet\\probe.ps1
+        -OutFile \\\\fileserver\\portfleet\\%COMPUTERNAME%.json
+    """
+    from collector.probe import probe_script
+
+    click.echo(probe_script(), nl=False)
+
+
 @cli.command("demo", context_settings=CONTEXT)
 @click.option(
     "--out",
@@ -386,3 +468,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
+
+
+if __name__ == "__main__":
+    main()

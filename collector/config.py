@@ -78,6 +78,7 @@ class HostEntry(_Strict):
     port: int | None = Field(default=None, ge=1, le=65535)
     verify_tls: bool | None = None
     ca_file: Path | None = None
+    allow_unencrypted_basic: bool | None = None
     credential: Credential | None = None
 
 

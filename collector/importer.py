@@ -64,7 +64,7 @@ def finish_run(engine: Engine, run_id: int) -> None:
 def ensure_host(
     session: Session, name: str, address: str | None = None, groups: Iterable[str] = ()
 ) -> Host:
-    """Return the host called ``name`` (case-insensitively), creating it if new."""
+    """Return the host called ``name``, creating it if new."""
     host = session.scalar(select(Host).where(Host.name == name))
     if host is None:
         host = Host(name=name, address=address, groups=list(groups), created_at=now())
@@ -121,11 +121,20 @@ def store_document(
     source: str,
     transport: str,
     started_at: datetime,
+    host_name: str | None = None,
+    address: str | None = None,
+    groups: Iterable[str] = (),
 ) -> ImportResult:
-    """Store a validated document and its attempt together, all or nothing."""
-    name = document["host"]["name"]
+    """Store a validated document and its attempt together, all or nothing.
+
+    ``host_name`` (a configured host) wins over the name the document gives itself.
+    """
+    name = host_name or document["host"]["name"]
     with Session(engine) as session, session.begin():
-        host = ensure_host(session, name)
+        host = ensure_host(session, name, address, groups)
+        if address is not None:
+            host.address = address
+            host.groups = list(groups)
         stored = store_snapshot(session, body, document, transport, now(), host)
         partial = bool(stored.problems or document.get("errors"))
         if stored.created:

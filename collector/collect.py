@@ -1,0 +1,366 @@
+"""Nightly collection: every selected host, in parallel, one snapshot each, every try recorded.
+
+One host's failure never touches another's data: each host runs in its own thread with its own
+deadline, and each stored snapshot is one transaction with its attempt.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from collector.config import Credential, HostEntry, PortfleetConfig
+from collector.document import DocumentError, load_document
+from collector.framing import FrameError, unframe_document
+from collector.importer import finish_run, now, record_failure, start_run, store_document
+from collector.probe import probe_arguments, probe_script
+from collector.transport import (
+    CONSTRAINED_MARKER,
+    Endpoint,
+    ProbeOutput,
+    TransportError,
+    clixml_text,
+    run_probe,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HostOutcome:
+    """How one host's collection ended."""
+
+    host: str
+    status: str  # ok, partial or failed
+    error_class: str | None
+    message: str
+    tries: int
+    seconds: float
+    snapshot_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectPlan:
+    """What ``collect`` does: which hosts, how many at once, how long each may take."""
+
+    hosts: tuple[HostEntry, ...]
+    concurrency: int
+    deadline_seconds: float
+    retries: int
+    retry_delay_seconds: float
+    probe_arguments: dict[str, Any]
+    run_kind: str = "collect"
+
+
+class SelectionError(ValueError):
+    """Host selectors that match nothing, or a config without hosts."""
+
+
+def select_hosts(config: PortfleetConfig, selectors: Sequence[str]) -> tuple[HostEntry, ...]:
+    """Pick hosts by name, glob pattern (``dev-ws-*``) or group (``@backend``); none = all."""
+    if not config.hosts:
+        raise SelectionError(
+            "the config lists no hosts; add them under 'hosts:' (see config.example.yaml)"
+        )
+    if not selectors:
+        return config.hosts
+    chosen: dict[str, HostEntry] = {}
+    for selector in selectors:
+        if selector.startswith("@"):
+            matches = [h for h in config.hosts if selector[1:] in h.groups]
+        else:
+            matches = [
+                h for h in config.hosts if fnmatch.fnmatchcase(h.name.lower(), selector.lower())
+            ]
+        if not matches:
+            raise SelectionError(
+                f"no configured host matches {selector!r} (names, patterns like dev-*, or @group)"
+            )
+        chosen.update((h.name, h) for h in matches)
+    return tuple(h for h in config.hosts if h.name in chosen)
+
+
+def plan_collection(
+    config: PortfleetConfig,
+    selectors: Sequence[str],
+    concurrency: int | None = None,
+    deadline_seconds: float | None = None,
+    retries: int | None = None,
+    run_kind: str = "collect",
+) -> CollectPlan:
+    """Combine the config with command-line overrides (None keeps the config's value)."""
+    arguments = probe_arguments(
+        bind_sweep=config.probe.bind_sweep,
+        sweep_udp=config.probe.sweep_udp,
+        update_history_limit=config.probe.update_history_limit,
+    )
+    return CollectPlan(
+        hosts=select_hosts(config, selectors),
+        concurrency=concurrency if concurrency is not None else config.collect.concurrency,
+        deadline_seconds=deadline_seconds
+        if deadline_seconds is not None
+        else config.probe.deadline_seconds,
+        retries=retries if retries is not None else config.collect.retries,
+        retry_delay_seconds=config.collect.retry_delay_seconds,
+        probe_arguments=arguments,
+        run_kind=run_kind,
+    )
+
+
+def build_endpoint(
+    entry: HostEntry, config: PortfleetConfig, environ: dict[str, str] | None = None
+) -> Endpoint:
+    """Resolve a host's URL, transport and credentials (from the environment or a keyring)."""
+    defaults = config.defaults
+    https = entry.https if entry.https is not None else defaults.https
+    transport = entry.transport or defaults.transport
+    verify = entry.verify_tls if entry.verify_tls is not None else defaults.verify_tls
+    allow_plain_basic = (
+        entry.allow_unencrypted_basic
+        if entry.allow_unencrypted_basic is not None
+        else defaults.allow_unencrypted_basic
+    )
+    if transport == "basic" and not https and not allow_plain_basic:
+        raise TransportError(
+            "auth",
+            f"{entry.name}: basic authentication over HTTP would send the password in clear; "
+            "use https: true, or set allow_unencrypted_basic: true for this host",
+        )
+    if transport == "basic" and not https:
+        log.warning(
+            "%s: basic authentication over unencrypted HTTP (allow_unencrypted_basic)", entry.name
+        )
+    if not verify:
+        log.warning(
+            "%s: TLS certificate validation is off for this host (verify_tls: false)", entry.name
+        )
+    credential = entry.credential or defaults.credential
+    username, password = _credentials(
+        entry.name, credential, os.environ if environ is None else environ
+    )
+    ca_file = entry.ca_file or defaults.ca_file
+    return Endpoint(
+        host=entry.name,
+        url=_url(entry, https, entry.port or defaults.port),
+        transport=transport,
+        username=username,
+        password=password,
+        verify_tls=verify,
+        ca_file=str(ca_file) if ca_file else None,
+        cert_pem=str(credential.cert_pem) if credential.cert_pem else None,
+        cert_key_pem=str(credential.cert_key_pem) if credential.cert_key_pem else None,
+        operation_timeout=config.probe.operation_timeout_seconds,
+    )
+
+
+def collect(
+    engine: Engine,
+    config: PortfleetConfig,
+    plan: CollectPlan,
+    on_done: Callable[[HostOutcome], None] | None = None,
+) -> list[HostOutcome]:
+    """Collect every planned host, ``plan.concurrency`` at a time; return one outcome per host."""
+    run_id = start_run(engine, plan.run_kind)
+    script = probe_script()
+    outcomes: list[HostOutcome] = []
+    try:
+        with ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="collect") as pool:
+            futures = [
+                pool.submit(collect_host, engine, run_id, entry, config, plan, script)
+                for entry in plan.hosts
+            ]
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                if on_done is not None:
+                    on_done(outcome)
+    finally:
+        finish_run(engine, run_id)
+    order = {entry.name: position for position, entry in enumerate(plan.hosts)}
+    return sorted(outcomes, key=lambda o: order[o.host])
+
+
+def collect_host(
+    engine: Engine,
+    run_id: int,
+    entry: HostEntry,
+    config: PortfleetConfig,
+    plan: CollectPlan,
+    script: str,
+) -> HostOutcome:
+    """Try one host up to 1 + retries times (transient faults only); record every try."""
+    began = time.monotonic()
+    tries = 0
+    while True:
+        tries += 1
+        started_at = now()
+        source = entry.address or entry.name
+        try:
+            endpoint = build_endpoint(entry, config)
+            source = endpoint.url
+            output = _run_with_deadline(
+                endpoint, script, plan.probe_arguments, plan.deadline_seconds
+            )
+            body, document = _document_from(entry, output)
+            stored = store_document(
+                engine,
+                run_id,
+                body,
+                document,
+                source,
+                "winrm",
+                started_at,
+                host_name=entry.name,
+                address=entry.address,
+                groups=entry.groups,
+            )
+        except TransportError as exc:
+            record_failure(
+                engine, run_id, source, started_at, exc.error_class, str(exc), entry.name
+            )
+            log.info("%s: try %d failed (%s): %s", entry.name, tries, exc.error_class, exc)
+            if exc.transient and tries <= plan.retries:
+                time.sleep(plan.retry_delay_seconds)
+                continue
+            return HostOutcome(
+                entry.name,
+                "failed",
+                exc.error_class,
+                str(exc),
+                tries,
+                time.monotonic() - began,
+                None,
+            )
+        status = "partial" if stored.problems or document.get("errors") else "ok"
+        message = "; ".join(stored.problems) or _section_errors(document) or stored.message
+        log.info("%s: %s, snapshot %s (try %d)", entry.name, status, stored.snapshot_id, tries)
+        return HostOutcome(
+            entry.name, status, None, message, tries, time.monotonic() - began, stored.snapshot_id
+        )
+
+
+def _run_with_deadline(
+    endpoint: Endpoint, script: str, arguments: dict[str, Any], seconds: float
+) -> ProbeOutput:
+    """Run the probe in its own thread and give up on it at the deadline, whatever it is doing."""
+    deadline = time.monotonic() + seconds
+    box: list[ProbeOutput | BaseException] = []
+
+    def work() -> None:
+        try:
+            box.append(run_probe(endpoint, script, arguments, deadline))
+        except BaseException as exc:  # handed to the waiting thread
+            box.append(exc)
+
+    # A daemon thread: one that is blocked on a silent host must not keep the process alive.
+    worker = threading.Thread(target=work, name=f"winrm-{endpoint.host}", daemon=True)
+    worker.start()
+    worker.join(timeout=seconds + 1)
+    if not box:
+        raise TransportError(
+            "timeout", f"{endpoint.host}: no answer within the {seconds:g} s deadline; cut"
+        )
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _document_from(entry: HostEntry, output: ProbeOutput) -> tuple[bytes, dict[str, Any]]:
+    if CONSTRAINED_MARKER.encode() in output.stdout:
+        raise TransportError(
+            "probe_error",
+            f"{entry.name}: PowerShell runs in ConstrainedLanguage mode (AppLocker/WDAC) for this "
+            "account; allow the probe (sign it, or an exemption for the collecting account) or run "
+            "it from a scheduled task as SYSTEM and import its file",
+        )
+    try:
+        body = unframe_document(output.stdout)
+    except FrameError as exc:
+        detail = _stderr_text(output.stderr)
+        raise TransportError(
+            "probe_error", f"{entry.name}: the probe exited with {output.exit_code}: {exc}{detail}"
+        ) from None
+    try:
+        document = load_document(body, entry.name)
+    except DocumentError as exc:
+        raise TransportError("bad_document", str(exc)) from None
+    reported = str(document["host"]["name"]).split(".")[0].upper()
+    expected = {entry.name.split(".")[0].upper()}
+    if entry.address:
+        expected.add(entry.address.split(".")[0].upper())
+    if reported not in expected:
+        raise TransportError(
+            "bad_document",
+            f"{entry.name}: the machine at {entry.address or entry.name} says it is {reported!r}; "
+            "check the address (a reused IP would file its data under the wrong host)",
+        )
+    return body, document
+
+
+def _credentials(
+    host: str, credential: Credential, environ: dict[str, str] | os._Environ[str]
+) -> tuple[str | None, str | None]:
+    username = credential.username
+    if username is None and credential.username_env:
+        username = environ.get(credential.username_env)
+        if not username:
+            raise TransportError(
+                "auth",
+                f"{host}: environment variable {credential.username_env} (user name) is not set",
+            )
+    password: str | None = None
+    if credential.password_env:
+        password = environ.get(credential.password_env)
+        if password is None:
+            raise TransportError(
+                "auth",
+                f"{host}: environment variable {credential.password_env} (password) is not set",
+            )
+    elif credential.keyring_service:
+        password = _keyring_password(host, credential.keyring_service, username or "")
+    return username, password
+
+
+def _keyring_password(host: str, service: str, username: str) -> str:
+    try:
+        import keyring
+    except ImportError:
+        raise TransportError(
+            "auth", f"{host}: keyring_service needs `pip install 'portfleet[keyring]'`"
+        ) from None
+    password: str | None = keyring.get_password(service, username)
+    if password is None:
+        raise TransportError(
+            "auth", f"{host}: no password for {username!r} in keyring service {service!r}"
+        )
+    return password
+
+
+def _url(entry: HostEntry, https: bool, port: int | None) -> str:
+    address = entry.address or entry.name
+    if "://" in address:
+        return address
+    if ":" in address and not address.startswith("["):
+        address = f"[{address}]"  # an IPv6 literal
+    scheme = "https" if https else "http"
+    return f"{scheme}://{address}:{port or (5986 if https else 5985)}/wsman"
+
+
+def _stderr_text(stderr: bytes) -> str:
+    text = clixml_text(stderr)
+    return f"; stderr: {text[:300]}" if text else ""
+
+
+def _section_errors(document: dict[str, Any]) -> str:
+    errors: Iterable[dict[str, str]] = document.get("errors", [])
+    return "; ".join(f"{e['section']}: {e['code']}" for e in errors)

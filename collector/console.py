@@ -1,0 +1,91 @@
+"""Terminal output of long commands: a progress bar on a terminal, plain log lines elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class Outcome(Protocol):
+    """What the summary table shows of one host."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def error_class(self) -> str | None: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def tries(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def snapshot_id(self) -> int | None: ...
+
+
+def configure_logging(log_file: Path | None, verbose: bool) -> None:
+    """Send plain log lines to ``log_file`` and, when stderr is not a terminal, to stderr."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for handler in list(root.handlers):
+        if getattr(handler, "_portfleet", False):
+            root.removeHandler(handler)
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    if not sys.stderr.isatty():
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._portfleet = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    # pywinrm and urllib3 are chatty at INFO about every connection.
+    for noisy in ("urllib3", "requests_ntlm", "spnego"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Progress | None]:
+    """Yield a live progress bar on a terminal, None elsewhere (the log has the lines)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        progress.add_task(label, total=total)
+        yield progress
+
+
+def print_summary(outcomes: Sequence[Outcome], console: Console) -> None:
+    """Print one row per host: status, error class, tries, time, snapshot, message."""
+    table = Table(title="collection summary", title_justify="left")
+    for column in ("host", "status", "error", "tries", "seconds", "snapshot", "message"):
+        table.add_column(column, overflow="fold")
+    colours = {"ok": "green", "partial": "yellow", "failed": "red"}
+    for outcome in outcomes:
+        table.add_row(
+            outcome.host,
+            f"[{colours.get(outcome.status, 'white')}]{outcome.status}[/]",
+            outcome.error_class or "",
+            str(outcome.tries),
+            f"{outcome.seconds:.1f}",
+            "" if outcome.snapshot_id is None else str(outcome.snapshot_id),
+            outcome.message[:160],
+        )
+    console.print(table)
+    counts = {
+        status: sum(o.status == status for o in outcomes) for status in ("ok", "partial", "failed")
+    }
+    console.print(", ".join(f"{n} {status}" for status, n in counts.items()))

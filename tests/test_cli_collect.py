@@ -1,0 +1,252 @@
+"""`portfleet collect` against simulated hosts over real WinRM: one host's trouble stays its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
+
+from collector.cli import cli
+from collector.exitcodes import ExitCode
+from collector.simulator.responder import ProbeResponder
+from collector.simulator.wsman import Behaviour, WsmanServer
+from collector.store.database import create_store_engine
+from collector.store.models import Attempt, Document, Snapshot
+from tests.documents import probe_document
+
+PASSWORD = "n1ghtly-S3cret"
+
+
+def _documents(name: str) -> Callable[[], dict[str, Any]]:
+    def make() -> dict[str, Any]:
+        document = probe_document()
+        document["host"]["name"] = name.upper()  # Windows reports COMPUTERNAME in capitals
+        document["taken_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        return document
+
+    return make
+
+
+class Fleet:
+    """Simulated hosts and a config file that points at them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.servers: list[WsmanServer] = []
+        self.hosts: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        name: str,
+        behaviour: Behaviour | None = None,
+        password: str = PASSWORD,
+        answers_as: str | None = None,
+    ) -> None:
+        responder = ProbeResponder(_documents(answers_as or name))
+        server = WsmanServer(
+            responder, username="portfleet", password=password, behaviour=behaviour
+        ).start()
+        self.servers.append(server)
+        self.hosts.append({"name": name, "address": server.url})
+
+    def add_unreachable(self, name: str) -> None:
+        self.hosts.append({"name": name, "address": "http://127.0.0.1:9/wsman"})
+
+    def config(self, **collect: Any) -> Path:
+        path = self.tmp_path / "config.yaml"
+        body = {
+            "defaults": {
+                "transport": "basic",
+                "https": False,
+                "allow_unencrypted_basic": True,
+                "credential": {"username_env": "PF_TEST_USER", "password_env": "PF_TEST_PASSWORD"},
+            },
+            "probe": {"deadline_seconds": 2, "operation_timeout_seconds": 1},
+            "collect": {"concurrency": 4, "retries": 1, "retry_delay_seconds": 0.05, **collect},
+            "hosts": self.hosts,
+        }
+        path.write_text(json.dumps(body), encoding="utf-8")  # JSON is YAML
+        return path
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    monkeypatch.setenv("PF_TEST_USER", "portfleet")
+    monkeypatch.setenv("PF_TEST_PASSWORD", PASSWORD)
+    simulated = Fleet(tmp_path)
+    yield simulated
+    simulated.stop()
+
+
+def _engine(url: str) -> Engine:
+    return create_store_engine(url)
+
+
+def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -> None:
+    for name in ("dev-ws-01", "dev-ws-02", "dev-ws-03"):
+        fleet.add(name)
+    fleet.add("dev-ws-04", password="something-else")
+    fleet.add("dev-ws-05", Behaviour(hang_on=frozenset({"Receive"})))
+    fleet.add_unreachable("dev-ws-06")
+    fleet.add("dev-ws-07", answers_as="accounting-pc")
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        cli, ["--db", db_url, "--config", str(fleet.config()), "collect"], catch_exceptions=False
+    )
+    took = time.monotonic() - started
+    assert result.exit_code == ExitCode.SOME_FAILED, result.output
+    # The hanging host is cut at its 2 s deadline (and retried once: it looks transient).
+    assert took < 2 * (2 + 1) + 5
+    engine = _engine(db_url)
+    with Session(engine) as session:
+        rows = session.execute(
+            text("SELECT host, status, error_class, message FROM v_attempts ORDER BY attempt_id")
+        ).all()
+        by_host: dict[str, list[tuple[str, str | None]]] = {}
+        for host, status, error_class, _message in rows:
+            by_host.setdefault(host, []).append((status, error_class))
+        assert (
+            by_host["dev-ws-01"] == by_host["dev-ws-02"] == by_host["dev-ws-03"] == [("ok", None)]
+        )
+        assert by_host["dev-ws-04"] == [("failed", "auth")]
+        assert by_host["dev-ws-05"] == [("failed", "timeout")] * 2
+        assert by_host["dev-ws-06"] == [("failed", "unreachable")] * 2
+        assert by_host["dev-ws-07"] == [("failed", "bad_document")]
+        messages = {host: message for host, _s, _e, message in rows}
+        assert "refused the credentials of portfleet" in messages["dev-ws-04"]
+        assert "says it is 'ACCOUNTING-PC'" in messages["dev-ws-07"]
+        assert session.scalar(select(func.count()).select_from(Snapshot)) == 3
+        stored = (
+            session.execute(text("SELECT host FROM v_latest_snapshots ORDER BY host"))
+            .scalars()
+            .all()
+        )
+        assert stored == ["dev-ws-01", "dev-ws-02", "dev-ws-03"]
+        _assert_no_secret(session)
+    engine.dispose()
+    assert PASSWORD not in result.output
+    for host in ("dev-ws-04", "dev-ws-05", "dev-ws-06"):
+        assert host in result.stdout
+    assert "3 ok, 0 partial, 4 failed" in result.stdout
+
+
+def _assert_no_secret(session: Session) -> None:
+    for table in ("attempts", "hosts", "snapshot_errors", "collection_runs"):
+        for row in session.execute(text(f"SELECT * FROM {table}")).all():
+            assert PASSWORD not in repr(row), table
+    for body in session.scalars(select(Document.body)).all():
+        import zlib
+
+        assert PASSWORD.encode() not in zlib.decompress(body)
+
+
+def test_selectors_and_a_log_file(fleet: Fleet, sqlite_url: str, tmp_path: Path) -> None:
+    fleet.add("dev-ws-01")
+    fleet.add("qa-01")
+    log = tmp_path / "collect.log"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            sqlite_url,
+            "--config",
+            str(fleet.config()),
+            "collect",
+            "dev-*",
+            "--log",
+            str(log),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    lines = log.read_text(encoding="utf-8")
+    assert "dev-ws-01: ok, snapshot 1" in lines and "qa-01" not in lines
+    assert PASSWORD not in lines
+    nothing = CliRunner().invoke(
+        cli, ["--db", sqlite_url, "--config", str(fleet.config()), "collect", "@nobody"]
+    )
+    assert nothing.exit_code == ExitCode.USAGE and "'@nobody'" in nothing.output
+
+
+def test_a_run_killed_with_sigkill_leaves_the_store_consistent(
+    fleet: Fleet, sqlite_url: str
+) -> None:
+    for number in range(1, 9):
+        fleet.add(f"dev-ws-{number:02}", Behaviour(latency=0.15))
+    config = fleet.config(concurrency=2)
+    command = [
+        sys.executable,
+        "-m",
+        "collector.cli",
+        "--db",
+        sqlite_url,
+        "--config",
+        str(config),
+        "collect",
+    ]
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    process = subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    engine = _engine(sqlite_url)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                with engine.connect() as connection:
+                    if connection.execute(text("SELECT COUNT(*) FROM snapshots")).scalar_one() >= 2:
+                        break
+            except Exception:  # the schema may not exist yet
+                continue
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+            assert connection.execute(text("PRAGMA foreign_key_check")).all() == []
+            stored = connection.execute(text("SELECT COUNT(*) FROM snapshots")).scalar_one()
+            assert 2 <= stored < 8
+            # Every snapshot came with its attempt, in the same transaction.
+            orphans = connection.execute(
+                text(
+                    "SELECT COUNT(*) FROM snapshots s "
+                    "WHERE NOT EXISTS (SELECT 1 FROM attempts a WHERE a.snapshot_id = s.id)"
+                )
+            ).scalar_one()
+            assert orphans == 0
+            unfinished = connection.execute(
+                text("SELECT COUNT(*) FROM collection_runs WHERE finished_at IS NULL")
+            ).scalar_one()
+            assert unfinished == 1
+        again = subprocess.run(
+            command, env=environment, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert again.returncode == 0, again.stderr
+        with Session(engine) as session:
+            latest = session.execute(text("SELECT COUNT(*) FROM v_latest_snapshots")).scalar_one()
+            assert latest == 8
+            assert (
+                session.scalar(
+                    select(func.count()).select_from(Attempt).where(Attempt.status == "ok")
+                )
+                == stored + 8
+            )
+    finally:
+        if process.poll() is None:
+            process.kill()
+        engine.dispose()

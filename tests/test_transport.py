@@ -1,0 +1,169 @@
+"""The real pywinrm over real HTTP(S) to simulated hosts: the probe's trip and every failure."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from collector.framing import unframe_document
+from collector.probe import probe_arguments, probe_script
+from collector.simulator.certs import CertFiles, write_server_cert
+from collector.simulator.envelope import ACCESS_DENIED
+from collector.simulator.responder import ProbeResponder
+from collector.simulator.wsman import Behaviour, WsmanServer
+from collector.transport import Endpoint, TransportError, bootstrap_command, run_probe
+from tests.documents import probe_document
+
+PASSWORD = "Pässw0rd!with'quote"
+ARGUMENTS = probe_arguments(bind_sweep=True, sweep_udp=False, update_history_limit=500)
+JAPANESE = (
+    "\r\nプロトコル tcp ポート除外範囲\r\n\r\n開始ポート    終了ポート\r\n"
+    "----------    --------\r\n     50000       50059     *\r\n"
+)
+
+
+def _document() -> dict[str, Any]:
+    document = probe_document()
+    document["raw"]["excluded_ipv6_tcp"] = JAPANESE
+    return document
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    return write_server_cert(tmp_path_factory.mktemp("certs"))
+
+
+def _serve(
+    behaviour: Behaviour | None = None, tls: CertFiles | None = None, sweep: float = 0.0
+) -> tuple[WsmanServer, ProbeResponder]:
+    responder = ProbeResponder(_document, sweep_seconds=sweep)
+    server = WsmanServer(
+        responder, username="portfleet", password=PASSWORD, behaviour=behaviour, tls=tls
+    )
+    return server.start(), responder
+
+
+@pytest.fixture
+def host() -> Iterator[tuple[WsmanServer, ProbeResponder]]:
+    server, responder = _serve()
+    yield server, responder
+    server.stop()
+
+
+def _endpoint(server: WsmanServer, password: str = PASSWORD, **changes: Any) -> Endpoint:
+    values: dict[str, Any] = {
+        "host": "dev-ws-01",
+        "url": server.url,
+        "transport": "basic",
+        "username": "portfleet",
+        "password": password,
+        "operation_timeout": 2,
+    }
+    values.update(changes)
+    return Endpoint(**values)
+
+
+def _failure(endpoint: Endpoint, deadline_seconds: float = 10) -> TransportError:
+    with pytest.raises(TransportError) as caught:
+        run_probe(endpoint, probe_script(), ARGUMENTS, time.monotonic() + deadline_seconds)
+    assert PASSWORD not in str(caught.value)
+    return caught.value
+
+
+def test_the_probe_arrives_intact_although_far_over_the_command_line_limit(
+    host: tuple[WsmanServer, ProbeResponder],
+) -> None:
+    server, responder = host
+    script = probe_script()
+    assert (
+        len(f"powershell -encodedcommand {'x' * (len(script.encode('utf-16-le')) * 4 // 3)}")
+        > 8191 * 8
+    )
+    assert len(bootstrap_command(ARGUMENTS)) < 8191
+    output = run_probe(_endpoint(server), script, ARGUMENTS, time.monotonic() + 10)
+    assert responder.last_script == script
+    assert output.exit_code == 0
+    document = unframe_document(output.stdout)
+    assert b'"dev-ws-01"' in document
+    counts = server.request_counts()
+    assert counts["Create"] == 1 and counts["Command"] == 1 and counts["Send"] >= 1
+    assert counts["Signal"] == 1 and counts["Delete"] == 1 and server.open_shells() == 0
+
+
+def test_japanese_text_survives_because_the_probe_switches_the_console_to_utf8(
+    host: tuple[WsmanServer, ProbeResponder],
+) -> None:
+    server, _ = host
+    output = run_probe(_endpoint(server), probe_script(), ARGUMENTS, time.monotonic() + 10)
+    assert "プロトコル tcp ポート除外範囲" in unframe_document(output.stdout).decode("utf-8")
+    # The same host, sent a probe that forgets the switch, loses the text to code page 437.
+    careless = probe_script().replace("[Console]::OutputEncoding", "[Console]::Title")
+    mangled = run_probe(_endpoint(server), careless, ARGUMENTS, time.monotonic() + 10)
+    text = unframe_document(mangled.stdout).decode("utf-8")
+    assert "プロトコル" not in text and "????? tcp" in text
+
+
+def test_https_with_the_hosts_ca_and_slow_probes_through_operation_timeouts(
+    certs: CertFiles,
+) -> None:
+    behaviour = Behaviour(operation_timeout_scale=0.1)
+    server, _ = _serve(behaviour, tls=certs, sweep=0.6)
+    try:
+        endpoint = _endpoint(server, ca_file=str(certs.cert), operation_timeout=2)
+        output = run_probe(endpoint, probe_script(), ARGUMENTS, time.monotonic() + 10)
+        assert unframe_document(output.stdout)
+        assert [e.status for e in server.exchanges() if e.operation == "Receive"][:2] == [500, 500]
+        untrusted = _failure(_endpoint(server))
+        assert untrusted.error_class == "protocol" and "ca_file" in str(untrusted)
+        ignored = run_probe(
+            _endpoint(server, verify_tls=False), probe_script(), ARGUMENTS, time.monotonic() + 10
+        )
+        assert ignored.exit_code == 0
+    finally:
+        server.stop()
+
+
+def test_a_wrong_password_is_an_auth_failure(host: tuple[WsmanServer, ProbeResponder]) -> None:
+    server, _ = host
+    failure = _failure(_endpoint(server, password="wrong"))
+    assert failure.error_class == "auth" and not failure.transient
+    assert "refused the credentials of portfleet" in str(failure)
+
+
+def test_a_reset_connection_is_unreachable_and_transient() -> None:
+    server, _ = _serve(Behaviour(reset_on_receive=1))
+    try:
+        failure = _failure(_endpoint(server))
+        assert failure.error_class == "unreachable" and failure.transient
+        again = run_probe(_endpoint(server), probe_script(), ARGUMENTS, time.monotonic() + 10)
+        assert again.exit_code == 0
+    finally:
+        server.stop()
+
+
+def test_a_fault_is_a_protocol_failure_and_the_shell_is_released() -> None:
+    server, _ = _serve(Behaviour(fault_on={"Command": ACCESS_DENIED}))
+    try:
+        failure = _failure(_endpoint(server))
+        assert failure.error_class == "protocol" and "fault 5" in str(failure)
+        assert server.open_shells() == 0
+    finally:
+        server.stop()
+
+
+def test_nobody_listening_is_unreachable(host: tuple[WsmanServer, ProbeResponder]) -> None:
+    server, _ = host
+    closed = server.url.replace(str(server.port), "9")
+    failure = _failure(_endpoint(server, url=closed))
+    assert failure.error_class == "unreachable" and "dev-ws-01" in str(failure)
+
+
+def test_a_probe_that_fails_on_the_host_reports_its_exit_code(
+    host: tuple[WsmanServer, ProbeResponder],
+) -> None:
+    server, _ = host
+    output = run_probe(_endpoint(server), "Write-Output 'hello'", ARGUMENTS, time.monotonic() + 10)
+    assert output.exit_code == 1 and b"only runs the portfleet probe" in output.stderr
