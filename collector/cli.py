@@ -448,17 +448,31 @@ def probe_script_command() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("portfleet-demo"),
     show_default=True,
-    help="Folder for the demo database.",
+    help="Folder for the demo database and report.",
 )
-def demo_command(out_dir: Path) -> None:
-    """Import the bundled real capture into a fresh SQLite file and show what is blocked where.
+@click.option(
+    "--hosts", type=click.IntRange(8, 200), default=12, show_default=True, help="Simulated hosts."
+)
+@click.option(
+    "--nights",
+    type=click.IntRange(1, 365),
+    default=60,
+    show_default=True,
+    help="Nights to collect.",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated fleet.")
+def demo_command(out_dir: Path, hosts: int, nights: int, seed: int) -> None:
+    """Run the whole pipeline on a simulated fleet, over real WinRM on loopback.
 
-    The capture is the seed report: a Windows 10 workstation whose ports fail with WSAEACCES
-    (10013) although netstat shows nothing on them.
+    Simulated Windows hosts in several display languages get updates, reboot, install Docker
+    and WSL, and see WinNAT reserve port blocks; one update is planted to cause new
+    reservations on the hosts that run Hyper-V. portfleet collects every night into a fresh
+    SQLite file, imports the bundled real capture of the seed report, and builds the report.
     """
     from collector.demo import run_demo
+    from collector.simulator.fleet import FleetSpec
 
-    run_demo(out_dir, Console())
+    run_demo(out_dir, Console(stderr=True), FleetSpec(seed=seed, hosts=hosts, nights=nights))
 
 
 def main() -> None:

@@ -264,7 +264,7 @@ def _run_with_deadline(
     # A daemon thread: one that is blocked on a silent host must not keep the process alive.
     worker = threading.Thread(target=work, name=f"winrm-{endpoint.host}", daemon=True)
     worker.start()
-    worker.join(timeout=seconds + 1)
+    worker.join(timeout=seconds + 0.2)
     if not box:
         raise TransportError(
             "timeout", f"{endpoint.host}: no answer within the {seconds:g} s deadline; cut"

@@ -66,6 +66,12 @@ def extract_document(output: bytes, name: str) -> bytes:
         raise DocumentError(f"{name}: {exc}; collect or copy the probe's output again") from exc
 
 
+@cache
+def _validator() -> Draft202012Validator:
+    """Return the schema's validator, built once (building it costs more than a validation)."""
+    return Draft202012Validator(probe_schema(), format_checker=FormatChecker())
+
+
 def load_document(body: bytes, name: str) -> dict[str, Any]:
     """Decode and validate a probe document; raise DocumentError listing what is wrong."""
     try:
@@ -79,8 +85,9 @@ def load_document(body: bytes, name: str) -> dict[str, Any]:
             f"{name}: not a portfleet probe document (schema {found!r}, expected {SCHEMA_ID!r}); "
             "produce it with the script that `portfleet probe-script` prints"
         )
-    validator = Draft202012Validator(probe_schema(), format_checker=FormatChecker())
-    problems = sorted(validator.iter_errors(document), key=lambda error: list(error.absolute_path))
+    problems = sorted(
+        _validator().iter_errors(document), key=lambda error: list(error.absolute_path)
+    )
     if problems:
         lines = [f"  at {_json_path(p.absolute_path)}: {p.message[:200]}" for p in problems[:10]]
         more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""

@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 # Send stdin in pieces well inside a host's MaxEnvelopeSize (150 KiB on older hosts).
 STDIN_CHUNK = 48 * 1024
-TRANSIENT = frozenset({"unreachable", "timeout"})
+# Only connection failures are worth another try the same night: a host that hung until its
+# deadline would most likely hang again and double the night's run.
+TRANSIENT = frozenset({"unreachable"})
 CONSTRAINED_MARKER = "PORTFLEET-PROBE-ERROR constrained_language"
 
 

@@ -117,14 +117,3 @@ def test_a_database_that_cannot_be_opened_is_reported(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--db", f"sqlite:///{blocker}/sub/store.db", "db", "upgrade"])
     assert result.exit_code == ExitCode.DATABASE
     assert "cannot open the database" in result.output
-
-
-def test_demo_imports_the_seed_and_shows_the_blocks(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        cli, ["demo", "--out", str(tmp_path / "demo")], catch_exceptions=False
-    )
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "demo" / "portfleet.db").is_file()
-    for block in ("49670-49689", "49770-49799", "50274-50293"):
-        assert block in result.stdout
-    assert "System" in result.stdout

@@ -110,8 +110,8 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
     )
     took = time.monotonic() - started
     assert result.exit_code == ExitCode.SOME_FAILED, result.output
-    # The hanging host is cut at its 2 s deadline (and retried once: it looks transient).
-    assert took < 2 * (2 + 1) + 5
+    # The hanging host is cut at its 2 s deadline.
+    assert took < 2 + 1 + 5
     engine = _engine(db_url)
     with Session(engine) as session:
         rows = session.execute(
@@ -124,7 +124,7 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
             by_host["dev-ws-01"] == by_host["dev-ws-02"] == by_host["dev-ws-03"] == [("ok", None)]
         )
         assert by_host["dev-ws-04"] == [("failed", "auth")]
-        assert by_host["dev-ws-05"] == [("failed", "timeout")] * 2
+        assert by_host["dev-ws-05"] == [("failed", "timeout")]  # cut, and not tried again
         assert by_host["dev-ws-06"] == [("failed", "unreachable")] * 2
         assert by_host["dev-ws-07"] == [("failed", "bad_document")]
         messages = {host: message for host, _s, _e, message in rows}

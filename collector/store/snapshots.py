@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from collector.parsers.excluded import parse_excluded
 from collector.parsers.hotfix import parse_hotfix
 from collector.parsers.netstat import parse_netstat
 from collector.store.models import (
+    Base,
     BindFailure,
     BindFailureSet,
     Document,
@@ -107,15 +108,17 @@ def store_snapshot(
     session.add(snapshot)
     session.flush()
     problems: list[str] = []
-    for error in document.get("errors", []):
-        session.add(SnapshotError(snapshot_id=snapshot.id, **error))
+    errors = [{"snapshot_id": snapshot.id, **error} for error in document.get("errors", [])]
 
     def record(section: str, exc: ParseError) -> None:
         problems.append(f"{section}: {exc}")
-        session.add(
-            SnapshotError(
-                snapshot_id=snapshot.id, section=section, code="parse_error", message=str(exc)
-            )
+        errors.append(
+            {
+                "snapshot_id": snapshot.id,
+                "section": section,
+                "code": "parse_error",
+                "message": str(exc),
+            }
         )
 
     raw: dict[str, str] = document["raw"]
@@ -123,18 +126,18 @@ def store_snapshot(
     snapshot.bind_failure_set_id = _bind_failure_set(session, document.get("bind_sweep"))
     snapshot.listener_set_id = _listener_set(session, document.get("listeners"), raw, record)
     _add_dynamic_ranges(session, snapshot, raw, record)
-    for item in document.get("features", []):
-        session.add(Feature(snapshot_id=snapshot.id, name=item["name"], state=item["state"]))
-    for item in document.get("services", []):
-        session.add(
-            Service(
-                snapshot_id=snapshot.id,
-                name=item["name"],
-                status=item["status"],
-                start_type=item.get("start_type"),
-            )
-        )
+    _insert(
+        session,
+        Feature,
+        [{"snapshot_id": snapshot.id, **item} for item in document.get("features", [])],
+    )
+    services = [
+        {"snapshot_id": snapshot.id, "start_type": None, **item}
+        for item in document.get("services", [])
+    ]
+    _insert(session, Service, services)
     _merge_updates(session, host, snapshot, document, raw, record)
+    _insert(session, SnapshotError, errors)
     session.flush()
     return StoredSnapshot(snapshot, created=True, problems=problems)
 
@@ -161,19 +164,8 @@ def _excluded_set(
     if not captured:
         return None
     unique = sorted(set(rows))
-    return _set_id(
-        session,
-        ExcludedSet,
-        unique,
-        lambda set_id, r: ExcludedRange(
-            set_id=set_id,
-            protocol=r[0],
-            family=r[1],
-            start_port=r[2],
-            end_port=r[3],
-            administered=r[4],
-        ),
-    )
+    columns = ("protocol", "family", "start_port", "end_port", "administered")
+    return _set_id(session, ExcludedSet, ExcludedRange, columns, unique)
 
 
 def _bind_failure_set(session: Session, sweeps: list[dict[str, Any]] | None) -> int | None:
@@ -182,19 +174,8 @@ def _bind_failure_set(session: Session, sweeps: list[dict[str, Any]] | None) -> 
     rows = sorted(
         {(s["protocol"], s["family"], f[0], f[1], f[2]) for s in sweeps for f in s["failures"]}
     )
-    return _set_id(
-        session,
-        BindFailureSet,
-        rows,
-        lambda set_id, r: BindFailure(
-            set_id=set_id,
-            protocol=r[0],
-            family=r[1],
-            start_port=r[2],
-            end_port=r[3],
-            error_code=r[4],
-        ),
-    )
+    columns = ("protocol", "family", "start_port", "end_port", "error_code")
+    return _set_id(session, BindFailureSet, BindFailure, columns, rows)
 
 
 def _listener_set(
@@ -236,14 +217,8 @@ def _listener_set(
     else:
         return None
     unique = sorted(set(rows), key=lambda r: (r[0], r[2], r[1], r[3] or 0, r[4] or ""))
-    return _set_id(
-        session,
-        ListenerSet,
-        unique,
-        lambda set_id, r: Listener(
-            set_id=set_id, protocol=r[0], address=r[1], port=r[2], pid=r[3], process=r[4]
-        ),
-    )
+    columns = ("protocol", "address", "port", "pid", "process")
+    return _set_id(session, ListenerSet, Listener, columns, unique)
 
 
 def _add_dynamic_ranges(
@@ -335,7 +310,11 @@ def _merge_updates(
 
 
 def _set_id(
-    session: Session, model: type[_SetT], rows: Sequence[_Row], make: Callable[[int, _Row], Any]
+    session: Session,
+    model: type[_SetT],
+    row_model: type[Base],
+    columns: Sequence[str],
+    rows: Sequence[_Row],
 ) -> int:
     """Return the id of the set holding exactly ``rows``, creating it the first time."""
     digest = hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
@@ -346,17 +325,26 @@ def _set_id(
         # Another host may store the same content at the same moment: its commit wins, and
         # this transaction then uses that set instead of failing whole.
         with session.begin_nested():
-            created = model(sha256=digest)
-            session.add(created)
-            session.flush()
-            session.add_all(make(created.id, row) for row in rows)
-            session.flush()
+            set_id = session.execute(
+                insert(model).values(sha256=digest).returning(model.id)
+            ).scalar_one()
+            _insert(
+                session,
+                row_model,
+                [{"set_id": set_id, **dict(zip(columns, r, strict=True))} for r in rows],
+            )
     except IntegrityError:
         found = session.scalar(select(model.id).where(model.sha256 == digest))
         if found is None:
             raise
         return found
-    return created.id
+    return set_id
+
+
+def _insert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in one executemany (the ORM's per-object work is not needed here)."""
+    if rows:
+        session.execute(insert(model), rows)
 
 
 def _update_key(kb: str | None, title: str | None) -> str:

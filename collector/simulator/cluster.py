@@ -1,0 +1,221 @@
+"""Serve a simulated fleet over real WinRM on loopback, night after night.
+
+Every host gets its own WS-Management server answering the probe with that host's document
+for the current night. Hosts with a recurring problem get a second server that misbehaves
+(hangs, resets the connection, answers with a fault); on a night with an outage, the config
+points the host at that server, at a closed port (offline), or at a wrong password (auth).
+
+``FleetProcess`` runs the servers in a child process, so the collector and the simulated
+Windows hosts do not share one interpreter lock: that is how the demo and the benchmark run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from collector.config import PortfleetConfig
+from collector.simulator.certs import write_server_cert
+from collector.simulator.envelope import ACCESS_DENIED
+from collector.simulator.fleet import Fleet, FleetSpec
+from collector.simulator.responder import ProbeResponder
+from collector.simulator.wsman import Behaviour, WsmanServer
+
+USER_ENV = "PORTFLEET_SIM_USER"
+PASSWORD_ENV = "PORTFLEET_SIM_PASSWORD"
+WRONG_PASSWORD_ENV = "PORTFLEET_SIM_WRONG_PASSWORD"
+SIM_USER = "portfleet"
+# Nothing listens on the discard port of loopback: an "offline" laptop refuses the connection.
+OFFLINE_URL = "http://127.0.0.1:9/wsman"
+
+_TROUBLE = {
+    "hang": Behaviour(hang_on=frozenset({"Receive"})),
+    "reset": Behaviour(reset_on_receive=1_000_000),
+    "fault": Behaviour(fault_on={"Command": ACCESS_DENIED}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAddresses:
+    """How to reach a served fleet: each host's URL, its misbehaving twins, the credentials."""
+
+    urls: dict[str, str]
+    trouble: dict[tuple[str, str], str]
+    password: str = ""
+    ca_file: str | None = None
+
+    def export_credentials(self) -> None:
+        """Put the credentials the configs name into this process's environment."""
+        os.environ[USER_ENV] = SIM_USER
+        os.environ[PASSWORD_ENV] = self.password
+        os.environ[WRONG_PASSWORD_ENV] = "not-" + self.password
+
+
+def fleet_config(
+    fleet: Fleet, addresses: FleetAddresses, night: int, **sections: Any
+) -> PortfleetConfig:
+    """Return a config that reaches every host as it is on ``night`` (outages included)."""
+    hosts = []
+    for host in fleet.hosts:
+        outage = fleet.outage(host.name, night)
+        if outage == "offline":
+            url = OFFLINE_URL
+        elif outage in _TROUBLE:
+            url = addresses.trouble[(host.name, outage)]
+        else:
+            url = addresses.urls[host.name]
+        entry: dict[str, Any] = {"name": host.name, "address": url, "groups": list(host.groups)}
+        if outage == "auth":
+            entry["credential"] = {"username_env": USER_ENV, "password_env": WRONG_PASSWORD_ENV}
+        hosts.append(entry)
+    body: dict[str, Any] = {
+        "defaults": {
+            "transport": "basic",
+            "https": addresses.ca_file is not None,
+            # Loopback only, with a password made up for this run: plain HTTP is acceptable.
+            "allow_unencrypted_basic": True,
+            "ca_file": addresses.ca_file,
+            "credential": {"username_env": USER_ENV, "password_env": PASSWORD_ENV},
+        },
+        "hosts": hosts,
+        **sections,
+    }
+    return PortfleetConfig.model_validate(body)
+
+
+class SimulatedFleet:
+    """WS-Management servers for every host of a ``Fleet``; ``night()`` picks what they answer."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        workdir: Path,
+        night: Callable[[], int],
+        https: bool = False,
+        latency: float = 0.0,
+    ) -> None:
+        self.fleet = fleet
+        self._night = night
+        self._password = os.urandom(12).hex()
+        self._tls = write_server_cert(workdir) if https else None
+        healthy = Behaviour(latency=latency)
+        self._servers = {host.name: self._server(host.name, healthy) for host in fleet.hosts}
+        self._trouble: dict[tuple[str, str], WsmanServer] = {}
+        for host in fleet.hosts:
+            for night_index in range(fleet.spec.nights):
+                kind = fleet.outage(host.name, night_index)
+                if kind in _TROUBLE and (host.name, kind) not in self._trouble:
+                    self._trouble[(host.name, kind)] = self._server(host.name, _TROUBLE[kind])
+
+    def __enter__(self) -> SimulatedFleet:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> SimulatedFleet:
+        """Start every server."""
+        for server in (*self._servers.values(), *self._trouble.values()):
+            server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop every server."""
+        for server in (*self._servers.values(), *self._trouble.values()):
+            server.stop()
+
+    def addresses(self) -> FleetAddresses:
+        """Return the URLs and credentials of the running servers."""
+        return FleetAddresses(
+            urls={name: server.url for name, server in self._servers.items()},
+            trouble={key: server.url for key, server in self._trouble.items()},
+            password=self._password,
+            ca_file=str(self._tls.cert) if self._tls else None,
+        )
+
+    def _server(self, name: str, behaviour: Behaviour) -> WsmanServer:
+        responder = ProbeResponder(lambda: self.fleet.document(name, self._night()))
+        return WsmanServer(
+            responder,
+            username=SIM_USER,
+            password=self._password,
+            behaviour=behaviour,
+            tls=self._tls,
+        )
+
+
+class FleetProcess:
+    """A ``SimulatedFleet`` in a child process; setting ``night`` here changes what it serves."""
+
+    def __init__(
+        self, spec: FleetSpec, workdir: Path, https: bool = False, latency: float = 0.0
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._night: Synchronized[int] = context.Value("i", 0)
+        self._parent, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve,
+            args=(spec, workdir, https, latency, self._night, child),
+            daemon=True,
+            name="portfleet-fleet",
+        )
+        self.addresses: FleetAddresses | None = None
+
+    @property
+    def night(self) -> int:
+        """Return the night the hosts answer for."""
+        return int(self._night.value)
+
+    @night.setter
+    def night(self, value: int) -> None:
+        self._night.value = value
+
+    def __enter__(self) -> FleetProcess:
+        self._process.start()
+        if not self._parent.poll(60):
+            self._process.kill()
+            raise RuntimeError("the simulated fleet did not start within 60 s")
+        self.addresses = self._parent.recv()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._parent.send("stop")
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+def _serve(
+    spec: FleetSpec,
+    workdir: Path,
+    https: bool,
+    latency: float,
+    night: Synchronized[int],
+    pipe: Connection,
+) -> None:
+    """Run in the child: serve the fleet until the parent says stop (or goes away)."""
+    fleet = Fleet(spec)
+    with SimulatedFleet(
+        fleet, workdir, lambda: int(night.value), https=https, latency=latency
+    ) as served:
+        pipe.send(served.addresses())
+        with contextlib.suppress(EOFError):  # the parent went away: stop as well
+            pipe.recv()

@@ -1,0 +1,46 @@
+"""`portfleet demo` end to end: a simulated fleet over real WinRM, 60 nights, plus the seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from collector.cli import cli
+from collector.simulator.fleet import Fleet, FleetSpec
+
+
+def test_the_demo_collects_sixty_nights_of_every_healthy_host(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    database = out / "portfleet.db"
+    assert f"database: {database}" in result.output.replace("\n", "")
+    query = (
+        "SELECT h.name AS host, COUNT(DISTINCT s.taken_at) AS nights FROM snapshots s "
+        "JOIN hosts h ON h.id = s.host_id GROUP BY h.name ORDER BY h.name"
+    )
+    sql = CliRunner().invoke(cli, ["--db", str(database), "sql", query, "--format", "json"])
+    nights = {row["host"]: row["nights"] for row in json.loads(sql.stdout)}
+    fleet = Fleet(FleetSpec())
+    healthy = fleet.healthy_hosts()
+    assert len(healthy) >= 8
+    for host in healthy:
+        assert nights[host] == 60, host
+    assert nights["seed-workstation"] == 1
+    # The troubled hosts' bad nights are recorded with their error classes, not missing.
+    failures = CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            str(database),
+            "sql",
+            "SELECT DISTINCT error_class FROM v_attempts WHERE status = 'failed'",
+            "--format",
+            "csv",
+        ],
+    )
+    assert set(failures.stdout.split()[1:]) == {"auth", "unreachable", "timeout", "protocol"}
+    for host in {h.name for h in fleet.hosts} - set(healthy):
+        assert nights[host] < 60
