@@ -441,6 +441,104 @@ def probe_script_command() -> None:
     click.echo(probe_script(), nl=False)
 
 
+@cli.command("simulate", context_settings=CONTEXT)
+@click.option(
+    "--hosts", type=click.IntRange(1, 2000), default=12, show_default=True, help="Simulated hosts."
+)
+@click.option(
+    "--nights",
+    type=click.IntRange(10, 365),
+    default=60,
+    show_default=True,
+    help="Nights the model covers.",
+)
+@click.option(
+    "--night",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Night the hosts answer for.",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated fleet.")
+@click.option(
+    "--https/--http",
+    default=True,
+    show_default=True,
+    help="Serve WinRM over HTTPS (self-signed CA).",
+)
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds per request.",
+)
+@click.option(
+    "--dir",
+    "work_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("portfleet-sim"),
+    show_default=True,
+    help="Where to write the config, the credentials file and the CA certificate.",
+)
+def simulate_command(
+    hosts: int, nights: int, night: int, seed: int, https: bool, latency: float, work_dir: Path
+) -> None:
+    """Serve simulated Windows hosts over WinRM on loopback until Ctrl-C.
+
+    Writes DIR/config.yaml (hosts, outages of that night included) and DIR/simulate.env (the
+    throwaway credentials, readable by you only). In another shell:
+
+    \b
+      set -a; . portfleet-sim/simulate.env; set +a
+      portfleet --config portfleet-sim/config.yaml --db sim.db collect
+    """
+    import os
+    import signal
+    import threading
+
+    import yaml
+
+    from collector.simulator.cluster import (
+        PASSWORD_ENV,
+        USER_ENV,
+        WRONG_PASSWORD_ENV,
+        SimulatedFleet,
+        fleet_config,
+    )
+    from collector.simulator.fleet import Fleet, FleetSpec
+
+    if night >= nights:
+        fail(f"--night {night} is past the model's {nights} nights", ExitCode.USAGE)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fleet = Fleet(FleetSpec(seed=seed, hosts=hosts, nights=nights))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with SimulatedFleet(fleet, work_dir, lambda: night, https=https, latency=latency) as served:
+        addresses = served.addresses()
+        config = fleet_config(fleet, addresses, night).model_dump(mode="json", exclude_none=True)
+        (work_dir / "config.yaml").write_text(
+            yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
+        )
+        env = work_dir / "simulate.env"
+        env.touch(mode=0o600)
+        os.chmod(env, 0o600)
+        values = {
+            USER_ENV: "portfleet",
+            PASSWORD_ENV: addresses.password,
+            WRONG_PASSWORD_ENV: "wrong",
+        }
+        env.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+        err.print(f"serving {hosts} hosts (night {night}); config: {work_dir / 'config.yaml'}")
+        err.print(f"credentials for the collector: {env}")
+        err.print("Ctrl-C to stop")
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
 @cli.command("demo", context_settings=CONTEXT)
 @click.option(
     "--out",

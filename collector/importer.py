@@ -20,6 +20,7 @@ from collector.document import (
     load_document,
 )
 from collector.parsers.text import DEFAULT_CODEPAGE
+from collector.store.database import write_lock
 from collector.store.models import Attempt, CollectionRun, Host
 from collector.store.snapshots import store_snapshot
 
@@ -97,7 +98,7 @@ def record_failure(
     host_name: str | None,
 ) -> None:
     """Record a failed attempt in a transaction of its own (the data one was rolled back)."""
-    with Session(engine) as session, session.begin():
+    with write_lock(engine), Session(engine) as session, session.begin():
         host = ensure_host(session, host_name) if host_name else None
         session.add(
             Attempt(
@@ -130,7 +131,7 @@ def store_document(
     ``host_name`` (a configured host) wins over the name the document gives itself.
     """
     name = host_name or document["host"]["name"]
-    with Session(engine) as session, session.begin():
+    with write_lock(engine), Session(engine) as session, session.begin():
         host = ensure_host(session, name, address, groups)
         if address is not None:
             host.address = address

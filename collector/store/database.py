@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+import weakref
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +19,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 import migrations
 
 DB_ENV = "PORTFLEET_DB"
+_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
 
 
 def default_database_path() -> Path:
@@ -53,6 +58,19 @@ def create_store_engine(url: str, *, writer: bool = True) -> Engine:
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
         return engine
     return create_engine(parsed, pool_pre_ping=True)
+
+
+def write_lock(engine: Engine) -> AbstractContextManager[object]:
+    """Return what a writer holds around its transaction: one lock per SQLite engine.
+
+    SQLite has one writer at a time; threads that queue on a Python lock wake the moment it is
+    free, where SQLite's busy handler would sleep in growing steps (up to 100 ms) between tries.
+    PostgreSQL writers need no such queue.
+    """
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(engine, threading.Lock())
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

@@ -1,0 +1,95 @@
+"""Collection benchmark: N simulated hosts, a latency per WinRM request, C hosts at a time.
+
+Prints the wall time, the ideal (ceil(N / C) x one host's time alone), their ratio, and the
+collector's peak RSS; the simulated hosts run in a child process and are not counted.
+Target: 200 hosts, 100 ms per request, C = 32 -> within 1.3x the ideal, peak RSS < 400 MB.
+
+    python -m bench.collect [--hosts 200] [--latency 0.1] [--concurrency 32] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from collector.collect import collect, plan_collection
+from collector.config import PortfleetConfig
+from collector.simulator.cluster import FleetAddresses, FleetProcess
+from collector.simulator.fleet import FleetSpec
+from collector.store.database import open_store
+
+
+def _config(addresses: FleetAddresses, names: list[str]) -> PortfleetConfig:
+    hosts = [{"name": name, "address": addresses.urls[name]} for name in names]
+    return PortfleetConfig.model_validate(
+        {
+            "defaults": {
+                "transport": "basic",
+                "ca_file": addresses.ca_file,
+                "credential": {
+                    "username_env": "PORTFLEET_SIM_USER",
+                    "password_env": "PORTFLEET_SIM_PASSWORD",
+                },
+            },
+            "probe": {"deadline_seconds": 120, "operation_timeout_seconds": 20},
+            "hosts": hosts,
+        }
+    )
+
+
+def _run(url: str, config: PortfleetConfig, concurrency: int) -> float:
+    engine = open_store(url)
+    plan = plan_collection(config, [], concurrency=concurrency, retries=0)
+    started = time.perf_counter()
+    outcomes = collect(engine, config, plan)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise SystemExit(f"{len(failed)} hosts failed, e.g. {failed[0].host}: {failed[0].message}")
+    return elapsed
+
+
+def main() -> None:
+    """Measure and print; exit non-zero only when a host fails."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--hosts", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    spec = FleetSpec(hosts=args.hosts, nights=10)
+    with (
+        tempfile.TemporaryDirectory(prefix="portfleet-bench-") as work,
+        FleetProcess(spec, Path(work), https=True, latency=args.latency) as served,
+    ):
+        assert served.addresses is not None
+        served.addresses.export_credentials()
+        names = sorted(served.addresses.urls)
+        singles, fleets = [], []
+        for attempt in range(args.repeat):
+            database = f"sqlite:///{Path(work) / f'bench-{attempt}.db'}"
+            singles.append(_run(database, _config(served.addresses, names[:1]), 1))
+            fleets.append(_run(database, _config(served.addresses, names), args.concurrency))
+    one = statistics.median(singles)
+    wall = statistics.median(fleets)
+    ideal = math.ceil(args.hosts / args.concurrency) * one
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    latency_ms = args.latency * 1000
+    print(f"hosts={args.hosts} latency={latency_ms:.0f}ms concurrency={args.concurrency} runs={args.repeat}")
+    print(f"one host alone:   {one:.2f} s (median)")
+    print(f"whole fleet:      {wall:.2f} s (median of {[round(f, 2) for f in fleets]})")
+    print(f"ideal:            {ideal:.2f} s = ceil({args.hosts}/{args.concurrency}) x {one:.2f} s")
+    print(f"ratio:            {wall / ideal:.2f} (target <= 1.30)")
+    print(f"peak RSS:         {peak_mb:.0f} MB (target < 400 MB)")
+
+
+if __name__ == "__main__":
+    main()
