@@ -83,7 +83,8 @@ def main() -> None:
     ideal = math.ceil(args.hosts / args.concurrency) * one
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     latency_ms = args.latency * 1000
-    print(f"hosts={args.hosts} latency={latency_ms:.0f}ms concurrency={args.concurrency} runs={args.repeat}")
+    print(f"hosts={args.hosts} latency={latency_ms:.0f}ms concurrency={args.concurrency}", end=" ")
+    print(f"runs={args.repeat}")
     print(f"one host alone:   {one:.2f} s (median)")
     print(f"whole fleet:      {wall:.2f} s (median of {[round(f, 2) for f in fleets]})")
     print(f"ideal:            {ideal:.2f} s = ceil({args.hosts}/{args.concurrency}) x {one:.2f} s")
