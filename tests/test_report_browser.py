@@ -1,0 +1,260 @@
+"""The HTML report in a real headless Chromium: charts draw, tables sort and filter, nothing runs.
+
+Uses Debian's Chromium (``apt-get install chromium``), never a browser Playwright downloads.
+Each page is loaded once per module (parsing Plotly takes seconds here); the checks share it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Request,
+    sync_playwright,
+)
+
+from reports.html import write_report
+from tests.report_data import (
+    HOSTILE_HOST,
+    HOSTILE_NAT,
+    HOSTILE_PROCESS,
+    HOSTILE_TITLE,
+    PROBE_COMMAND,
+    big_fleet_report_data,
+    build_report_data,
+    empty_report_data,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class _Loaded:
+    """A report page and what it did: console errors, page errors, dialogs, requests."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def assert_quiet(self) -> None:
+        assert self.errors == []
+        assert self.dialogs == []
+        assert self.requests == []
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
+        pytest.fail(f"{CHROMIUM} is missing: run `apt-get install chromium` (as root)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1000},
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    yield context
+    context.close()
+
+
+def _open(context: BrowserContext, path: Path) -> _Loaded:
+    page = context.new_page()
+    loaded = _Loaded(page)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            loaded.errors.append(message.text)
+
+    def on_dialog(dialog: Dialog) -> None:
+        # Any alert() means a host string ran as code: record it, and fail in assert_quiet.
+        loaded.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def on_request(request: Request) -> None:
+        if not request.url.startswith(("file:", "data:", "blob:")):
+            loaded.requests.append(request.url)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: loaded.errors.append(str(error)))
+    page.on("dialog", on_dialog)
+    page.on("request", on_request)
+    page.goto(path.as_uri())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def report(context: BrowserContext, tmp_path_factory: pytest.TempPathFactory) -> _Loaded:
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    write_report(build_report_data(), path)
+    loaded = _open(context, path)
+    loaded.page.wait_for_selector("#port-map-plot .main-svg")
+    return loaded
+
+
+def _column(page: Page, table: str, header: str) -> list[str]:
+    headers = page.locator(f"#{table} thead th").all_text_contents()
+    index = [text.strip() for text in headers].index(header)
+    return [
+        str(text).strip()
+        for text in page.locator(f"#{table} tbody tr:visible").evaluate_all(
+            f"rows => rows.map(row => row.cells[{index}].textContent)"
+        )
+    ]
+
+
+def _numbers(cells: list[str]) -> list[float | None]:
+    return [None if cell == "—" else float(cell) for cell in cells]
+
+
+def test_page_loads_quietly_and_offline(report: _Loaded) -> None:
+    page = report.page
+    assert page.title().startswith("portfleet report")
+    assert page.locator("section").count() == 8
+    report.assert_quiet()
+
+
+def test_port_map_draws_a_plotly_chart(report: _Loaded) -> None:
+    plot = report.page.locator("#port-map-plot.js-plotly-plot")
+    assert plot.count() == 1
+    traces = plot.evaluate("node => node.data.map(trace => [trace.name, trace.x.length])")
+    assert len(traces) >= 2
+    assert {name for name, _ in traces} >= {"excluded", "in-use", "dynamic range"}
+    assert plot.evaluate("node => node.layout.shapes.length") == 6  # the wanted ports
+    assert report.page.locator("#port-map-plot .scatterlayer .trace").count() == len(traces)
+    assert report.page.locator("#timeline-plot.js-plotly-plot").count() == 1
+    report.assert_quiet()
+
+
+# Plotly throttles hovers closer than 50 ms apart, hence the pause before each.
+_HOVER = """async ([kind, needle]) => {
+  const node = document.getElementById("port-map-plot");
+  const curve = node.data.findIndex(trace => trace.name === kind);
+  const point = node.data[curve].customdata.findIndex(text => text && text.includes(needle));
+  await new Promise(resolve => setTimeout(resolve, 100));
+  Plotly.Fx.hover(node, [{curveNumber: curve, pointNumber: point}]);
+  const layer = node.querySelector(".hoverlayer");
+  return [layer.textContent, layer.querySelectorAll("a, tspan[style*=bold]").length];
+}"""
+
+
+def test_port_map_shows_host_strings_as_text(report: _Loaded) -> None:
+    page = report.page
+    assert HOSTILE_HOST in page.locator("#port-map-plot .ytick text").all_text_contents()
+    text, markup = page.evaluate(_HOVER, ["in-use", "6666"])
+    assert HOSTILE_HOST in text
+    assert HOSTILE_PROCESS in text
+    # Plotly reads <b>, <a> and entities in labels; a NAT's name must come out as typed.
+    text, markup = page.evaluate(_HOVER, ["excluded", "for NAT"])
+    assert HOSTILE_NAT in text
+    assert markup == 1  # the host name, which the report itself sets in bold; no link
+    report.assert_quiet()
+
+
+def test_table_sorts_numerically_both_ways(report: _Loaded) -> None:
+    page = report.page
+    before = _numbers(_column(page, "hosts-table", "Failing ports"))
+    numbers = sorted(value for value in before if value is not None)
+    # Text order would differ, so a sort that compares strings cannot pass.
+    assert sorted(numbers, key=str) != numbers
+    header = page.locator("#hosts-table thead th", has_text="Failing ports")
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    assert _numbers(_column(page, "hosts-table", "Failing ports")) == [*numbers, None]
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") == "descending"
+    assert _numbers(_column(page, "hosts-table", "Failing ports")) == [*numbers[::-1], None]
+    report.assert_quiet()
+
+
+def test_table_filters_as_you_type(report: _Loaded) -> None:
+    page = report.page
+    rows = page.locator("#hosts-table tbody tr:visible")
+    hosts = build_report_data().hosts.host.tolist()
+    expected = sum("build" in host for host in hosts)
+    assert 0 < expected < len(hosts) == rows.count()
+    box = page.locator('input[data-filter-target="hosts-table"]')
+    box.fill("BUILD")
+    assert rows.count() == expected
+    shown = rows.locator("th").all_text_contents()
+    assert sorted(shown) == sorted(host for host in hosts if "build" in host)
+    assert page.locator('[data-count-for="hosts-table"]').text_content() == (
+        f"{expected} of {len(hosts)} shown"
+    )
+    box.fill("")
+    assert rows.count() == len(hosts)
+    report.assert_quiet()
+
+
+def test_hostile_strings_show_as_text_and_never_run(report: _Loaded) -> None:
+    page = report.page
+    host = page.get_by_text(HOSTILE_HOST, exact=True)
+    assert host.count() >= 5
+    assert host.first.is_visible()
+    assert page.get_by_text(f"{HOSTILE_PROCESS} (PID 6666) listens on 8080.").count() == 1
+    assert page.get_by_text(HOSTILE_TITLE, exact=True).count() >= 1
+    assert page.locator('img[src="x"]').count() == 0
+    assert page.locator("img").count() == 0
+    assert page.locator("script").count() == 3
+    # Opening a blocked cell shows the process in its evidence, still as text.
+    page.locator("#wanted-table td.cell-blocked summary").first.click()
+    assert page.get_by_text(f"held by {HOSTILE_PROCESS} (PID 6666)", exact=True).is_visible()
+    report.assert_quiet()
+
+
+def test_copy_button_copies_the_command_as_typed(report: _Loaded) -> None:
+    page = report.page
+    block = page.locator(".command", has_text="probe.ps1")
+    block.locator("button.copy").click()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied == PROBE_COMMAND
+    assert block.locator("button.copy").text_content() == "Copied"
+    report.assert_quiet()
+
+
+def test_empty_report_loads_quietly(context: BrowserContext, tmp_path: Path) -> None:
+    path = tmp_path / "empty.html"
+    write_report(empty_report_data(), path)
+    loaded = _open(context, path)
+    assert loaded.page.get_by_text("Nothing to show", exact=False).count() >= 8
+    assert loaded.page.locator(".js-plotly-plot").count() == 0
+    loaded.assert_quiet()
+    loaded.page.close()
+
+
+def test_port_map_draws_a_thousand_hosts(context: BrowserContext, tmp_path: Path) -> None:
+    path = tmp_path / "big.html"
+    data = big_fleet_report_data(1000)
+    write_report(data, path)
+    loaded = _open(context, path)
+    plot = loaded.page.locator("#port-map-plot.js-plotly-plot")
+    plot.locator(".main-svg").first.wait_for()
+    points = plot.evaluate("node => node.data.reduce((sum, trace) => sum + trace.x.length, 0)")
+    # Three points (start, end, gap) per range, and one dynamic band per host.
+    assert points == 3 * (len(data.port_map) + len(data.hosts))
+    categories = plot.evaluate("node => node._fullLayout.yaxis._categories.length")
+    assert categories == 1000
+    loaded.assert_quiet()
+    loaded.page.close()

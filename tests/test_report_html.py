@@ -1,0 +1,295 @@
+"""The HTML report as text: self-contained, every section there, every host string escaped."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from markupsafe import escape
+
+from reports.html import render_report, write_report
+from reports.model import empty_frame
+from tests.report_data import (
+    HOSTILE_HOST,
+    HOSTILE_NAT,
+    HOSTILE_PROCESS,
+    HOSTILE_TITLE,
+    PROBE_COMMAND,
+    build_report_data,
+    empty_report_data,
+)
+
+SECTION_IDS = (
+    "summary",
+    "freshness",
+    "wanted",
+    "port-map",
+    "timeline",
+    "correlation",
+    "unexplained",
+    "remediation",
+)
+# Attributes through which a page can load or send something.
+URL_ATTRIBUTES = {"src", "href", "srcset", "action", "formaction", "poster", "data", "background"}
+
+
+class _Page(HTMLParser):
+    """Collect the elements, the script blocks and the text of a page."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.styles: list[str] = []
+        self.text: list[str] = []
+        self._open: tuple[str, dict[str, str | None]] | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if tag in ("script", "style"):
+            self._open = (tag, attributes)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open and self._open[0] == tag:
+            self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open and self._open[0] == "script":
+            self.scripts.append((self._open[1], data))
+        elif self._open and self._open[0] == "style":
+            self.styles.append(data)
+        else:
+            self.text.append(data)
+
+    def ids(self) -> set[str]:
+        return {attrs["id"] or "" for _, attrs in self.tags if "id" in attrs}
+
+    def json_blob(self) -> object:
+        blocks = [text for attrs, text in self.scripts if attrs.get("type") == "application/json"]
+        assert len(blocks) == 1
+        return json.loads(blocks[0], parse_constant=_refuse)
+
+
+def _refuse(name: str) -> object:
+    raise AssertionError(f"JSON holds {name}, which JSON.parse refuses")
+
+
+@pytest.fixture(scope="module")
+def html() -> str:
+    return render_report(build_report_data())
+
+
+@pytest.fixture(scope="module")
+def page(html: str) -> _Page:
+    return _Page(html)
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
+
+    return str(get_plotlyjs())
+
+
+def test_page_loads_nothing_from_elsewhere(page: _Page) -> None:
+    links = [
+        (tag, name, value)
+        for tag, attrs in page.tags
+        for name, value in attrs.items()
+        if name in URL_ATTRIBUTES
+    ]
+    assert links, "the page has no links at all: the check below would prove nothing"
+    for tag, name, value in links:
+        assert value is not None
+        assert value.startswith(("#", "data:")), f"<{tag} {name}={value!r}> leaves the page"
+    assert not [tag for tag, _ in page.tags if tag in ("iframe", "object", "embed", "base")]
+    assert not [attrs for tag, attrs in page.tags if tag == "link" and attrs.get("rel") != "icon"]
+    for style in page.styles:
+        assert "@import" not in style
+        assert not re.search(r"url\(\s*['\"]?(?!data:|#)", style)
+
+
+def test_plotly_is_inlined_exactly_once(html: str, page: _Page) -> None:
+    plotly_js = _plotly_js()
+    assert len(plotly_js) > 1_000_000
+    assert html.count(plotly_js) == 1
+    assert html.count(plotly_js[:200]) == 1
+    runnable = [text for attrs, text in page.scripts if "type" not in attrs]
+    assert len(runnable) == 2  # Plotly, then the report's own script
+    assert runnable[0] == plotly_js.replace("\r\n", "\n")
+
+
+def test_policy_admits_exactly_the_inline_scripts(page: _Page) -> None:
+    policies = [
+        attrs["content"] or ""
+        for tag, attrs in page.tags
+        if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy"
+    ]
+    assert len(policies) == 1
+    policy = policies[0]
+    assert "default-src 'none'" in policy
+    assert "connect-src 'none'" in policy
+    assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+    for attrs, text in page.scripts:
+        if "type" in attrs:
+            continue
+        digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+        assert f"'sha256-{digest}'" in policy
+
+
+def test_page_has_every_section_and_contents_links_to_them(page: _Page) -> None:
+    ids = page.ids()
+    for section in SECTION_IDS:
+        assert section in ids
+    sections = [attrs.get("id") for tag, attrs in page.tags if tag == "section"]
+    assert sections == list(SECTION_IDS)
+    toc = {attrs["href"] for tag, attrs in page.tags if tag == "a" and attrs.get("href")}
+    assert {f"#{section}" for section in SECTION_IDS} <= toc
+
+
+def test_header_says_what_when_and_from_where(page: _Page) -> None:
+    text = " ".join(page.text)
+    assert "portfleet" in text
+    assert "2024-05-14 06:00 UTC" in text
+    assert "sqlite:///var/lib/portfleet/store.db" in text
+
+
+@pytest.mark.parametrize("hostile", [HOSTILE_HOST, HOSTILE_PROCESS, HOSTILE_TITLE])
+def test_host_strings_are_escaped(html: str, page: _Page, hostile: str) -> None:
+    assert hostile not in html
+    assert str(escape(hostile)) in html
+    # The escaped form reads back as the original text, not as markup.
+    assert any(hostile in chunk for chunk in page.text)
+
+
+def test_hostile_markup_creates_no_element(html: str, page: _Page) -> None:
+    tags = [tag for tag, _ in page.tags]
+    assert "img" not in tags
+    assert tags.count("script") == 3
+    assert html.lower().count("</script") == 3
+    assert not [attrs for _, attrs in page.tags if any(name.startswith("on") for name in attrs)]
+
+
+def test_chart_data_is_json_that_no_string_can_close(page: _Page) -> None:
+    block = next(text for attrs, text in page.scripts if attrs.get("type") == "application/json")
+    assert not set("<>&") & set(block)
+    data = page.json_blob()
+    assert isinstance(data, dict)
+    assert HOSTILE_HOST in data["hosts"]
+    assert HOSTILE_PROCESS + " (PID 6666)" in data["port_map"]["label"]
+    causes = [cause for listed in data["events"]["causes"] for cause in listed]
+    assert f"KB5036893 — {HOSTILE_TITLE} (2024-05-08 20:00)" in causes
+    assert f"reserved for NAT {HOSTILE_NAT}" in data["port_map"]["label"]
+
+
+def test_blocked_wanted_cell_carries_reason_and_evidence(page: _Page) -> None:
+    titles = [
+        attrs.get("title") or ""
+        for tag, attrs in page.tags
+        if tag == "td" and "cell-blocked" in (attrs.get("class") or "")
+    ]
+    assert len(titles) == 9
+    assert any("50000–50059" in title and "excludedportrange" in title for title in titles)
+    assert any(HOSTILE_PROCESS in title and "LISTENING 6666" in title for title in titles)
+
+
+def test_causes_seen_on_too_few_hosts_are_not_ranked(html: str) -> None:
+    ranked = html.split('id="correlation-table"', 1)[1].split("</table>", 1)[0]
+    too_few = html.split('id="too-few-table"', 1)[1].split("</table>", 1)[0]
+    assert "BIOS 1.18.2" not in ranked
+    assert "BIOS 1.18.2" in too_few
+    assert "too few hosts" in too_few
+    assert "Docker Desktop 4.30.0" in ranked
+    assert ">∞<" in ranked  # the infinite odds ratio of "reboot"
+
+
+def test_remediation_commands_sit_in_pre_with_a_copy_button(page: _Page) -> None:
+    tags = [tag for tag, _ in page.tags]
+    assert tags.count("pre") == 4
+    copies = [attrs for tag, attrs in page.tags if tag == "button" and attrs.get("class") == "copy"]
+    assert len(copies) == 4
+    assert all(attrs.get("type") == "button" for attrs in copies)
+    text = "".join(page.text)
+    assert PROBE_COMMAND in text
+
+
+def test_empty_report_says_there_is_nothing_to_show() -> None:
+    html = render_report(empty_report_data())
+    page = _Page(html)
+    assert [attrs.get("id") for tag, attrs in page.tags if tag == "section"] == list(SECTION_IDS)
+    text = " ".join(page.text)
+    assert text.count("Nothing to show") >= len(SECTION_IDS)
+    assert not [tag for tag, _ in page.tags if tag == "tbody"]
+    assert page.json_blob() == {
+        "hosts": [],
+        "wanted_ports": [],
+        "port_map": {"host": [], "start": [], "end": [], "kind": [], "label": []},
+        "dynamic": {"host": [], "start": [], "end": []},
+        "events": {
+            name: []
+            for name in (
+                "host",
+                "kind",
+                "at",
+                "protocol",
+                "start",
+                "end",
+                "previous_start",
+                "previous_end",
+                "ports",
+                "causes",
+            )
+        },
+    }
+
+
+def test_gaps_and_numpy_values_render_as_plain_text() -> None:
+    data = build_report_data()
+    hosts = data.hosts.copy()
+    kiosk = hosts.index[hosts.host == "kiosk-7"][0]  # stale: shown in the freshness table too
+    hosts["failed_attempts"] = hosts["failed_attempts"].astype("Int64")
+    hosts.loc[kiosk, "failed_attempts"] = pd.NA
+    hosts["days_since_snapshot"] = hosts["days_since_snapshot"].astype(np.float32)
+    hosts.loc[kiosk, "days_since_snapshot"] = np.float32(np.nan)
+    hosts["failing_ports"] = hosts["failing_ports"].astype("Int64")
+    hosts.loc[2, "failing_ports"] = pd.NA
+    hosts.loc[1, "taken_at"] = pd.NaT
+    hosts["last_boot_at"] = hosts["last_boot_at"].astype(object)
+    hosts.loc[3, "last_boot_at"] = np.datetime64("NaT")
+    hosts.loc[5, "last_boot_at"] = np.datetime64("2024-05-12T07:31:00")
+    hosts.loc[4, "os_build"] = None
+    correlation = data.correlation.copy()
+    correlation["odds_ratio"] = correlation["odds_ratio"].astype(np.float64)
+    correlation.loc[1, "odds_ratio"] = -np.inf
+    correlation["hosts_with_event"] = pd.Series(
+        [np.array(names) for names in correlation.hosts_with_event], dtype=object
+    )
+    html = render_report(replace(data, hosts=hosts, correlation=correlation))
+    page = _Page(html)
+    text = " ".join(page.text)
+    for word in ("nan", "NaN", "NaT", "<NA>", "None", "inf"):
+        assert not re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text), word
+    assert page.json_blob()
+
+
+def test_frames_missing_a_column_are_refused() -> None:
+    data = build_report_data()
+    with pytest.raises(ValueError, match="port_map"):
+        render_report(replace(data, port_map=data.port_map.drop(columns=["kind"])))
+
+
+def test_write_report_writes_the_rendered_page(tmp_path: Path) -> None:
+    data = replace(empty_report_data(), hosts=empty_frame("hosts"))
+    path = tmp_path / "report.html"
+    write_report(data, path)
+    assert path.read_text(encoding="utf-8") == render_report(data)
