@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -288,25 +288,36 @@ def _merge_updates(
             entry.setdefault("installed_at", _parse_time(item["date"]))
     if not found:
         return
-    existing = {
-        u.update_key: u
-        for u in session.scalars(
-            select(Update).where(Update.host_id == host.id, Update.update_key.in_(found))
+    columns = (
+        "kb",
+        "title",
+        "description",
+        "installed_by",
+        "installed_on",
+        "installed_at",
+        "result_code",
+    )
+    existing = session.execute(
+        select(
+            Update.id, Update.update_key, *(getattr(Update, c) for c in columns), Snapshot.taken_at
         )
-    }
-    for key, values in found.items():
-        row = existing.get(key)
-        if row is None:
-            session.add(
-                Update(host_id=host.id, update_key=key, first_snapshot_id=snapshot.id, **values)
-            )
-            continue
-        for name, value in values.items():
-            if value is not None and getattr(row, name) is None:
-                setattr(row, name, value)
-        first = session.get(Snapshot, row.first_snapshot_id)
-        if first is not None and snapshot.taken_at < first.taken_at:
-            row.first_snapshot_id = snapshot.id
+        .join(Snapshot, Snapshot.id == Update.first_snapshot_id)
+        .where(Update.host_id == host.id, Update.update_key.in_(found))
+    ).all()
+    for row in existing:
+        values = found.pop(row.update_key)
+        changes = {n: v for n, v in values.items() if v is not None and getattr(row, n) is None}
+        if snapshot.taken_at < row.taken_at:
+            changes["first_snapshot_id"] = snapshot.id  # an older document imported later
+        if changes:
+            session.execute(update(Update).where(Update.id == row.id).values(**changes))
+    new = [
+        {c: None for c in columns}
+        | values
+        | {"host_id": host.id, "update_key": key, "first_snapshot_id": snapshot.id}
+        for key, values in found.items()
+    ]
+    _insert(session, Update, new)
 
 
 def _set_id(
@@ -321,30 +332,42 @@ def _set_id(
     found = session.scalar(select(model.id).where(model.sha256 == digest))
     if found is not None:
         return found
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite writers hold the database's write lock (BEGIN IMMEDIATE) from the start: no
+        # other writer can create this set between the look-up and the insert.
+        return _create_set(session, model, row_model, columns, rows, digest)
     try:
         # Another host may store the same content at the same moment: its commit wins, and
         # this transaction then uses that set instead of failing whole.
         with session.begin_nested():
-            set_id = session.execute(
-                insert(model).values(sha256=digest).returning(model.id)
-            ).scalar_one()
-            _insert(
-                session,
-                row_model,
-                [{"set_id": set_id, **dict(zip(columns, r, strict=True))} for r in rows],
-            )
+            return _create_set(session, model, row_model, columns, rows, digest)
     except IntegrityError:
         found = session.scalar(select(model.id).where(model.sha256 == digest))
         if found is None:
             raise
         return found
+
+
+def _create_set(
+    session: Session,
+    model: type[_SetT],
+    row_model: type[Base],
+    columns: Sequence[str],
+    rows: Sequence[_Row],
+    digest: str,
+) -> int:
+    statement = insert(model).values(sha256=digest).returning(model.id)
+    set_id = int(session.connection().execute(statement).scalar_one())
+    _insert(
+        session, row_model, [{"set_id": set_id, **dict(zip(columns, r, strict=True))} for r in rows]
+    )
     return set_id
 
 
 def _insert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
     """Insert many rows in one executemany (the ORM's per-object work is not needed here)."""
     if rows:
-        session.execute(insert(model), rows)
+        session.connection().execute(insert(model), rows)
 
 
 def _update_key(kb: str | None, title: str | None) -> str:
