@@ -1,0 +1,189 @@
+"""Build everything the report shows from the store, read-only, in one transaction.
+
+``build_report_data`` fills every frame of ``reports.model``. Besides the contract's columns some
+frames carry extras: ``hosts`` has ``winnat`` (the service status) and ``hyperv`` is the feature
+state as read (``Enabled``, ``Disabled``…, empty when not read) while ``wsl`` is the WSL version;
+``reserved_ports`` counts the TCP ports in excluded ranges ('*' or not), empty when the ranges
+were not captured. ``port_map`` has ``protocol``; ``failed_attempts`` has ``source`` and covers
+the ``RECENT_DAYS`` before ``now``. The work reads whole tables a few times (no query per host)
+and stays on ranges; only ``failures`` has one row per failing port, of the latest snapshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from reports.classify import (
+    SnapshotState,
+    build_wanted_matrix,
+    classify_segments,
+    describe_holder,
+    expand_failures,
+    load_state,
+    read_frame,
+    to_utc,
+)
+from reports.correlation import correlate_fleet
+from reports.events import build_events, list_causes, load_history
+from reports.model import COLUMNS, ReportData
+from reports.remediation import plan_remediation
+
+RECENT_DAYS = 7.0
+_ATTEMPTS = """
+SELECT a.id, a.host_id, h.name AS host, a.source, a.started_at, a.status, a.error_class,
+       a.message
+  FROM attempts a LEFT JOIN hosts h ON h.id = a.host_id"""
+_HOSTS = "SELECT id AS host_id, name AS host FROM hosts"
+
+
+def build_report_data(
+    engine: Engine,
+    database_label: str,
+    wanted_ports: Sequence[int],
+    now: datetime | None = None,
+    stale_after_days: float = 2.0,
+) -> ReportData:
+    """Read the store and return every frame the report renders (``now`` naive means UTC)."""
+    now = now or datetime.now(UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    with engine.connect() as connection:
+        history = load_history(connection)
+        latest = history.snapshots.groupby("host_id", sort=False).tail(1)
+        state = load_state(connection, latest["snapshot_id"].tolist())
+        attempts = read_frame(connection, _ATTEMPTS)
+        names = read_frame(connection, _HOSTS)
+    attempts["started_at"] = to_utc(attempts["started_at"])
+    segments = classify_segments(state)
+    hosts = _hosts(names, state, attempts, now, stale_after_days)
+    wanted = _with_unseen(build_wanted_matrix(state, segments, wanted_ports), hosts, wanted_ports)
+    causes = list_causes(history)
+    return ReportData(
+        generated_at=now,
+        database=database_label,
+        wanted_ports=tuple(sorted({int(p) for p in wanted_ports})),
+        hosts=hosts.loc[:, [*COLUMNS["hosts"], "winnat"]],
+        failed_attempts=_failed_attempts(attempts, now),
+        failures=expand_failures(segments).sort_values(
+            ["host", "protocol", "family", "port"], ignore_index=True
+        ),
+        wanted=wanted.sort_values(["host", "port"], ignore_index=True),
+        port_map=_port_map(state, segments),
+        events=build_events(history, causes),
+        correlation=correlate_fleet(history, causes),
+        remediation=plan_remediation(wanted, hosts),
+    )
+
+
+def _hosts(
+    names: pd.DataFrame,
+    state: SnapshotState,
+    attempts: pd.DataFrame,
+    now: datetime,
+    stale_after_days: float,
+) -> pd.DataFrame:
+    """One row per known host: latest snapshot facts, freshness and attempt record."""
+    meta = state.meta
+    frame = names.merge(
+        meta[["host_id", "snapshot_id", "taken_at", "os_build", "last_boot_at", "hyperv",
+              "wsl_version", "docker_version", "excluded_known", "winnat", "swept"]],
+        on="host_id", how="left",
+    ).rename(columns={"wsl_version": "wsl"})  # fmt: skip
+    dynamic = state.dynamic[
+        (state.dynamic["protocol"] == "tcp") & (state.dynamic["family"] == "ipv4")
+    ]
+    dynamic = dynamic.rename(columns={"start": "dynamic_start", "count": "dynamic_count"})
+    frame = frame.merge(
+        dynamic[["snapshot_id", "dynamic_start", "dynamic_count"]], on="snapshot_id", how="left"
+    )
+    runs = state.runs
+    failing = (runs["end"] - runs["start"] + 1).groupby(runs["snapshot_id"]).sum()
+    tcp = state.excluded[state.excluded["protocol"] == "tcp"]
+    reserved = (tcp["end"] - tcp["start"] + 1).groupby(tcp["snapshot_id"]).sum()
+    frame["failing_ports"] = frame["snapshot_id"].map(failing)
+    swept = frame["swept"].eq(True)
+    frame.loc[swept, "failing_ports"] = frame.loc[swept, "failing_ports"].fillna(0)
+    frame["reserved_ports"] = frame["snapshot_id"].map(reserved)
+    known = frame["excluded_known"].eq(True)
+    frame.loc[known, "reserved_ports"] = frame.loc[known, "reserved_ports"].fillna(0)
+    counts = ("snapshot_id", "dynamic_start", "dynamic_count", "failing_ports", "reserved_ports")
+    frame = frame.astype(dict.fromkeys(counts, "Int64"))
+    frame["excluded_known"] = frame["excluded_known"].astype("boolean")
+    age = pd.Timestamp(now) - frame["taken_at"]
+    frame["days_since_snapshot"] = age.dt.total_seconds() / 86400
+    frame["stale"] = ~(frame["days_since_snapshot"] <= stale_after_days)
+    ordered = attempts.sort_values(["started_at", "id"])
+    last = ordered.groupby("host_id").tail(1).set_index("host_id")
+    for column, source in (
+        ("last_attempt_at", "started_at"),
+        ("last_status", "status"),
+        ("last_error_class", "error_class"),
+        ("last_message", "message"),
+    ):
+        frame[column] = frame["host_id"].map(last[source])  # fmt: skip
+    # Failures in a row since the last attempt that got something.
+    good = ordered["status"] != "failed"
+    streak = good.groupby(ordered["host_id"]).cumsum()
+    trailing = ordered[streak == streak.groupby(ordered["host_id"]).transform("max")]
+    failed = (trailing["status"] == "failed").groupby(trailing["host_id"]).sum()
+    frame["failed_attempts"] = frame["host_id"].map(failed).fillna(0).astype("int64")
+    return frame.sort_values("host", ignore_index=True)
+
+
+def _with_unseen(wanted: pd.DataFrame, hosts: pd.DataFrame, ports: Sequence[int]) -> pd.DataFrame:
+    """Add ``unknown`` cells for the hosts that have no snapshot at all."""
+    unseen = hosts.loc[hosts["snapshot_id"].isna(), "host"]
+    cells = pd.DataFrame(
+        [(host, int(port)) for host in unseen for port in sorted(set(ports))],
+        columns=["host", "port"],
+    )
+    if cells.empty:
+        return wanted
+    cells = cells.assign(status="unknown", classification="unknown", evidence="no snapshot",
+                         reason="No snapshot of this host is stored yet.")  # fmt: skip
+    cells["taken_at"] = pd.Series(pd.NaT, index=cells.index, dtype="datetime64[us, UTC]")
+    return pd.concat([wanted, cells], ignore_index=True)
+
+
+def _failed_attempts(attempts: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    """Failed attempts of the last ``RECENT_DAYS``, newest first."""
+    since = pd.Timestamp(now - timedelta(days=RECENT_DAYS))
+    failed = attempts[(attempts["status"] == "failed") & (attempts["started_at"] >= since)]
+    failed = failed.sort_values(["started_at", "id"], ascending=False)
+    return failed.loc[:, [*COLUMNS["failed_attempts"], "source"]].reset_index(drop=True)
+
+
+def _port_map(state: SnapshotState, segments: pd.DataFrame) -> pd.DataFrame:
+    """One row per reserved or blocked range of each host's latest snapshot."""
+    hosts = state.meta.set_index("snapshot_id")["host"]
+    excluded = state.excluded.assign(host=state.excluded["snapshot_id"].map(hosts))
+    ports = excluded["end"] - excluded["start"] + 1
+    excluded["kind"] = np.where(excluded["administered"], "excluded-administered", "excluded")
+    excluded["label"] = [
+        f"{s}–{e} ({n} ports) reserved by an administrator ('*')" if admin
+        else f"{s}–{e} ({n} ports) reserved at run time by WinNAT/HNS/Hyper-V"
+        for s, e, n, admin in zip(excluded["start"], excluded["end"], ports,
+                                  excluded["administered"], strict=True)
+    ]  # fmt: skip
+    blocked = segments[~segments["classification"].str.startswith("excluded")]
+    blocked = blocked.drop_duplicates(["host", "protocol", "start", "end", "classification"])
+    labels = []
+    for row in blocked[["start", "end", "classification", "pid", "process"]].to_dict("records"):
+        span = f"{row['start']}–{row['end']} ({row['end'] - row['start'] + 1} ports)"
+        if row["classification"] == "in-use":
+            labels.append(f"{row['start']} held by {describe_holder(row['pid'], row['process'])}")
+        elif row["classification"] == "probably-reserved":
+            labels.append(f"{span} probably reserved (10013, no excluded ranges captured)")
+        else:
+            labels.append(f"{span} failing: {row['classification']}")
+    blocked = blocked.assign(kind=blocked["classification"], label=labels)
+    columns = [*COLUMNS["port_map"], "protocol"]
+    parts = [frame.loc[:, columns] for frame in (excluded, blocked) if not frame.empty]
+    if not parts:
+        return pd.DataFrame({column: [] for column in columns})
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.sort_values(["host", "protocol", "start"], ignore_index=True)
