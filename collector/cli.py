@@ -441,6 +441,73 @@ def probe_script_command() -> None:
     click.echo(probe_script(), nl=False)
 
 
+@cli.command("report", context_settings=CONTEXT)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("portfleet-report.html"),
+    show_default=True,
+    help="Where to write the HTML file.",
+)
+@click.option(
+    "--port",
+    "ports",
+    type=click.IntRange(1, 65535),
+    multiple=True,
+    help="Wanted port (else the config's).",
+)
+@click.pass_obj
+def report_command(settings: Settings, out: Path, ports: tuple[int, ...]) -> None:
+    """Write the fleet report: one self-contained HTML file that works offline.
+
+    Sections: fleet summary and data freshness, wanted ports per host, the port map, a
+    timeline per host, updates and changes that go with new reservations across the fleet,
+    unexplained failures, and the commands that fix each host.
+
+    \b
+    Example:
+      portfleet report --out /srv/www/portfleet/index.html
+    """
+    from reports.report import build_report
+
+    settings.open_engine()  # brings the schema to head; the report itself only reads
+    wanted = ports or settings.config.wanted_ports
+    path = build_report(settings.database_url, out, wanted)
+    click.echo(str(path))
+
+
+@cli.command("explain", context_settings=CONTEXT)
+@click.argument("host")
+@click.argument("port", type=click.IntRange(1, 65535))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def explain_command(settings: Settings, host: str, port: int, as_json: bool) -> None:
+    """Say why PORT can or cannot be bound on HOST, from its latest snapshot, and the fix.
+
+    \b
+    Example:
+      portfleet explain dev-ws-07 49786
+    """
+    from collector.store.database import create_store_engine
+    from reports.explain import UnknownHostError, explain
+
+    settings.open_engine()
+    engine = create_store_engine(settings.database_url, writer=False)
+    try:
+        answer = explain(engine, host, port)
+    except UnknownHostError as exc:
+        fail(str(exc), ExitCode.USAGE)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(
+            json.dumps(answer.to_json(), indent=1, ensure_ascii=False, default=_json_default)
+        )
+    else:
+        click.echo(answer.to_text())
+
+
 @cli.command("simulate", context_settings=CONTEXT)
 @click.option(
     "--hosts", type=click.IntRange(1, 2000), default=12, show_default=True, help="Simulated hosts."

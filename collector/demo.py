@@ -6,7 +6,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -79,7 +79,9 @@ def run_demo(
                 elapsed = time.monotonic() - started
                 console.print(f"  night {night + 1}/{spec.nights} collected ({elapsed:.0f} s)")
     _import_seed(engine, out_dir)
-    report_path = _build_report(url, out_dir, console) if report else None
+    # The report's "now" is the morning after the last simulated night, not today's date.
+    last_night = max(fleet.collection_time(host, spec.nights - 1) for host in fleet.hosts)
+    report_path = _build_report(url, out_dir, last_night + timedelta(hours=6)) if report else None
     attempts, snapshots = _counts(engine)
     engine.dispose()
     result = DemoResult(
@@ -104,10 +106,10 @@ def _import_seed(engine: Engine, out_dir: Path) -> None:
         raise RuntimeError(f"the bundled seed capture did not import: {result.message}")
 
 
-def _build_report(url: str, out_dir: Path, console: Console) -> Path | None:
-    # The HTML report arrives with the reports package's analysis; until then there is none.
-    del url, out_dir, console
-    return None
+def _build_report(url: str, out_dir: Path, now: datetime) -> Path:
+    from reports.report import build_report
+
+    return build_report(url, out_dir / "report.html", WANTED_PORTS, now=now)
 
 
 def _counts(engine: Engine) -> tuple[int, int]:

@@ -1,0 +1,25 @@
+"""Build the HTML report of a store: the analysis, then the page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from collector.store.database import create_store_engine, describe_url
+from reports.analysis import build_report_data
+from reports.html import write_report
+
+
+def build_report(
+    url: str, out: Path, wanted_ports: Sequence[int], now: datetime | None = None
+) -> Path:
+    """Read the store at ``url`` (never writing it) and write the self-contained report."""
+    engine = create_store_engine(url, writer=False)
+    try:
+        data = build_report_data(engine, describe_url(url), wanted_ports, now=now)
+    finally:
+        engine.dispose()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_report(data, out)
+    return out
