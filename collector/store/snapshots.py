@@ -82,16 +82,33 @@ def store_snapshot(
     existing = find_snapshot(session, body)
     if existing is not None:
         return StoredSnapshot(existing, created=False)
-    doc_row = Document(sha256=document_digest(body), size=len(body), body=zlib.compress(body, 9))
-    session.add(doc_row)
-    session.flush()
+    problems: list[str] = []
+    errors: list[dict[str, Any]] = [dict(error) for error in document.get("errors", [])]
+
+    def record(section: str, exc: ParseError) -> None:
+        problems.append(f"{section}: {exc}")
+        errors.append({"section": section, "code": "parse_error", "message": str(exc)})
+
+    # Sets first, so the snapshot row is written once, with its pointers.
+    raw: dict[str, str] = document["raw"]
+    excluded_set_id = _excluded_set(session, raw, record)
+    bind_failure_set_id = _bind_failure_set(session, document.get("bind_sweep"))
+    listener_set_id = _listener_set(session, document.get("listeners"), raw, record)
+    dynamic = _dynamic_ranges(raw, record)
+    compressed = zlib.compress(body, 6)
+    document_row = {"sha256": document_digest(body), "size": len(body), "body": compressed}
+    document_id = (
+        session.connection()
+        .execute(insert(Document).returning(Document.id), document_row)
+        .scalar_one()
+    )
     facts = document["host"]
     os_info = facts.get("os") or {}
     bios = facts.get("bios") or {}
     versions = document.get("versions") or {}
     snapshot = Snapshot(
         host_id=host.id,
-        document_id=doc_row.id,
+        document_id=document_id,
         source=document.get("source") or source,
         taken_at=_parse_time(document["taken_at"]),
         received_at=received_at,
@@ -104,40 +121,22 @@ def store_snapshot(
         docker_version=versions.get("docker"),
         wsl_version=versions.get("wsl"),
         sweep_seconds=_sweep_seconds(document.get("bind_sweep")),
+        excluded_set_id=excluded_set_id,
+        bind_failure_set_id=bind_failure_set_id,
+        listener_set_id=listener_set_id,
     )
     session.add(snapshot)
     session.flush()
-    problems: list[str] = []
-    errors = [{"snapshot_id": snapshot.id, **error} for error in document.get("errors", [])]
-
-    def record(section: str, exc: ParseError) -> None:
-        problems.append(f"{section}: {exc}")
-        errors.append(
-            {
-                "snapshot_id": snapshot.id,
-                "section": section,
-                "code": "parse_error",
-                "message": str(exc),
-            }
-        )
-
-    raw: dict[str, str] = document["raw"]
-    snapshot.excluded_set_id = _excluded_set(session, raw, record)
-    snapshot.bind_failure_set_id = _bind_failure_set(session, document.get("bind_sweep"))
-    snapshot.listener_set_id = _listener_set(session, document.get("listeners"), raw, record)
-    _add_dynamic_ranges(session, snapshot, raw, record)
+    owned = {"snapshot_id": snapshot.id}
+    _insert(session, DynamicRange, [owned | row for row in dynamic])
+    _insert(session, Feature, [owned | item for item in document.get("features", [])])
     _insert(
         session,
-        Feature,
-        [{"snapshot_id": snapshot.id, **item} for item in document.get("features", [])],
+        Service,
+        [owned | {"start_type": None} | item for item in document.get("services", [])],
     )
-    services = [
-        {"snapshot_id": snapshot.id, "start_type": None, **item}
-        for item in document.get("services", [])
-    ]
-    _insert(session, Service, services)
     _merge_updates(session, host, snapshot, document, raw, record)
-    _insert(session, SnapshotError, errors)
+    _insert(session, SnapshotError, [owned | error for error in errors])
     session.flush()
     return StoredSnapshot(snapshot, created=True, problems=problems)
 
@@ -221,12 +220,11 @@ def _listener_set(
     return _set_id(session, ListenerSet, Listener, columns, unique)
 
 
-def _add_dynamic_ranges(
-    session: Session,
-    snapshot: Snapshot,
-    raw: dict[str, str],
-    record: Callable[[str, ParseError], None],
-) -> None:
+def _dynamic_ranges(
+    raw: dict[str, str], record: Callable[[str, ParseError], None]
+) -> list[dict[str, Any]]:
+    """Return the dynamic port range rows of every captured protocol and family."""
+    rows = []
     for key in sorted(k for k in raw if k.startswith("dynamicport_")):
         _, family, protocol = key.split("_")
         try:
@@ -236,15 +234,15 @@ def _add_dynamic_ranges(
             continue
         # A transcript may hold several blocks; the last one is the state when the probe ran.
         last = blocks[-1]
-        session.add(
-            DynamicRange(
-                snapshot_id=snapshot.id,
-                protocol=last.protocol or protocol,
-                family=family,
-                start_port=last.start,
-                port_count=last.count,
-            )
+        rows.append(
+            {
+                "protocol": last.protocol or protocol,
+                "family": family,
+                "start_port": last.start,
+                "port_count": last.count,
+            }
         )
+    return rows
 
 
 def _merge_updates(
