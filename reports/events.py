@@ -327,13 +327,30 @@ def _window_causes(
     return result
 
 
+def _fold_moves(events: pd.DataFrame) -> pd.DataFrame:
+    """Merge the blocks one reboot moved on one host into one event spanning them.
+
+    Every full boot moves every WinNAT block: listed one by one, a fleet of 1,000 hosts over
+    90 nights gives hundreds of thousands of moves that say one thing each: "it rebooted".
+    """
+    moved = events["kind"] == "range-moved"
+    if not moved.any():
+        return events
+    spans = {
+        "start": "min", "end": "max", "previous_start": "min", "previous_end": "max", "ports": "sum"
+    }  # fmt: skip
+    keys = [c for c in events.columns if c not in spans]
+    folded = events[moved].groupby(keys, dropna=False, sort=False, as_index=False).agg(spans)
+    return pd.concat([events[~moved], folded.loc[:, list(events.columns)]], ignore_index=True)
+
+
 def build_events(history: History, causes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Return the ``events`` frame: every change event, oldest first, with its causes."""
     causes = list_causes(history) if causes is None else causes
     parts = [p for p in (find_range_events(history), find_dynamic_events(history)) if not p.empty]
     if not parts:
         return pd.DataFrame({column: [] for column in EVENT_COLUMNS})
-    events = pd.concat(parts, ignore_index=True)
+    events = _fold_moves(pd.concat(parts, ignore_index=True))
     for column in ("start", "end", "previous_start", "previous_end", "ports", "snapshot_id",
                    "previous_snapshot_id"):  # fmt: skip
         events[column] = events[column].astype("Int64")

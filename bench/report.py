@@ -1,0 +1,891 @@
+"""Report benchmark: a generated store of N hosts x M nights, then the report, in a child process.
+
+The store is written straight into the tables (no documents, no WinRM), night after night as
+nightly collections would fill it: reboots move each host's run-time blocks, Patch Tuesdays bring
+a cumulative update and a restart, a planted KB adds blocks on Hyper-V hosts, a few hosts fail
+some nights. Each report run is a fresh process, so its peak RSS is the report's alone.
+Prints the generation time and database size, then per run the wall time (with the analysis and
+the rendering apart), the peak RSS and the HTML size, and the row count of every report frame.
+Target: 1,000 hosts x 90 nights on 2 cores -> under 30 s, peak RSS under 2 GB.
+
+    python -m bench.report [--hosts 1000] [--nights 90] [--repeat 3] [--keep PATH [--reuse]]
+                           [--blocks 5,40] [--seed 1] [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import json
+import os
+import pstats
+import random
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from unittest.mock import patch
+
+from sqlalchemy import Connection, insert
+
+from collector.store.database import open_store
+from collector.store.models import (
+    Attempt,
+    Base,
+    BindFailure,
+    BindFailureSet,
+    CollectionRun,
+    Document,
+    DynamicRange,
+    ExcludedRange,
+    ExcludedSet,
+    Feature,
+    Host,
+    Listener,
+    ListenerSet,
+    Service,
+    Snapshot,
+    SnapshotError,
+    Update,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+WANTED_PORTS = (5000, 5432, 8080, 49786)
+TARGET_SECONDS = 30.0
+TARGET_MB = 2048.0
+START = datetime(2026, 9, 1, tzinfo=UTC)
+PLANTED_KB = "KB5046613"
+WSAEACCES, WSAEADDRINUSE = 10013, 10048
+SYSTEM_PID = 4
+BLOCK = 100
+DEFAULT_DYNAMIC = (49152, 16384)
+MOVED_DYNAMIC = (1024, 64511)  # what the Visual Studio installer leaves behind (facts A6)
+BUILD = "10.0.22631"
+PROBE_VERSION = "0.4.0"
+FEATURES = (
+    "Containers", "Microsoft-Hyper-V", "Microsoft-Hyper-V-All",
+    "Microsoft-Windows-Subsystem-Linux", "VirtualMachinePlatform",
+)  # fmt: skip
+# Parents before children, so the foreign keys hold at every flush.
+_ORDER: tuple[type[Base], ...] = (
+    Host, CollectionRun, Document, ExcludedSet, ExcludedRange, BindFailureSet, BindFailure,
+    ListenerSet, Listener, Snapshot, Attempt, DynamicRange, Feature, Service, SnapshotError,
+    Update,
+)  # fmt: skip
+_FLUSH_ROWS = 400_000
+# (pid key, process, protocol, port, addresses): the usual Windows listeners; "lan" is the host's.
+_Endpoint = tuple[str, str, str, int, tuple[str, ...]]
+_WINDOWS: tuple[_Endpoint, ...] = (
+    ("rpc", "svchost", "tcp", 135, ("0.0.0.0", "::")),
+    ("system", "System", "tcp", 445, ("0.0.0.0", "::")),
+    ("cdp", "svchost", "tcp", 5040, ("0.0.0.0",)),
+    ("system", "System", "tcp", 5985, ("0.0.0.0", "::")),
+    ("do", "svchost", "tcp", 7680, ("0.0.0.0", "::")),
+    ("lsass", "lsass", "tcp", 49664, ("0.0.0.0", "::")),
+    ("wininit", "wininit", "tcp", 49665, ("0.0.0.0", "::")),
+    ("eventlog", "svchost", "tcp", 49666, ("0.0.0.0",)),
+    ("spoolsv", "spoolsv", "tcp", 49668, ("0.0.0.0",)),
+    ("w32time", "svchost", "udp", 123, ("0.0.0.0",)),
+    ("ssdp", "svchost", "udp", 1900, ("lan",)),
+    ("dnscache", "svchost", "udp", 5353, ("0.0.0.0", "::")),
+)
+_HYPERV: tuple[_Endpoint, ...] = (
+    ("vmms", "vmms", "tcp", 2179, ("0.0.0.0", "::")),
+    ("ics", "svchost", "udp", 67, ("0.0.0.0",)),
+)
+# Developer services started after logon: they lose their port when a block took it at boot.
+_TEAM: dict[int, tuple[str, tuple[str, ...]]] = {
+    5432: ("postgres", ("0.0.0.0", "::")),
+    8080: ("java", ("0.0.0.0", "::")),
+    6379: ("redis-server", ("127.0.0.1",)),
+    5001: ("dotnet", ("127.0.0.1",)),
+}
+_ERRORS = {
+    "unreachable": "connection refused by {address}:5986",
+    "auth": "HTTP 401 from {address}:5986: the credentials were rejected",
+    "timeout": "{address}: no complete answer within the 120 s deadline",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Patch:
+    """An update as the store keeps it (hotfix list and update history merged)."""
+
+    key: str
+    kb: str | None
+    title: str
+    description: str | None
+    installed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """Something that happens to a host between two nightly collections."""
+
+    at: datetime
+    kind: str  # reboot, update, dynamic, hyperv, docker, wsl, bios
+    patch: _Patch | None = None
+    value: str = ""
+
+
+@dataclass(slots=True)
+class _Host:
+    """One generated workstation: fixed traits, its future, and its state tonight."""
+
+    id: int
+    name: str
+    address: str
+    rng: random.Random
+    role: str  # hyperv, wsl, plain
+    blocks: int
+    administered: tuple[int, int] | None
+    dynamic: tuple[int, int]
+    captures_excluded: bool
+    fast_startup: bool
+    bios: str
+    bios_date: date
+    failure_rate: float
+    error_class: str
+    team: tuple[int, ...]
+    docker: str | None
+    wsl: str | None
+    booted_at: datetime
+    ubr: int
+    hyperv_blocks: tuple[int, int]
+    events: list[_Event] = field(default_factory=list)
+    position: int = 0
+    pending: list[_Patch] = field(default_factory=list)
+    features: dict[str, str] = field(default_factory=dict)
+    next_ubr: int = 0
+    extra_blocks: int = 0
+    excluded_set: int | None = None
+    bind_set: int | None = None
+    listener_set: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """What the generator wrote: rows per table, how long it took, the file size."""
+
+    rows: dict[str, int]
+    seconds: float
+    database_bytes: int
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """One report run, measured inside its own process."""
+
+    wall: float
+    analysis: float
+    render: float
+    imports: float
+    peak_mb: float
+    html_bytes: int
+    frames: tuple[tuple[str, int, float], ...]  # name, rows, MB (shared objects once)
+
+
+class _Writer:
+    """Buffers rows per table, gives them ids, and writes them in large executemany batches."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.buffers: dict[type[Base], list[dict[str, Any]]] = {model: [] for model in _ORDER}
+        self.last_id: dict[type[Base], int] = dict.fromkeys(_ORDER, 0)
+        self.sets: dict[tuple[str, str], int] = {}
+        self.buffered = 0
+        self.written: dict[str, int] = {}
+
+    def add(self, model: type[Base], row: dict[str, Any], *, with_id: bool = True) -> int:
+        """Queue one row; return the id it will have."""
+        self.last_id[model] += 1
+        if with_id:
+            row["id"] = self.last_id[model]
+        self.buffers[model].append(row)
+        self.buffered += 1
+        return self.last_id[model]
+
+    def content_set(
+        self,
+        model: type[ExcludedSet | BindFailureSet | ListenerSet],
+        row_model: type[Base],
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> int:
+        """Return the id of the set holding exactly ``rows``, queueing it the first time."""
+        digest = hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+        known = self.sets.get((model.__tablename__, digest))
+        if known is not None:
+            return known
+        set_id = self.add(model, {"sha256": digest})
+        for row in rows:
+            self.add(row_model, {"set_id": set_id, **dict(zip(columns, row, strict=True))})
+        self.sets[(model.__tablename__, digest)] = set_id
+        return set_id
+
+    def flush_if_full(self) -> None:
+        """Write and commit when enough rows are waiting."""
+        if self.buffered >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued row, parents first, in one transaction."""
+        for model, rows in self.buffers.items():
+            if rows:
+                self.connection.execute(insert(model), rows)
+                name = str(model.__tablename__)
+                self.written[name] = self.written.get(name, 0) + len(rows)
+                rows.clear()
+        self.connection.commit()
+        self.buffered = 0
+
+
+def generate_store(
+    url: str, path: Path, hosts: int, nights: int, seed: int, blocks: tuple[int, int] = (5, 40)
+) -> Generated:
+    """Write a realistic fleet history straight into a fresh store at ``url``."""
+    started = time.perf_counter()
+    engine = open_store(url)
+    try:
+        with engine.connect() as connection:
+            writer = _Writer(connection)
+            fleet = _make_hosts(random.Random(seed), hosts, nights, seed, blocks)
+            for host in fleet:
+                writer.add(
+                    Host,
+                    {"id": host.id, "name": host.name, "address": host.address,
+                     "groups": ["developers"], "created_at": START - timedelta(days=30)},
+                    with_id=False,
+                )  # fmt: skip
+            for night in range(nights):
+                at = START + timedelta(days=night, hours=2)
+                writer.add(
+                    CollectionRun,
+                    {"kind": "collect", "started_at": at, "finished_at": at + timedelta(minutes=9),
+                     "portfleet_version": "0.4.0"},
+                )  # fmt: skip
+                for host in fleet:
+                    _collect(writer, host, night)
+                writer.flush_if_full()
+            writer.flush()
+    finally:
+        engine.dispose()
+    # Fold the write-ahead log into the file, so the size printed is the store's.
+    with closing(sqlite3.connect(path)) as raw:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    now = START + timedelta(days=nights - 1, hours=8)
+    return Generated(writer.written, time.perf_counter() - started, size, now)
+
+
+def _make_hosts(
+    rng: random.Random, count: int, nights: int, seed: int, blocks: tuple[int, int]
+) -> list[_Host]:
+    """Draw every host's traits and schedule everything that will happen to it."""
+    low, high = blocks
+    # WSL alone reserves fewer blocks than Hyper-V: up to 3/8 of the Hyper-V maximum.
+    sizes = {"hyperv": (low, high), "wsl": (low, max(low, high * 3 // 8)), "plain": (0, 0)}
+    months = _patch_months(rng, nights)
+    baseline = _baseline_patches(rng)
+    planted_day = max(1, nights * 2 // 9)
+    fleet = []
+    for index in range(count):
+        name = f"ws-{index + 1:04d}"
+        host_rng = random.Random(f"{seed}:{name}")
+        role = host_rng.choices(("hyperv", "wsl", "plain"), (5, 2, 3))[0]
+        troubled = host_rng.random() < 0.05
+        moved = host_rng.random() < 0.02
+        host = _Host(
+            id=index + 1,
+            name=name,
+            address=f"10.{20 + index // 60000}.{index // 250 % 240}.{index % 250 + 2}",
+            rng=host_rng,
+            role=role,
+            blocks=host_rng.randint(*sizes[role]),
+            administered=host_rng.choices(((50000, 50059), (50000, 50099), None), (16, 1, 3))[0],
+            dynamic=MOVED_DYNAMIC if moved else DEFAULT_DYNAMIC,
+            captures_excluded=host_rng.random() >= 0.02,
+            fast_startup=host_rng.random() < 0.5,
+            bios=f"1.{host_rng.randint(10, 30)}.0",
+            bios_date=START.date() - timedelta(days=host_rng.randint(60, 700)),
+            failure_rate=0.15 if troubled else 0.01,
+            error_class=host_rng.choice(tuple(_ERRORS)),
+            team=tuple(sorted(host_rng.sample(sorted(_TEAM), host_rng.randint(0, 2)))),
+            docker="4.43.2" if role == "hyperv" and host_rng.random() < 0.7 else None,
+            wsl="2.5.10.0" if role == "wsl" or host_rng.random() < 0.2 else None,
+            booted_at=START
+            - timedelta(days=host_rng.randint(1, 6), minutes=host_rng.randint(0, 600)),
+            ubr=months[0][3] - 130,
+            hyperv_blocks=sizes["hyperv"],
+        )
+        host.features = dict.fromkeys(FEATURES, "Disabled")
+        if role == "hyperv":
+            host.features |= {"Microsoft-Hyper-V": "Enabled", "Microsoft-Hyper-V-All": "Enabled"}
+        if role in ("hyperv", "wsl"):
+            host.features |= {"VirtualMachinePlatform": "Enabled"}
+        if role == "wsl":
+            host.features |= {"Microsoft-Windows-Subsystem-Linux": "Enabled"}
+        host.pending = [p for p in baseline if host_rng.random() < 0.8]
+        host.events = _schedule(host, months, nights, planted_day)
+        fleet.append(host)
+    return fleet
+
+
+def _patch_months(rng: random.Random, nights: int) -> list[tuple[int, str, str, int]]:
+    """Return (day, cumulative KB, .NET KB, UBR) of each Patch Tuesday from the month before."""
+    months: list[tuple[int, str, str, int]] = []
+    first = (START.date().replace(day=1) - timedelta(days=1)).replace(day=1)
+    while first <= START.date() + timedelta(days=nights):
+        tuesday = first + timedelta(days=(1 - first.weekday()) % 7 + 7)
+        kbs = rng.sample(range(5_060_000, 5_099_999), 2)
+        ubr = 5800 + 130 * len(months) + rng.randint(0, 40)
+        months.append(((tuesday - START.date()).days, f"KB{kbs[0]}", f"KB{kbs[1]}", ubr))
+        first = (first + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def _baseline_patches(rng: random.Random) -> list[_Patch]:
+    """Updates installed before the period: the last year of monthly ones, and a few more."""
+    patches = [
+        _Patch("KB5027397", "KB5027397",
+               "Feature Update to Windows 11, version 23H2 via Enablement Package (KB5027397)",
+               "Update", START - timedelta(days=400)),
+        _Patch("KB890830", "KB890830",
+               "Windows Malicious Software Removal Tool x64 - v5.140 (KB890830)", None,
+               START - timedelta(days=20)),
+        _Patch("KB2267602", "KB2267602",
+               "Security Intelligence Update for Microsoft Defender Antivirus - KB2267602 "
+               "(Version 1.437.80.0) - Current Channel (Broad)", None, START - timedelta(days=2)),
+    ]  # fmt: skip
+    for back in range(1, 13):
+        at = START - timedelta(days=30 * back - 9, hours=-11)
+        label = at.strftime("%Y-%m")
+        cumulative, dotnet = rng.sample(range(5_000_000, 5_059_999), 2)
+        patches += [
+            _Patch(f"KB{cumulative}", f"KB{cumulative}", f"{label} Cumulative Update for Windows "
+                   f"11 Version 23H2 for x64-based Systems (KB{cumulative})", "Security Update",
+                   at),
+            _Patch(f"KB{dotnet}", f"KB{dotnet}", f"{label} Cumulative Update for .NET Framework "
+                   f"3.5 and 4.8.1 for Windows 11, version 23H2 for x64 (KB{dotnet})", "Update",
+                   at - timedelta(minutes=6)),
+        ]  # fmt: skip
+    for _ in range(8):
+        kb = f"KB{rng.randint(5_000_000, 5_059_999)}"
+        when = START - timedelta(days=rng.randint(20, 300))
+        title = f"Servicing Stack Update for Windows 11 Version 23H2 ({kb})"
+        patches.append(_Patch(kb, kb, title, "Update", when))
+    return patches
+
+
+def _schedule(
+    host: _Host, months: list[tuple[int, str, str, int]], nights: int, planted_day: int
+) -> list[_Event]:
+    """List what happens to ``host`` during the period, oldest first."""
+    rng = host.rng
+
+    def at(day: int, low: float, high: float) -> datetime:
+        return START + timedelta(days=day, minutes=rng.randint(int(low * 60), int(high * 60)))
+
+    last = nights - 2  # day d is seen on night d + 1
+    events: list[_Event] = []
+    for day in range(nights - 1):
+        if rng.random() < 1 / 7:  # roughly weekly: a restart, or shut down and on again
+            events.append(_Event(at(day, 8, 22), "reboot"))
+        if rng.random() < 0.005:  # a driver from Windows Update, keyed by its title
+            title = f"Intel Corporation - Display - 32.0.101.{6000 + day}"
+            key = "title:" + hashlib.sha256(title.encode()).hexdigest()[:32]
+            events.append(_Event(at(day, 9, 18), "update", _Patch(key, None, title, None,
+                                                                   at(day, 9, 18))))  # fmt: skip
+    delay = rng.choice((0, 0, 0, 1, 2))
+    for day, cumulative, dotnet, ubr in months:
+        day += delay
+        if not 0 <= day <= last:
+            continue
+        installed = at(day, 10, 16)
+        label = (START + timedelta(days=day)).strftime("%Y-%m")
+        events += [
+            _Event(installed, "update", _Patch(dotnet, dotnet, f"{label} Cumulative Update for "
+                   f".NET Framework 3.5 and 4.8.1 for Windows 11, version 23H2 for x64 ({dotnet})",
+                   "Update", installed)),
+            _Event(installed + timedelta(minutes=7), "update", _Patch(cumulative, cumulative,
+                   f"{label} Cumulative Update for Windows 11 Version 23H2 for x64-based Systems "
+                   f"({cumulative})", "Security Update", installed + timedelta(minutes=7)),
+                   value=str(ubr)),
+            _Event(at(day, 19, 23.5), "reboot"),
+        ]  # fmt: skip
+    if host.role != "hyperv" and rng.random() < 0.01:  # Hyper-V turned on mid-way
+        day = rng.randint(nights // 4, nights // 2)
+        events += [_Event(at(day, 9, 12), "hyperv"), _Event(at(day + 1, 18, 21), "reboot")]
+    elif rng.random() < 0.3:  # the planted KB: Hyper-V hosts get more blocks at the next boot
+        day = min(last, planted_day - 1 + rng.randint(0, 6))
+        title = f"2026-09 Update for Windows 11 Version 23H2 for x64-based Systems ({PLANTED_KB})"
+        installed = at(day, 9, 17)
+        events += [
+            _Event(installed, "update", _Patch(PLANTED_KB, PLANTED_KB, title, "Update", installed)),
+            _Event(at(min(last, day + rng.randint(1, 4)), 18, 22), "reboot"),
+        ]
+    if rng.random() < 0.01 and nights > 20:  # an installer moves the dynamic range
+        events.append(_Event(at(rng.randint(5, last - 5), 9, 16), "dynamic"))
+    if host.docker is not None:
+        events.append(_Event(at(rng.randint(0, last), 10, 17), "docker", value="4.44.0"))
+    if host.wsl is not None and rng.random() < 0.5:
+        events.append(_Event(at(rng.randint(0, last), 10, 17), "wsl", value="2.6.1.0"))
+    if rng.random() < 0.02:
+        day = rng.randint(0, last)
+        events += [_Event(at(day, 15, 15.5), "bios"), _Event(at(day, 16, 16.5), "reboot")]
+    return sorted(events, key=lambda event: event.at)
+
+
+def _collect(writer: _Writer, host: _Host, night: int) -> None:
+    """Write one night of one host: an attempt, and a snapshot unless the attempt failed."""
+    rng = host.rng
+    taken_at = START + timedelta(days=night, hours=2, seconds=rng.randint(2, 170))
+    rebooted = night == 0
+    while host.position < len(host.events) and host.events[host.position].at < taken_at:
+        rebooted |= _apply(host, host.events[host.position])
+        host.position += 1
+    if rebooted:
+        _boot(writer, host)
+    run_id = night + 1
+    source = f"https://{host.address}:5986/wsman"
+    if rng.random() < host.failure_rate:
+        writer.add(
+            Attempt,
+            {"run_id": run_id, "host_id": host.id, "source": source, "started_at": taken_at,
+             "finished_at": taken_at + timedelta(seconds=rng.randint(1, 120)), "status": "failed",
+             "error_class": host.error_class,
+             "message": _ERRORS[host.error_class].format(address=host.address),
+             "snapshot_id": None},
+        )  # fmt: skip
+        return
+    body = json.dumps(
+        {"format": "portfleet-bench", "host": host.name, "night": night,
+         "taken_at": taken_at.isoformat(), "boot": host.booted_at.isoformat()}
+    ).encode()  # fmt: skip
+    document_id = writer.add(
+        Document,
+        {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body),
+         "body": zlib.compress(body, 9)},
+    )  # fmt: skip
+    snapshot_id = writer.add(
+        Snapshot,
+        {"host_id": host.id, "document_id": document_id, "source": "winrm", "taken_at": taken_at,
+         "received_at": taken_at + timedelta(seconds=rng.randint(40, 95)),
+         "probe_version": PROBE_VERSION, "os_build": f"{BUILD}.{host.ubr}",
+         "last_boot_at": host.booted_at, "bios_version": host.bios, "bios_date": host.bios_date,
+         "fast_startup": host.fast_startup, "docker_version": host.docker,
+         "wsl_version": host.wsl, "sweep_seconds": rng.uniform(40, 95),
+         "excluded_set_id": host.excluded_set, "bind_failure_set_id": host.bind_set,
+         "listener_set_id": host.listener_set},
+    )  # fmt: skip
+    writer.add(
+        Attempt,
+        {"run_id": run_id, "host_id": host.id, "source": source, "started_at": taken_at,
+         "finished_at": taken_at + timedelta(seconds=rng.randint(40, 95)), "status": "ok",
+         "error_class": None, "message": None, "snapshot_id": snapshot_id},
+    )  # fmt: skip
+    if host.excluded_set is None:
+        writer.add(
+            SnapshotError,
+            {"snapshot_id": snapshot_id, "section": "excluded_ipv4_tcp", "code": "timeout",
+             "message": "netsh int ipv4 show excludedportrange protocol=tcp did not finish"},
+        )  # fmt: skip
+    for protocol in ("tcp", "udp"):
+        start, count = host.dynamic if protocol == "tcp" else DEFAULT_DYNAMIC
+        for family in ("ipv4", "ipv6"):
+            writer.add(
+                DynamicRange,
+                {"snapshot_id": snapshot_id, "protocol": protocol, "family": family,
+                 "start_port": start, "port_count": count},
+            )  # fmt: skip
+    for name, state in host.features.items():
+        writer.add(Feature, {"snapshot_id": snapshot_id, "name": name, "state": state})
+    for name, status, start_type in _services(host):
+        writer.add(
+            Service,
+            {"snapshot_id": snapshot_id, "name": name, "status": status, "start_type": start_type},
+        )
+    for patch_row in host.pending:
+        writer.add(
+            Update,
+            {"host_id": host.id, "update_key": patch_row.key, "kb": patch_row.kb,
+             "title": patch_row.title, "description": patch_row.description,
+             "installed_by": "NT AUTHORITY\\SYSTEM" if patch_row.kb else None,
+             "installed_on": patch_row.installed_at.date() if patch_row.kb else None,
+             "installed_at": patch_row.installed_at, "result_code": 2,
+             "first_snapshot_id": snapshot_id},
+        )  # fmt: skip
+    host.pending = []
+
+
+def _apply(host: _Host, event: _Event) -> bool:
+    """Apply one event to the host's state; return True when it booted the host."""
+    if event.kind == "reboot":
+        host.booted_at = event.at
+        if host.next_ubr:
+            host.ubr, host.next_ubr = host.next_ubr, 0
+        if host.features["Microsoft-Hyper-V"] == "EnablePending":
+            host.features |= {"Microsoft-Hyper-V": "Enabled", "Microsoft-Hyper-V-All": "Enabled",
+                              "VirtualMachinePlatform": "Enabled"}  # fmt: skip
+            host.role, host.blocks = "hyperv", host.rng.randint(*host.hyperv_blocks)
+        host.blocks += host.extra_blocks
+        host.extra_blocks = 0
+        return True
+    if event.kind == "update" and event.patch is not None:
+        host.pending.append(event.patch)
+        if event.value:
+            host.next_ubr = int(event.value)
+        if event.patch.kb == PLANTED_KB and host.role == "hyperv":
+            host.extra_blocks += host.rng.randint(2, 4)
+    elif event.kind == "hyperv":
+        host.features |= {"Microsoft-Hyper-V": "EnablePending"}
+    elif event.kind == "dynamic":
+        host.dynamic = MOVED_DYNAMIC
+    elif event.kind == "docker":
+        host.docker = event.value
+    elif event.kind == "wsl":
+        host.wsl = event.value
+    elif event.kind == "bios":
+        host.bios, host.bios_date = host.bios + ".1", event.at.date()
+    return False
+
+
+def _boot(writer: _Writer, host: _Host) -> None:
+    """Draw what a fresh boot looks like (PIDs, block placement) and point at its sets."""
+    rng = host.rng
+    hyperv = host.features["Microsoft-Hyper-V"] == "Enabled"
+    endpoints = [*_WINDOWS, *(_HYPERV if hyperv else ())]
+    low, count = host.dynamic
+    taken = [(port, port) for _, _, protocol, port, _ in endpoints if protocol == "tcp"]
+    if host.administered is not None:
+        taken.append(host.administered)
+    blocks = _place(rng, host.blocks if host.role != "plain" else 0, low, low + count - 1, taken)
+    for port in host.team:
+        if not any(start <= port <= end for start, end in blocks):
+            process, addresses = _TEAM[port]
+            endpoints.append((process, process, "tcp", port, addresses))
+    pids = {key: SYSTEM_PID if process == "System" else rng.randrange(600, 30000, 4)
+            for key, process, _, _, _ in endpoints}  # fmt: skip
+    listeners = sorted(
+        (protocol, host.address if address == "lan" else address, port, pids[key], process)
+        for key, process, protocol, port, addresses in endpoints
+        for address in addresses
+    )
+    host.listener_set = writer.content_set(
+        ListenerSet, Listener, ("protocol", "address", "port", "pid", "process"), listeners
+    )
+    excluded = [(start, end, False) for start, end in blocks]
+    if host.administered is not None:
+        excluded.append((*host.administered, True))
+    if host.captures_excluded:
+        rows = sorted(
+            ("tcp", family, s, e, a) for family in ("ipv4", "ipv6") for s, e, a in excluded
+        )
+        columns = ("protocol", "family", "start_port", "end_port", "administered")
+        host.excluded_set = writer.content_set(ExcludedSet, ExcludedRange, columns, rows)
+    failures = []
+    for family in ("ipv4", "ipv6"):
+        runs = [(start, end, WSAEACCES) for start, end, _ in excluded]
+        for _, address, port, pid, _ in (row for row in listeners if row[0] == "tcp"):
+            if (":" in address) == (family == "ipv6") and not any(
+                s <= port <= e for s, e, _ in excluded
+            ):
+                runs.append((port, port, WSAEACCES if pid == SYSTEM_PID else WSAEADDRINUSE))
+        failures += [("tcp", family, *run) for run in _merge(runs)]
+    columns = ("protocol", "family", "start_port", "end_port", "error_code")
+    host.bind_set = writer.content_set(BindFailureSet, BindFailure, columns, sorted(failures))
+
+
+def _place(
+    rng: random.Random, blocks: int, low: int, high: int, taken: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Put runs of adjacent 100-port blocks at free places, mostly near the range's start."""
+    placed: list[tuple[int, int]] = []
+    taken = list(taken)
+    while blocks > 0:
+        size = min(blocks, rng.randint(1, 4))
+        blocks -= size
+        length = size * BLOCK
+        span = high - low + 1 - length
+        for _ in range(1000):
+            near = rng.random() < 0.8
+            start = low + min(
+                int(rng.expovariate(1 / 1500)) if near else rng.randint(0, span), span
+            )
+            if not any(start <= b and a <= start + length - 1 for a, b in taken):
+                break
+        else:
+            continue  # no room: the host simply holds fewer blocks this boot
+        taken.append((start, start + length - 1))
+        placed += [(s, s + BLOCK - 1) for s in range(start, start + length, BLOCK)]
+    return sorted(placed)
+
+
+def _merge(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Join touching runs with the same error code, as the probe's sweep reports them."""
+    merged: list[list[int]] = []
+    for start, end, code in sorted(runs):
+        if merged and merged[-1][2] == code and merged[-1][1] + 1 >= start:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end, code])
+    return [(a, b, c) for a, b, c in merged]
+
+
+def _services(host: _Host) -> list[tuple[str, str, str]]:
+    """List the services the probe reports for the host tonight."""
+    hyperv = host.features["Microsoft-Hyper-V"] == "Enabled"
+    winnat = hyperv or host.role == "wsl"
+    rows = [("winnat", "Running" if winnat else "Stopped", "Manual")]
+    if hyperv or host.features["VirtualMachinePlatform"] == "Enabled":
+        rows.append(("hns", "Running", "Manual"))
+    if hyperv:
+        rows.append(("vmms", "Running", "Automatic"))
+    if host.wsl is not None:
+        rows.append(("WslService", "Running", "Automatic"))
+    if host.docker is not None:
+        rows.append(("com.docker.service", "Stopped", "Manual"))
+    return rows
+
+
+def measure_report(
+    url: str, out: Path, now: datetime, profile: Path | None = None, frames: bool = False
+) -> RunFigures:
+    """Build the report once in this process and measure it (call it in a fresh process)."""
+    started = time.perf_counter()
+    import reports.report as report
+    from reports.analysis import build_report_data
+    from reports.html import write_report
+
+    imports = time.perf_counter() - started
+    timings: dict[str, float] = {}
+    results: list[object] = []
+    profiler = cProfile.Profile() if profile is not None else None
+    with (
+        patch.object(report, "build_report_data",
+                     _timed(build_report_data, "analysis", timings, results)),
+        patch.object(report, "write_report", _timed(write_report, "render", timings, [])),
+    ):  # fmt: skip
+        started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        report.build_report(url, out, WANTED_PORTS, now=now)
+        if profiler is not None:
+            profiler.disable()
+        wall = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(profile)
+    return RunFigures(
+        wall=wall,
+        analysis=timings.get("analysis", 0.0),
+        render=timings.get("render", 0.0),
+        imports=imports,
+        peak_mb=peak_mb,
+        html_bytes=out.stat().st_size,
+        frames=_frame_sizes(results[0]) if frames and results else (),
+    )
+
+
+def _timed(
+    function: Callable[P, R], name: str, timings: dict[str, float], results: list[object]
+) -> Callable[P, R]:
+    def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.perf_counter()
+        value = function(*args, **kwargs)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+        results.append(value)
+        return value
+
+    return timed
+
+
+def _frame_sizes(data: object) -> tuple[tuple[str, int, float], ...]:
+    import pandas as pd
+
+    sizes = []
+    for item in fields(data) if is_dataclass(data) else ():
+        value = getattr(data, item.name)
+        if isinstance(value, pd.DataFrame):
+            sizes.append((item.name, len(value), _frame_mb(value)))
+    return tuple(sizes)
+
+
+def _frame_mb(frame: Any) -> float:
+    """Return the MB a frame holds, counting each shared Python object once.
+
+    ``memory_usage(deep=True)`` counts a string once per cell, which overstates frames whose
+    cells point at a few shared strings (a reason repeated on a million ports) many times over.
+    """
+    total = float(frame.memory_usage(deep=False).sum())
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object or str(column.dtype) == "str":
+            distinct = {id(value): value for value in column.to_numpy(dtype=object)}
+            total += sum(sys.getsizeof(value) for value in distinct.values())
+    return total / 2**20
+
+
+def _run_child(
+    url: str, out: Path, now: datetime, profile: Path | None, frames: bool
+) -> RunFigures:
+    """Measure one report in a fresh interpreter; return what it printed."""
+    command = [sys.executable, "-m", "bench.report", "--measure", url, str(out), now.isoformat()]
+    if profile is not None:
+        command += ["--profile-out", str(profile)]
+    if frames:
+        command.append("--frames")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the report failed:\n{done.stderr}")
+    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    return RunFigures(
+        wall=float(raw["wall"]),
+        analysis=float(raw["analysis"]),
+        render=float(raw["render"]),
+        imports=float(raw["imports"]),
+        peak_mb=float(raw["peak_mb"]),
+        html_bytes=int(raw["html_bytes"]),
+        frames=tuple((str(n), int(r), float(m)) for n, r, m in raw["frames"]),
+    )
+
+
+@contextmanager
+def _workspace(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        yield keep.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="portfleet-bench-report-") as work:
+        yield Path(work) / "bench.db"
+
+
+def _print_profile(path: Path) -> None:
+    stats = pstats.Stats(str(path))
+    for order in ("tottime", "cumulative"):
+        print(f"\nprofile, top 25 by {order} ({path}):")
+        stats.sort_stats(order).print_stats(25)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def _measure_main(args: argparse.Namespace) -> None:
+    url, out, now = args.measure
+    figures = measure_report(
+        url, Path(out), datetime.fromisoformat(now), args.profile_out, args.frames
+    )
+    payload = {
+        "wall": figures.wall, "analysis": figures.analysis, "render": figures.render,
+        "imports": figures.imports, "peak_mb": figures.peak_mb,
+        "html_bytes": figures.html_bytes, "frames": [list(f) for f in figures.frames],
+    }  # fmt: skip
+    print(json.dumps(payload))
+
+
+def main() -> None:
+    """Generate the store, build the report in child processes, print the figures."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--nights", type=int, default=90)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--blocks",
+        default="5,40",
+        help="LOW,HIGH run-time 100-port blocks per Hyper-V host (WSL-only: up to 3/8 HIGH)",
+    )
+    parser.add_argument("--keep", type=Path, help="write the store (and report) here and keep it")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use the store already at --keep (made with the same --nights), do not generate",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="after the timed runs, one cProfile'd run; stats to this file"
+    )
+    parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--frames", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        _measure_main(args)
+        return
+    if args.reuse and args.keep is None:
+        parser.error("--reuse needs --keep PATH")
+    if args.hosts < 1 or args.nights < 2 or args.repeat < 1:
+        parser.error("--hosts and --repeat must be at least 1, --nights at least 2")
+    try:
+        low, high = (int(part) for part in args.blocks.split(","))
+    except ValueError:
+        parser.error("--blocks wants LOW,HIGH, e.g. 5,40")
+    if not 0 <= low <= high:
+        parser.error("--blocks wants 0 <= LOW <= HIGH")
+    cpus = len(os.sched_getaffinity(0))
+    with _workspace(args.keep) as database:
+        url = f"sqlite:///{database}"
+        out = database.with_suffix(".html")
+        if args.reuse:
+            if not database.is_file():
+                parser.error(f"--reuse: no store at {database}")
+            now = START + timedelta(days=args.nights - 1, hours=8)
+            with closing(sqlite3.connect(database)) as raw:
+                (hosts,) = raw.execute("SELECT COUNT(*) FROM hosts").fetchone()
+            print(f"hosts={hosts} nights={args.nights} (as given) cpus={cpus}")
+            print(f"store: reused {database} ({database.stat().st_size / 2**20:.0f} MB)")
+        else:
+            if database.exists():
+                parser.error(f"{database} exists; delete it or pass --reuse")
+            print(f"hosts={args.hosts} nights={args.nights} blocks={low}-{high} "
+                  f"seed={args.seed} cpus={cpus}")  # fmt: skip
+            generated = generate_store(
+                url, database, args.hosts, args.nights, args.seed, (low, high)
+            )
+            now = generated.now
+            rows = ", ".join(f"{name} {count:,}" for name, count in generated.rows.items())
+            print(f"generated in {generated.seconds:.1f} s: "
+                  f"{generated.database_bytes / 2**20:.0f} MB at {database}")  # fmt: skip
+            print(f"rows: {rows}")
+        runs = [
+            _run_child(url, out, now, None, frames=attempt == 0) for attempt in range(args.repeat)
+        ]
+        wall = statistics.median(run.wall for run in runs)
+        peak = max(run.peak_mb for run in runs)
+        for number, run in enumerate(runs, 1):
+            print(f"run {number}: {run.wall:.2f} s (analysis {run.analysis:.2f} s, "
+                  f"render {run.render:.2f} s; imports {run.imports:.2f} s before), "
+                  f"peak RSS {run.peak_mb:.0f} MB")  # fmt: skip
+        print(f"report:   {wall:.2f} s median of {[round(r.wall, 2) for r in runs]} "
+              f"(target < {TARGET_SECONDS:.0f} s: {_verdict(wall < TARGET_SECONDS)})")  # fmt: skip
+        print(f"peak RSS: {peak:.0f} MB, the largest run "
+              f"(target < {TARGET_MB / 1024:.0f} GB: {_verdict(peak < TARGET_MB)})")  # fmt: skip
+        print(f"HTML:     {runs[-1].html_bytes / 2**20:.1f} MB ({out})")
+        print("frames:   " + ", ".join(f"{n} {r:,} rows/{m:.0f} MB" for n, r, m in runs[0].frames))
+        if args.profile is not None:
+            profiled = _run_child(url, out, now, args.profile.resolve(), frames=False)
+            print(f"\nprofiled run: {profiled.wall:.2f} s (cProfile overhead included)")
+            _print_profile(args.profile.resolve())
+
+
+if __name__ == "__main__":
+    main()
