@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from collector.cli import cli
 from collector.simulator.fleet import Fleet, FleetSpec
+from collector.store.database import create_store_engine
 
 
 def test_the_demo_collects_sixty_nights_of_every_healthy_host(tmp_path: Path) -> None:
@@ -44,3 +47,31 @@ def test_the_demo_collects_sixty_nights_of_every_healthy_host(tmp_path: Path) ->
     assert set(failures.stdout.split()[1:]) == {"auth", "unreachable", "timeout", "protocol"}
     for host in {h.name for h in fleet.hosts} - set(healthy):
         assert nights[host] < 60
+    assert (out / "report.html").stat().st_size > 100_000
+    _assert_localized_text_arrived_intact(database, fleet)
+
+
+def _assert_localized_text_arrived_intact(database: Path, fleet: Fleet) -> None:
+    """A French host's accents and an Asian host's script survive WinRM's code page 437."""
+    engine = create_store_engine(f"sqlite:///{database}", writer=False)
+    checked = set()
+    with engine.connect() as connection:
+        for host in fleet.hosts:
+            if host.culture not in ("fr-FR", "ko-KR", "zh-CN") or host.culture in checked:
+                continue
+            body = connection.execute(
+                text(
+                    "SELECT d.body FROM documents d JOIN snapshots s ON s.document_id = d.id "
+                    "JOIN hosts h ON h.id = s.host_id WHERE h.name = :name "
+                    "ORDER BY s.taken_at LIMIT 1"
+                ),
+                {"name": host.name},
+            ).scalar_one()
+            raw = json.loads(zlib.decompress(body))["raw"]["excluded_ipv4_tcp"]
+            expected = {"fr-FR": "Port de début", "ko-KR": "시작 포트", "zh-CN": "开始端口"}[
+                host.culture
+            ]
+            assert expected in raw, host.name
+            checked.add(host.culture)
+    engine.dispose()
+    assert {"fr-FR"} < checked
