@@ -17,6 +17,21 @@ DATA = REPO / "collector" / "data"
 SEED_CAPTURE = DATA / "seed" / "capture"
 
 
+SEED_TIME = "2018-06-01T12:00:00+02:00"
+
+
+def import_seed(url: str) -> str:
+    """Import the seed capture as host seed-workstation through the CLI; return the URL."""
+    from click.testing import CliRunner
+
+    from collector.cli import cli
+
+    arguments = ["--db", url, "import", str(SEED_CAPTURE), "--host", "seed-workstation"]
+    result = CliRunner().invoke(cli, [*arguments, "--taken-at", SEED_TIME])
+    assert result.exit_code == 0, result.output
+    return url
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Cluster]:
     """Start one PostgreSQL cluster for the whole session."""

@@ -10,26 +10,12 @@ from click.testing import CliRunner
 
 from collector.cli import cli
 from collector.exitcodes import ExitCode
-from tests.conftest import SEED_CAPTURE
+from tests.conftest import import_seed
 
 
 @pytest.fixture
 def seeded(sqlite_url: str) -> str:
-    result = CliRunner().invoke(
-        cli,
-        [
-            "--db",
-            sqlite_url,
-            "import",
-            str(SEED_CAPTURE),
-            "--host",
-            "seed-workstation",
-            "--taken-at",
-            "2018-06-01T12:00:00+02:00",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return sqlite_url
+    return import_seed(sqlite_url)
 
 
 def test_explain_the_seed_port_in_words_and_json(seeded: str) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from collector.cli import cli
 from collector.exitcodes import ExitCode
-from tests.conftest import SEED_CAPTURE
+from tests.conftest import import_seed
 
 WRITES = [
     "DELETE FROM hosts",
@@ -39,21 +39,7 @@ def _sql(db_url: str, query: str, *options: str) -> Result:
 
 @pytest.fixture
 def seeded(store: Engine, db_url: str) -> str:
-    result = CliRunner().invoke(
-        cli,
-        [
-            "--db",
-            db_url,
-            "import",
-            str(SEED_CAPTURE),
-            "--host",
-            "seed-workstation",
-            "--taken-at",
-            "2018-06-01T12:00:00+02:00",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return db_url
+    return import_seed(db_url)
 
 
 def _fingerprint(db_url: str) -> list[tuple[object, ...]]:
