@@ -442,7 +442,13 @@ def test_stop_drops_a_request_that_is_still_waiting(serve: Serve) -> None:
         client.join(5)
         assert not client.is_alive()
         assert len(outcome) == 1 and isinstance(outcome[0], requests.exceptions.ConnectionError)
-        assert idle.recv(1) == b""  # closed by the server, not left hanging
+        # Closed by the server, not left hanging (a hang would raise the 5 s socket timeout).
+        # Whether the kernel reports an orderly close or a reset depends on timing.
+        try:
+            closed = idle.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed
 
 
 def test_reset_on_receive_is_a_connection_error_then_the_host_recovers(serve: Serve) -> None:
