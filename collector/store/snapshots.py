@@ -192,7 +192,7 @@ def _listener_set(
                 i["address"],
                 i["port"],
                 i.get("pid"),
-                i.get("process") or _WELL_KNOWN_PIDS.get(i.get("pid") or -1),
+                _process_name(i.get("pid"), i.get("process")),
             )
             for i in listeners
         ]
@@ -208,7 +208,7 @@ def _listener_set(
                 c.local_address,
                 c.local_port,
                 c.pid,
-                c.process or _WELL_KNOWN_PIDS.get(c.pid if c.pid is not None else -1),
+                _process_name(c.pid, c.process),
             )
             for c in connections
             if c.is_listener
@@ -366,6 +366,13 @@ def _insert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> 
     """Insert many rows in one executemany (the ORM's per-object work is not needed here)."""
     if rows:
         session.connection().execute(insert(model), rows)
+
+
+def _process_name(pid: int | None, process: str | None) -> str | None:
+    """Return the process name as reported, else the name a well-known PID always has."""
+    if process or pid is None:
+        return process
+    return _WELL_KNOWN_PIDS.get(pid)
 
 
 def _update_key(kb: str | None, title: str | None) -> str:
