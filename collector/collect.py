@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +117,7 @@ def plan_collection(
 
 
 def build_endpoint(
-    entry: HostEntry, config: PortfleetConfig, environ: dict[str, str] | None = None
+    entry: HostEntry, config: PortfleetConfig, environ: Mapping[str, str] | None = None
 ) -> Endpoint:
     """Resolve a host's URL, transport and credentials (from the environment or a keyring)."""
     defaults = config.defaults
@@ -308,7 +308,7 @@ def _document_from(entry: HostEntry, output: ProbeOutput) -> tuple[bytes, dict[s
 
 
 def _credentials(
-    host: str, credential: Credential, environ: dict[str, str] | os._Environ[str]
+    host: str, credential: Credential, environ: Mapping[str, str]
 ) -> tuple[str | None, str | None]:
     username = credential.username
     if username is None and credential.username_env:

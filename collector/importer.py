@@ -65,12 +65,15 @@ def finish_run(engine: Engine, run_id: int) -> None:
 def ensure_host(
     session: Session, name: str, address: str | None = None, groups: Iterable[str] = ()
 ) -> Host:
-    """Return the host called ``name``, creating it if new."""
+    """Return the host called ``name``, creating it if new; a given address updates it."""
     host = session.scalar(select(Host).where(Host.name == name))
     if host is None:
         host = Host(name=name, address=address, groups=list(groups), created_at=now())
         session.add(host)
         session.flush()
+    elif address is not None:
+        host.address = address
+        host.groups = list(groups)
     return host
 
 
@@ -133,9 +136,6 @@ def store_document(
     name = host_name or document["host"]["name"]
     with write_lock(engine), Session(engine) as session, session.begin():
         host = ensure_host(session, name, address, groups)
-        if address is not None:
-            host.address = address
-            host.groups = list(groups)
         stored = store_snapshot(session, body, document, transport, now(), host)
         partial = bool(stored.problems or document.get("errors"))
         if stored.created:
