@@ -216,7 +216,7 @@ def _exchange(
 
 def _protocol(endpoint: Endpoint) -> Protocol:
     read_timeout = endpoint.operation_timeout + 10
-    return Protocol(
+    protocol = Protocol(
         endpoint=endpoint.url,
         transport=endpoint.transport,  # type: ignore[arg-type]
         username=endpoint.username,
@@ -229,9 +229,15 @@ def _protocol(endpoint: Endpoint) -> Protocol:
         cert_key_pem=endpoint.cert_key_pem,
         read_timeout_sec=read_timeout,
         operation_timeout_sec=endpoint.operation_timeout,
-        # WinRM inside a LAN never goes through a web proxy; environment proxies would break it.
-        proxy=None,
+        # WinRM inside a LAN never goes through a web proxy. An empty proxy says "direct" and,
+        # unlike proxy=None (no_proxy="*"), never makes requests write os.environ["no_proxy"]
+        # and delete it again: that races between threads (psf/requests#4997, KeyError
+        # 'no_proxy' under collect's pool).
+        proxy="",
     )
+    # Built now, the session then stops reading proxy variables on every request.
+    protocol.transport.build_session().trust_env = False
+    return protocol
 
 
 def _close_quietly(protocol: Protocol, shell_id: str, command_id: str | None) -> None:

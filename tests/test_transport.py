@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -167,3 +169,48 @@ def test_a_probe_that_fails_on_the_host_reports_its_exit_code(
     server, _ = host
     output = run_probe(_endpoint(server), "Write-Output 'hello'", ARGUMENTS, time.monotonic() + 10)
     assert output.exit_code == 1 and b"only runs the portfleet probe" in output.stderr
+
+
+class _WatchedEnviron(MutableMapping[str, str]):
+    """os.environ, with every write remembered."""
+
+    def __init__(self, real: MutableMapping[str, str]) -> None:
+        self.real, self.writes = real, list[str]()
+
+    def __getitem__(self, key: str) -> str:
+        return self.real[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.writes.append(key)
+        self.real[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.writes.append(key)
+        del self.real[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.real)
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+
+def test_concurrent_probes_neither_use_nor_write_the_proxy_environment(
+    host: tuple[WsmanServer, ProbeResponder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests#4997: its proxy look-up writes os.environ["no_proxy"] and deletes it again, which
+    # raised KeyError under collect's thread pool. A proxy set here must not be used either.
+    server, _ = host
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    watched = _WatchedEnviron(os.environ)
+    monkeypatch.setattr(os, "environ", watched)
+    script = probe_script()
+
+    def probe(_: int) -> int:
+        output = run_probe(_endpoint(server), script, ARGUMENTS, time.monotonic() + 20)
+        return output.exit_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(probe, range(16))) == [0] * 16
+    assert watched.writes == []
