@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ from collector.document import (
 from collector.parsers.text import DEFAULT_CODEPAGE
 from collector.store.database import write_lock
 from collector.store.models import Attempt, CollectionRun, Host
-from collector.store.snapshots import store_snapshot
+from collector.store.snapshots import prepare_snapshot, write_snapshot
 
 Outcome = Literal["stored", "duplicate", "failed"]
 
@@ -63,18 +63,21 @@ def finish_run(engine: Engine, run_id: int) -> None:
 
 
 def ensure_host(
-    session: Session, name: str, address: str | None = None, groups: Iterable[str] = ()
-) -> Host:
-    """Return the host called ``name``, creating it if new; a given address updates it."""
-    host = session.scalar(select(Host).where(Host.name == name))
-    if host is None:
-        host = Host(name=name, address=address, groups=list(groups), created_at=now())
-        session.add(host)
-        session.flush()
-    elif address is not None:
-        host.address = address
-        host.groups = list(groups)
-    return host
+    connection: Connection, name: str, address: str | None = None, groups: Iterable[str] = ()
+) -> int:
+    """Return the id of the host called ``name``, creating it if new; an address updates it."""
+    wanted = list(groups)
+    row = connection.execute(
+        select(Host.id, Host.address, Host.groups).where(Host.name == name)
+    ).first()
+    if row is None:
+        values = {"name": name, "address": address, "groups": wanted, "created_at": now()}
+        return int(connection.execute(insert(Host).returning(Host.id), values).scalar_one())
+    if address is not None and (row.address, row.groups) != (address, wanted):
+        connection.execute(
+            update(Host).where(Host.id == row.id).values(address=address, groups=wanted)
+        )
+    return int(row.id)
 
 
 def import_paths(
@@ -101,19 +104,20 @@ def record_failure(
     host_name: str | None,
 ) -> None:
     """Record a failed attempt in a transaction of its own (the data one was rolled back)."""
-    with write_lock(engine), Session(engine) as session, session.begin():
-        host = ensure_host(session, host_name) if host_name else None
-        session.add(
-            Attempt(
-                run_id=run_id,
-                host_id=host.id if host else None,
-                source=source,
-                started_at=started_at,
-                finished_at=now(),
-                status="failed",
-                error_class=error_class,
-                message=message,
-            )
+    with write_lock(engine), engine.begin() as connection:
+        host_id = ensure_host(connection, host_name) if host_name else None
+        connection.execute(
+            insert(Attempt),
+            {
+                "run_id": run_id,
+                "host_id": host_id,
+                "source": source,
+                "started_at": started_at,
+                "finished_at": now(),
+                "status": "failed",
+                "error_class": error_class,
+                "message": message,
+            },
         )
 
 
@@ -134,34 +138,37 @@ def store_document(
     ``host_name`` (a configured host) wins over the name the document gives itself.
     """
     name = host_name or document["host"]["name"]
-    with write_lock(engine), Session(engine) as session, session.begin():
-        host = ensure_host(session, name, address, groups)
-        stored = store_snapshot(session, body, document, transport, now(), host)
+    prepared = prepare_snapshot(body, document, transport)
+    with write_lock(engine), engine.begin() as connection:
+        host_id = ensure_host(connection, name, address, groups)
+        stored = write_snapshot(connection, prepared, host_id, now())
         partial = bool(stored.problems or document.get("errors"))
         if stored.created:
             message = "; ".join(stored.problems) or None
         else:
-            message = f"already stored as snapshot {stored.snapshot.id}"
-        session.add(
-            Attempt(
-                run_id=run_id,
-                host_id=host.id,
-                source=source,
-                started_at=started_at,
-                finished_at=now(),
-                status="partial" if partial else "ok",
-                message=message,
-                snapshot_id=stored.snapshot.id,
-            )
+            message = f"already stored as snapshot {stored.snapshot_id}"
+        connection.execute(
+            insert(Attempt),
+            {
+                "run_id": run_id,
+                "host_id": host_id,
+                "source": source,
+                "started_at": started_at,
+                "finished_at": now(),
+                "status": "partial" if partial else "ok",
+                "error_class": None,
+                "message": message,
+                "snapshot_id": stored.snapshot_id,
+            },
         )
-        return ImportResult(
-            source,
-            "stored" if stored.created else "duplicate",
-            host=name,
-            snapshot_id=stored.snapshot.id,
-            message=message or "",
-            problems=stored.problems,
-        )
+    return ImportResult(
+        source,
+        "stored" if stored.created else "duplicate",
+        host=name,
+        snapshot_id=stored.snapshot_id,
+        message=message or "",
+        problems=stored.problems,
+    )
 
 
 def _import_one(

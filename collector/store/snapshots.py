@@ -9,11 +9,10 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, String, insert, literal, select, union_all, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from collector.parsers.dynamicport import parse_dynamicport
 from collector.parsers.errors import ParseError
@@ -29,7 +28,6 @@ from collector.store.models import (
     ExcludedRange,
     ExcludedSet,
     Feature,
-    Host,
     Listener,
     ListenerSet,
     Service,
@@ -43,14 +41,66 @@ _WELL_KNOWN_PIDS = {0: "System Idle Process", 4: "System"}
 _KB = re.compile(r"\bKB(\d{6,8})\b", re.IGNORECASE)
 
 _Row = tuple[Any, ...]
-_SetT = TypeVar("_SetT", ExcludedSet, BindFailureSet, ListenerSet)
+_SetModel = type[ExcludedSet] | type[BindFailureSet] | type[ListenerSet]
+
+# Each content set: the snapshot column that points at it, its table, and its rows' table.
+_SETS: dict[str, tuple[_SetModel, type[Base], tuple[str, ...]]] = {
+    "excluded_set_id": (
+        ExcludedSet,
+        ExcludedRange,
+        ("protocol", "family", "start_port", "end_port", "administered"),
+    ),
+    "bind_failure_set_id": (
+        BindFailureSet,
+        BindFailure,
+        ("protocol", "family", "start_port", "end_port", "error_code"),
+    ),
+    "listener_set_id": (ListenerSet, Listener, ("protocol", "address", "port", "pid", "process")),
+}
+_UPDATE_COLUMNS = (
+    "kb",
+    "title",
+    "description",
+    "installed_by",
+    "installed_on",
+    "installed_at",
+    "result_code",
+)
+
+
+@dataclass(slots=True)
+class ContentSet:
+    """Rows stored once however many snapshots share them, named by their digest."""
+
+    digest: str
+    rows: list[_Row]
+
+
+@dataclass(slots=True)
+class PreparedSnapshot:
+    """Everything one document yields, worked out before the database is touched.
+
+    Parsing and hashing happen here, outside the writer's lock, so the transaction itself
+    is a handful of statements.
+    """
+
+    digest: str
+    document_row: dict[str, Any]
+    snapshot_row: dict[str, Any]
+    sets: dict[str, ContentSet | None]
+    dynamic: list[dict[str, Any]]
+    features: list[dict[str, Any]]
+    services: list[dict[str, Any]]
+    updates: dict[str, dict[str, Any]]
+    errors: list[dict[str, Any]]
+    problems: list[str]
 
 
 @dataclass(slots=True)
 class StoredSnapshot:
     """The outcome of storing one document."""
 
-    snapshot: Snapshot
+    snapshot_id: int
     created: bool
     problems: list[str] = field(default_factory=list)
 
@@ -60,28 +110,8 @@ def document_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def find_snapshot(session: Session, body: bytes) -> Snapshot | None:
-    """Return the snapshot already stored for these exact document bytes, if any."""
-    statement = (
-        select(Snapshot)
-        .join(Document, Document.id == Snapshot.document_id)
-        .where(Document.sha256 == document_digest(body))
-    )
-    return session.scalars(statement).first()
-
-
-def store_snapshot(
-    session: Session,
-    body: bytes,
-    document: dict[str, Any],
-    source: str,
-    received_at: datetime,
-    host: Host,
-) -> StoredSnapshot:
-    """Store a validated document (once per content) and everything derived from it."""
-    existing = find_snapshot(session, body)
-    if existing is not None:
-        return StoredSnapshot(existing, created=False)
+def prepare_snapshot(body: bytes, document: dict[str, Any], source: str) -> PreparedSnapshot:
+    """Parse a validated document into the rows it will be stored as; no database needed."""
     problems: list[str] = []
     errors: list[dict[str, Any]] = [dict(error) for error in document.get("errors", [])]
 
@@ -89,61 +119,93 @@ def store_snapshot(
         problems.append(f"{section}: {exc}")
         errors.append({"section": section, "code": "parse_error", "message": str(exc)})
 
-    # Sets first, so the snapshot row is written once, with its pointers.
     raw: dict[str, str] = document["raw"]
-    excluded_set_id = _excluded_set(session, raw, record)
-    bind_failure_set_id = _bind_failure_set(session, document.get("bind_sweep"))
-    listener_set_id = _listener_set(session, document.get("listeners"), raw, record)
-    dynamic = _dynamic_ranges(raw, record)
-    compressed = zlib.compress(body, 6)
-    document_row = {"sha256": document_digest(body), "size": len(body), "body": compressed}
-    document_id = (
-        session.connection()
-        .execute(insert(Document).returning(Document.id), document_row)
-        .scalar_one()
-    )
+    sets = {
+        "excluded_set_id": _excluded_set(raw, record),
+        "bind_failure_set_id": _bind_failure_set(document.get("bind_sweep")),
+        "listener_set_id": _listener_set(document.get("listeners"), raw, record),
+    }
+    digest = document_digest(body)
     facts = document["host"]
     os_info = facts.get("os") or {}
     bios = facts.get("bios") or {}
     versions = document.get("versions") or {}
-    snapshot = Snapshot(
-        host_id=host.id,
-        document_id=document_id,
-        source=document.get("source") or source,
-        taken_at=_parse_time(document["taken_at"]),
-        received_at=received_at,
-        probe_version=document["probe_version"],
-        os_build=_os_build(os_info),
-        last_boot_at=_parse_time(facts.get("last_boot")),
-        bios_version=bios.get("version"),
-        bios_date=_parse_date(bios.get("release_date")),
-        fast_startup=facts.get("fast_startup"),
-        docker_version=versions.get("docker"),
-        wsl_version=versions.get("wsl"),
-        sweep_seconds=_sweep_seconds(document.get("bind_sweep")),
-        excluded_set_id=excluded_set_id,
-        bind_failure_set_id=bind_failure_set_id,
-        listener_set_id=listener_set_id,
+    snapshot_row = {
+        "source": document.get("source") or source,
+        "taken_at": _parse_time(document["taken_at"]),
+        "probe_version": document["probe_version"],
+        "os_build": _os_build(os_info),
+        "last_boot_at": _parse_time(facts.get("last_boot")),
+        "bios_version": bios.get("version"),
+        "bios_date": _parse_date(bios.get("release_date")),
+        "fast_startup": facts.get("fast_startup"),
+        "docker_version": versions.get("docker"),
+        "wsl_version": versions.get("wsl"),
+        "sweep_seconds": _sweep_seconds(document.get("bind_sweep")),
+    }
+    return PreparedSnapshot(
+        digest=digest,
+        document_row={"sha256": digest, "size": len(body), "body": zlib.compress(body, 6)},
+        snapshot_row=snapshot_row,
+        sets=sets,
+        dynamic=_dynamic_ranges(raw, record),
+        features=list(document.get("features", [])),
+        services=[{"start_type": None} | item for item in document.get("services", [])],
+        updates=_updates(document, raw, record),
+        errors=errors,
+        problems=problems,
     )
-    session.add(snapshot)
-    session.flush()
-    owned = {"snapshot_id": snapshot.id}
-    _insert(session, DynamicRange, [owned | row for row in dynamic])
-    _insert(session, Feature, [owned | item for item in document.get("features", [])])
-    _insert(
-        session,
-        Service,
-        [owned | {"start_type": None} | item for item in document.get("services", [])],
-    )
-    _merge_updates(session, host, snapshot, document, raw, record)
-    _insert(session, SnapshotError, [owned | error for error in errors])
-    session.flush()
-    return StoredSnapshot(snapshot, created=True, problems=problems)
+
+
+def write_snapshot(
+    connection: Connection, prepared: PreparedSnapshot, host_id: int, received_at: datetime
+) -> StoredSnapshot:
+    """Store a prepared document once per content, with its rows, in the caller's transaction."""
+    found = _look_up(connection, prepared)
+    if "document" in found:
+        return StoredSnapshot(found["document"], created=False)
+    document_id = connection.execute(
+        insert(Document).returning(Document.id), prepared.document_row
+    ).scalar_one()
+    pointers = {
+        column: found[column] if column in found else _create_set(connection, column, content)
+        for column, content in prepared.sets.items()
+        if content is not None
+    }
+    snapshot_id: int = connection.execute(
+        insert(Snapshot).returning(Snapshot.id),
+        prepared.snapshot_row
+        | pointers
+        | {"host_id": host_id, "document_id": document_id, "received_at": received_at},
+    ).scalar_one()
+    owned = {"snapshot_id": snapshot_id}
+    _insert(connection, DynamicRange, [owned | row for row in prepared.dynamic])
+    _insert(connection, Feature, [owned | row for row in prepared.features])
+    _insert(connection, Service, [owned | row for row in prepared.services])
+    _insert(connection, SnapshotError, [owned | row for row in prepared.errors])
+    _merge_updates(connection, host_id, snapshot_id, prepared)
+    return StoredSnapshot(snapshot_id, created=True, problems=prepared.problems)
+
+
+def _look_up(connection: Connection, prepared: PreparedSnapshot) -> dict[str, int]:
+    """Find, in one statement, the snapshot of these bytes and the content sets already kept."""
+    queries = [
+        select(literal("document", String), Snapshot.id)
+        .join(Document, Document.id == Snapshot.document_id)
+        .where(Document.sha256 == prepared.digest)
+    ]
+    for column, content in prepared.sets.items():
+        if content is not None:
+            model = _SETS[column][0]
+            queries.append(
+                select(literal(column, String), model.id).where(model.sha256 == content.digest)
+            )
+    return {str(kind): int(key) for kind, key in connection.execute(union_all(*queries))}
 
 
 def _excluded_set(
-    session: Session, raw: dict[str, str], record: Callable[[str, ParseError], None]
-) -> int | None:
+    raw: dict[str, str], record: Callable[[str, ParseError], None]
+) -> ContentSet | None:
     """Return the set of all excluded ranges captured, or None when none was captured."""
     rows: list[_Row] = []
     captured = False
@@ -162,27 +224,23 @@ def _excluded_set(
                 )
     if not captured:
         return None
-    unique = sorted(set(rows))
-    columns = ("protocol", "family", "start_port", "end_port", "administered")
-    return _set_id(session, ExcludedSet, ExcludedRange, columns, unique)
+    return _content_set(sorted(set(rows)))
 
 
-def _bind_failure_set(session: Session, sweeps: list[dict[str, Any]] | None) -> int | None:
+def _bind_failure_set(sweeps: list[dict[str, Any]] | None) -> ContentSet | None:
     if sweeps is None or not sweeps:
         return None
     rows = sorted(
         {(s["protocol"], s["family"], f[0], f[1], f[2]) for s in sweeps for f in s["failures"]}
     )
-    columns = ("protocol", "family", "start_port", "end_port", "error_code")
-    return _set_id(session, BindFailureSet, BindFailure, columns, rows)
+    return _content_set(rows)
 
 
 def _listener_set(
-    session: Session,
     listeners: list[dict[str, Any]] | None,
     raw: dict[str, str],
     record: Callable[[str, ParseError], None],
-) -> int | None:
+) -> ContentSet | None:
     """Use the probe's structured listeners, else the ones read from netstat's text."""
     rows: list[_Row]
     if listeners is not None:
@@ -215,9 +273,14 @@ def _listener_set(
         ]
     else:
         return None
-    unique = sorted(set(rows), key=lambda r: (r[0], r[2], r[1], r[3] or 0, r[4] or ""))
-    columns = ("protocol", "address", "port", "pid", "process")
-    return _set_id(session, ListenerSet, Listener, columns, unique)
+    return _content_set(sorted(set(rows), key=lambda r: (r[0], r[2], r[1], r[3] or 0, r[4] or "")))
+
+
+def _content_set(rows: list[_Row]) -> ContentSet:
+    # The digest of the sorted rows names the set; it must never change, or stores made by
+    # earlier versions would stop sharing sets with new ones.
+    digest = hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+    return ContentSet(digest, rows)
 
 
 def _dynamic_ranges(
@@ -245,15 +308,10 @@ def _dynamic_ranges(
     return rows
 
 
-def _merge_updates(
-    session: Session,
-    host: Host,
-    snapshot: Snapshot,
-    document: dict[str, Any],
-    raw: dict[str, str],
-    record: Callable[[str, ParseError], None],
-) -> None:
-    """Keep one row per host and update, pointing at the earliest snapshot that saw it."""
+def _updates(
+    document: dict[str, Any], raw: dict[str, str], record: Callable[[str, ParseError], None]
+) -> dict[str, dict[str, Any]]:
+    """Return one entry per update the document knows, keyed as the updates table keys it."""
     found: dict[str, dict[str, Any]] = {}
     hotfixes: list[dict[str, Any]] = list(document.get("hotfixes", []))
     if not hotfixes and "hotfix" in raw:
@@ -284,88 +342,80 @@ def _merge_updates(
         # Succeeded (2) or succeeded with errors (3) installs date the update.
         if item["operation"] == 1 and item["result_code"] in (2, 3):
             entry.setdefault("installed_at", _parse_time(item["date"]))
+    return found
+
+
+def _merge_updates(
+    connection: Connection, host_id: int, snapshot_id: int, prepared: PreparedSnapshot
+) -> None:
+    """Keep one row per host and update, pointing at the earliest snapshot that saw it."""
+    found = dict(prepared.updates)
     if not found:
         return
-    columns = (
-        "kb",
-        "title",
-        "description",
-        "installed_by",
-        "installed_on",
-        "installed_at",
-        "result_code",
-    )
-    existing = session.execute(
+    taken_at = prepared.snapshot_row["taken_at"]
+    existing = connection.execute(
         select(
-            Update.id, Update.update_key, *(getattr(Update, c) for c in columns), Snapshot.taken_at
+            Update.id,
+            Update.update_key,
+            *(getattr(Update, c) for c in _UPDATE_COLUMNS),
+            Snapshot.taken_at,
         )
         .join(Snapshot, Snapshot.id == Update.first_snapshot_id)
-        .where(Update.host_id == host.id, Update.update_key.in_(found))
+        .where(Update.host_id == host_id, Update.update_key.in_(found))
     ).all()
     for row in existing:
         values = found.pop(row.update_key)
         changes = {n: v for n, v in values.items() if v is not None and getattr(row, n) is None}
-        if snapshot.taken_at < row.taken_at:
-            changes["first_snapshot_id"] = snapshot.id  # an older document imported later
+        if taken_at < row.taken_at:
+            changes["first_snapshot_id"] = snapshot_id  # an older document imported later
         if changes:
-            session.execute(update(Update).where(Update.id == row.id).values(**changes))
+            connection.execute(update(Update).where(Update.id == row.id).values(**changes))
     new = [
-        {c: None for c in columns}
+        dict.fromkeys(_UPDATE_COLUMNS)
         | values
-        | {"host_id": host.id, "update_key": key, "first_snapshot_id": snapshot.id}
+        | {"host_id": host_id, "update_key": key, "first_snapshot_id": snapshot_id}
         for key, values in found.items()
     ]
-    _insert(session, Update, new)
+    _insert(connection, Update, new)
 
 
-def _set_id(
-    session: Session,
-    model: type[_SetT],
-    row_model: type[Base],
-    columns: Sequence[str],
-    rows: Sequence[_Row],
-) -> int:
-    """Return the id of the set holding exactly ``rows``, creating it the first time."""
-    digest = hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
-    found = session.scalar(select(model.id).where(model.sha256 == digest))
-    if found is not None:
-        return found
-    if session.get_bind().dialect.name == "sqlite":
+def _create_set(connection: Connection, column: str, content: ContentSet) -> int:
+    """Create the set holding ``content`` and return its id (or the id a rival writer made)."""
+    model, row_model, columns = _SETS[column]
+    if connection.dialect.name == "sqlite":
         # SQLite writers hold the database's write lock (BEGIN IMMEDIATE) from the start: no
         # other writer can create this set between the look-up and the insert.
-        return _create_set(session, model, row_model, columns, rows, digest)
+        return _insert_set(connection, model, row_model, columns, content)
     try:
         # Another host may store the same content at the same moment: its commit wins, and
         # this transaction then uses that set instead of failing whole.
-        with session.begin_nested():
-            return _create_set(session, model, row_model, columns, rows, digest)
+        with connection.begin_nested():
+            return _insert_set(connection, model, row_model, columns, content)
     except IntegrityError:
-        found = session.scalar(select(model.id).where(model.sha256 == digest))
+        found = connection.scalar(select(model.id).where(model.sha256 == content.digest))
         if found is None:
             raise
-        return found
+        return int(found)
 
 
-def _create_set(
-    session: Session,
-    model: type[_SetT],
+def _insert_set(
+    connection: Connection,
+    model: _SetModel,
     row_model: type[Base],
     columns: Sequence[str],
-    rows: Sequence[_Row],
-    digest: str,
+    content: ContentSet,
 ) -> int:
-    statement = insert(model).values(sha256=digest).returning(model.id)
-    set_id = int(session.connection().execute(statement).scalar_one())
-    _insert(
-        session, row_model, [{"set_id": set_id, **dict(zip(columns, r, strict=True))} for r in rows]
-    )
+    statement = insert(model).values(sha256=content.digest).returning(model.id)
+    set_id = int(connection.execute(statement).scalar_one())
+    rows = [{"set_id": set_id, **dict(zip(columns, row, strict=True))} for row in content.rows]
+    _insert(connection, row_model, rows)
     return set_id
 
 
-def _insert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
-    """Insert many rows in one executemany (the ORM's per-object work is not needed here)."""
+def _insert(connection: Connection, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in one executemany."""
     if rows:
-        session.connection().execute(insert(model), rows)
+        connection.execute(insert(model), rows)
 
 
 def _process_name(pid: int | None, process: str | None) -> str | None:
