@@ -392,6 +392,9 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.body:
             self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
         self.send_header("Content-Length", str(len(answer.body)))
+        if self.close_connection:
+            # Say so: a client that keeps the connection would race the close on its next request.
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer.body)
