@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,11 @@ from collector.store.models import Attempt, CollectionRun, Host
 from collector.store.snapshots import prepare_snapshot, write_snapshot
 
 Outcome = Literal["stored", "duplicate", "failed"]
+
+# Built once, so each execution reuses the compiled statement (see store.snapshots).
+_HOST_NAMED = select(Host.id, Host.address, Host.groups).where(Host.name == bindparam("name"))
+_NEW_HOST = insert(Host).returning(Host.id)
+_NEW_ATTEMPT = insert(Attempt)
 
 
 @dataclass(slots=True)
@@ -67,12 +72,10 @@ def ensure_host(
 ) -> int:
     """Return the id of the host called ``name``, creating it if new; an address updates it."""
     wanted = list(groups)
-    row = connection.execute(
-        select(Host.id, Host.address, Host.groups).where(Host.name == name)
-    ).first()
+    row = connection.execute(_HOST_NAMED, {"name": name}).first()
     if row is None:
         values = {"name": name, "address": address, "groups": wanted, "created_at": now()}
-        return int(connection.execute(insert(Host).returning(Host.id), values).scalar_one())
+        return int(connection.execute(_NEW_HOST, values).scalar_one())
     if address is not None and (row.address, row.groups) != (address, wanted):
         connection.execute(
             update(Host).where(Host.id == row.id).values(address=address, groups=wanted)
@@ -107,7 +110,7 @@ def record_failure(
     with write_lock(engine), engine.begin() as connection:
         host_id = ensure_host(connection, host_name) if host_name else None
         connection.execute(
-            insert(Attempt),
+            _NEW_ATTEMPT,
             {
                 "run_id": run_id,
                 "host_id": host_id,
@@ -148,7 +151,7 @@ def store_document(
         else:
             message = f"already stored as snapshot {stored.snapshot_id}"
         connection.execute(
-            insert(Attempt),
+            _NEW_ATTEMPT,
             {
                 "run_id": run_id,
                 "host_id": host_id,

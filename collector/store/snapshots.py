@@ -9,9 +9,20 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, String, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    String,
+    bindparam,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from collector.parsers.dynamicport import parse_dynamicport
@@ -66,6 +77,40 @@ _UPDATE_COLUMNS = (
     "installed_at",
     "result_code",
 )
+
+# Statements are built once: SQLAlchemy then reuses their compiled form without deriving a
+# cache key again on every execution, which counts when 32 collector threads share one GIL.
+_LOOK_UP = union_all(
+    select(literal("document", String), Snapshot.id)
+    .join(Document, Document.id == Snapshot.document_id)
+    .where(Document.sha256 == bindparam("document")),
+    *(
+        select(literal(column, String), model.id).where(model.sha256 == bindparam(column))
+        for column, (model, _, _) in _SETS.items()
+    ),
+)
+_NEW_DOCUMENT = insert(Document).returning(Document.id)
+_NEW_SNAPSHOT = insert(Snapshot).returning(Snapshot.id)
+_NEW_SET = {model: insert(model).returning(model.id) for model, _, _ in _SETS.values()}
+_KNOWN_UPDATES = (
+    select(
+        Update.id,
+        Update.update_key,
+        *(getattr(Update, c) for c in _UPDATE_COLUMNS),
+        Snapshot.taken_at,
+    )
+    .join(Snapshot, Snapshot.id == Update.first_snapshot_id)
+    .where(
+        Update.host_id == bindparam("host_id"),
+        Update.update_key.in_(bindparam("keys", expanding=True)),
+    )
+)
+
+
+@cache
+def _inserting(model: type[Base]) -> Insert:
+    """Return the one INSERT statement used for ``model``'s rows."""
+    return insert(model)
 
 
 @dataclass(slots=True)
@@ -164,16 +209,14 @@ def write_snapshot(
     found = _look_up(connection, prepared)
     if "document" in found:
         return StoredSnapshot(found["document"], created=False)
-    document_id = connection.execute(
-        insert(Document).returning(Document.id), prepared.document_row
-    ).scalar_one()
+    document_id = connection.execute(_NEW_DOCUMENT, prepared.document_row).scalar_one()
     pointers = {
         column: found[column] if column in found else _create_set(connection, column, content)
         for column, content in prepared.sets.items()
         if content is not None
     }
     snapshot_id: int = connection.execute(
-        insert(Snapshot).returning(Snapshot.id),
+        _NEW_SNAPSHOT,
         prepared.snapshot_row
         | pointers
         | {"host_id": host_id, "document_id": document_id, "received_at": received_at},
@@ -189,18 +232,11 @@ def write_snapshot(
 
 def _look_up(connection: Connection, prepared: PreparedSnapshot) -> dict[str, int]:
     """Find, in one statement, the snapshot of these bytes and the content sets already kept."""
-    queries = [
-        select(literal("document", String), Snapshot.id)
-        .join(Document, Document.id == Snapshot.document_id)
-        .where(Document.sha256 == prepared.digest)
-    ]
-    for column, content in prepared.sets.items():
-        if content is not None:
-            model = _SETS[column][0]
-            queries.append(
-                select(literal(column, String), model.id).where(model.sha256 == content.digest)
-            )
-    return {str(kind): int(key) for kind, key in connection.execute(union_all(*queries))}
+    digests = {"document": prepared.digest} | {
+        column: content.digest if content is not None else ""
+        for column, content in prepared.sets.items()
+    }
+    return {str(kind): int(key) for kind, key in connection.execute(_LOOK_UP, digests)}
 
 
 def _excluded_set(
@@ -353,16 +389,7 @@ def _merge_updates(
     if not found:
         return
     taken_at = prepared.snapshot_row["taken_at"]
-    existing = connection.execute(
-        select(
-            Update.id,
-            Update.update_key,
-            *(getattr(Update, c) for c in _UPDATE_COLUMNS),
-            Snapshot.taken_at,
-        )
-        .join(Snapshot, Snapshot.id == Update.first_snapshot_id)
-        .where(Update.host_id == host_id, Update.update_key.in_(found))
-    ).all()
+    existing = connection.execute(_KNOWN_UPDATES, {"host_id": host_id, "keys": list(found)}).all()
     for row in existing:
         values = found.pop(row.update_key)
         changes = {n: v for n, v in values.items() if v is not None and getattr(row, n) is None}
@@ -405,8 +432,7 @@ def _insert_set(
     columns: Sequence[str],
     content: ContentSet,
 ) -> int:
-    statement = insert(model).values(sha256=content.digest).returning(model.id)
-    set_id = int(connection.execute(statement).scalar_one())
+    set_id = int(connection.execute(_NEW_SET[model], {"sha256": content.digest}).scalar_one())
     rows = [{"set_id": set_id, **dict(zip(columns, row, strict=True))} for row in content.rows]
     _insert(connection, row_model, rows)
     return set_id
@@ -415,7 +441,7 @@ def _insert_set(
 def _insert(connection: Connection, model: type[Base], rows: list[dict[str, Any]]) -> None:
     """Insert many rows in one executemany."""
     if rows:
-        connection.execute(insert(model), rows)
+        connection.execute(_inserting(model), rows)
 
 
 def _process_name(pid: int | None, process: str | None) -> str | None:
