@@ -151,6 +151,14 @@ def classify(exc: BaseException, endpoint: Endpoint) -> tuple[str, str]:
             f"{where} refused the credentials of {endpoint.username or 'the configured user'}; "
             "check them",
         )
+    if isinstance(exc, PermissionError) and exc.errno is None:
+        # requests_ntlm's own (no errno, unlike the OS's): the host offered Negotiate, then
+        # answered NTLM's first message without a challenge.
+        return (
+            "auth",
+            f"{where} offered Negotiate but refused NTLM (restricted by policy?); "
+            "use transport kerberos for it",
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         return (
             "protocol",

@@ -50,26 +50,29 @@ class Fleet:
         self,
         name: str,
         behaviour: Behaviour | None = None,
-        password: str = PASSWORD,
+        password_env: str | None = None,
         answers_as: str | None = None,
     ) -> None:
+        """Serve a host; ``password_env`` names where the collector reads its password."""
         responder = ProbeResponder(_documents(answers_as or name))
         server = WsmanServer(
-            responder, username="portfleet", password=password, behaviour=behaviour
+            responder, username="portfleet", password=PASSWORD, behaviour=behaviour
         ).start()
         self.servers.append(server)
-        self.hosts.append({"name": name, "address": server.url})
+        entry: dict[str, Any] = {"name": name, "address": server.url}
+        if password_env is not None:
+            entry["credential"] = {"username_env": "PF_TEST_USER", "password_env": password_env}
+        self.hosts.append(entry)
 
     def add_unreachable(self, name: str) -> None:
         self.hosts.append({"name": name, "address": "http://127.0.0.1:9/wsman"})
 
     def config(self, **collect: Any) -> Path:
+        """Write a config with the default transport, NTLM: over HTTP, every message sealed."""
         path = self.tmp_path / "config.yaml"
         body = {
             "defaults": {
-                "transport": "basic",
                 "https": False,
-                "allow_unencrypted_basic": True,
                 "credential": {"username_env": "PF_TEST_USER", "password_env": "PF_TEST_PASSWORD"},
             },
             "probe": {"deadline_seconds": 2, "operation_timeout_seconds": 1},
@@ -88,6 +91,7 @@ class Fleet:
 def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
     monkeypatch.setenv("PF_TEST_USER", "portfleet")
     monkeypatch.setenv("PF_TEST_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PF_TEST_OLD_PASSWORD", "last-years-password")
     simulated = Fleet(tmp_path)
     yield simulated
     simulated.stop()
@@ -100,7 +104,7 @@ def _engine(url: str) -> Engine:
 def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -> None:
     for name in ("dev-ws-01", "dev-ws-02", "dev-ws-03"):
         fleet.add(name)
-    fleet.add("dev-ws-04", password="something-else")
+    fleet.add("dev-ws-04", password_env="PF_TEST_OLD_PASSWORD")
     fleet.add("dev-ws-05", Behaviour(hang_on=frozenset({"Receive"})))
     fleet.add_unreachable("dev-ws-06")
     fleet.add("dev-ws-07", answers_as="accounting-pc")
@@ -143,6 +147,10 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
     for host in ("dev-ws-04", "dev-ws-05", "dev-ws-06"):
         assert host in result.stdout
     assert "3 ok, 0 partial, 4 failed" in result.stdout
+    # NTLM, the default transport: after the handshake every WinRS message travelled sealed.
+    exchanges = fleet.servers[0].exchanges()
+    assert [e.operation for e in exchanges[:3]] == ["Unauthorized", "Negotiate", "Empty"]
+    assert all(e.sealed for e in exchanges[3:]) and len(exchanges) > 5
 
 
 def _assert_no_secret(session: Session) -> None:

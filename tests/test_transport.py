@@ -16,7 +16,7 @@ from collector.simulator.certs import CertFiles, write_server_cert
 from collector.simulator.envelope import ACCESS_DENIED
 from collector.simulator.responder import ProbeResponder
 from collector.simulator.wsman import Behaviour, WsmanServer
-from collector.transport import Endpoint, TransportError, bootstrap_command, run_probe
+from collector.transport import Endpoint, TransportError, bootstrap_command, classify, run_probe
 from tests.documents import probe_document
 
 PASSWORD = "Pässw0rd!with'quote"
@@ -214,3 +214,15 @@ def test_concurrent_probes_neither_use_nor_write_the_proxy_environment(
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(probe, range(16))) == [0] * 16
     assert watched.writes == []
+
+
+def test_a_host_that_refuses_ntlm_itself_is_an_auth_failure_unlike_an_os_permission_error(
+    host: tuple[WsmanServer, ProbeResponder],
+) -> None:
+    endpoint = _endpoint(host[0], transport="ntlm")
+    # requests_ntlm raises a bare PermissionError when Negotiate is offered and NTLM refused.
+    refused = PermissionError("Access denied: Server did not respond with NTLM challenge token")
+    error_class, message = classify(refused, endpoint)
+    assert error_class == "auth" and "refused NTLM" in message
+    denied = PermissionError(13, "Permission denied", "client.key")
+    assert classify(denied, endpoint)[0] == "protocol"

@@ -1,8 +1,9 @@
 """A loopback WS-Management server that answers the real pywinrm like a Windows WinRM listener.
 
 It serves POST /wsman over HTTP or HTTPS, checks Basic or TLS client-certificate auth on every
-request, hands the WinRS operations to collector.simulator.winrs, and adds the Windows failure
-modes a Behaviour asks for (latency, hangs, resets, faults, operation timeouts).
+request and NTLM once per connection (sealed messages over HTTP, channel binding over HTTPS),
+hands the WinRS operations to collector.simulator.winrs, and adds the Windows failure modes a
+Behaviour asks for (latency, hangs, resets, faults, operation timeouts).
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from urllib.parse import urlsplit
 
 from collector.simulator import envelope as env
 from collector.simulator.certs import CertFiles
+from collector.simulator.ntlm import (
+    ACCOUNTS,
+    CONTENT_TYPE,
+    PROTOCOL,
+    NtlmConnection,
+    NtlmError,
+    certificate_binding,
+)
 from collector.simulator.winrs import (
     DEFAULT_ENVELOPE,
     TOO_LONG,
@@ -56,7 +65,10 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 MUTUAL_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
-_CHALLENGE = (("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", 'Basic realm="WSMAN"'))
+_NEGOTIATE = ("WWW-Authenticate", "Negotiate")
+_BASIC = ("WWW-Authenticate", 'Basic realm="WSMAN"')
+_NTLM_SCHEMES = ("negotiate", "ntlm")  # requests_ntlm sends a raw NTLM token under either
+_NEGOTIATE_MESSAGE = b"NTLMSSP\x00\x01\x00\x00\x00"  # MS-NLMP 2.2.1.1: a handshake starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +99,7 @@ class Exchange:
     operation: str
     status: int
     size: int
+    sealed: bool = False  # the request and its answer travelled NTLM-sealed
 
 
 class _Abort(Exception):
@@ -123,6 +136,9 @@ class WsmanServer:
         """Configure the listener; client_ca (PEM) enables TLS client-certificate auth."""
         self.username = username
         self._password = password
+        self._ntlm_ready = False
+        self._offers: tuple[tuple[str, str], ...] = (_NEGOTIATE, _BASIC)
+        self._binding = certificate_binding(tls.cert) if tls is not None else None
         self.behaviour = behaviour or Behaviour()
         self.machine = machine
         self._on_request = on_request
@@ -165,6 +181,12 @@ class WsmanServer:
         if self._listener is not None or self._stopping.is_set():
             raise RuntimeError("a WsmanServer starts once")
         self._listener = _Listener(self, self._port)
+        # NTLM needs the account in pyspnego's credential file (one password per name at a
+        # time). Without it the host offers Basic only, as with WinRM's Auth/Negotiate off.
+        self._ntlm_ready = ACCOUNTS.add(self.username, self._password)
+        if not self._ntlm_ready:
+            self._offers = (_BASIC,)
+            _LOG.warning("%s: NTLM is off, its account holds another password here", self.url)
         threading.Thread(
             target=self._listener.serve_forever, args=(0.05,), name="wsman", daemon=True
         ).start()
@@ -176,6 +198,8 @@ class WsmanServer:
         if listener is None:
             return
         self._stopping.set()
+        if self._ntlm_ready:
+            ACCOUNTS.release(self.username, self._password)
         listener.shutdown()
         listener.server_close()
         with self._lock:
@@ -210,19 +234,36 @@ class WsmanServer:
         """Return how many shells are open (created and not yet deleted)."""
         return self._shells.count()
 
-    def _answer(self, authorization: str | None, peer: Any, data: bytes, client_ip: str) -> _Answer:
-        request: env.WsmanRequest | None = None
-        if not self._authorised(authorization, peer):
-            operation, result = "Unauthorized", _Answer(401, b"", _CHALLENGE)
-        else:
-            try:
-                request = env.parse_request(data)
-            except env.MalformedRequest as exc:
-                _LOG.debug("malformed request: %s", exc)
-                operation = "Malformed"
-                result = _Answer(400, env.build_fault(env.INVALID_XML, "", self.machine))
-            else:
-                operation = request.operation
+    def _answer(
+        self, authorised: bool, data: bytes, client_ip: str, sealed: bool = False
+    ) -> _Answer:
+        if not authorised:
+            return self._finish("Unauthorized", None, _Answer(401, b"", self._offers))
+        if not data:
+            # pywinrm's first NTLM request over HTTP: an empty POST that only sets up sealing.
+            return self._finish("Empty", None, _Answer(200, b""), sealed)
+        try:
+            request = env.parse_request(data)
+        except env.MalformedRequest as exc:
+            _LOG.debug("malformed request: %s", exc)
+            fault = env.build_fault(env.INVALID_XML, "", self.machine)
+            return self._finish("Malformed", None, _Answer(400, fault), sealed)
+        return self._finish(request.operation, request, None, sealed, client_ip)
+
+    def _challenge(self, scheme: str, token: bytes) -> _Answer:
+        """Answer an NTLM NEGOTIATE with the 401 that carries the CHALLENGE."""
+        header = f"{scheme} {base64.b64encode(token).decode()}"
+        return self._finish("Negotiate", None, _Answer(401, b"", (("WWW-Authenticate", header),)))
+
+    def _finish(
+        self,
+        operation: str,
+        request: env.WsmanRequest | None,
+        result: _Answer | None,
+        sealed: bool = False,
+        client_ip: str = "",
+    ) -> _Answer:
+        """Count, hang, dispatch, record and delay one answer as the Behaviour says."""
         with self._lock:
             self._counts[operation] += 1
         if self._on_request is not None:
@@ -231,8 +272,9 @@ class WsmanServer:
             self._pause(None)
         if request is not None:
             result = self._dispatch(request, client_ip)
+        assert result is not None
         with self._lock:
-            self._exchanges.append(Exchange(operation, result.status, len(result.body)))
+            self._exchanges.append(Exchange(operation, result.status, len(result.body), sealed))
         self._pause(self.behaviour.latency)
         return result
 
@@ -338,6 +380,7 @@ class _Listener(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _ntlm: NtlmConnection | None = None  # NTLM authenticates the connection this handler serves
 
     def version_string(self) -> str:
         """Name the server as Windows' HTTP.sys does."""
@@ -362,11 +405,32 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path.lower() != "/wsman":
             self._reply(_Answer(404, b""))
             return
-        peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        authorization = (self.headers.get("Authorization") or "").strip()
+        scheme, _, token = authorization.partition(" ")
+        sealed = f'protocol="{PROTOCOL}"' in (self.headers.get("Content-Type") or "")
         try:
-            answer = owner._answer(
-                self.headers.get("Authorization"), peer, data, self.client_address[0]
+            if scheme.lower() in _NTLM_SCHEMES:
+                challenge = self._ntlm_step(owner, scheme, token.strip())
+                if challenge is not None:
+                    self._reply(challenge)
+                    return
+            ntlm = self._ntlm if self._ntlm is not None and self._ntlm.complete else None
+            if sealed:
+                if ntlm is None:
+                    raise NtlmError("a sealed message on a connection without NTLM")
+                data = ntlm.unseal(data)
+            peer = (
+                self.connection.getpeercert()
+                if isinstance(self.connection, ssl.SSLSocket)
+                else None
             )
+            authorised = ntlm is not None or owner._authorised(authorization, peer)
+            answer = owner._answer(authorised, data, self.client_address[0], sealed)
+        except NtlmError as exc:
+            _LOG.debug("refused a sealed message: %s", exc)
+            self.close_connection = True
+            self._reply(_Answer(400, b""))
+            return
         except _Abort:
             self.close_connection = True
             return
@@ -376,7 +440,32 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
             self.connection.close()
             return
+        if sealed and ntlm is not None and answer.body:
+            headers = (*answer.headers, ("Content-Type", CONTENT_TYPE))
+            answer = _Answer(answer.status, ntlm.seal(answer.body), headers)
         self._reply(answer)
+
+    def _ntlm_step(self, owner: WsmanServer, scheme: str, token: str) -> _Answer | None:
+        """Take one NTLM handshake message; return the 401 to answer, None once authenticated."""
+        try:
+            raw = base64.b64decode(token, validate=True)
+        except binascii.Error:
+            raw = b""
+        if raw.startswith(_NEGOTIATE_MESSAGE) or self._ntlm is None:
+            self._ntlm = NtlmConnection(owner._binding)
+        try:
+            if not owner._ntlm_ready:
+                raise NtlmError(f"{owner.username}: this password cannot be used with NTLM here")
+            reply = self._ntlm.step(raw)
+            if self._ntlm.complete and self._ntlm.user.casefold() != owner.username.casefold():
+                raise NtlmError(f"{self._ntlm.user} is not this host's account")
+        except NtlmError as exc:
+            _LOG.debug("NTLM refused: %s", exc)
+            self._ntlm = None
+            return owner._answer(False, b"", self.client_address[0])
+        if self._ntlm.complete:
+            return None
+        return owner._challenge(scheme, reply or b"")
 
     def _other(self) -> None:
         self.close_connection = True
@@ -389,7 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(answer.status)
         for name, value in answer.headers:
             self.send_header(name, value)
-        if answer.body:
+        if answer.body and not any(name == "Content-Type" for name, _ in answer.headers):
             self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
         self.send_header("Content-Length", str(len(answer.body)))
         if self.close_connection:

@@ -1,0 +1,177 @@
+"""The host side of NTLM as WinRM speaks it, for the simulated hosts (pywinrm's default transport).
+
+NTLM authenticates a TCP connection, not a request: the client's NEGOTIATE gets a 401 carrying
+the CHALLENGE, its AUTHENTICATE (with the request body again) is checked against the account,
+and later requests on that connection carry no Authorization header at all. Over HTTPS the
+AUTHENTICATE must bind the server's certificate (channel binding, RFC 5929 tls-server-end-point,
+as CbtHardeningLevel=Strict). Over HTTP every message is sealed in MS-WSMV 2.2.9.1.1's
+multipart/encrypted framing. pyspnego does the NTLM itself; this module holds the state.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import struct
+import tempfile
+import threading
+from pathlib import Path
+
+import spnego
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from spnego.channel_bindings import GssChannelBindings
+from spnego.exceptions import SpnegoError
+
+PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+CONTENT_TYPE = f'multipart/encrypted;protocol="{PROTOCOL}";boundary="Encrypted Boundary"'
+_BOUNDARY = b"--Encrypted Boundary"
+_SIGNATURE = 16  # an NTLM signature is 16 bytes (MS-NLMP 2.2.2.9.1)
+
+
+class NtlmError(Exception):
+    """A token or sealed message the account's NTLM context refuses."""
+
+
+class _Accounts:
+    """The NTLM credential file pyspnego's acceptor reads, and the accounts in it.
+
+    pyspnego finds accounts only through the NTLM_USER_FILE environment variable, so the
+    variable is set once, when the first account is added (before any server thread runs).
+    The file holds one password per account name: servers running at the same time in one
+    process must agree on it, and a name is free again once its last server has stopped.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._accounts: dict[str, tuple[str, int]] = {}  # name -> (password, servers using it)
+        self._path: Path | None = None
+
+    def add(self, username: str, password: str) -> bool:
+        """Accept ``username`` with ``password``; False when the file cannot hold them now."""
+        if any(c in value for value in (username, password) for c in ":\r\n"):
+            return False  # the file's separators
+        key = username.casefold()
+        with self._lock:
+            held, users = self._accounts.get(key, (password, 0))
+            if held != password:
+                return False
+            self._accounts[key] = (password, users + 1)
+            self._write()
+        return True
+
+    def release(self, username: str, password: str) -> None:
+        """Forget one server's use of the account, which ``add`` accepted."""
+        key = username.casefold()
+        with self._lock:
+            held, users = self._accounts.get(key, (password, 0))
+            if held != password or users == 0:
+                return
+            if users == 1:
+                del self._accounts[key]
+            else:
+                self._accounts[key] = (password, users - 1)
+            self._write()
+
+    def _write(self) -> None:
+        if self._path is None:
+            handle, name = tempfile.mkstemp(prefix="portfleet-sim-ntlm-", suffix=".txt")
+            os.close(handle)  # mkstemp made it readable by this user only
+            self._path = Path(name)
+            atexit.register(self._remove)
+            os.environ["NTLM_USER_FILE"] = name
+        # Heimdal's DOMAIN:USER:PASSWORD lines; an empty domain matches a bare user name.
+        text = "".join(f":{user}:{secret}\n" for user, (secret, _) in self._accounts.items())
+        # Replaced whole, so an acceptor reading it at the same moment never sees half a file.
+        staged = self._path.with_suffix(".new")
+        staged.write_text(text, encoding="utf-8")
+        staged.chmod(0o600)
+        os.replace(staged, self._path)
+
+    def _remove(self) -> None:
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+
+
+ACCOUNTS = _Accounts()
+
+
+def certificate_binding(cert_pem: Path) -> bytes:
+    """Return the channel binding a client derives from this server certificate (RFC 5929)."""
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None or algorithm.name in ("md5", "sha1"):
+        algorithm = hashes.SHA256()  # RFC 5929 4.1: MD5 and SHA-1 certificates use SHA-256
+    digest = hashes.Hash(algorithm)
+    digest.update(cert.public_bytes(Encoding.DER))
+    return b"tls-server-end-point:" + digest.finalize()
+
+
+class NtlmConnection:
+    """One connection's NTLM context: handshake first, then sealing and unsealing."""
+
+    def __init__(self, binding: bytes | None) -> None:
+        """Start a context; ``binding`` is the certificate binding over HTTPS, None over HTTP."""
+        bindings = GssChannelBindings(application_data=binding) if binding else None
+        self._context = spnego.server(protocol="ntlm", channel_bindings=bindings)
+
+    @property
+    def complete(self) -> bool:
+        """Return whether the AUTHENTICATE message was accepted."""
+        return bool(self._context.complete)
+
+    @property
+    def user(self) -> str:
+        """Return the authenticated account name, without its domain."""
+        principal = self._context.client_principal or ""
+        return principal.rpartition("\\")[2]
+
+    def step(self, token: bytes) -> bytes | None:
+        """Take a client token; return the CHALLENGE to send, or None once authenticated."""
+        try:
+            return self._context.step(token)
+        except SpnegoError as exc:
+            raise NtlmError(f"NTLM refused: {exc}") from exc
+
+    def unseal(self, body: bytes) -> bytes:
+        """Return the SOAP message inside a multipart/encrypted request body."""
+        parts = [part for part in body.split(_BOUNDARY + b"\r\n") if part]
+        if len(parts) != 2:
+            raise NtlmError("an encrypted body has two parts")
+        header, payload = parts
+        length_text = header.partition(b"Length=")[2].strip()
+        payload = payload.removesuffix(_BOUNDARY + b"--\r\n")
+        payload = payload.removeprefix(b"\tContent-Type: application/octet-stream\r\n")
+        if not length_text.isdigit() or len(payload) < 4:
+            raise NtlmError("an encrypted body without its length or signature")
+        if struct.unpack("<i", payload[:4])[0] != _SIGNATURE:
+            raise NtlmError("an encrypted body whose signature is not 16 bytes")
+        try:
+            message = self._context.unwrap(payload[4:])  # the signature, then the sealed bytes
+        except SpnegoError as exc:
+            raise NtlmError(f"a sealed message does not verify: {exc}") from exc
+        if len(message.data) != int(length_text):
+            raise NtlmError("a sealed message's length differs from its header")
+        return bytes(message.data)
+
+    def seal(self, message: bytes) -> bytes:
+        """Return ``message`` sealed in the multipart/encrypted framing of a response."""
+        wrapped = self._context.wrap(message, encrypt=True).data
+        signature, sealed = wrapped[:_SIGNATURE], wrapped[_SIGNATURE:]
+        return (
+            _BOUNDARY + b"\r\n"
+            b"\tContent-Type: " + PROTOCOL.encode() + b"\r\n"
+            b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
+            + str(len(message)).encode()
+            + b"\r\n"
+            + _BOUNDARY
+            + b"\r\n\tContent-Type: application/octet-stream\r\n"
+            + struct.pack("<i", len(signature))
+            + signature
+            + sealed
+            + _BOUNDARY
+            + b"--\r\n"
+        )
