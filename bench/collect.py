@@ -5,6 +5,10 @@ collector's peak RSS; the simulated hosts run in a child process and are not cou
 Target: 200 hosts, 100 ms per request, C = 32 -> within 1.3x the ideal, peak RSS < 400 MB.
 
     python -m bench.collect [--hosts 200] [--latency 0.1] [--concurrency 32] [--repeat 3]
+                            [--transport basic|ntlm]
+
+Basic (over HTTPS) by default, to measure the collector; NTLM adds its handshake's CPU, most of
+it pyspnego computing an LM hash in pure-Python DES for every connection.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ from collector.simulator.fleet import FleetSpec
 from collector.store.database import open_store
 
 
-def _config(addresses: FleetAddresses, names: list[str]) -> PortfleetConfig:
+def _config(addresses: FleetAddresses, names: list[str], transport: str) -> PortfleetConfig:
     hosts = [{"name": name, "address": addresses.urls[name]} for name in names]
     return PortfleetConfig.model_validate(
         {
             "defaults": {
-                "transport": "basic",
+                "transport": transport,
                 "ca_file": addresses.ca_file,
                 "credential": {
                     "username_env": "PORTFLEET_SIM_USER",
@@ -64,6 +68,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--transport", choices=("basic", "ntlm"), default="basic")
     args = parser.parse_args()
     spec = FleetSpec(hosts=args.hosts, nights=10)
     with (
@@ -76,14 +81,17 @@ def main() -> None:
         singles, fleets = [], []
         for attempt in range(args.repeat):
             database = f"sqlite:///{Path(work) / f'bench-{attempt}.db'}"
-            singles.append(_run(database, _config(served.addresses, names[:1]), 1))
-            fleets.append(_run(database, _config(served.addresses, names), args.concurrency))
+            one_host = _config(served.addresses, names[:1], args.transport)
+            whole = _config(served.addresses, names, args.transport)
+            singles.append(_run(database, one_host, 1))
+            fleets.append(_run(database, whole, args.concurrency))
     one = statistics.median(singles)
     wall = statistics.median(fleets)
     ideal = math.ceil(args.hosts / args.concurrency) * one
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     latency_ms = args.latency * 1000
     print(f"hosts={args.hosts} latency={latency_ms:.0f}ms concurrency={args.concurrency}", end=" ")
+    print(f"transport={args.transport}", end=" ")
     print(f"runs={args.repeat}")
     print(f"one host alone:   {one:.2f} s (median)")
     print(f"whole fleet:      {wall:.2f} s (median of {[round(f, 2) for f in fleets]})")

@@ -78,10 +78,8 @@ def fleet_config(
         hosts.append(entry)
     body: dict[str, Any] = {
         "defaults": {
-            "transport": "basic",
+            # The default transport, NTLM: sealed over HTTP, channel-bound over HTTPS.
             "https": addresses.ca_file is not None,
-            # Loopback only, with a password made up for this run: plain HTTP is acceptable.
-            "allow_unencrypted_basic": True,
             "ca_file": addresses.ca_file,
             "credential": {"username_env": USER_ENV, "password_env": PASSWORD_ENV},
         },
