@@ -52,9 +52,10 @@ class Fleet:
         behaviour: Behaviour | None = None,
         password_env: str | None = None,
         answers_as: str | None = None,
+        language_mode: str = "FullLanguage",
     ) -> None:
         """Serve a host; ``password_env`` names where the collector reads its password."""
-        responder = ProbeResponder(_documents(answers_as or name))
+        responder = ProbeResponder(_documents(answers_as or name), language_mode=language_mode)
         server = WsmanServer(
             responder, username="portfleet", password=PASSWORD, behaviour=behaviour
         ).start()
@@ -108,6 +109,7 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
     fleet.add("dev-ws-05", Behaviour(hang_on=frozenset({"Receive"})))
     fleet.add_unreachable("dev-ws-06")
     fleet.add("dev-ws-07", answers_as="accounting-pc")
+    fleet.add("dev-ws-08", language_mode="ConstrainedLanguage")
     started = time.monotonic()
     result = CliRunner().invoke(
         cli, ["--db", db_url, "--config", str(fleet.config()), "collect"], catch_exceptions=False
@@ -131,9 +133,12 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
         assert by_host["dev-ws-05"] == [("failed", "timeout")]  # cut, and not tried again
         assert by_host["dev-ws-06"] == [("failed", "unreachable")] * 2
         assert by_host["dev-ws-07"] == [("failed", "bad_document")]
+        assert by_host["dev-ws-08"] == [("failed", "probe_error")]  # not retried, not partial
         messages = {host: message for host, _s, _e, message in rows}
         assert "refused the credentials of portfleet" in messages["dev-ws-04"]
         assert "says it is 'ACCOUNTING-PC'" in messages["dev-ws-07"]
+        assert "ConstrainedLanguage mode" in messages["dev-ws-08"]
+        assert "scheduled task" in messages["dev-ws-08"]
         assert session.scalar(select(func.count()).select_from(Snapshot)) == 3
         stored = (
             session.execute(text("SELECT host FROM v_latest_snapshots ORDER BY host"))
@@ -144,9 +149,9 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
         _assert_no_secret(session)
     engine.dispose()
     assert PASSWORD not in result.output
-    for host in ("dev-ws-04", "dev-ws-05", "dev-ws-06"):
+    for host in ("dev-ws-04", "dev-ws-05", "dev-ws-06", "dev-ws-08"):
         assert host in result.stdout
-    assert "3 ok, 0 partial, 4 failed" in result.stdout
+    assert "3 ok, 0 partial, 5 failed" in result.stdout
     # NTLM, the default transport: after the handshake every WinRS message travelled sealed.
     exchanges = fleet.servers[0].exchanges()
     assert [e.operation for e in exchanges[:3]] == ["Unauthorized", "Negotiate", "Empty"]

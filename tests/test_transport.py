@@ -9,14 +9,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import winrm
 
 from collector.framing import unframe_document
 from collector.probe import probe_arguments, probe_script
 from collector.simulator.certs import CertFiles, write_server_cert
 from collector.simulator.envelope import ACCESS_DENIED
-from collector.simulator.responder import ProbeResponder
+from collector.simulator.responder import METHOD_BLOCKED, ProbeResponder
 from collector.simulator.wsman import Behaviour, WsmanServer
-from collector.transport import Endpoint, TransportError, bootstrap_command, classify, run_probe
+from collector.transport import (
+    CONSTRAINED_MARKER,
+    Endpoint,
+    TransportError,
+    bootstrap_command,
+    classify,
+    run_probe,
+)
 from tests.documents import probe_document
 
 PASSWORD = "Pässw0rd!with'quote"
@@ -39,9 +47,12 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
 
 
 def _serve(
-    behaviour: Behaviour | None = None, tls: CertFiles | None = None, sweep: float = 0.0
+    behaviour: Behaviour | None = None,
+    tls: CertFiles | None = None,
+    sweep: float = 0.0,
+    language_mode: str = "FullLanguage",
 ) -> tuple[WsmanServer, ProbeResponder]:
-    responder = ProbeResponder(_document, sweep_seconds=sweep)
+    responder = ProbeResponder(_document, sweep_seconds=sweep, language_mode=language_mode)
     server = WsmanServer(
         responder, username="portfleet", password=PASSWORD, behaviour=behaviour, tls=tls
     )
@@ -226,3 +237,24 @@ def test_a_host_that_refuses_ntlm_itself_is_an_auth_failure_unlike_an_os_permiss
     assert error_class == "auth" and "refused NTLM" in message
     denied = PermissionError(13, "Permission denied", "client.key")
     assert classify(denied, endpoint)[0] == "protocol"
+
+
+def test_a_constrained_language_host_answers_the_bootstraps_guard_and_nothing_else() -> None:
+    server, responder = _serve(language_mode="ConstrainedLanguage")
+    try:
+        output = run_probe(_endpoint(server), probe_script(), ARGUMENTS, time.monotonic() + 10)
+        assert output.exit_code == 3
+        assert output.stdout.strip() == CONSTRAINED_MARKER.encode()
+        assert responder.probes_answered == 0
+        # Without the guard, the first .NET call fails with PowerShell's own error.
+        session = winrm.Session(
+            server.url,
+            auth=("portfleet", PASSWORD),
+            transport="basic",
+            proxy="",
+            ca_trust_path=None,
+        )
+        careless = session.run_ps("$text = [Console]::In.ReadToEnd()")
+        assert careless.status_code == 1 and careless.std_err == METHOD_BLOCKED.encode()
+    finally:
+        server.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,13 @@ from collector.simulator.wsman import CommandRequest, CommandResult
 # What a bootstrap that reads the probe from stdin contains, and what the probe contains.
 _READS_STDIN = "[Console]::In.ReadToEnd()"
 _SETS_UTF8_CONSOLE = "[Console]::OutputEncoding"
+_CHECKS_LANGUAGE = "$ExecutionContext.SessionState.LanguageMode"
+_MARKER_LINE = re.compile(r"Write-Output '([^']*)'; exit (\d+)")
+# PowerShell's error when ConstrainedLanguage blocks a .NET method call.
+METHOD_BLOCKED = (
+    "Cannot invoke method. Method invocation is supported only on core types in this "
+    "language mode.\r\n"
+)
 NOT_RECOGNIZED = (
     "'{0}' is not recognized as an internal or external command,\r\n"
     "operable program or batch file.\r\n"
@@ -31,9 +39,20 @@ DocumentSource = Callable[[], dict[str, Any]]
 class ProbeResponder:
     """A command handler for ``WsmanServer`` that answers the portfleet probe."""
 
-    def __init__(self, documents: DocumentSource, sweep_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        documents: DocumentSource,
+        sweep_seconds: float = 0.0,
+        language_mode: str = "FullLanguage",
+    ) -> None:
+        """Answer with ``documents()``.
+
+        A language mode other than FullLanguage (an AppLocker or WDAC policy) blocks every
+        .NET method call, as Windows does.
+        """
         self._documents = documents
         self._sweep_seconds = sweep_seconds
+        self.language_mode = language_mode
         self.probes_answered = 0
         self.last_script: str | None = None
 
@@ -42,6 +61,8 @@ class ProbeResponder:
         if request.script is None:
             return CommandResult(stderr=NOT_RECOGNIZED.format(request.command), exit_code=1)
         script = request.script
+        if self.language_mode != "FullLanguage":
+            return _constrained(script)
         if _READS_STDIN in script:
             try:
                 script = base64.b64decode(b"".join(request.stdin.split()), validate=True).decode(
@@ -62,6 +83,14 @@ class ProbeResponder:
         self.probes_answered += 1
         body = json.dumps(document, ensure_ascii=False).encode("utf-8")
         return CommandResult(stdout=frame_document(body), duration=self._sweep_seconds)
+
+
+def _constrained(script: str) -> CommandResult:
+    """Run a script as a locked-down session would: its language-mode guard, or an error."""
+    guard = _MARKER_LINE.search(script)
+    if _CHECKS_LANGUAGE in script and guard is not None:
+        return CommandResult(stdout=f"{guard.group(1)}\r\n", exit_code=int(guard.group(2)))
+    return CommandResult(stderr=METHOD_BLOCKED, exit_code=1)
 
 
 def _through_console(document: dict[str, Any], codepage: int) -> dict[str, Any]:
