@@ -56,6 +56,9 @@ def create_store_engine(url: str, *, writer: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
+        # Many rows go in as one multi-row INSERT, not one sqlite3_step per row: each step lets
+        # go of the GIL, and with 32 collector threads getting it back is what the lock waits on.
+        engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
     return create_engine(parsed, pool_pre_ping=True)
 
