@@ -21,7 +21,14 @@ from sqlalchemy import Engine
 from collector.config import Credential, HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
 from collector.framing import FrameError, unframe_document
-from collector.importer import finish_run, now, record_failure, start_run, store_document
+from collector.importer import (
+    finish_run,
+    now,
+    record_failure,
+    register_hosts,
+    start_run,
+    store_document,
+)
 from collector.probe import probe_arguments, probe_script
 from collector.transport import (
     CONSTRAINED_MARKER,
@@ -173,9 +180,12 @@ def collect(
     script = probe_script()
     outcomes: list[HostOutcome] = []
     try:
+        host_ids = register_hosts(engine, ((e.name, e.address, e.groups) for e in plan.hosts))
         with ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="collect") as pool:
             futures = [
-                pool.submit(collect_host, engine, run_id, entry, config, plan, script)
+                pool.submit(
+                    collect_host, engine, run_id, entry, config, plan, script, host_ids[entry.name]
+                )
                 for entry in plan.hosts
             ]
             for future in as_completed(futures):
@@ -196,8 +206,12 @@ def collect_host(
     config: PortfleetConfig,
     plan: CollectPlan,
     script: str,
+    host_id: int,
 ) -> HostOutcome:
-    """Try one host up to 1 + retries times (transient faults only); record every try."""
+    """Try one host (registered as ``host_id``) up to 1 + retries times; record every try.
+
+    Only transient faults are tried again.
+    """
     began = time.monotonic()
     tries = 0
     while True:
@@ -220,12 +234,18 @@ def collect_host(
                 "winrm",
                 started_at,
                 host_name=entry.name,
-                address=entry.address,
-                groups=entry.groups,
+                host_id=host_id,
             )
         except TransportError as exc:
             record_failure(
-                engine, run_id, source, started_at, exc.error_class, str(exc), entry.name
+                engine,
+                run_id,
+                source,
+                started_at,
+                exc.error_class,
+                str(exc),
+                entry.name,
+                host_id,
             )
             log.info("%s: try %d failed (%s): %s", entry.name, tries, exc.error_class, exc)
             if exc.transient and tries <= plan.retries:

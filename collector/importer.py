@@ -83,6 +83,20 @@ def ensure_host(
     return int(row.id)
 
 
+def register_hosts(
+    engine: Engine, hosts: Iterable[tuple[str, str | None, Iterable[str]]]
+) -> dict[str, int]:
+    """Create or update every (name, address, groups) in one transaction; return ids by name.
+
+    A collection registers its hosts once, up front: a host never reached still shows its
+    address, and each store then skips the look-up inside the write lock.
+    """
+    with write_lock(engine), engine.begin() as connection:
+        return {
+            name: ensure_host(connection, name, address, groups) for name, address, groups in hosts
+        }
+
+
 def import_paths(
     engine: Engine,
     paths: Iterable[Path],
@@ -105,10 +119,12 @@ def record_failure(
     error_class: str,
     message: str,
     host_name: str | None,
+    host_id: int | None = None,
 ) -> None:
     """Record a failed attempt in a transaction of its own (the data one was rolled back)."""
     with write_lock(engine), engine.begin() as connection:
-        host_id = ensure_host(connection, host_name) if host_name else None
+        if host_id is None and host_name:
+            host_id = ensure_host(connection, host_name)
         connection.execute(
             _NEW_ATTEMPT,
             {
@@ -135,15 +151,18 @@ def store_document(
     host_name: str | None = None,
     address: str | None = None,
     groups: Iterable[str] = (),
+    host_id: int | None = None,
 ) -> ImportResult:
     """Store a validated document and its attempt together, all or nothing.
 
-    ``host_name`` (a configured host) wins over the name the document gives itself.
+    ``host_name`` (a configured host) wins over the name the document gives itself; a
+    ``host_id`` from ``register_hosts`` names it already.
     """
     name = host_name or document["host"]["name"]
     prepared = prepare_snapshot(body, document, transport)
     with write_lock(engine), engine.begin() as connection:
-        host_id = ensure_host(connection, name, address, groups)
+        if host_id is None:
+            host_id = ensure_host(connection, name, address, groups)
         stored = write_snapshot(connection, prepared, host_id, now())
         partial = bool(stored.problems or document.get("errors"))
         if stored.created:

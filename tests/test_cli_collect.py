@@ -146,6 +146,11 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
             .all()
         )
         assert stored == ["dev-ws-01", "dev-ws-02", "dev-ws-03"]
+        # Every configured host is registered with its address, reached or not.
+        hosts = session.execute(text("SELECT name, address FROM hosts")).all()
+        addresses = {name: address for name, address in hosts}
+        assert addresses["dev-ws-06"] == "http://127.0.0.1:9/wsman"
+        assert len(addresses) == 8 and all(addresses.values())
         _assert_no_secret(session)
     engine.dispose()
     assert PASSWORD not in result.output
