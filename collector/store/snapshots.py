@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -248,16 +248,11 @@ def _excluded_set(
     for key in sorted(k for k in raw if k.startswith("excluded_")):
         _, family, protocol = key.split("_")
         try:
-            tables = parse_excluded(raw[key])
+            rows.extend(_excluded_rows(raw[key], protocol, family))
         except ParseError as exc:
             record(key, exc)
             continue
         captured = True
-        for table in tables:
-            for item in table.ranges:
-                rows.append(
-                    (table.protocol or protocol, family, item.start, item.end, item.administered)
-                )
     if not captured:
         return None
     return _content_set(sorted(set(rows)))
@@ -327,21 +322,37 @@ def _dynamic_ranges(
     for key in sorted(k for k in raw if k.startswith("dynamicport_")):
         _, family, protocol = key.split("_")
         try:
-            blocks = parse_dynamicport(raw[key])
+            found, start, count = _dynamic_range(raw[key])
         except ParseError as exc:
             record(key, exc)
             continue
-        # A transcript may hold several blocks; the last one is the state when the probe ran.
-        last = blocks[-1]
         rows.append(
             {
-                "protocol": last.protocol or protocol,
+                "protocol": found or protocol,
                 "family": family,
-                "start_port": last.start,
-                "port_count": last.count,
+                "start_port": start,
+                "port_count": count,
             }
         )
     return rows
+
+
+# Most hosts of a fleet print the same netsh text (the same defaults, the same language), so
+# each distinct text is parsed once per process. Errors are not cached: they are rare.
+@lru_cache(maxsize=4096)
+def _excluded_rows(text: str, protocol: str, family: str) -> tuple[_Row, ...]:
+    return tuple(
+        (table.protocol or protocol, family, item.start, item.end, item.administered)
+        for table in parse_excluded(text)
+        for item in table.ranges
+    )
+
+
+@lru_cache(maxsize=4096)
+def _dynamic_range(text: str) -> tuple[str | None, int, int]:
+    # A transcript may hold several blocks; the last one is the state when the probe ran.
+    last = parse_dynamicport(text)[-1]
+    return last.protocol, last.start, last.count
 
 
 def _updates(
