@@ -1,7 +1,8 @@
 """Nightly collection: every selected host, in parallel, one snapshot each, every try recorded.
 
 One host's failure never touches another's data: each host runs in its own thread with its own
-deadline, and each stored snapshot is one transaction with its attempt.
+deadline, and each stored snapshot is one transaction with its attempt. One writer thread
+records everything, so collecting threads never wait on the database.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError
 
 from collector.config import Credential, HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
@@ -25,6 +29,7 @@ from collector.importer import (
     finish_run,
     now,
     record_failure,
+    refused_message,
     register_hosts,
     start_run,
     store_document,
@@ -181,36 +186,159 @@ def collect(
     outcomes: list[HostOutcome] = []
     try:
         host_ids = register_hosts(engine, ((e.name, e.address, e.groups) for e in plan.hosts))
-        with ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="collect") as pool:
-            futures = [
-                pool.submit(
-                    collect_host, engine, run_id, entry, config, plan, script, host_ids[entry.name]
-                )
-                for entry in plan.hosts
-            ]
-            for future in as_completed(futures):
-                outcome = future.result()
-                outcomes.append(outcome)
-                if on_done is not None:
-                    on_done(outcome)
+        with (
+            _Recorder(engine, run_id, limit=2 * plan.concurrency) as recorder,
+            ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="collect") as pool,
+        ):
+            for entry in plan.hosts:
+                host_id = host_ids[entry.name]
+                work = (collect_host, recorder, entry, config, plan, script, host_id)
+                pool.submit(recorder.guard, *work)
+            try:
+                for _ in plan.hosts:
+                    outcome = recorder.next_outcome()
+                    outcomes.append(outcome)
+                    if on_done is not None:
+                        on_done(outcome)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # hosts not yet started
+                raise
     finally:
         finish_run(engine, run_id)
     order = {entry.name: position for position, entry in enumerate(plan.hosts)}
     return sorted(outcomes, key=lambda o: order[o.host])
 
 
+class _Recorder:
+    """The run's one writer thread: collecting threads hand it what they got and go on.
+
+    SQLite takes one writer at a time anyway; queued here, no collecting thread sits waiting
+    for the database when it could be talking to its next host. Each stored snapshot is still
+    one transaction with its attempt. At most ``limit`` documents wait, so memory stays flat.
+    """
+
+    def __init__(self, engine: Engine, run_id: int, limit: int) -> None:
+        self._engine, self._run_id = engine, run_id
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._room = threading.BoundedSemaphore(limit)
+        self._finished: queue.SimpleQueue[HostOutcome | BaseException] = queue.SimpleQueue()
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.shutdown(wait=True)
+
+    def next_outcome(self) -> HostOutcome:
+        """Wait for the next host to be done and recorded; raise what went wrong unexpectedly."""
+        item = self._finished.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def guard(self, work: Callable[..., None], *args: Any) -> None:
+        """Run a collecting thread's work; an unexpected error ends the run, not just it."""
+        try:
+            work(*args)
+        except BaseException as exc:
+            self._finished.put(exc)
+
+    def failure(
+        self, entry: HostEntry, host_id: int, source: str, started_at: datetime, exc: TransportError
+    ) -> None:
+        """Record a failed try, after everything handed over before it."""
+        args = (exc.error_class, str(exc), entry.name, host_id)
+        self._writer.submit(
+            self.guard, record_failure, self._engine, self._run_id, source, started_at, *args
+        )
+
+    def finish(self, outcome: HostOutcome) -> None:
+        """Report a host as done once its tries are recorded (the writer keeps order)."""
+        self._writer.submit(self._finished.put, outcome)
+
+    def store(self, entry: HostEntry, host_id: int, took: _Took, output: _Document) -> None:
+        """Store a host's document and report the host as done; wait only if many are queued."""
+        self._room.acquire()
+        self._writer.submit(self.guard, self._store, entry, host_id, took, output)
+
+    def _store(self, entry: HostEntry, host_id: int, took: _Took, output: _Document) -> None:
+        try:
+            stored = store_document(
+                self._engine,
+                self._run_id,
+                output.body,
+                output.document,
+                output.source,
+                "winrm",
+                took.started_at,
+                host_name=entry.name,
+                host_id=host_id,
+            )
+        except (IntegrityError, DataError) as exc:
+            message = refused_message(output.source, exc)
+            record_failure(
+                self._engine,
+                self._run_id,
+                output.source,
+                took.started_at,
+                "bad_document",
+                message,
+                entry.name,
+                host_id,
+            )
+            self._finished.put(took.outcome(entry, "failed", "bad_document", message, None))
+            return
+        finally:
+            self._room.release()
+        document = output.document
+        status = "partial" if stored.problems or document.get("errors") else "ok"
+        message = "; ".join(stored.problems) or _section_errors(document) or stored.message
+        log.info("%s: %s, snapshot %s (try %d)", entry.name, status, stored.snapshot_id, took.tries)
+        self._finished.put(took.outcome(entry, status, None, message, stored.snapshot_id))
+
+
+@dataclass(frozen=True, slots=True)
+class _Took:
+    """How long a host has taken so far, and in how many tries."""
+
+    began: float
+    tries: int
+    started_at: datetime
+
+    def outcome(
+        self,
+        entry: HostEntry,
+        status: str,
+        error_class: str | None,
+        message: str,
+        snapshot_id: int | None,
+    ) -> HostOutcome:
+        seconds = time.monotonic() - self.began
+        return HostOutcome(
+            entry.name, status, error_class, message, self.tries, seconds, snapshot_id
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Document:
+    """A validated probe document as it came from a host."""
+
+    body: bytes
+    document: dict[str, Any]
+    source: str
+
+
 def collect_host(
-    engine: Engine,
-    run_id: int,
+    recorder: _Recorder,
     entry: HostEntry,
     config: PortfleetConfig,
     plan: CollectPlan,
     script: str,
     host_id: int,
-) -> HostOutcome:
+) -> None:
     """Try one host (registered as ``host_id``) up to 1 + retries times; record every try.
 
-    Only transient faults are tried again.
+    Only transient faults are tried again. The recorder stores the result and reports the host.
     """
     began = time.monotonic()
     tries = 0
@@ -225,47 +353,19 @@ def collect_host(
                 endpoint, script, plan.probe_arguments, plan.deadline_seconds
             )
             body, document = _document_from(entry, output)
-            stored = store_document(
-                engine,
-                run_id,
-                body,
-                document,
-                source,
-                "winrm",
-                started_at,
-                host_name=entry.name,
-                host_id=host_id,
-            )
         except TransportError as exc:
-            record_failure(
-                engine,
-                run_id,
-                source,
-                started_at,
-                exc.error_class,
-                str(exc),
-                entry.name,
-                host_id,
-            )
+            recorder.failure(entry, host_id, source, started_at, exc)
             log.info("%s: try %d failed (%s): %s", entry.name, tries, exc.error_class, exc)
             if exc.transient and tries <= plan.retries:
                 time.sleep(plan.retry_delay_seconds)
                 continue
-            return HostOutcome(
-                entry.name,
-                "failed",
-                exc.error_class,
-                str(exc),
-                tries,
-                time.monotonic() - began,
-                None,
-            )
-        status = "partial" if stored.problems or document.get("errors") else "ok"
-        message = "; ".join(stored.problems) or _section_errors(document) or stored.message
-        log.info("%s: %s, snapshot %s (try %d)", entry.name, status, stored.snapshot_id, tries)
-        return HostOutcome(
-            entry.name, status, None, message, tries, time.monotonic() - began, stored.snapshot_id
+            took = _Took(began, tries, started_at)
+            recorder.finish(took.outcome(entry, "failed", exc.error_class, str(exc), None))
+            return
+        recorder.store(
+            entry, host_id, _Took(began, tries, started_at), _Document(body, document, source)
         )
+        return
 
 
 def _run_with_deadline(

@@ -221,17 +221,23 @@ def _import_one(
         record_failure(engine, run_id, source, started_at, "bad_document", str(exc), host_name)
         return ImportResult(source, "failed", host=host_name, message=str(exc), skipped=skipped)
     except (IntegrityError, DataError) as exc:
-        # The document passed its schema but contradicts itself (a feature listed twice, a
-        # value too long for its column): the store refuses it as a whole.
-        message = (
-            f"{source}: the database refused the document ({type(exc).__name__}: "
-            f"{str(exc.orig).splitlines()[0][:200]}); nothing of it was kept. "
-            "Check the probe output for duplicated or oversized entries."
-        )
+        message = refused_message(source, exc)
         record_failure(engine, run_id, source, started_at, "bad_document", message, host_name)
         return ImportResult(source, "failed", host=host_name, message=message, skipped=skipped)
     result.skipped = skipped
     return result
+
+
+def refused_message(source: str, exc: IntegrityError | DataError) -> str:
+    """Explain a document that passed its schema but that the store refuses as a whole.
+
+    It contradicts itself: a feature listed twice, a value too long for its column.
+    """
+    return (
+        f"{source}: the database refused the document ({type(exc).__name__}: "
+        f"{str(exc.orig).splitlines()[0][:200]}); nothing of it was kept. "
+        "Check the probe output for duplicated or oversized entries."
+    )
 
 
 def _read(path: Path) -> bytes:

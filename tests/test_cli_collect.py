@@ -28,11 +28,13 @@ from tests.documents import probe_document
 PASSWORD = "n1ghtly-S3cret"
 
 
-def _documents(name: str) -> Callable[[], dict[str, Any]]:
+def _documents(name: str, features_twice: bool = False) -> Callable[[], dict[str, Any]]:
     def make() -> dict[str, Any]:
         document = probe_document()
         document["host"]["name"] = name.upper()  # Windows reports COMPUTERNAME in capitals
         document["taken_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        if features_twice:  # valid JSON Schema, refused by the store's unique constraint
+            document["features"] = document["features"] * 2
         return document
 
     return make
@@ -53,9 +55,11 @@ class Fleet:
         password_env: str | None = None,
         answers_as: str | None = None,
         language_mode: str = "FullLanguage",
+        features_twice: bool = False,
     ) -> None:
         """Serve a host; ``password_env`` names where the collector reads its password."""
-        responder = ProbeResponder(_documents(answers_as or name), language_mode=language_mode)
+        documents = _documents(answers_as or name, features_twice)
+        responder = ProbeResponder(documents, language_mode=language_mode)
         server = WsmanServer(
             responder, username="portfleet", password=PASSWORD, behaviour=behaviour
         ).start()
@@ -110,6 +114,7 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
     fleet.add_unreachable("dev-ws-06")
     fleet.add("dev-ws-07", answers_as="accounting-pc")
     fleet.add("dev-ws-08", language_mode="ConstrainedLanguage")
+    fleet.add("dev-ws-09", features_twice=True)
     started = time.monotonic()
     result = CliRunner().invoke(
         cli, ["--db", db_url, "--config", str(fleet.config()), "collect"], catch_exceptions=False
@@ -134,11 +139,13 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
         assert by_host["dev-ws-06"] == [("failed", "unreachable")] * 2
         assert by_host["dev-ws-07"] == [("failed", "bad_document")]
         assert by_host["dev-ws-08"] == [("failed", "probe_error")]  # not retried, not partial
+        assert by_host["dev-ws-09"] == [("failed", "bad_document")]
         messages = {host: message for host, _s, _e, message in rows}
         assert "refused the credentials of portfleet" in messages["dev-ws-04"]
         assert "says it is 'ACCOUNTING-PC'" in messages["dev-ws-07"]
         assert "ConstrainedLanguage mode" in messages["dev-ws-08"]
         assert "scheduled task" in messages["dev-ws-08"]
+        assert "the database refused the document" in messages["dev-ws-09"]
         assert session.scalar(select(func.count()).select_from(Snapshot)) == 3
         stored = (
             session.execute(text("SELECT host FROM v_latest_snapshots ORDER BY host"))
@@ -150,13 +157,13 @@ def test_one_hosts_trouble_never_touches_the_others(fleet: Fleet, db_url: str) -
         hosts = session.execute(text("SELECT name, address FROM hosts")).all()
         addresses = {name: address for name, address in hosts}
         assert addresses["dev-ws-06"] == "http://127.0.0.1:9/wsman"
-        assert len(addresses) == 8 and all(addresses.values())
+        assert len(addresses) == 9 and all(addresses.values())
         _assert_no_secret(session)
     engine.dispose()
     assert PASSWORD not in result.output
     for host in ("dev-ws-04", "dev-ws-05", "dev-ws-06", "dev-ws-08"):
         assert host in result.stdout
-    assert "3 ok, 0 partial, 5 failed" in result.stdout
+    assert "3 ok, 0 partial, 6 failed" in result.stdout
     # NTLM, the default transport: after the handshake every WinRS message travelled sealed.
     exchanges = fleet.servers[0].exchanges()
     assert [e.operation for e in exchanges[:3]] == ["Unauthorized", "Negotiate", "Empty"]
