@@ -125,18 +125,8 @@ def record_failure(
     with write_lock(engine), engine.begin() as connection:
         if host_id is None and host_name:
             host_id = ensure_host(connection, host_name)
-        connection.execute(
-            _NEW_ATTEMPT,
-            {
-                "run_id": run_id,
-                "host_id": host_id,
-                "source": source,
-                "started_at": started_at,
-                "finished_at": now(),
-                "status": "failed",
-                "error_class": error_class,
-                "message": message,
-            },
+        _add_attempt(
+            connection, run_id, host_id, source, started_at, "failed", error_class, message
         )
 
 
@@ -149,8 +139,6 @@ def store_document(
     transport: str,
     started_at: datetime,
     host_name: str | None = None,
-    address: str | None = None,
-    groups: Iterable[str] = (),
     host_id: int | None = None,
 ) -> ImportResult:
     """Store a validated document and its attempt together, all or nothing.
@@ -162,26 +150,24 @@ def store_document(
     prepared = prepare_snapshot(body, document, transport)
     with write_lock(engine), engine.begin() as connection:
         if host_id is None:
-            host_id = ensure_host(connection, name, address, groups)
+            host_id = ensure_host(connection, name)
         stored = write_snapshot(connection, prepared, host_id, now())
         partial = bool(stored.problems or document.get("errors"))
         if stored.created:
             message = "; ".join(stored.problems) or None
         else:
             message = f"already stored as snapshot {stored.snapshot_id}"
-        connection.execute(
-            _NEW_ATTEMPT,
-            {
-                "run_id": run_id,
-                "host_id": host_id,
-                "source": source,
-                "started_at": started_at,
-                "finished_at": now(),
-                "status": "partial" if partial else "ok",
-                "error_class": None,
-                "message": message,
-                "snapshot_id": stored.snapshot_id,
-            },
+        status = "partial" if partial else "ok"
+        _add_attempt(
+            connection,
+            run_id,
+            host_id,
+            source,
+            started_at,
+            status,
+            None,
+            message,
+            stored.snapshot_id,
         )
     return ImportResult(
         source,
@@ -191,6 +177,32 @@ def store_document(
         message=message or "",
         problems=stored.problems,
     )
+
+
+def _add_attempt(
+    connection: Connection,
+    run_id: int,
+    host_id: int | None,
+    source: str,
+    started_at: datetime,
+    status: str,
+    error_class: str | None,
+    message: str | None,
+    snapshot_id: int | None = None,
+) -> None:
+    """Record one try, ending now, in the caller's transaction."""
+    values = {
+        "run_id": run_id,
+        "host_id": host_id,
+        "source": source,
+        "started_at": started_at,
+        "finished_at": now(),
+        "status": status,
+        "error_class": error_class,
+        "message": message,
+        "snapshot_id": snapshot_id,
+    }
+    connection.execute(_NEW_ATTEMPT, values)
 
 
 def _import_one(
