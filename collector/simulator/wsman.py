@@ -238,41 +238,37 @@ class WsmanServer:
         self, authorised: bool, data: bytes, client_ip: str, sealed: bool = False
     ) -> _Answer:
         if not authorised:
-            return self._finish("Unauthorized", None, _Answer(401, b"", self._offers))
+            return self._finish("Unauthorized", lambda: _Answer(401, b"", self._offers))
         if not data:
             # pywinrm's first NTLM request over HTTP: an empty POST that only sets up sealing.
-            return self._finish("Empty", None, _Answer(200, b""), sealed)
+            return self._finish("Empty", lambda: _Answer(200, b""), sealed)
         try:
             request = env.parse_request(data)
         except env.MalformedRequest as exc:
             _LOG.debug("malformed request: %s", exc)
             fault = env.build_fault(env.INVALID_XML, "", self.machine)
-            return self._finish("Malformed", None, _Answer(400, fault), sealed)
-        return self._finish(request.operation, request, None, sealed, client_ip)
+            return self._finish("Malformed", lambda: _Answer(400, fault), sealed)
+        return self._finish(request.operation, lambda: self._dispatch(request, client_ip), sealed)
 
     def _challenge(self, scheme: str, token: bytes) -> _Answer:
         """Answer an NTLM NEGOTIATE with the 401 that carries the CHALLENGE."""
         header = f"{scheme} {base64.b64encode(token).decode()}"
-        return self._finish("Negotiate", None, _Answer(401, b"", (("WWW-Authenticate", header),)))
+        return self._finish("Negotiate", lambda: _Answer(401, b"", (("WWW-Authenticate", header),)))
 
     def _finish(
         self,
         operation: str,
-        request: env.WsmanRequest | None,
-        result: _Answer | None,
+        answer: Callable[[], _Answer],
         sealed: bool = False,
-        client_ip: str = "",
     ) -> _Answer:
-        """Count, hang, dispatch, record and delay one answer as the Behaviour says."""
+        """Count, hang, answer, record and delay, as the Behaviour says (WinRS steps run late)."""
         with self._lock:
             self._counts[operation] += 1
         if self._on_request is not None:
             self._on_request(operation)
         if self.behaviour.hang or operation in self.behaviour.hang_on:
             self._pause(None)
-        if request is not None:
-            result = self._dispatch(request, client_ip)
-        assert result is not None
+        result = answer()
         with self._lock:
             self._exchanges.append(Exchange(operation, result.status, len(result.body), sealed))
         self._pause(self.behaviour.latency)
