@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
+from winrm import transport as winrm_transport
 
 from collector.config import Credential, HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
@@ -74,7 +75,14 @@ class CollectPlan:
 
 
 class SelectionError(ValueError):
-    """Host selectors that match nothing, or a config without hosts."""
+    """Host selectors that match nothing, a config without hosts, or a missing extra."""
+
+
+# Transports pywinrm supports only with an extra installed; it records which imported.
+_EXTRAS = {
+    "kerberos": ("HAVE_KERBEROS", "pykerberos builds against MIT Kerberos: libkrb5-dev"),
+    "credssp": ("HAVE_CREDSSP", "requests-credssp"),
+}
 
 
 def select_hosts(config: PortfleetConfig, selectors: Sequence[str]) -> tuple[HostEntry, ...]:
@@ -101,6 +109,25 @@ def select_hosts(config: PortfleetConfig, selectors: Sequence[str]) -> tuple[Hos
     return tuple(h for h in config.hosts if h.name in chosen)
 
 
+def check_transports(config: PortfleetConfig, hosts: Sequence[HostEntry]) -> None:
+    """Refuse, before reaching any host, transports whose packages are not installed."""
+    missing: dict[str, list[str]] = {}
+    for entry in hosts:
+        transport = entry.transport or config.defaults.transport
+        flag, _ = _EXTRAS.get(transport, ("", ""))
+        if flag and not getattr(winrm_transport, flag, False):
+            missing.setdefault(transport, []).append(entry.name)
+    if missing:
+        raise SelectionError(
+            "; ".join(
+                f"transport {transport} for {', '.join(names[:3])}"
+                f"{f' and {len(names) - 3} more' if len(names) > 3 else ''} needs "
+                f"pip install 'portfleet[{transport}]' ({_EXTRAS[transport][1]})"
+                for transport, names in sorted(missing.items())
+            )
+        )
+
+
 def plan_collection(
     config: PortfleetConfig,
     selectors: Sequence[str],
@@ -115,8 +142,10 @@ def plan_collection(
         sweep_udp=config.probe.sweep_udp,
         update_history_limit=config.probe.update_history_limit,
     )
+    hosts = select_hosts(config, selectors)
+    check_transports(config, hosts)
     return CollectPlan(
-        hosts=select_hosts(config, selectors),
+        hosts=hosts,
         concurrency=concurrency if concurrency is not None else config.collect.concurrency,
         deadline_seconds=deadline_seconds
         if deadline_seconds is not None

@@ -29,6 +29,13 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+try:  # the credssp extra; without it collect refuses credssp hosts before any exchange
+    from requests_credssp.exceptions import AuthenticationException, NTStatusException
+
+    _CREDSSP_ERRORS: tuple[type[Exception], ...] = (AuthenticationException, NTStatusException)
+except ImportError:
+    _CREDSSP_ERRORS = ()
+
 log = logging.getLogger(__name__)
 
 # Send stdin in pieces well inside a host's MaxEnvelopeSize (150 KiB on older hosts).
@@ -159,6 +166,19 @@ def classify(exc: BaseException, endpoint: Endpoint) -> tuple[str, str]:
             f"{where} offered Negotiate but refused NTLM (restricted by policy?); "
             "use transport kerberos for it",
         )
+    if isinstance(exc, _CREDSSP_ERRORS):
+        status = getattr(exc, "status", None)  # NTStatusException: the host's NTSTATUS
+        if isinstance(status, int):
+            return (
+                "auth",
+                f"{where} refused the credentials of {endpoint.username or 'the configured user'} "
+                f"over CredSSP (status 0x{status:08X}); check them",
+            )
+        return (
+            "auth",
+            f"{where} did not complete CredSSP ({_short(exc)}); is it enabled there "
+            "(Enable-WSManCredSSP -Role Server)? Otherwise use transport ntlm",
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         return (
             "protocol",
@@ -184,6 +204,20 @@ def _exchange(
     endpoint: Endpoint, script: str, arguments: dict[str, Any], deadline: float
 ) -> ProbeOutput:
     protocol = _protocol(endpoint)
+    try:
+        return _converse(protocol, endpoint, script, arguments, deadline)
+    finally:
+        # Close the connection now rather than whenever the garbage collector gets to it.
+        protocol.transport.close_session()
+
+
+def _converse(
+    protocol: Protocol,
+    endpoint: Endpoint,
+    script: str,
+    arguments: dict[str, Any],
+    deadline: float,
+) -> ProbeOutput:
     shell_id = protocol.open_shell(codepage=437)
     command_id = None
     requests_made = 1

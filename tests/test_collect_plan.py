@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+import winrm.transport
 
-from collector.collect import SelectionError, build_endpoint, select_hosts
+from collector.collect import SelectionError, build_endpoint, plan_collection, select_hosts
 from collector.config import parse_config
 from collector.transport import TransportError
 
@@ -80,3 +81,33 @@ def test_a_missing_password_variable_is_an_auth_failure_naming_the_variable() ->
     with pytest.raises(TransportError, match="PF_PASS") as caught:
         build_endpoint(CONFIG.hosts[0], CONFIG, {"PF_USER": "u"})
     assert caught.value.error_class == "auth" and not caught.value.transient
+
+
+def test_a_transport_whose_package_is_missing_is_refused_before_any_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = parse_config(
+        """
+defaults: {transport: kerberos}
+hosts:
+  - {name: k1}
+  - {name: k2}
+  - {name: k3}
+  - {name: k4}
+  - {name: k5}
+  - {name: c1, transport: credssp}
+  - {name: n1, transport: ntlm}
+"""
+    )
+    monkeypatch.setattr(winrm.transport, "HAVE_KERBEROS", False)  # as without pykerberos
+    with pytest.raises(SelectionError) as refused:
+        plan_collection(config, [])
+    assert str(refused.value) == (
+        "transport kerberos for k1, k2, k3 and 2 more needs pip install 'portfleet[kerberos]' "
+        "(pykerberos builds against MIT Kerberos: libkrb5-dev)"
+    )
+    # The dev extras install requests-credssp; the hosts chosen are the ones checked.
+    assert [h.name for h in plan_collection(config, ["c1", "n1"]).hosts] == ["c1", "n1"]
+    monkeypatch.setattr(winrm.transport, "HAVE_CREDSSP", False)
+    with pytest.raises(SelectionError, match=r"transport credssp for c1 needs .*\[credssp\]"):
+        plan_collection(config, ["c1", "n1"])
