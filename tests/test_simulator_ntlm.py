@@ -13,7 +13,8 @@ import winrm
 from winrm.exceptions import InvalidCredentialsError
 
 from collector.simulator.certs import write_server_cert
-from collector.simulator.ntlm import ACCOUNTS, NtlmConnection, NtlmError
+from collector.simulator.ntlm import ACCOUNTS, NtlmConnection
+from collector.simulator.sealing import SealError
 from collector.simulator.wsman import CommandRequest, CommandResult, WsmanServer
 
 USER, PASSWORD = "portfleet", "Pässw0rd-ntlm"
@@ -110,8 +111,9 @@ def test_sealed_messages_round_trip_and_a_tampered_one_is_refused() -> None:
         assert challenge is not None and host.step(client.step(challenge) or b"") is None
         assert host.complete and host.user == USER
 
-        body = host.seal(b"<s:Envelope>answer</s:Envelope>")
+        body, kind = host.seal(b"<s:Envelope>answer</s:Envelope>")
         assert b"answer" not in body
+        assert kind.startswith("multipart/encrypted;") and "HTTP-SPNEGO-session-encrypted" in kind
         wrapped = body.split(b"application/octet-stream\r\n")[1].split(b"--Encrypted")[0]
         assert client.unwrap(wrapped[4:]).data == b"<s:Envelope>answer</s:Envelope>"
 
@@ -119,7 +121,7 @@ def test_sealed_messages_round_trip_and_a_tampered_one_is_refused() -> None:
         assert host.unseal(request) == b"<s:Envelope>request</s:Envelope>"
         tampered = bytearray(_client_sealed(client, b"<s:Envelope>again</s:Envelope>"))
         tampered[-30] ^= 0x01
-        with pytest.raises(NtlmError, match="does not verify"):
+        with pytest.raises(SealError, match="does not verify"):
             host.unseal(bytes(tampered))
     finally:
         ACCOUNTS.release(USER, PASSWORD)

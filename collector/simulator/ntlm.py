@@ -25,14 +25,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from spnego.channel_bindings import GssChannelBindings
 from spnego.exceptions import SpnegoError
 
+from collector.simulator.sealing import SealError, content_type, join_parts, split_parts
+
 PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
-CONTENT_TYPE = f'multipart/encrypted;protocol="{PROTOCOL}";boundary="Encrypted Boundary"'
-_BOUNDARY = b"--Encrypted Boundary"
 _SIGNATURE = 16  # an NTLM signature is 16 bytes (MS-NLMP 2.2.2.9.1)
-
-
-class NtlmError(Exception):
-    """A token or sealed message the account's NTLM context refuses."""
 
 
 class _Accounts:
@@ -134,44 +130,26 @@ class NtlmConnection:
         try:
             return self._context.step(token)
         except SpnegoError as exc:
-            raise NtlmError(f"NTLM refused: {exc}") from exc
+            raise SealError(f"NTLM refused: {exc}") from exc
 
     def unseal(self, body: bytes) -> bytes:
         """Return the SOAP message inside a multipart/encrypted request body."""
-        parts = [part for part in body.split(_BOUNDARY + b"\r\n") if part]
-        if len(parts) != 2:
-            raise NtlmError("an encrypted body has two parts")
-        header, payload = parts
-        length_text = header.partition(b"Length=")[2].strip()
-        payload = payload.removesuffix(_BOUNDARY + b"--\r\n")
-        payload = payload.removeprefix(b"\tContent-Type: application/octet-stream\r\n")
-        if not length_text.isdigit() or len(payload) < 4:
-            raise NtlmError("an encrypted body without its length or signature")
-        if struct.unpack("<i", payload[:4])[0] != _SIGNATURE:
-            raise NtlmError("an encrypted body whose signature is not 16 bytes")
+        parts = split_parts(body)
+        if len(parts) != 1:
+            raise SealError("an NTLM-sealed body is one part")
+        length, prefix, sealed = parts[0]
+        if struct.unpack("<i", prefix)[0] != _SIGNATURE:
+            raise SealError("an encrypted body whose signature is not 16 bytes")
         try:
-            message = self._context.unwrap(payload[4:])  # the signature, then the sealed bytes
+            message = self._context.unwrap(sealed)  # the signature, then the sealed bytes
         except SpnegoError as exc:
-            raise NtlmError(f"a sealed message does not verify: {exc}") from exc
-        if len(message.data) != int(length_text):
-            raise NtlmError("a sealed message's length differs from its header")
+            raise SealError(f"a sealed message does not verify: {exc}") from exc
+        if len(message.data) != length:
+            raise SealError("a sealed message's length differs from its header")
         return bytes(message.data)
 
-    def seal(self, message: bytes) -> bytes:
-        """Return ``message`` sealed in the multipart/encrypted framing of a response."""
-        wrapped = self._context.wrap(message, encrypt=True).data
-        signature, sealed = wrapped[:_SIGNATURE], wrapped[_SIGNATURE:]
-        return (
-            _BOUNDARY + b"\r\n"
-            b"\tContent-Type: " + PROTOCOL.encode() + b"\r\n"
-            b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
-            + str(len(message)).encode()
-            + b"\r\n"
-            + _BOUNDARY
-            + b"\r\n\tContent-Type: application/octet-stream\r\n"
-            + struct.pack("<i", len(signature))
-            + signature
-            + sealed
-            + _BOUNDARY
-            + b"--\r\n"
-        )
+    def seal(self, message: bytes) -> tuple[bytes, str]:
+        """Return ``message`` sealed as a response body, and that body's Content-Type."""
+        wrapped = self._context.wrap(message, encrypt=True).data  # the signature comes first
+        body = join_parts(PROTOCOL, [(len(message), struct.pack("<i", _SIGNATURE) + wrapped)])
+        return body, content_type(PROTOCOL)

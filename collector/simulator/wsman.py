@@ -1,7 +1,8 @@
 """A loopback WS-Management server that answers the real pywinrm like a Windows WinRM listener.
 
 It serves POST /wsman over HTTP or HTTPS, checks Basic or TLS client-certificate auth on every
-request and NTLM once per connection (sealed messages over HTTP, channel binding over HTTPS),
+request, and NTLM (channel binding over HTTPS) or CredSSP once per connection, with sealed
+messages over HTTP,
 hands the WinRS operations to collector.simulator.winrs, and adds the Windows failure modes a
 Behaviour asks for (latency, hangs, resets, faults, operation timeouts).
 """
@@ -27,16 +28,12 @@ from socketserver import TCPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from collector.simulator import credssp, ntlm
 from collector.simulator import envelope as env
 from collector.simulator.certs import CertFiles
-from collector.simulator.ntlm import (
-    ACCOUNTS,
-    CONTENT_TYPE,
-    PROTOCOL,
-    NtlmConnection,
-    NtlmError,
-    certificate_binding,
-)
+from collector.simulator.credssp import CredsspConnection
+from collector.simulator.ntlm import ACCOUNTS, NtlmConnection, certificate_binding
+from collector.simulator.sealing import SealError, sealed_protocol
 from collector.simulator.winrs import (
     DEFAULT_ENVELOPE,
     TOO_LONG,
@@ -67,6 +64,7 @@ _LOG = logging.getLogger(__name__)
 MUTUAL_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
 _NEGOTIATE = ("WWW-Authenticate", "Negotiate")
 _BASIC = ("WWW-Authenticate", 'Basic realm="WSMAN"')
+_CREDSSP = ("WWW-Authenticate", "CredSSP")
 _NTLM_SCHEMES = ("negotiate", "ntlm")  # requests_ntlm sends a raw NTLM token under either
 _NEGOTIATE_MESSAGE = b"NTLMSSP\x00\x01\x00\x00\x00"  # MS-NLMP 2.2.1.1: a handshake starts
 
@@ -99,7 +97,7 @@ class Exchange:
     operation: str
     status: int
     size: int
-    sealed: bool = False  # the request and its answer travelled NTLM-sealed
+    sealed: bool = False  # the request and its answer travelled sealed (NTLM or CredSSP)
 
 
 class _Abort(Exception):
@@ -132,12 +130,20 @@ class WsmanServer:
         port: int = 0,
         machine: str = "WIN-SIMHOST",
         on_request: Callable[[str], None] | None = None,
+        credssp: bool = False,
     ) -> None:
-        """Configure the listener; client_ca (PEM) enables TLS client-certificate auth."""
+        """Configure the listener.
+
+        client_ca (PEM) enables TLS client-certificate auth; credssp offers CredSSP too, as
+        `Enable-WSManCredSSP -Role Server` does (Windows leaves it off).
+        """
         self.username = username
         self._password = password
         self._ntlm_ready = False
-        self._offers: tuple[tuple[str, str], ...] = (_NEGOTIATE, _BASIC)
+        self.credssp = credssp
+        self._offers: tuple[tuple[str, str], ...] = (_NEGOTIATE, _BASIC) + (
+            (_CREDSSP,) if credssp else ()
+        )
         self._binding = certificate_binding(tls.cert) if tls is not None else None
         self.behaviour = behaviour or Behaviour()
         self.machine = machine
@@ -181,8 +187,8 @@ class WsmanServer:
         if self._listener is not None or self._stopping.is_set():
             raise RuntimeError("a WsmanServer starts once")
         self._listener = _Listener(self, self._port)
-        # NTLM needs the account in pyspnego's credential file (one password per name at a
-        # time). Without it the host offers Basic only, as with WinRM's Auth/Negotiate off.
+        # NTLM and CredSSP need the account in pyspnego's credential file (one password per
+        # name at a time). Without it the host offers Basic only, as with only Auth/Basic on.
         self._ntlm_ready = ACCOUNTS.add(self.username, self._password)
         if not self._ntlm_ready:
             self._offers = (_BASIC,)
@@ -251,9 +257,13 @@ class WsmanServer:
         return self._finish(request.operation, lambda: self._dispatch(request, client_ip), sealed)
 
     def _challenge(self, scheme: str, token: bytes) -> _Answer:
-        """Answer an NTLM NEGOTIATE with the 401 that carries the CHALLENGE."""
+        """Answer a handshake token with the 401 that carries the next one.
+
+        Recorded as "Negotiate" for NTLM (its CHALLENGE) and "CredSSP" for each CredSSP leg.
+        """
         header = f"{scheme} {base64.b64encode(token).decode()}"
-        return self._finish("Negotiate", lambda: _Answer(401, b"", (("WWW-Authenticate", header),)))
+        operation = "CredSSP" if scheme.lower() == "credssp" else "Negotiate"
+        return self._finish(operation, lambda: _Answer(401, b"", (("WWW-Authenticate", header),)))
 
     def _finish(
         self,
@@ -376,7 +386,8 @@ class _Listener(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    _ntlm: NtlmConnection | None = None  # NTLM authenticates the connection this handler serves
+    # NTLM or CredSSP authenticates the connection this handler serves, once.
+    _session: NtlmConnection | CredsspConnection | None = None
 
     def version_string(self) -> str:
         """Name the server as Windows' HTTP.sys does."""
@@ -403,26 +414,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         authorization = (self.headers.get("Authorization") or "").strip()
         scheme, _, token = authorization.partition(" ")
-        sealed = f'protocol="{PROTOCOL}"' in (self.headers.get("Content-Type") or "")
+        sealing = sealed_protocol(
+            self.headers.get("Content-Type"), (ntlm.PROTOCOL, credssp.PROTOCOL)
+        )
         try:
-            if scheme.lower() in _NTLM_SCHEMES:
-                challenge = self._ntlm_step(owner, scheme, token.strip())
+            if scheme.lower() in (*_NTLM_SCHEMES, "credssp"):
+                challenge = self._session_step(owner, scheme, token.strip())
                 if challenge is not None:
                     self._reply(challenge)
                     return
-            ntlm = self._ntlm if self._ntlm is not None and self._ntlm.complete else None
-            if sealed:
-                if ntlm is None:
-                    raise NtlmError("a sealed message on a connection without NTLM")
-                data = ntlm.unseal(data)
+            session = self._session
+            if session is not None and not session.complete:
+                session = None
+            if sealing is not None:
+                if session is None or _protocol_of(session) != sealing:
+                    raise SealError(f"a message sealed by {sealing} on a connection without it")
+                data = session.unseal(data)
             peer = (
                 self.connection.getpeercert()
                 if isinstance(self.connection, ssl.SSLSocket)
                 else None
             )
-            authorised = ntlm is not None or owner._authorised(authorization, peer)
-            answer = owner._answer(authorised, data, self.client_address[0], sealed)
-        except NtlmError as exc:
+            authorised = session is not None or owner._authorised(authorization, peer)
+            answer = owner._answer(authorised, data, self.client_address[0], sealing is not None)
+        except SealError as exc:
             _LOG.debug("refused a sealed message: %s", exc)
             self.close_connection = True
             self._reply(_Answer(400, b""))
@@ -436,30 +451,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
             self.connection.close()
             return
-        if sealed and ntlm is not None and answer.body:
-            headers = (*answer.headers, ("Content-Type", CONTENT_TYPE))
-            answer = _Answer(answer.status, ntlm.seal(answer.body), headers)
+        if sealing is not None and session is not None and answer.body:
+            body, kind = session.seal(answer.body)
+            answer = _Answer(answer.status, body, (*answer.headers, ("Content-Type", kind)))
         self._reply(answer)
 
-    def _ntlm_step(self, owner: WsmanServer, scheme: str, token: str) -> _Answer | None:
-        """Take one NTLM handshake message; return the 401 to answer, None once authenticated."""
+    def _session_step(self, owner: WsmanServer, scheme: str, token: str) -> _Answer | None:
+        """Take one NTLM or CredSSP handshake token; return the 401 to answer, None once done."""
         try:
             raw = base64.b64decode(token, validate=True)
         except binascii.Error:
             raw = b""
-        if raw.startswith(_NEGOTIATE_MESSAGE) or self._ntlm is None:
-            self._ntlm = NtlmConnection(owner._binding)
+        session = self._session
+        if scheme.lower() == "credssp":
+            if not isinstance(session, CredsspConnection) or session.complete:
+                session = CredsspConnection()
+        elif raw.startswith(_NEGOTIATE_MESSAGE) or not isinstance(session, NtlmConnection):
+            session = NtlmConnection(owner._binding)
+        self._session = session
         try:
             if not owner._ntlm_ready:
-                raise NtlmError(f"{owner.username}: this password cannot be used with NTLM here")
-            reply = self._ntlm.step(raw)
-            if self._ntlm.complete and self._ntlm.user.casefold() != owner.username.casefold():
-                raise NtlmError(f"{self._ntlm.user} is not this host's account")
-        except NtlmError as exc:
-            _LOG.debug("NTLM refused: %s", exc)
-            self._ntlm = None
+                raise SealError(f"{owner.username}: this password cannot be used with {scheme}")
+            if isinstance(session, CredsspConnection) and not owner.credssp:
+                raise SealError("CredSSP is not enabled on this host")
+            reply = session.step(raw)
+            if session.complete and session.user.casefold() != owner.username.casefold():
+                raise SealError(f"{session.user} is not this host's account")
+        except SealError as exc:
+            _LOG.debug("authentication refused: %s", exc)
+            self._session = None
             return owner._answer(False, b"", self.client_address[0])
-        if self._ntlm.complete:
+        if session.complete:
             return None
         return owner._challenge(scheme, reply or b"")
 
@@ -483,3 +505,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer.body)
+
+
+def _protocol_of(session: NtlmConnection | CredsspConnection) -> str:
+    """Return the sealing protocol a connection's context speaks."""
+    return credssp.PROTOCOL if isinstance(session, CredsspConnection) else ntlm.PROTOCOL
