@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,18 @@ def test_a_second_password_for_the_same_account_leaves_that_host_basic_only(
     second.stop()
     third = _start(servers, password="another-one")
     assert _session(third, password="another-one").run_cmd("hostname").status_code == 0
+
+
+def test_the_account_file_is_in_memory_only_and_follows_every_change(
+    servers: list[WsmanServer],
+) -> None:
+    server = _start(servers)
+    path = Path(os.environ["NTLM_USER_FILE"])
+    assert str(path).startswith("/proc/self/fd/")  # Linux: nothing on disk, even if killed
+    assert f":{USER}:{PASSWORD}\n" in path.read_text(encoding="utf-8")
+    server.stop()
+    assert f":{USER}:" not in path.read_text(encoding="utf-8")
+    assert _session(_start(servers)).run_cmd("hostname").status_code == 0
 
 
 def test_sealed_messages_round_trip_and_a_tampered_one_is_refused() -> None:

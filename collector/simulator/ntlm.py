@@ -44,6 +44,7 @@ class _Accounts:
         self._lock = threading.Lock()
         self._accounts: dict[str, tuple[str, int]] = {}  # name -> (password, servers using it)
         self._path: Path | None = None
+        self._fd: int | None = None
 
     def add(self, username: str, password: str) -> bool:
         """Accept ``username`` with ``password``; False when the file cannot hold them now."""
@@ -72,14 +73,35 @@ class _Accounts:
             self._write()
 
     def _write(self) -> None:
+        # Heimdal's DOMAIN:USER:PASSWORD lines; an empty domain matches a bare user name.
+        text = "".join(f":{user}:{secret}\n" for user, (secret, _) in self._accounts.items())
+        if hasattr(os, "memfd_create"):
+            self._write_anonymous(text.encode("utf-8"))
+        else:
+            self._write_temporary(text)
+
+    def _write_anonymous(self, data: bytes) -> None:
+        """Linux: a file in memory only, gone with the process however it ends."""
+        fresh = os.memfd_create("portfleet-sim-ntlm")
+        with open(fresh, "wb", closefd=False) as handle:
+            handle.write(data)
+        if self._fd is None:
+            self._fd = fresh
+            os.environ["NTLM_USER_FILE"] = f"/proc/self/fd/{fresh}"
+            return
+        # The path names a descriptor: pointing it at the new file is one atomic step, so an
+        # acceptor opening it at the same moment reads the old file or the new one, whole.
+        os.dup2(fresh, self._fd, inheritable=False)
+        os.close(fresh)
+
+    def _write_temporary(self, text: str) -> None:
+        """Elsewhere: a private temporary file, removed at exit (it stays if killed)."""
         if self._path is None:
             handle, name = tempfile.mkstemp(prefix="portfleet-sim-ntlm-", suffix=".txt")
             os.close(handle)  # mkstemp made it readable by this user only
             self._path = Path(name)
             atexit.register(self._remove)
             os.environ["NTLM_USER_FILE"] = name
-        # Heimdal's DOMAIN:USER:PASSWORD lines; an empty domain matches a bare user name.
-        text = "".join(f":{user}:{secret}\n" for user, (secret, _) in self._accounts.items())
         # Replaced whole, so an acceptor reading it at the same moment never sees half a file.
         staged = self._path.with_suffix(".new")
         staged.write_text(text, encoding="utf-8")
