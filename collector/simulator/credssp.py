@@ -21,7 +21,13 @@ import spnego
 import spnego.tls
 from spnego.exceptions import SpnegoError
 
-from collector.simulator.sealing import SealError, content_type, join_parts, split_parts
+from collector.simulator.sealing import (
+    SealError,
+    SessionContext,
+    content_type,
+    join_parts,
+    split_parts,
+)
 
 PROTOCOL = "application/HTTP-CredSSP-session-encrypted"
 _PART = 16 * 1024  # the most plain bytes one sealed part carries
@@ -44,33 +50,18 @@ def _tls_context() -> spnego.tls.CredSSPTLSContext:
     return context
 
 
-class CredsspConnection:
-    """One connection's CredSSP context: handshake first, then sealing and unsealing."""
+class CredsspConnection(SessionContext):
+    """One connection's CredSSP context: its TLS, NTLM inside, delegation, then sealing.
+
+    A refused password still yields a handshake token: the TSRequest carrying the NTSTATUS.
+    """
+
+    protocol = PROTOCOL
+    name = "CredSSP"
 
     def __init__(self) -> None:
         """Start an acceptor context."""
-        self._context = spnego.server(protocol="credssp", credssp_tls_context=_tls_context())
-
-    @property
-    def complete(self) -> bool:
-        """Return whether the credentials were delegated and accepted."""
-        return bool(self._context.complete)
-
-    @property
-    def user(self) -> str:
-        """Return the authenticated account name, without its domain."""
-        principal = self._context.client_principal or ""
-        return principal.rpartition("\\")[2]
-
-    def step(self, token: bytes) -> bytes | None:
-        """Take a client token; return the token to answer with, None once complete.
-
-        A refused password still yields a token: the TSRequest carrying the NTSTATUS.
-        """
-        try:
-            return self._context.step(token)
-        except SpnegoError as exc:
-            raise SealError(f"CredSSP refused: {exc}") from exc
+        super().__init__(spnego.server(protocol="credssp", credssp_tls_context=_tls_context()))
 
     def unseal(self, body: bytes) -> bytes:
         """Return the SOAP message of a multipart/(x-multi-)encrypted request body."""

@@ -25,7 +25,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from spnego.channel_bindings import GssChannelBindings
 from spnego.exceptions import SpnegoError
 
-from collector.simulator.sealing import SealError, content_type, join_parts, split_parts
+from collector.simulator.sealing import (
+    SealError,
+    SessionContext,
+    content_type,
+    join_parts,
+    split_parts,
+)
 
 PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 _SIGNATURE = 16  # an NTLM signature is 16 bytes (MS-NLMP 2.2.2.9.1)
@@ -128,31 +134,16 @@ def certificate_binding(cert_pem: Path) -> bytes:
     return b"tls-server-end-point:" + digest.finalize()
 
 
-class NtlmConnection:
-    """One connection's NTLM context: handshake first, then sealing and unsealing."""
+class NtlmConnection(SessionContext):
+    """One connection's NTLM context: NEGOTIATE, CHALLENGE, AUTHENTICATE, then sealing."""
+
+    protocol = PROTOCOL
+    name = "NTLM"
 
     def __init__(self, binding: bytes | None) -> None:
         """Start a context; ``binding`` is the certificate binding over HTTPS, None over HTTP."""
         bindings = GssChannelBindings(application_data=binding) if binding else None
-        self._context = spnego.server(protocol="ntlm", channel_bindings=bindings)
-
-    @property
-    def complete(self) -> bool:
-        """Return whether the AUTHENTICATE message was accepted."""
-        return bool(self._context.complete)
-
-    @property
-    def user(self) -> str:
-        """Return the authenticated account name, without its domain."""
-        principal = self._context.client_principal or ""
-        return principal.rpartition("\\")[2]
-
-    def step(self, token: bytes) -> bytes | None:
-        """Take a client token; return the CHALLENGE to send, or None once authenticated."""
-        try:
-            return self._context.step(token)
-        except SpnegoError as exc:
-            raise SealError(f"NTLM refused: {exc}") from exc
+        super().__init__(spnego.server(protocol="ntlm", channel_bindings=bindings))
 
     def unseal(self, body: bytes) -> bytes:
         """Return the SOAP message inside a multipart/encrypted request body."""

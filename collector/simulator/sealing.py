@@ -8,6 +8,9 @@ per pair and calls a body of several pairs multipart/x-multi-encrypted.
 
 from __future__ import annotations
 
+import spnego
+from spnego.exceptions import SpnegoError
+
 BOUNDARY = b"--Encrypted Boundary"
 _END = BOUNDARY + b"--\r\n"
 _DATA = b"\tContent-Type: application/octet-stream\r\n"
@@ -15,6 +18,43 @@ _DATA = b"\tContent-Type: application/octet-stream\r\n"
 
 class SealError(Exception):
     """A handshake token or sealed message that the connection's security context refuses."""
+
+
+class SessionContext:
+    """One connection's security context (a pyspnego acceptor): a handshake, then sealing."""
+
+    protocol = ""  # the Content-Type's protocol="..." of the messages it seals
+    name = ""
+
+    def __init__(self, context: spnego.ContextProxy) -> None:
+        """Wrap the acceptor context."""
+        self._context = context
+
+    @property
+    def complete(self) -> bool:
+        """Return whether the handshake authenticated the client."""
+        return bool(self._context.complete)
+
+    @property
+    def user(self) -> str:
+        """Return the authenticated account name, without its domain."""
+        principal = self._context.client_principal or ""
+        return principal.rpartition("\\")[2]
+
+    def step(self, token: bytes) -> bytes | None:
+        """Take a client token; return the token to answer with, None once authenticated."""
+        try:
+            return self._context.step(token)
+        except SpnegoError as exc:
+            raise SealError(f"{self.name} refused: {exc}") from exc
+
+    def unseal(self, body: bytes) -> bytes:
+        """Return the SOAP message of a sealed request body."""
+        raise NotImplementedError
+
+    def seal(self, message: bytes) -> tuple[bytes, str]:
+        """Return ``message`` sealed as a response body, and that body's Content-Type."""
+        raise NotImplementedError
 
 
 def content_type(protocol: str, parts: int = 1) -> str:

@@ -33,7 +33,7 @@ from collector.simulator import envelope as env
 from collector.simulator.certs import CertFiles
 from collector.simulator.credssp import CredsspConnection
 from collector.simulator.ntlm import ACCOUNTS, NtlmConnection, certificate_binding
-from collector.simulator.sealing import SealError, sealed_protocol
+from collector.simulator.sealing import SealError, SessionContext, sealed_protocol
 from collector.simulator.winrs import (
     DEFAULT_ENVELOPE,
     TOO_LONG,
@@ -387,7 +387,7 @@ class _Listener(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # NTLM or CredSSP authenticates the connection this handler serves, once.
-    _session: NtlmConnection | CredsspConnection | None = None
+    _session: SessionContext | None = None
 
     def version_string(self) -> str:
         """Name the server as Windows' HTTP.sys does."""
@@ -427,7 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
             if session is not None and not session.complete:
                 session = None
             if sealing is not None:
-                if session is None or _protocol_of(session) != sealing:
+                if session is None or session.protocol != sealing:
                     raise SealError(f"a message sealed by {sealing} on a connection without it")
                 data = session.unseal(data)
             peer = (
@@ -505,8 +505,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer.body)
-
-
-def _protocol_of(session: NtlmConnection | CredsspConnection) -> str:
-    """Return the sealing protocol a connection's context speaks."""
-    return credssp.PROTOCOL if isinstance(session, CredsspConnection) else ntlm.PROTOCOL
