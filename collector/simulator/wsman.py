@@ -2,9 +2,8 @@
 
 It serves POST /wsman over HTTP or HTTPS, checks Basic or TLS client-certificate auth on every
 request, and NTLM (channel binding over HTTPS) or CredSSP once per connection, with sealed
-messages over HTTP,
-hands the WinRS operations to collector.simulator.winrs, and adds the Windows failure modes a
-Behaviour asks for (latency, hangs, resets, faults, operation timeouts).
+messages over HTTP. It hands the WinRS operations to collector.simulator.winrs and adds the
+Windows failure modes a Behaviour asks for (latency, hangs, resets, faults, operation timeouts).
 """
 
 from __future__ import annotations
