@@ -8,6 +8,7 @@ records everything, so collecting threads never wait on the database.
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import logging
 import os
 import queue
@@ -83,6 +84,7 @@ _EXTRAS = {
     "kerberos": ("HAVE_KERBEROS", "pykerberos builds against MIT Kerberos: libkrb5-dev"),
     "credssp": ("HAVE_CREDSSP", "requests-credssp"),
 }
+_KEYRING_HINT = "configure a backend (PYTHON_KEYRING_BACKEND) or use password_env"
 
 
 def select_hosts(config: PortfleetConfig, selectors: Sequence[str]) -> tuple[HostEntry, ...]:
@@ -109,23 +111,27 @@ def select_hosts(config: PortfleetConfig, selectors: Sequence[str]) -> tuple[Hos
     return tuple(h for h in config.hosts if h.name in chosen)
 
 
-def check_transports(config: PortfleetConfig, hosts: Sequence[HostEntry]) -> None:
-    """Refuse, before reaching any host, transports whose packages are not installed."""
-    missing: dict[str, list[str]] = {}
+def check_extras(config: PortfleetConfig, hosts: Sequence[HostEntry]) -> None:
+    """Refuse, before reaching any host, transports or keyrings whose packages are missing."""
+    needs: dict[tuple[str, str], list[str]] = {}  # (what needs it, the extra) -> hosts
     for entry in hosts:
         transport = entry.transport or config.defaults.transport
         flag, _ = _EXTRAS.get(transport, ("", ""))
         if flag and not getattr(winrm_transport, flag, False):
-            missing.setdefault(transport, []).append(entry.name)
-    if missing:
+            needs.setdefault((f"transport {transport}", transport), []).append(entry.name)
+        credential = entry.credential or config.defaults.credential
+        if credential.keyring_service and importlib.util.find_spec("keyring") is None:
+            needs.setdefault(("keyring_service", "keyring"), []).append(entry.name)
+    if needs:
         raise SelectionError(
-            "; ".join(
-                f"transport {transport} for {', '.join(names[:3])}"
-                f"{f' and {len(names) - 3} more' if len(names) > 3 else ''} needs "
-                f"pip install 'portfleet[{transport}]' ({_EXTRAS[transport][1]})"
-                for transport, names in sorted(missing.items())
-            )
+            "; ".join(_needs(what, extra, names) for (what, extra), names in sorted(needs.items()))
         )
+
+
+def _needs(what: str, extra: str, names: list[str]) -> str:
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    note = f" ({_EXTRAS[extra][1]})" if extra in _EXTRAS else ""
+    return f"{what} for {shown} needs pip install 'portfleet[{extra}]'{note}"
 
 
 def plan_collection(
@@ -143,7 +149,7 @@ def plan_collection(
         update_history_limit=config.probe.update_history_limit,
     )
     hosts = select_hosts(config, selectors)
-    check_transports(config, hosts)
+    check_extras(config, hosts)
     return CollectPlan(
         hosts=hosts,
         concurrency=concurrency if concurrency is not None else config.collect.concurrency,
@@ -483,11 +489,19 @@ def _credentials(
 def _keyring_password(host: str, service: str, username: str) -> str:
     try:
         import keyring
+        from keyring.errors import KeyringError
     except ImportError:
         raise TransportError(
             "auth", f"{host}: keyring_service needs `pip install 'portfleet[keyring]'`"
         ) from None
-    password: str | None = keyring.get_password(service, username)
+    try:
+        password: str | None = keyring.get_password(service, username)
+    except KeyringError as exc:  # no backend, a locked one, a D-Bus failure
+        raise TransportError(
+            "auth",
+            f"{host}: the keyring gave no answer for service {service!r} "
+            f"({type(exc).__name__}: {exc}); {_KEYRING_HINT}",
+        ) from None
     if password is None:
         raise TransportError(
             "auth", f"{host}: no password for {username!r} in keyring service {service!r}"

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import keyring
 import pytest
 from click.testing import CliRunner
+from keyrings.alt.file import PlaintextKeyring
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
@@ -59,6 +61,7 @@ class Fleet:
         features_twice: bool = False,
         transport: str | None = None,
         credssp: bool = False,
+        keyring_service: str | None = None,
     ) -> None:
         """Serve a host; ``password_env`` names where the collector reads its password.
 
@@ -79,6 +82,11 @@ class Fleet:
             entry["transport"] = transport
         if password_env is not None:
             entry["credential"] = {"username_env": "PF_TEST_USER", "password_env": password_env}
+        if keyring_service is not None:
+            entry["credential"] = {
+                "username_env": "PF_TEST_USER",
+                "keyring_service": keyring_service,
+            }
         self.hosts.append(entry)
 
     def add_unreachable(self, name: str) -> None:
@@ -221,6 +229,44 @@ def test_credssp_hosts_are_collected_and_one_without_it_says_how_to_enable_it(
     exchanges = fleet.servers[0].exchanges()
     assert "CredSSP" in {e.operation for e in exchanges}
     assert all(e.sealed for e in exchanges if e.operation in ("Create", "Send", "Receive"))
+
+
+@pytest.fixture
+def file_keyring(tmp_path: Path) -> Iterator[None]:
+    """A real keyring backend (keyrings.alt's file), as a server without a desktop has."""
+    previous = keyring.get_keyring()
+    backend = PlaintextKeyring()
+    backend.file_path = str(tmp_path / "keyring_pass.cfg")
+    keyring.set_keyring(backend)
+    yield
+    keyring.set_keyring(previous)
+
+
+def test_passwords_come_from_the_keyring_the_config_names(
+    fleet: Fleet, sqlite_url: str, file_keyring: None
+) -> None:
+    keyring.set_password("portfleet-fleet", "portfleet", PASSWORD)
+    fleet.add("dev-ws-01", keyring_service="portfleet-fleet")
+    fleet.add("dev-ws-02", keyring_service="portfleet-elsewhere")
+    result = CliRunner().invoke(
+        cli, ["--db", sqlite_url, "--config", str(fleet.config()), "collect"]
+    )
+    assert result.exit_code == ExitCode.SOME_FAILED, result.output
+    assert PASSWORD not in result.output
+    engine = _engine(sqlite_url)
+    with Session(engine) as session:
+        rows = session.execute(
+            text("SELECT host, status, error_class, message FROM v_attempts ORDER BY host")
+        ).all()
+        assert [tuple(row[:3]) for row in rows] == [
+            ("dev-ws-01", "ok", None),
+            ("dev-ws-02", "failed", "auth"),
+        ]
+        assert rows[1].message == (
+            "dev-ws-02: no password for 'portfleet' in keyring service 'portfleet-elsewhere'"
+        )
+        _assert_no_secret(session)
+    engine.dispose()
 
 
 def test_selectors_and_a_log_file(fleet: Fleet, sqlite_url: str, tmp_path: Path) -> None:

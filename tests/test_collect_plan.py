@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Iterator
 
+import keyring
+import keyring.backends.fail
 import pytest
 import winrm.transport
 
@@ -83,7 +87,7 @@ def test_a_missing_password_variable_is_an_auth_failure_naming_the_variable() ->
     assert caught.value.error_class == "auth" and not caught.value.transient
 
 
-def test_a_transport_whose_package_is_missing_is_refused_before_any_host(
+def test_a_transport_or_keyring_whose_package_is_missing_is_refused_before_any_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = parse_config(
@@ -111,3 +115,40 @@ hosts:
     monkeypatch.setattr(winrm.transport, "HAVE_CREDSSP", False)
     with pytest.raises(SelectionError, match=r"transport credssp for c1 needs .*\[credssp\]"):
         plan_collection(config, ["c1", "n1"])
+    monkeypatch.setitem(sys.modules, "keyring", None)  # as without the keyring extra
+    with pytest.raises(SelectionError) as refused:
+        plan_collection(KEYRING_CONFIG, [])
+    assert str(refused.value) == (
+        "keyring_service for build-07 needs pip install 'portfleet[keyring]'"
+    )
+
+
+KEYRING_CONFIG = parse_config(
+    """
+defaults:
+  transport: basic
+hosts:
+  - name: build-07
+    credential: {username: svc-portfleet, keyring_service: portfleet-test}
+"""
+)
+
+
+@pytest.fixture
+def failing_keyring() -> Iterator[None]:
+    previous = keyring.get_keyring()
+    # What a server without a desktop keyring or a configured backend has.
+    keyring.set_keyring(keyring.backends.fail.Keyring())  # type: ignore[no-untyped-call]
+    yield
+    keyring.set_keyring(previous)
+
+
+def test_a_keyring_without_a_backend_is_an_auth_failure_that_says_what_to_do(
+    failing_keyring: None,
+) -> None:
+    with pytest.raises(TransportError) as caught:
+        build_endpoint(KEYRING_CONFIG.hosts[0], KEYRING_CONFIG, {})
+    assert caught.value.error_class == "auth"
+    message = str(caught.value)
+    assert message.startswith("build-07: the keyring gave no answer for service 'portfleet-test'")
+    assert "NoKeyringError" in message and "PYTHON_KEYRING_BACKEND" in message
