@@ -115,12 +115,12 @@ def check_extras(config: PortfleetConfig, hosts: Sequence[HostEntry]) -> None:
     """Refuse, before reaching any host, transports or keyrings whose packages are missing."""
     needs: dict[tuple[str, str], list[str]] = {}  # (what needs it, the extra) -> hosts
     for entry in hosts:
-        transport = entry.transport or config.defaults.transport
+        settings = entry.settings(config.defaults)
+        transport = settings.transport
         flag, _ = _EXTRAS.get(transport, ("", ""))
         if flag and not getattr(winrm_transport, flag, False):
             needs.setdefault((f"transport {transport}", transport), []).append(entry.name)
-        credential = entry.credential or config.defaults.credential
-        if credential.keyring_service and importlib.util.find_spec("keyring") is None:
+        if settings.credential.keyring_service and importlib.util.find_spec("keyring") is None:
             needs.setdefault(("keyring_service", "keyring"), []).append(entry.name)
     if needs:
         raise SelectionError(
@@ -167,42 +167,34 @@ def build_endpoint(
     entry: HostEntry, config: PortfleetConfig, environ: Mapping[str, str] | None = None
 ) -> Endpoint:
     """Resolve a host's URL, transport and credentials (from the environment or a keyring)."""
-    defaults = config.defaults
-    https = entry.https if entry.https is not None else defaults.https
-    transport = entry.transport or defaults.transport
-    verify = entry.verify_tls if entry.verify_tls is not None else defaults.verify_tls
-    allow_plain_basic = (
-        entry.allow_unencrypted_basic
-        if entry.allow_unencrypted_basic is not None
-        else defaults.allow_unencrypted_basic
-    )
-    if transport == "basic" and not https and not allow_plain_basic:
+    settings = entry.settings(config.defaults)
+    plain_basic = settings.transport == "basic" and not settings.https
+    if plain_basic and not settings.allow_unencrypted_basic:
         raise TransportError(
             "auth",
             f"{entry.name}: basic authentication over HTTP would send the password in clear; "
             "use https: true, or set allow_unencrypted_basic: true for this host",
         )
-    if transport == "basic" and not https:
+    if plain_basic:
         log.warning(
             "%s: basic authentication over unencrypted HTTP (allow_unencrypted_basic)", entry.name
         )
-    if not verify:
+    if not settings.verify_tls:
         log.warning(
             "%s: TLS certificate validation is off for this host (verify_tls: false)", entry.name
         )
-    credential = entry.credential or defaults.credential
+    credential = settings.credential
     username, password = _credentials(
         entry.name, credential, os.environ if environ is None else environ
     )
-    ca_file = entry.ca_file or defaults.ca_file
     return Endpoint(
         host=entry.name,
-        url=_url(entry, https, entry.port or defaults.port),
-        transport=transport,
+        url=_url(entry, settings.https, settings.port),
+        transport=settings.transport,
         username=username,
         password=password,
-        verify_tls=verify,
-        ca_file=str(ca_file) if ca_file else None,
+        verify_tls=settings.verify_tls,
+        ca_file=str(settings.ca_file) if settings.ca_file else None,
         cert_pem=str(credential.cert_pem) if credential.cert_pem else None,
         cert_key_pem=str(credential.cert_key_pem) if credential.cert_key_pem else None,
         operation_timeout=config.probe.operation_timeout_seconds,

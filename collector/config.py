@@ -81,6 +81,15 @@ class HostEntry(_Strict):
     allow_unencrypted_basic: bool | None = None
     credential: Credential | None = None
 
+    def settings(self, defaults: HostDefaults) -> HostDefaults:
+        """Return the defaults with this host's own settings laid over them."""
+        own = {
+            name: value
+            for name in HostDefaults.model_fields
+            if (value := getattr(self, name)) is not None
+        }
+        return defaults.model_copy(update=own)
+
 
 class ProbeOptions(_Strict):
     """How the probe runs on each host."""
