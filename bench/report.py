@@ -39,6 +39,7 @@ from unittest.mock import patch
 
 from sqlalchemy import Connection, insert
 
+from collector.simulator.render import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, merge_runs
 from collector.store.database import open_store
 from collector.store.models import (
     Attempt,
@@ -68,8 +69,6 @@ TARGET_SECONDS = 30.0
 TARGET_MB = 2048.0
 START = datetime(2026, 9, 1, tzinfo=UTC)
 PLANTED_KB = "KB5046613"
-WSAEACCES, WSAEADDRINUSE = 10013, 10048
-SYSTEM_PID = 4
 BLOCK = 100
 DEFAULT_DYNAMIC = (49152, 16384)
 MOVED_DYNAMIC = (1024, 64511)  # what the Visual Studio installer leaves behind (facts A6)
@@ -605,7 +604,7 @@ def _boot(writer: _Writer, host: _Host) -> None:
                 s <= port <= e for s, e, _ in excluded
             ):
                 runs.append((port, port, WSAEACCES if pid == SYSTEM_PID else WSAEADDRINUSE))
-        failures += [("tcp", family, *run) for run in _merge(runs)]
+        failures += [("tcp", family, *run) for run in merge_runs(runs)]
     columns = ("protocol", "family", "start_port", "end_port", "error_code")
     host.bind_set = writer.content_set(BindFailureSet, BindFailure, columns, sorted(failures))
 
@@ -633,17 +632,6 @@ def _place(
         taken.append((start, start + length - 1))
         placed += [(s, s + BLOCK - 1) for s in range(start, start + length, BLOCK)]
     return sorted(placed)
-
-
-def _merge(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """Join touching runs with the same error code, as the probe's sweep reports them."""
-    merged: list[list[int]] = []
-    for start, end, code in sorted(runs):
-        if merged and merged[-1][2] == code and merged[-1][1] + 1 >= start:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end, code])
-    return [(a, b, c) for a, b, c in merged]
 
 
 def _services(host: _Host) -> list[tuple[str, str, str]]:

@@ -36,8 +36,10 @@ from collector.simulator.updates import update_title
 
 __all__ = [
     "PROBE_VERSION",
+    "SYSTEM_PID",
     "WSAEACCES",
     "WSAEADDRINUSE",
+    "merge_runs",
     "render_document",
     "render_dynamicport",
     "render_excluded",
@@ -185,6 +187,11 @@ def sweep_failures(state: HostState, family: str) -> list[list[int]]:
             code = WSAEACCES if item.pid == SYSTEM_PID else WSAEADDRINUSE
             held[item.port] = min(code, held.get(item.port, code))
     runs += [(port, port, code) for port, code in held.items()]
+    return merge_runs(runs)
+
+
+def merge_runs(runs: Iterable[tuple[int, int, int]]) -> list[list[int]]:
+    """Join touching [start, end, code] runs with the same code, as the probe's sweep does."""
     merged: list[list[int]] = []
     for start, end, code in sorted(runs):
         if merged and merged[-1][2] == code and merged[-1][1] + 1 >= start:
