@@ -113,7 +113,8 @@ class Fleet:
         hosts = self._make_hosts()
         self._outages = self._make_outages(hosts)
         # One healthy host is reached with a filtered (not elevated) token (windows-facts §4).
-        healthy = [h for h in hosts if h.name not in {name for name, _ in self._outages}]
+        troubled = {name for name, _ in self._outages}
+        healthy = [h for h in hosts if h.name not in troubled]
         if healthy:
             chosen = self._rng("elevation").choice(healthy).name
             hosts = [replace(h, elevated=False) if h.name == chosen else h for h in hosts]
@@ -290,10 +291,9 @@ class Fleet:
         return day - timedelta(days=rng.randint(1, 6), minutes=rng.randint(0, 120))
 
     def _night_after(self, host: SimHost, at: datetime) -> int:
-        for night in range(self.spec.nights):
-            if self.collection_time(host, night) > at:
-                return night
-        return self.spec.nights
+        """Return the first night (already replayed) whose probe ran after ``at``."""
+        states = self._states[host.name]
+        return next((s.night for s in states if s.taken_at > at), self.spec.nights)
 
     def _replay(self, host: SimHost, machine: Machine, plan: _Plan) -> tuple[HostState, ...]:
         actions = sorted(self._actions(host, plan), key=lambda action: action.at)

@@ -126,17 +126,17 @@ _NETSTAT = MappingProxyType(
 
 def excluded_text(culture: str) -> ExcludedText:
     """Return the excludedportrange strings for a culture such as ``fr-FR`` (English if none)."""
-    return _EXCLUDED.get(_language(culture), _EXCLUDED["en"])
+    return _EXCLUDED.get(language(culture), _EXCLUDED["en"])
 
 
 def dynamic_text(culture: str) -> DynamicText:
     """Return the dynamicport strings for a culture (English if none is verified)."""
-    return _DYNAMIC.get(_language(culture), _DYNAMIC["en"])
+    return _DYNAMIC.get(language(culture), _DYNAMIC["en"])
 
 
 def netstat_text(culture: str) -> NetstatText:
     """Return the netstat title, header and state words for a culture (English if none)."""
-    return _NETSTAT.get(_language(culture), _NETSTAT["en"])
+    return _NETSTAT.get(language(culture), _NETSTAT["en"])
 
 
 def verified_languages() -> dict[str, tuple[str, ...]]:
@@ -148,5 +148,6 @@ def verified_languages() -> dict[str, tuple[str, ...]]:
     }
 
 
-def _language(culture: str) -> str:
+def language(culture: str) -> str:
+    """Return the language of a culture name, "de" for "de-CH"."""
     return culture.split("-")[0].lower()

@@ -24,6 +24,7 @@ from collector.simulator.host import (
     FULL_BOOT,
     HYPERV_FEATURES,
     LOW_DYNAMIC,
+    SYSTEM_PID,
     UPDATE,
     UPDATE_FAILED,
     WINNAT_RESTART,
@@ -252,7 +253,7 @@ class Machine:
         keys = [*_PROCESS_KEYS, *(str(port) for port in TEAM_SERVICES)]
         numbers = rng.sample(range(150, 6000), len(keys))
         self.pids = {key: 4 * number for key, number in zip(keys, numbers, strict=True)}
-        self.pids["system"] = 4
+        self.pids["system"] = SYSTEM_PID
         # The Default Switch gets a new subnet at every boot.
         self.vethernet = f"172.{rng.randint(16, 31)}.{rng.randint(0, 255)}.1"
         # The planted cause, shaped like facts A1/A7 (an update after which Hyper-V machines

@@ -16,11 +16,12 @@ from functools import cache
 from typing import Any
 
 from collector import __version__
-from collector.document import SCHEMA_ID
+from collector.document import SCHEMA_ID, WSAEACCES
 from collector.simulator.host import (
     BUILD,
     DISPLAY_VERSION,
     FEATURES,
+    SYSTEM_PID,
     HostState,
     PortRange,
     SimListener,
@@ -30,6 +31,7 @@ from collector.simulator.locales import (
     DYNAMIC_DASHES,
     dynamic_text,
     excluded_text,
+    language,
     netstat_text,
 )
 from collector.simulator.updates import update_title
@@ -48,9 +50,7 @@ __all__ = [
 ]
 
 PROBE_VERSION = __version__
-WSAEACCES = 10013
 WSAEADDRINUSE = 10048
-SYSTEM_PID = 4
 _CRLF = "\r\n"
 _FLAG_WIDTH = 6
 _COLLECTOR = "10.20.0.5"  # the address the nightly WinRM session comes from
@@ -250,7 +250,7 @@ def _host_facts(state: HostState) -> dict[str, Any]:
         "elevated": host.elevated,
         "language_mode": "FullLanguage",
         "culture": host.culture,
-        "oem_codepage": _OEM_CODEPAGES[host.culture.split("-")[0]],
+        "oem_codepage": _OEM_CODEPAGES[language(host.culture)],
     }
 
 

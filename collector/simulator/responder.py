@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.framing import BEGIN, frame_document
+from collector.simulator.winrs import console_codec
 from collector.simulator.wsman import CommandRequest, CommandResult
 
 # What a bootstrap that reads the probe from stdin contains, and what the probe contains.
@@ -95,7 +96,7 @@ def _constrained(script: str) -> CommandResult:
 
 def _through_console(document: dict[str, Any], codepage: int) -> dict[str, Any]:
     """Return the document with native command output mangled by the console code page."""
-    codec = "utf-8" if codepage == 65001 else f"cp{codepage}"
+    codec = console_codec(codepage)
     raw = {
         key: text.encode(codec, errors="replace").decode(codec, errors="replace")
         for key, text in document.get("raw", {}).items()

@@ -73,11 +73,16 @@ class ShellFault(Exception):
         self.fault = fault
 
 
+def console_codec(codepage: int) -> str:
+    """Return Python's codec for a console code page (65001 is UTF-8)."""
+    return "utf-8" if codepage == 65001 else f"cp{codepage}"
+
+
 def encode_output(data: str | bytes, codepage: int) -> bytes:
     """Encode command output as a console in codepage does, unmappable characters as '?'."""
     if isinstance(data, bytes):
         return data
-    return data.encode("utf-8" if codepage == 65001 else f"cp{codepage}", errors="replace")
+    return data.encode(console_codec(codepage), errors="replace")
 
 
 def decode_encoded_command(command_line: str) -> str | None:

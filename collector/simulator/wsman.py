@@ -140,9 +140,6 @@ class WsmanServer:
         self._password = password
         self._ntlm_ready = False
         self.credssp = credssp
-        self._offers: tuple[tuple[str, str], ...] = (_NEGOTIATE, _BASIC) + (
-            (_CREDSSP,) if credssp else ()
-        )
         self._binding = certificate_binding(tls.cert) if tls is not None else None
         self.behaviour = behaviour or Behaviour()
         self.machine = machine
@@ -190,7 +187,6 @@ class WsmanServer:
         # name at a time). Without it the host offers Basic only, as with only Auth/Basic on.
         self._ntlm_ready = ACCOUNTS.add(self.username, self._password)
         if not self._ntlm_ready:
-            self._offers = (_BASIC,)
             _LOG.warning("%s: NTLM is off, its account holds another password here", self.url)
         threading.Thread(
             target=self._listener.serve_forever, args=(0.05,), name="wsman", daemon=True
@@ -243,7 +239,7 @@ class WsmanServer:
         self, authorised: bool, data: bytes, client_ip: str, sealed: bool = False
     ) -> _Answer:
         if not authorised:
-            return self._finish("Unauthorized", lambda: _Answer(401, b"", self._offers))
+            return self._finish("Unauthorized", lambda: _Answer(401, b"", self._offers()))
         if not data:
             # pywinrm's first NTLM request over HTTP: an empty POST that only sets up sealing.
             return self._finish("Empty", lambda: _Answer(200, b""), sealed)
@@ -254,6 +250,12 @@ class WsmanServer:
             fault = env.build_fault(env.INVALID_XML, "", self.machine)
             return self._finish("Malformed", lambda: _Answer(400, fault), sealed)
         return self._finish(request.operation, lambda: self._dispatch(request, client_ip), sealed)
+
+    def _offers(self) -> tuple[tuple[str, str], ...]:
+        """Return the schemes a 401 offers: Basic only when the account file cannot take ours."""
+        if not self._ntlm_ready:
+            return (_BASIC,)
+        return (_NEGOTIATE, _BASIC, *((_CREDSSP,) if self.credssp else ()))
 
     def _challenge(self, scheme: str, token: bytes) -> _Answer:
         """Answer a handshake token with the 401 that carries the next one.
@@ -461,18 +463,20 @@ class _Handler(BaseHTTPRequestHandler):
             raw = base64.b64decode(token, validate=True)
         except binascii.Error:
             raw = b""
+        credssp = scheme.lower() == "credssp"
         session = self._session
-        if scheme.lower() == "credssp":
-            if not isinstance(session, CredsspConnection) or session.complete:
-                session = CredsspConnection()
-        elif raw.startswith(_NEGOTIATE_MESSAGE) or not isinstance(session, NtlmConnection):
-            session = NtlmConnection(owner._binding)
-        self._session = session
         try:
+            # Refused before any context is built (CredSSP's would make a TLS key).
             if not owner._ntlm_ready:
                 raise SealError(f"{owner.username}: this password cannot be used with {scheme}")
-            if isinstance(session, CredsspConnection) and not owner.credssp:
+            if credssp and not owner.credssp:
                 raise SealError("CredSSP is not enabled on this host")
+            if credssp:
+                if not isinstance(session, CredsspConnection) or session.complete:
+                    session = CredsspConnection()
+            elif raw.startswith(_NEGOTIATE_MESSAGE) or not isinstance(session, NtlmConnection):
+                session = NtlmConnection(owner._binding)
+            self._session = session
             reply = session.step(raw)
             if session.complete and session.user.casefold() != owner.username.casefold():
                 raise SealError(f"{session.user} is not this host's account")
