@@ -31,7 +31,7 @@ from pathlib import Path
 
 from collector.collect import collect, plan_collection
 from collector.config import PortfleetConfig
-from collector.simulator.cluster import FleetAddresses, FleetProcess
+from collector.simulator.cluster import PASSWORD_ENV, USER_ENV, FleetAddresses, FleetProcess
 from collector.simulator.fleet import FleetSpec
 from collector.store.database import open_store
 
@@ -54,8 +54,8 @@ def _config(addresses: FleetAddresses, names: list[str], transport: str) -> Port
                 "transport": transport,
                 "ca_file": addresses.ca_file,
                 "credential": {
-                    "username_env": "PORTFLEET_SIM_USER",
-                    "password_env": "PORTFLEET_SIM_PASSWORD",
+                    "username_env": USER_ENV,
+                    "password_env": PASSWORD_ENV,
                 },
             },
             "probe": {"deadline_seconds": 120, "operation_timeout_seconds": 20},

@@ -39,6 +39,9 @@ from unittest.mock import patch
 
 from sqlalchemy import Connection, insert
 
+from collector.simulator.host import BLOCK_SIZE as BLOCK
+from collector.simulator.host import DEFAULT_DYNAMIC
+from collector.simulator.host import LOW_DYNAMIC as MOVED_DYNAMIC
 from collector.simulator.render import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, merge_runs
 from collector.store.database import open_store
 from collector.store.models import (
@@ -60,6 +63,7 @@ from collector.store.models import (
     SnapshotError,
     Update,
 )
+from collector.store.snapshots import content_digest, update_key
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,9 +73,6 @@ TARGET_SECONDS = 30.0
 TARGET_MB = 2048.0
 START = datetime(2026, 9, 1, tzinfo=UTC)
 PLANTED_KB = "KB5046613"
-BLOCK = 100
-DEFAULT_DYNAMIC = (49152, 16384)
-MOVED_DYNAMIC = (1024, 64511)  # what the Visual Studio installer leaves behind (facts A6)
 BUILD = "10.0.22631"
 PROBE_VERSION = "0.4.0"
 FEATURES = (
@@ -226,7 +227,7 @@ class _Writer:
         rows: Sequence[tuple[Any, ...]],
     ) -> int:
         """Return the id of the set holding exactly ``rows``, queueing it the first time."""
-        digest = hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+        digest = content_digest(rows)
         known = self.sets.get((model.__tablename__, digest))
         if known is not None:
             return known
@@ -287,8 +288,12 @@ def generate_store(
     with closing(sqlite3.connect(path)) as raw:
         raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-    now = START + timedelta(days=nights - 1, hours=8)
-    return Generated(writer.written, time.perf_counter() - started, size, now)
+    return Generated(writer.written, time.perf_counter() - started, size, _report_now(nights))
+
+
+def _report_now(nights: int) -> datetime:
+    """Return when the report is taken: the last night's morning."""
+    return START + timedelta(days=nights - 1, hours=8)
 
 
 def _make_hosts(
@@ -406,7 +411,7 @@ def _schedule(
             events.append(_Event(at(day, 8, 22), "reboot"))
         if rng.random() < 0.005:  # a driver from Windows Update, keyed by its title
             title = f"Intel Corporation - Display - 32.0.101.{6000 + day}"
-            key = "title:" + hashlib.sha256(title.encode()).hexdigest()[:32]
+            key = update_key(None, title)
             events.append(_Event(at(day, 9, 18), "update", _Patch(key, None, title, None,
                                                                    at(day, 9, 18))))  # fmt: skip
     delay = rng.choice((0, 0, 0, 1, 2))
@@ -836,7 +841,7 @@ def main() -> None:
         if args.reuse:
             if not database.is_file():
                 parser.error(f"--reuse: no store at {database}")
-            now = START + timedelta(days=args.nights - 1, hours=8)
+            now = _report_now(args.nights)
             with closing(sqlite3.connect(database)) as raw:
                 (hosts,) = raw.execute("SELECT COUNT(*) FROM hosts").fetchone()
             print(f"hosts={hosts} nights={args.nights} (as given) cpus={cpus}")

@@ -308,10 +308,16 @@ def _listener_set(
 
 
 def _content_set(rows: list[_Row]) -> ContentSet:
-    # The digest of the sorted rows names the set; it must never change, or stores made by
-    # earlier versions would stop sharing sets with new ones.
-    digest = hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
-    return ContentSet(digest, rows)
+    return ContentSet(content_digest(rows), rows)
+
+
+def content_digest(rows: Sequence[_Row]) -> str:
+    """Return the digest that names a content set of sorted rows.
+
+    It must never change, or stores made by earlier versions would stop sharing sets with new
+    ones.
+    """
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
 def _dynamic_ranges(
@@ -375,7 +381,7 @@ def _updates(
         except ParseError as exc:
             record("hotfix", exc)
     for item in hotfixes:
-        entry = found.setdefault(_update_key(item["kb"], None), {"kb": item["kb"]})
+        entry = found.setdefault(update_key(item["kb"], None), {"kb": item["kb"]})
         entry.update(
             description=item.get("description"),
             installed_by=item.get("installed_by"),
@@ -383,7 +389,7 @@ def _updates(
         )
     for item in sorted(document.get("update_history", []), key=lambda i: str(i["date"])):
         kb = item.get("kb") or _kb_in(item["title"])
-        entry = found.setdefault(_update_key(kb, item["title"]), {"kb": kb})
+        entry = found.setdefault(update_key(kb, item["title"]), {"kb": kb})
         entry["title"] = item["title"]
         entry["result_code"] = item["result_code"]
         # Succeeded (2) or succeeded with errors (3) installs date the update.
@@ -462,7 +468,8 @@ def _process_name(pid: int | None, process: str | None) -> str | None:
     return _WELL_KNOWN_PIDS.get(pid)
 
 
-def _update_key(kb: str | None, title: str | None) -> str:
+def update_key(kb: str | None, title: str | None) -> str:
+    """Return how the updates table keys an update: its KB, else a digest of its title."""
     if kb:
         return kb.upper()
     return "title:" + hashlib.sha256((title or "").encode()).hexdigest()[:32]
