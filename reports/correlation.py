@@ -35,15 +35,11 @@ from scipy.stats import fisher_exact
 
 from reports.classify import MIN_BLOCK
 from reports.events import History
+from reports.model import COLUMNS
 
 DEFAULT_WINDOW_DAYS = 7.0
 DEFAULT_MIN_HOSTS = 3
-CORRELATION_COLUMNS = (
-    "cause", "cause_kind", "exposed_with_event", "exposed_without_event",
-    "unexposed_with_event", "unexposed_without_event", "p_value", "odds_ratio",
-    "median_lag_days", "hosts_with_event", "hosts_without_event", "enough_hosts", "rank",
-    "hosts_unexposed_with_event", "pending_hosts",
-)  # fmt: skip
+CORRELATION_COLUMNS = (*COLUMNS["correlation"], "hosts_unexposed_with_event", "pending_hosts")
 
 
 def measure_reservations(history: History, min_block: int = MIN_BLOCK) -> pd.DataFrame:

@@ -29,11 +29,11 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from reports.classify import read_frame, to_ints, to_utc
+from reports.model import COLUMNS
 
+# The report's columns (reports.model), then what classification and correlation also need.
 EVENT_COLUMNS = (
-    "host", "kind", "at", "previous_at", "protocol", "start", "end", "previous_start",
-    "previous_end", "ports", "causes", "family", "administered", "snapshot_id",
-    "previous_snapshot_id",
+    *COLUMNS["events"], "family", "administered", "snapshot_id", "previous_snapshot_id",
 )  # fmt: skip
 CAUSE_COLUMNS = (
     "host_id", "host", "snapshot_id", "seen_at", "window_start", "cause_at", "kind", "cause",
@@ -344,9 +344,11 @@ def _fold_moves(events: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([events[~moved], folded.loc[:, list(events.columns)]], ignore_index=True)
 
 
-def build_events(history: History, causes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Return the ``events`` frame: every change event, oldest first, with its causes."""
-    causes = list_causes(history) if causes is None else causes
+def build_events(history: History, causes: pd.DataFrame) -> pd.DataFrame:
+    """Return the ``events`` frame: every change event, oldest first, with its causes.
+
+    ``causes`` comes from ``list_causes``, computed once and shared with the correlation.
+    """
     parts = [p for p in (find_range_events(history), find_dynamic_events(history)) if not p.empty]
     if not parts:
         return pd.DataFrame({column: [] for column in EVENT_COLUMNS})

@@ -69,23 +69,27 @@ def render_report(data: ReportData) -> str:
     report_js = _inline_code(_static_text("report.js"), "script")
     css = _inline_code(_static_text("report.css"), "style")
     hosts = _host_order(data)
+    # Each frame becomes records once; the sections below share them.
     host_rows = _host_rows(data.hosts)
+    wanted_rows = _records(data.wanted)
+    correlation_rows = _records(data.correlation)
+    unexplained = data.failures[~data.failures.classification.isin(_EXPLAINED)]
     events = _event_rows(data.events)
     context: dict[str, object] = {
         "generated_at": _plain(data.generated_at),
         "database": data.database,
         "sections": SECTIONS,
         "wanted_ports": [int(port) for port in data.wanted_ports],
-        "cards": _summary_cards(data),
+        "cards": _summary_cards(data, host_rows, wanted_rows, len(unexplained)),
         "hosts": host_rows,
         "stale_hosts": [row for row in host_rows if row["stale"]],
         "failed_attempts": _records(data.failed_attempts),
-        "matrix": _wanted_matrix(data, hosts),
+        "matrix": _wanted_matrix(data, hosts, wanted_rows),
         "has_port_map": not data.port_map.empty,
         "events": sorted(events, key=lambda row: _text(row["at"]), reverse=True),
-        "ranked": _ranked_causes(data.correlation),
-        "too_few": [r for r in _records(data.correlation) if not _truthy(r["enough_hosts"])],
-        "unexplained": _unexplained(data),
+        "ranked": _ranked_causes(correlation_rows),
+        "too_few": [r for r in correlation_rows if not _truthy(r["enough_hosts"])],
+        "unexplained": _unexplained(unexplained, host_rows),
         "remediation": _remediation(data.remediation),
         "chart_data": _script_json(_chart_data(data, hosts, events)),
         "css": Markup(css),
@@ -199,11 +203,10 @@ def _status_kind(status: JsonValue, classification: JsonValue = None) -> str:
     return "blocked"
 
 
-def _summary_cards(data: ReportData) -> list[tuple[str, str, str]]:
-    hosts = _records(data.hosts)
-    wanted = _records(data.wanted)
+def _summary_cards(
+    data: ReportData, hosts: list[Row], wanted: list[Row], unexplained: int
+) -> list[tuple[str, str, str]]:
     blocked = [row for row in wanted if _status_kind(row["status"]) == "blocked"]
-    unexplained = data.failures[~data.failures.classification.isin(_EXPLAINED)]
     return [
         ("Hosts", str(len(hosts)), f"{sum(row['snapshot_id'] is not None for row in hosts)} seen"),
         ("Not seen lately", str(sum(_truthy(row["stale"]) for row in hosts)), "see freshness"),
@@ -212,15 +215,15 @@ def _summary_cards(data: ReportData) -> list[tuple[str, str, str]]:
             str(len(blocked)),
             f"on {len({row['host'] for row in blocked})} hosts",
         ),
-        ("Failing ports", str(len(data.failures)), f"{len(unexplained)} unexplained"),
+        ("Failing ports", str(len(data.failures)), f"{unexplained} unexplained"),
         ("Range changes", str(len(data.events)), f"on {data.events.host.nunique()} hosts"),
         ("Failed attempts", str(len(data.failed_attempts)), "recent collections"),
     ]
 
 
-def _wanted_matrix(data: ReportData, hosts: list[str]) -> dict[str, object]:
+def _wanted_matrix(data: ReportData, hosts: list[str], wanted: list[Row]) -> dict[str, object]:
     cells: dict[tuple[str, int], Row] = {}
-    for row in _records(data.wanted):
+    for row in wanted:
         if isinstance(row["port"], int):
             row["kind"] = _status_kind(row["status"], row["classification"])
             cells[(_text(row["host"]), row["port"])] = row
@@ -230,19 +233,15 @@ def _wanted_matrix(data: ReportData, hosts: list[str]) -> dict[str, object]:
     return {"ports": ports, "rows": rows}
 
 
-def _ranked_causes(correlation: pd.DataFrame) -> list[Row]:
-    rows = [row for row in _records(correlation) if _truthy(row["enough_hosts"])]
+def _ranked_causes(correlation: list[Row]) -> list[Row]:
+    rows = [row for row in correlation if _truthy(row["enough_hosts"])]
     return sorted(rows, key=lambda row: _number(row["rank"], math.inf))
 
 
-def _unexplained(data: ReportData) -> list[Row]:
-    failures = data.failures[~data.failures.classification.isin(_EXPLAINED)]
+def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
     if failures.empty:
         return []
-    known = {
-        _text(row["host"]): row["excluded_known"]
-        for row in _records(data.hosts[["host", "excluded_known"]])
-    }
+    known = {_text(row["host"]): row["excluded_known"] for row in hosts}
     keys = ["host", "protocol", "family", "classification", "error_code", "failure_start"]
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in _records(failures):

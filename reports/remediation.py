@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reports.classify import DEFAULT_DYNAMIC
+from reports.model import COLUMNS
 
-REMEDIATION_COLUMNS = ("host", "action", "commands", "why", "caveats", "ports")
+REMEDIATION_COLUMNS = (*COLUMNS["remediation"], "ports")
 RUNTIME_BLOCKS = ("excluded", "probably-reserved")
 RESERVABLE = (*RUNTIME_BLOCKS, "dynamic-unreserved", "at-risk")
 
