@@ -6,7 +6,7 @@ that would run if the report pasted them into the page unescaped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -407,6 +407,7 @@ def build_report_data() -> ReportData:
                 }
             )
         for kind, at, previous_at, now, before in host.events:
+            first, last = now or before or (0, -1)
             events.append(
                 {
                     "host": host.name,
@@ -418,7 +419,7 @@ def build_report_data() -> ReportData:
                     "end": now[1] if now else None,
                     "previous_start": before[0] if before else None,
                     "previous_end": before[1] if before else None,
-                    "ports": (now or before or (0, -1))[1] - (now or before or (0, -1))[0] + 1,
+                    "ports": last - first + 1,
                     "causes": host.causes.get(at, []),
                 }
             )
@@ -604,17 +605,10 @@ def big_fleet_report_data(count: int = 1000) -> ReportData:
             (60000 + index % 200, "unexplained"),
         )
     ]
-    base = empty_report_data()
-    return ReportData(
-        generated_at=GENERATED_AT,
+    return replace(
+        empty_report_data(),
         database="sqlite:///big.db",
         wanted_ports=WANTED_PORTS,
         hosts=_frame("hosts", hosts),
-        failed_attempts=base.failed_attempts,
-        failures=base.failures,
-        wanted=base.wanted,
         port_map=_frame("port_map", port_map),
-        events=base.events,
-        correlation=base.correlation,
-        remediation=base.remediation,
     )

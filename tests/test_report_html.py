@@ -16,7 +16,6 @@ import pytest
 from markupsafe import escape
 
 from reports.html import render_report, write_report
-from reports.model import empty_frame
 from tests.report_data import (
     HOSTILE_HOST,
     HOSTILE_NAT,
@@ -289,7 +288,7 @@ def test_frames_missing_a_column_are_refused() -> None:
 
 
 def test_write_report_writes_the_rendered_page(tmp_path: Path) -> None:
-    data = replace(empty_report_data(), hosts=empty_frame("hosts"))
+    data = empty_report_data()
     path = tmp_path / "report.html"
     write_report(data, path)
     assert path.read_text(encoding="utf-8") == render_report(data)
