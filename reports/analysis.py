@@ -26,6 +26,7 @@ from reports.classify import (
     expand_failures,
     load_state,
     read_frame,
+    tcp4_dynamic,
     to_utc,
 )
 from reports.correlation import correlate_fleet
@@ -93,10 +94,9 @@ def _hosts(
               "wsl_version", "docker_version", "excluded_known", "winnat", "swept"]],
         on="host_id", how="left",
     ).rename(columns={"wsl_version": "wsl"})  # fmt: skip
-    dynamic = state.dynamic[
-        (state.dynamic["protocol"] == "tcp") & (state.dynamic["family"] == "ipv4")
-    ]
-    dynamic = dynamic.rename(columns={"start": "dynamic_start", "count": "dynamic_count"})
+    dynamic = tcp4_dynamic(state).rename(
+        columns={"start": "dynamic_start", "count": "dynamic_count"}
+    )
     frame = frame.merge(
         dynamic[["snapshot_id", "dynamic_start", "dynamic_count"]], on="snapshot_id", how="left"
     )

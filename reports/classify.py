@@ -106,6 +106,12 @@ def to_utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True, format="ISO8601")
 
 
+def tcp4_dynamic(state: SnapshotState) -> pd.DataFrame:
+    """Return the TCP/IPv4 dynamic port ranges captured, one row per snapshot."""
+    dynamic = state.dynamic
+    return dynamic[(dynamic["protocol"] == "tcp") & (dynamic["family"] == "ipv4")]
+
+
 def to_ints(values: Any) -> Ints:
     """Return values (a Series, a list, booleans) as an int64 array."""
     return np.asarray(values, dtype=np.int64)
@@ -351,7 +357,7 @@ def build_wanted_matrix(
     size = excluded["end"] - excluded["start"] + 1
     reserving = set(excluded.loc[~excluded["administered"] & (size >= MIN_BLOCK), "snapshot_id"])
     reserving |= set(segments.loc[segments["classification"] == "probably-reserved", "snapshot_id"])
-    tcp4 = state.dynamic[(state.dynamic["protocol"] == "tcp") & (state.dynamic["family"] == "ipv4")]
+    tcp4 = tcp4_dynamic(state)
     spans = zip(to_ints(tcp4["start"]), to_ints(tcp4["count"]), strict=True)
     ranges = dict(zip(to_ints(tcp4["snapshot_id"]), spans, strict=True))
     rows = []

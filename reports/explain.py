@@ -30,6 +30,7 @@ from reports.classify import (
     describe_dynamic,
     load_state,
     read_frame,
+    tcp4_dynamic,
     to_utc,
 )
 from reports.remediation import Remedy, hyperv_owns, suggest_remedies
@@ -246,9 +247,7 @@ def _details(state: SnapshotState, hits: pd.DataFrame, port: int) -> dict[str, A
             details["process"] = (
                 None if pd.isna(held["process"].iloc[0]) else str(held["process"].iloc[0])
             )
-        dynamic = state.dynamic[
-            (state.dynamic["protocol"] == "tcp") & (state.dynamic["family"] == "ipv4")
-        ]
+        dynamic = tcp4_dynamic(state)
         captured = not dynamic.empty
         low, count = (
             (int(dynamic["start"].iloc[0]), int(dynamic["count"].iloc[0]))
