@@ -55,9 +55,10 @@ def test_seed_capture_gives_183_failing_ports_explained_as_the_issue_says(
     assert len(rows) == 183
     held = {r["port"]: (r["pid"], r["process"]) for r in rows if r["classification"] == "in-use"}
     assert held == {445: (4, "System"), 5357: (4, "System"), 7680: (7056, None)}
-    unexplained = [r for r in rows if r["classification"] == "unexplained"]
-    assert len(unexplained) == 180
-    assert sorted({r["failure_start"] for r in unexplained}) == [
+    # No excluded ranges were captured: six blocks of 10013 in the default dynamic range.
+    blocks = [r for r in rows if r["classification"] == "probably-reserved"]
+    assert len(blocks) == 180
+    assert sorted({r["failure_start"] for r in blocks}) == [
         49670,
         49710,
         49770,
@@ -127,16 +128,20 @@ def test_a_probe_document_fills_every_table(db_url: str, tmp_path: Path) -> None
         assert latest["os_build"] == "10.0.19045.4291"
         assert latest["excluded_known"] == 1 and latest["excluded_ranges"] == 3
         assert latest["failing_ports"] == 1 + 60 + 100 + 2
-        classes: dict[str, int] = dict(
-            connection.execute(
-                text("SELECT classification, COUNT(*) FROM v_failing_ports GROUP BY classification")
+        classes: dict[tuple[str, bool | None], int] = {
+            (kind, None if administered is None else bool(administered)): count
+            for kind, administered, count in connection.execute(
+                text(
+                    "SELECT classification, administered, COUNT(*) FROM v_failing_ports "
+                    "GROUP BY classification, administered"
+                )
             ).all()
-        )
+        }
         assert classes == {
-            "in-use": 1,
-            "excluded-administered": 60,
-            "excluded": 100,
-            "unexplained": 2,
+            ("in-use", None): 1,
+            ("reserved", True): 60,
+            ("reserved", False): 100,
+            ("unexplained", None): 2,
         }
         in_dynamic = connection.execute(
             text("SELECT port, in_dynamic_range FROM v_failing_ports WHERE port IN (135, 60000)")

@@ -62,12 +62,12 @@ def test_reads_in_every_format(seeded: str) -> None:
     as_json = _sql(seeded, query, "--format", "json")
     assert json.loads(as_json.stdout) == [
         {"port": 445, "classification": "in-use"},
-        {"port": 49786, "classification": "unexplained"},
+        {"port": 49786, "classification": "probably-reserved"},
     ]
     as_csv = _sql(seeded, query, "--format", "csv")
-    assert as_csv.stdout == "port,classification\n445,in-use\n49786,unexplained\n"
+    assert as_csv.stdout == "port,classification\n445,in-use\n49786,probably-reserved\n"
     as_table = _sql(seeded, query)
-    assert "49786" in as_table.stdout and "unexplained" in as_table.stdout
+    assert "49786" in as_table.stdout and "probably-reserved" in as_table.stdout
     percent = _sql(
         seeded, "SELECT COUNT(*) AS n FROM hosts WHERE name LIKE 'seed%'", "--format", "csv"
     )

@@ -16,6 +16,7 @@ from collector.store.models import Base
 
 VIEWS = {
     "v_latest_snapshots",
+    "v_findings",
     "v_failing_ports",
     "v_excluded_ranges",
     "v_listeners",

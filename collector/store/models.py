@@ -186,6 +186,55 @@ class Listener(Base):
     process: Mapped[str | None] = mapped_column(String(255))
 
 
+class FindingSet(_ContentSet, Base):
+    """A distinct set of findings: the diagnosis of a snapshot (``collector.diagnosis``)."""
+
+    __tablename__ = "finding_sets"
+
+
+class Finding(Base):
+    """Ports ``start_port``–``end_port`` that share one diagnosis, with its evidence and fixes.
+
+    ``diagnosis`` is ``reserved``, ``probably-reserved``, ``in-use``, ``unexplained`` or
+    ``at-risk``; a port no finding covers is free (the sweep ran) or unknown (it did not).
+    ``error_code`` is NULL for a port that did not fail; ``fixes`` lists fix kinds, first first.
+    """
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("finding_sets.id"), index=True)
+    protocol: Mapped[str] = mapped_column(String(3))
+    family: Mapped[str] = mapped_column(String(4))
+    start_port: Mapped[int] = mapped_column(Integer)
+    end_port: Mapped[int] = mapped_column(Integer)
+    diagnosis: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    dynamic_start: Mapped[int] = mapped_column(Integer)
+    dynamic_end: Mapped[int] = mapped_column(Integer)
+    dynamic_captured: Mapped[bool] = mapped_column(Boolean)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    administered: Mapped[bool | None] = mapped_column(Boolean)
+    range_start: Mapped[int | None] = mapped_column(Integer)
+    range_end: Mapped[int | None] = mapped_column(Integer)
+    block_start: Mapped[int | None] = mapped_column(Integer)
+    block_end: Mapped[int | None] = mapped_column(Integer)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    process: Mapped[str | None] = mapped_column(String(255))
+    holder: Mapped[str | None] = mapped_column(String(16))
+    fixes: Mapped[str] = mapped_column(String(255))
+    in_dynamic: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        CheckConstraint("start_port BETWEEN 0 AND 65535 AND end_port BETWEEN 0 AND 65535", "ports"),
+        CheckConstraint("start_port <= end_port", name="order"),
+        CheckConstraint(
+            "diagnosis IN ('reserved', 'probably-reserved', 'in-use', 'unexplained', 'at-risk')",
+            name="diagnosis",
+        ),
+    )
+
+
 class Snapshot(Base):
     """One host's state at one moment, as its probe (or a capture folder) saw it."""
 
@@ -209,6 +258,8 @@ class Snapshot(Base):
     excluded_set_id: Mapped[int | None] = mapped_column(ForeignKey("excluded_sets.id"))
     bind_failure_set_id: Mapped[int | None] = mapped_column(ForeignKey("bind_failure_sets.id"))
     listener_set_id: Mapped[int | None] = mapped_column(ForeignKey("listener_sets.id"))
+    # Set when the snapshot is stored; NULL only inside the upgrade that classifies old ones.
+    finding_set_id: Mapped[int | None] = mapped_column(ForeignKey("finding_sets.id"))
 
     __table_args__ = (
         Index("ix_snapshots_host_id_taken_at", "host_id", "taken_at"),

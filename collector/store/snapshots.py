@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from collector.diagnosis import FINDING_COLUMNS, Facts, diagnose, host_state
 from collector.parsers.dynamicport import parse_dynamicport
 from collector.parsers.errors import ParseError
 from collector.parsers.excluded import parse_excluded
@@ -39,6 +40,8 @@ from collector.store.models import (
     ExcludedRange,
     ExcludedSet,
     Feature,
+    Finding,
+    FindingSet,
     Listener,
     ListenerSet,
     Service,
@@ -46,16 +49,19 @@ from collector.store.models import (
     SnapshotError,
     Update,
 )
+from collector.windows import process_name
 
-# PID 4 is always the kernel's System process; netstat -ano prints PIDs only.
-_WELL_KNOWN_PIDS = {0: "System Idle Process", 4: "System"}
 _KB = re.compile(r"\bKB(\d{6,8})\b", re.IGNORECASE)
 
 _Row = tuple[Any, ...]
-_SetModel = type[ExcludedSet] | type[BindFailureSet] | type[ListenerSet]
+_SetModel = type[ExcludedSet] | type[BindFailureSet] | type[ListenerSet] | type[FindingSet]
+# A finding's fields as the findings table names them.
+FINDING_ROW_COLUMNS = tuple(
+    {"start": "start_port", "end": "end_port"}.get(c, c) for c in FINDING_COLUMNS
+)
 
 # Each content set: the snapshot column that points at it, its table, and its rows' table.
-_SETS: dict[str, tuple[_SetModel, type[Base], tuple[str, ...]]] = {
+SETS: dict[str, tuple[_SetModel, type[Base], tuple[str, ...]]] = {
     "excluded_set_id": (
         ExcludedSet,
         ExcludedRange,
@@ -67,6 +73,7 @@ _SETS: dict[str, tuple[_SetModel, type[Base], tuple[str, ...]]] = {
         ("protocol", "family", "start_port", "end_port", "error_code"),
     ),
     "listener_set_id": (ListenerSet, Listener, ("protocol", "address", "port", "pid", "process")),
+    "finding_set_id": (FindingSet, Finding, FINDING_ROW_COLUMNS),
 }
 _UPDATE_COLUMNS = (
     "kb",
@@ -86,12 +93,12 @@ _LOOK_UP = union_all(
     .where(Document.sha256 == bindparam("document")),
     *(
         select(literal(column, String), model.id).where(model.sha256 == bindparam(column))
-        for column, (model, _, _) in _SETS.items()
+        for column, (model, _, _) in SETS.items()
     ),
 )
 _NEW_DOCUMENT = insert(Document).returning(Document.id)
 _NEW_SNAPSHOT = insert(Snapshot).returning(Snapshot.id)
-_NEW_SET = {model: insert(model).returning(model.id) for model, _, _ in _SETS.values()}
+_NEW_SET = {model: insert(model).returning(model.id) for model, _, _ in SETS.values()}
 _KNOWN_UPDATES = (
     select(
         Update.id,
@@ -170,6 +177,9 @@ def prepare_snapshot(body: bytes, document: dict[str, Any], source: str) -> Prep
         "bind_failure_set_id": _bind_failure_set(document.get("bind_sweep")),
         "listener_set_id": _listener_set(document.get("listeners"), raw, record),
     }
+    dynamic = _dynamic_ranges(raw, record)
+    features = list(document.get("features", []))
+    services = [{"start_type": None} | item for item in document.get("services", [])]
     digest = document_digest(body)
     facts = document["host"]
     os_info = facts.get("os") or {}
@@ -188,14 +198,17 @@ def prepare_snapshot(body: bytes, document: dict[str, Any], source: str) -> Prep
         "wsl_version": versions.get("wsl"),
         "sweep_seconds": _sweep_seconds(document.get("bind_sweep")),
     }
+    sets["finding_set_id"] = finding_set(
+        sets, dynamic, features, services, snapshot_row["wsl_version"] is not None
+    )
     return PreparedSnapshot(
         digest=digest,
         document_row={"sha256": digest, "size": len(body), "body": zlib.compress(body, 6)},
         snapshot_row=snapshot_row,
         sets=sets,
-        dynamic=_dynamic_ranges(raw, record),
-        features=list(document.get("features", [])),
-        services=[{"start_type": None} | item for item in document.get("services", [])],
+        dynamic=dynamic,
+        features=features,
+        services=services,
         updates=_updates(document, raw, record),
         errors=errors,
         problems=problems,
@@ -211,7 +224,7 @@ def write_snapshot(
         return StoredSnapshot(found["document"], created=False)
     document_id = connection.execute(_NEW_DOCUMENT, prepared.document_row).scalar_one()
     pointers = {
-        column: found[column] if column in found else _create_set(connection, column, content)
+        column: found[column] if column in found else store_set(connection, column, content)
         for column, content in prepared.sets.items()
         if content is not None
     }
@@ -255,7 +268,7 @@ def _excluded_set(
         captured = True
     if not captured:
         return None
-    return _content_set(sorted(set(rows)))
+    return content_rows(sorted(set(rows)))
 
 
 def _bind_failure_set(sweeps: list[dict[str, Any]] | None) -> ContentSet | None:
@@ -264,7 +277,7 @@ def _bind_failure_set(sweeps: list[dict[str, Any]] | None) -> ContentSet | None:
     rows = sorted(
         {(s["protocol"], s["family"], f[0], f[1], f[2]) for s in sweeps for f in s["failures"]}
     )
-    return _content_set(rows)
+    return content_rows(rows)
 
 
 def _listener_set(
@@ -281,7 +294,7 @@ def _listener_set(
                 i["address"],
                 i["port"],
                 i.get("pid"),
-                _process_name(i.get("pid"), i.get("process")),
+                process_name(i.get("pid"), i.get("process")),
             )
             for i in listeners
         ]
@@ -297,17 +310,45 @@ def _listener_set(
                 c.local_address,
                 c.local_port,
                 c.pid,
-                _process_name(c.pid, c.process),
+                process_name(c.pid, c.process),
             )
             for c in connections
             if c.is_listener
         ]
     else:
         return None
-    return _content_set(sorted(set(rows), key=lambda r: (r[0], r[2], r[1], r[3] or 0, r[4] or "")))
+    return content_rows(sorted(set(rows), key=lambda r: (r[0], r[2], r[1], r[3] or 0, r[4] or "")))
 
 
-def _content_set(rows: list[_Row]) -> ContentSet:
+def finding_set(
+    sets: dict[str, ContentSet | None],
+    dynamic: Sequence[dict[str, Any]],
+    features: Sequence[dict[str, Any]],
+    services: Sequence[dict[str, Any]],
+    wsl: bool,
+) -> ContentSet:
+    """Diagnose a snapshot from its rows (as stored, or about to be) into its set of findings."""
+
+    def rows(column: str) -> list[_Row] | None:
+        content = sets.get(column)
+        return None if content is None else content.rows
+
+    facts = Facts(
+        failures=rows("bind_failure_set_id"),
+        excluded=rows("excluded_set_id"),
+        listeners=rows("listener_set_id"),
+        dynamic=[(d["protocol"], d["family"], d["start_port"], d["port_count"]) for d in dynamic],
+        host=host_state(
+            [(f["name"], f["state"]) for f in features],
+            [(s["name"], s["status"]) for s in services],
+            wsl,
+        ),
+    )
+    return content_rows([finding.row() for finding in diagnose(facts)])
+
+
+def content_rows(rows: list[_Row]) -> ContentSet:
+    """Return rows, in the order they are stored, as a content set named by their digest."""
     return ContentSet(content_digest(rows), rows)
 
 
@@ -423,9 +464,9 @@ def _merge_updates(
     _insert(connection, Update, new)
 
 
-def _create_set(connection: Connection, column: str, content: ContentSet) -> int:
+def store_set(connection: Connection, column: str, content: ContentSet) -> int:
     """Create the set holding ``content`` and return its id (or the id a rival writer made)."""
-    model, row_model, columns = _SETS[column]
+    model, row_model, columns = SETS[column]
     if connection.dialect.name == "sqlite":
         # SQLite writers hold the database's write lock (BEGIN IMMEDIATE) from the start: no
         # other writer can create this set between the look-up and the insert.
@@ -459,13 +500,6 @@ def _insert(connection: Connection, model: type[Base], rows: list[dict[str, Any]
     """Insert many rows in one executemany."""
     if rows:
         connection.execute(_inserting(model), rows)
-
-
-def _process_name(pid: int | None, process: str | None) -> str | None:
-    """Return the process name as reported, else the name a well-known PID always has."""
-    if process or pid is None:
-        return process
-    return _WELL_KNOWN_PIDS.get(pid)
 
 
 def update_key(kb: str | None, title: str | None) -> str:

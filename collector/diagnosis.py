@@ -1,0 +1,532 @@
+"""The diagnosis of a snapshot's ports: computed once, when the snapshot is stored.
+
+``diagnose`` turns what one snapshot captured (bind failures, excluded ranges, listeners, dynamic
+ranges, Hyper-V and winnat state) into *findings*: stretches of ports of one protocol and family
+that share one explanation. Every output — the SQL views, ``explain``, the report and alerts —
+reads the stored findings; none classifies again.
+
+A port's status is the finding that covers it, or, where none does, ``free`` (the bind sweep
+ran) or ``unknown`` (it did not). Findings, in the order the rules are tried:
+
+- ``reserved``: inside an excluded range, administered (``*``) or taken at run time;
+- ``in-use``: a listener holds it (one of the same family first), named, with the kernel and
+  Windows' own services told apart from other processes;
+- ``probably-reserved``: no excluded ranges were captured, and the port fails with WSAEACCES
+  inside a run of at least ``MIN_BLOCK`` such ports that lies in the dynamic range (captured,
+  else the Windows default, and the reason says which);
+- ``unexplained``: it fails and none of the above tells why;
+- ``at-risk`` (never a failing port): free now, inside the TCP dynamic range of a host where
+  WinNAT/Hyper-V reserve blocks, which move at every boot.
+
+Without a bind sweep, excluded ranges and listeners still give ``reserved`` and ``in-use``
+findings. Each finding carries its evidence (the range and who owns it, the failing run, the
+listener, the dynamic range and whether it was captured), a reason in words, and the ordered
+fixes that ``plan_fixes`` — the one remediation policy — picks for it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass, field, fields, replace
+from enum import StrEnum
+from itertools import pairwise
+
+from collector.windows import (
+    DEFAULT_DYNAMIC_START,
+    HYPERV_FEATURE,
+    MIN_BLOCK,
+    RUNNING,
+    SYSTEM_PORTS,
+    WINDOWS_PROCESSES,
+    WINNAT_SERVICE,
+    WSAEACCES,
+    default_dynamic,
+    describe_code,
+)
+
+
+class Diagnosis(StrEnum):
+    """Why a port binds or not. ``free`` and ``unknown`` are never stored: no finding says so."""
+
+    RESERVED = "reserved"
+    PROBABLY_RESERVED = "probably-reserved"
+    IN_USE = "in-use"
+    UNEXPLAINED = "unexplained"
+    AT_RISK = "at-risk"
+    FREE = "free"
+    UNKNOWN = "unknown"
+
+
+# The statuses that mean a bind fails now (or would, where no sweep ran).
+BLOCKING = frozenset(
+    {Diagnosis.RESERVED, Diagnosis.PROBABLY_RESERVED, Diagnosis.IN_USE, Diagnosis.UNEXPLAINED}
+)
+RESERVATIONS = frozenset({Diagnosis.RESERVED, Diagnosis.PROBABLY_RESERVED})
+
+
+class Fix(StrEnum):
+    """A kind of fix; ``reports.remediation`` words each one as copyable commands."""
+
+    RESTART_WINNAT = "restart-winnat"
+    RESERVE_PORTS = "reserve-ports"
+    RESERVE_PORTS_HYPERV = "reserve-ports-hyperv"
+    RESET_DYNAMIC_RANGE = "reset-dynamic-range"
+    RELEASE_ADMINISTERED = "release-administered"
+    STOP_PROCESS = "stop-process"
+    USE_ANOTHER_PORT = "use-another-port"
+
+
+class Holder(StrEnum):
+    """Who holds a port: Windows itself (the kernel or one of its services), or a program."""
+
+    WINDOWS = "windows"
+    PROCESS = "process"
+
+
+# winnat's status when services were read and winnat was not among them.
+NOT_INSTALLED = "NotInstalled"
+
+_FailureRow = tuple[str, str, int, int, int]  # protocol, family, start, end, error code
+_ExcludedRow = tuple[str, str, int, int, bool]  # protocol, family, start, end, administered
+_ListenerRow = tuple[
+    str, str, int, "int | None", "str | None"
+]  # protocol, address, port, pid, name
+_DynamicRow = tuple[str, str, int, int]  # protocol, family, start, count
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """What the remediation policy needs of a host: Hyper-V, winnat, WSL."""
+
+    hyperv: str | None = None  # the Microsoft-Hyper-V feature state, None when not read
+    winnat: str | None = None  # winnat's status; None when services were not read
+    wsl: bool = False
+
+    @property
+    def hyperv_owns(self) -> bool:
+        """Tell whether Hyper-V rather than winnat holds the run-time reservations."""
+        return self.hyperv == "Enabled" and self.winnat is not None and not self.winnat_running
+
+    @property
+    def winnat_running(self) -> bool:
+        """Tell whether winnat is known to run."""
+        return self.winnat is not None and self.winnat.casefold() == RUNNING.casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What one snapshot captured; ``None`` means not captured, unlike an empty list."""
+
+    failures: Sequence[_FailureRow] | None
+    excluded: Sequence[_ExcludedRow] | None
+    listeners: Sequence[_ListenerRow] | None
+    dynamic: Sequence[_DynamicRow]
+    host: HostState
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Ports ``start``–``end`` of one protocol and family that share one explanation."""
+
+    protocol: str
+    family: str
+    start: int
+    end: int
+    diagnosis: str
+    reason: str
+    dynamic_start: int  # the dynamic range it was judged against
+    dynamic_end: int
+    dynamic_captured: bool  # False: Windows' default, assumed
+    error_code: int | None = None  # None: the port did not fail (or was not swept)
+    administered: bool | None = None  # of the covering excluded range
+    range_start: int | None = None  # the covering excluded range
+    range_end: int | None = None
+    block_start: int | None = None  # the run of failing ports it belongs to
+    block_end: int | None = None
+    pid: int | None = None  # the listener holding it
+    process: str | None = None
+    holder: str | None = None
+    fixes: str = ""  # Fix values, space-separated, first fix first
+    # Whether its ports lie in the dynamic range: findings never straddle its edges.
+    in_dynamic: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Work out ``in_dynamic`` from the first port."""
+        object.__setattr__(self, "in_dynamic", self.dynamic_start <= self.start <= self.dynamic_end)
+
+    def row(self) -> tuple[object, ...]:
+        """Return the finding as a tuple in ``FINDING_COLUMNS`` order."""
+        return astuple(self)
+
+    @property
+    def fix_list(self) -> tuple[Fix, ...]:
+        """Return the fixes as enum values, in order."""
+        return tuple(Fix(word) for word in self.fixes.split())
+
+
+FINDING_COLUMNS = tuple(f.name for f in fields(Finding))
+
+
+def diagnose(facts: Facts) -> list[Finding]:
+    """Return the findings of one snapshot, sorted by protocol, family and port."""
+    excluded = _merge_families(facts.excluded or ())
+    listeners = _Listeners(facts.listeners or ())
+    found = [
+        finding
+        for run in sorted(facts.failures or ())
+        for finding in _failing(run, facts, excluded, listeners)
+    ]
+    if facts.failures is None:
+        found += _unswept_reservations(facts, excluded)
+    found += _held(facts, listeners, found)
+    if facts.failures is not None and _reserving(facts, found):
+        found += _at_risk(facts, found)
+    fixed = [replace(f, fixes=" ".join(plan_fixes(f, facts.host))) for f in found]
+    return sorted(fixed, key=lambda f: (f.protocol, f.family, f.start))
+
+
+def plan_fixes(finding: Finding, host: HostState) -> tuple[Fix, ...]:
+    """Return the fixes for one finding on one host, first fix first (facts.md section B).
+
+    Never a winnat fix for a port a process holds; never ``restart-winnat`` where winnat is
+    known not to run; ``reserve-ports-hyperv`` where Hyper-V, not winnat, holds the blocks.
+    """
+    kind = finding.diagnosis
+    if kind == Diagnosis.IN_USE:
+        return (Fix.USE_ANOTHER_PORT if finding.holder == Holder.WINDOWS else Fix.STOP_PROCESS,)
+    if kind == Diagnosis.RESERVED and finding.administered:
+        return (Fix.RELEASE_ADMINISTERED,)
+    if kind not in (Diagnosis.RESERVED, Diagnosis.PROBABLY_RESERVED, Diagnosis.AT_RISK):
+        return ()
+    fixes: list[Fix] = []
+    if kind != Diagnosis.AT_RISK and (host.winnat is None or host.winnat_running):
+        fixes.append(Fix.RESTART_WINNAT)
+    fixes.append(Fix.RESERVE_PORTS_HYPERV if host.hyperv_owns else Fix.RESERVE_PORTS)
+    moved = finding.dynamic_captured and finding.dynamic_start != DEFAULT_DYNAMIC_START
+    if moved and finding.protocol == "tcp" and finding.in_dynamic:
+        fixes.append(Fix.RESET_DYNAMIC_RANGE)
+    return tuple(fixes)
+
+
+def absent_reason(swept: bool) -> str:
+    """Say why a port no finding covers is free, or why that cannot be told."""
+    if swept:
+        return "It bound in the bind sweep, nothing listens on it and no excluded range covers it."
+    return "No bind sweep was recorded, and no captured excluded range or listener covers it."
+
+
+def host_state(
+    features: Iterable[tuple[str, str]], services: Iterable[tuple[str, str]] | None, wsl: bool
+) -> HostState:
+    """Return the host state from (name, state) features and (name, status) services."""
+    hyperv = next((state for name, state in features if name == HYPERV_FEATURE), None)
+    winnat = None
+    if services is not None:
+        statuses = {name.casefold(): status for name, status in services}
+        winnat = statuses.get(WINNAT_SERVICE, NOT_INSTALLED if statuses else None)
+    return HostState(hyperv=hyperv, winnat=winnat, wsl=wsl)
+
+
+def holder_of(pid: int | None, process: str | None) -> Holder:
+    """Tell whether Windows itself or another program holds a port."""
+    if pid in (0, 4) or (process or "").casefold().removesuffix(".exe") in WINDOWS_PROCESSES:
+        return Holder.WINDOWS
+    return Holder.PROCESS
+
+
+def describe_holder(pid: int | None, process: str | None, port: int | None = None) -> str:
+    """Name a listening process for people, saying when it is Windows itself."""
+    name = f"{process} (PID {pid})" if process else f"PID {pid} (process name not captured)"
+    if pid in (0, 4):
+        service = SYSTEM_PORTS.get(port) if port is not None else None
+        return f"{name}, the Windows kernel" + (f", for {service}" if service else "")
+    if holder_of(pid, process) == Holder.WINDOWS:
+        return f"{name}, a Windows service host"
+    return name
+
+
+class _Listeners:
+    """Listeners of each protocol by port, in the order the snapshot lists them."""
+
+    def __init__(self, rows: Iterable[_ListenerRow]) -> None:
+        self.by_port: dict[tuple[str, int], list[_ListenerRow]] = {}
+        for row in rows:
+            self.by_port.setdefault((row[0], row[2]), []).append(row)
+        self.ports: dict[str, list[int]] = {}
+        for protocol, port in sorted(self.by_port):
+            self.ports.setdefault(protocol, []).append(port)
+
+    def within(self, protocol: str, start: int, end: int) -> list[int]:
+        ports = self.ports.get(protocol, [])
+        return ports[bisect_left(ports, start) : bisect_right(ports, end)]
+
+    def holder(self, protocol: str, port: int, family: str) -> _ListenerRow | None:
+        rows = self.by_port.get((protocol, port), [])
+        same = [row for row in rows if _family_of(row[1]) == family]
+        return (same or rows)[0] if rows else None
+
+
+def _family_of(address: str) -> str:
+    return "ipv6" if ":" in address else "ipv4"
+
+
+def _merge_families(rows: Iterable[_ExcludedRow]) -> dict[str, list[tuple[int, int, bool, str]]]:
+    """Excluded ranges per protocol, families merged (netsh ipv4 and ipv6 read the same keys)."""
+    merged: dict[tuple[str, int, int, bool], str] = {}
+    for protocol, family, start, end, administered in sorted(rows, key=lambda r: r[1]):
+        merged.setdefault((protocol, start, end, bool(administered)), family)
+    ranges: dict[str, list[tuple[int, int, bool, str]]] = {}
+    for (protocol, start, end, administered), family in sorted(merged.items()):
+        ranges.setdefault(protocol, []).append((start, end, administered, family))
+    return ranges
+
+
+def _cover(ranges: Sequence[tuple[int, int, bool, str]], port: int) -> tuple[int, int, bool] | None:
+    """Return the excluded range covering a port: an administered one first, then the lowest."""
+    hits = [(not admin, start, end) for start, end, admin, _ in ranges if start <= port <= end]
+    if not hits:
+        return None
+    negated, start, end = min(hits)
+    return start, end, not negated
+
+
+def _dynamic(facts: Facts, protocol: str, family: str) -> tuple[int, int, bool]:
+    """Return the dynamic range (low, high, captured); IPv6 falls back on IPv4's, then default."""
+    table = {(p, f): (start, count) for p, f, start, count in facts.dynamic}
+    for key in ((protocol, family), (protocol, "ipv4")):
+        if key in table:
+            start, count = table[key]
+            return start, start + count - 1, True
+    start, count = default_dynamic(protocol, family)
+    return start, start + count - 1, False
+
+
+def _failing(
+    run: _FailureRow,
+    facts: Facts,
+    excluded: dict[str, list[tuple[int, int, bool, str]]],
+    listeners: _Listeners,
+) -> list[Finding]:
+    """Split one run of failing ports into stretches with one explanation each."""
+    protocol, family, start, end, code = run
+    low, high, captured = _dynamic(facts, protocol, family)
+    ranges = excluded.get(protocol, [])
+    cuts = {start, end + 1, low, high + 1}
+    for range_start, range_end, _, _ in ranges:
+        cuts |= {range_start, range_end + 1}
+    for port in listeners.within(protocol, start, end):
+        cuts |= {port, port + 1}
+    edges = sorted(cut for cut in cuts if start <= cut <= end + 1)
+    in_dynamic = max(0, min(end, high) - max(start, low) + 1)
+    found: list[Finding] = []
+    for first, after in pairwise(edges):
+        cover = _cover(ranges, first)
+        held = listeners.holder(protocol, first, family)
+        inside = low <= first <= high
+        if cover is not None:
+            kind = Diagnosis.RESERVED
+        elif held is not None:
+            kind = Diagnosis.IN_USE
+        elif facts.excluded is None and code == WSAEACCES and inside and in_dynamic >= MIN_BLOCK:
+            kind = Diagnosis.PROBABLY_RESERVED
+        else:
+            kind = Diagnosis.UNEXPLAINED
+        pid, process = (held[3], held[4]) if held is not None else (None, None)
+        finding = Finding(
+            protocol=protocol,
+            family=family,
+            start=first,
+            end=after - 1,
+            diagnosis=kind,
+            error_code=code,
+            administered=None if cover is None else cover[2],
+            range_start=None if cover is None else cover[0],
+            range_end=None if cover is None else cover[1],
+            block_start=start,
+            block_end=end,
+            pid=pid,
+            process=process,
+            holder=None if held is None else holder_of(pid, process),
+            dynamic_start=low,
+            dynamic_end=high,
+            dynamic_captured=captured,
+            reason="",
+            fixes="",
+        )
+        finding = replace(finding, reason=_failing_reason(finding, facts.excluded is not None))
+        previous = found[-1] if found else None
+        if previous is not None and _same(previous, finding) and previous.end + 1 == first:
+            found[-1] = replace(previous, end=finding.end)
+        else:
+            found.append(finding)
+    return found
+
+
+def _same(a: Finding, b: Finding) -> bool:
+    return replace(a, start=0, end=0) == replace(b, start=0, end=0)
+
+
+def _failing_reason(f: Finding, excluded_known: bool) -> str:
+    code = describe_code(f.error_code or 0)
+    dynamic = describe_dynamic(f.dynamic_start, f.dynamic_end, f.dynamic_captured)
+    who = describe_holder(f.pid, f.process, f.start) if f.pid is not None else ""
+    if f.diagnosis == Diagnosis.RESERVED:
+        also = f" {who} also listens on it." if who else ""
+        if f.administered:
+            return (
+                f"Inside the administered ('*') excluded range {f.range_start}–{f.range_end}: "
+                f"an administrator reserved it with netsh add excludedportrange, so binds "
+                f"fail with {code}.{also}"
+            )
+        quiet = (
+            ""
+            if who
+            else (
+                " Nothing listens on it: a reservation is not a socket, so netstat shows nothing."
+            )
+        )
+        return (
+            f"Inside the excluded range {f.range_start}–{f.range_end} that WinNAT/HNS/Hyper-V "
+            f"reserved at run time (no '*'), so binds fail with {code}.{also}{quiet}"
+        )
+    if f.diagnosis == Diagnosis.IN_USE:
+        return f"{who} listens on it, so binds fail with {code}."
+    size = (f.block_end or 0) - (f.block_start or 0) + 1
+    if f.diagnosis == Diagnosis.PROBABLY_RESERVED:
+        return (
+            f"Probably reserved by WinNAT/Hyper-V: it fails with {code} inside a contiguous "
+            f"block of {size} failing ports ({f.block_start}–{f.block_end}) within {dynamic}, "
+            "and nothing listens on it. No excludedportrange output was captured to confirm "
+            "the reservation."
+        )
+    if excluded_known and f.in_dynamic:
+        return (
+            f"Fails with {code} inside {dynamic}, yet no excluded range covers it and nothing "
+            "listens on it: Windows may have lent it as the local port of an outgoing "
+            "connection, or it was reserved after the ranges were read."
+        )
+    if excluded_known:
+        return (
+            f"Fails with {code} outside {dynamic}; no excluded range covers it and nothing "
+            "listens on it."
+        )
+    return (
+        f"Fails with {code}; no excluded ranges were captured, and it is not part of a block "
+        f"of {MIN_BLOCK} or more access-forbidden ports inside {dynamic}, so this snapshot "
+        "cannot tell why."
+    )
+
+
+def describe_dynamic(low: int, high: int, captured: bool) -> str:
+    """Describe the dynamic range used, saying when it is the assumed default."""
+    assumed = " (the Windows default, assumed because the dynamic range was not captured)"
+    return f"the dynamic port range {low}–{high}{'' if captured else assumed}"
+
+
+def _unswept_reservations(
+    facts: Facts, excluded: dict[str, list[tuple[int, int, bool, str]]]
+) -> list[Finding]:
+    """Excluded ranges of a snapshot without a bind sweep: binds there fail all the same."""
+    found = []
+    for protocol, ranges in excluded.items():
+        for start, end, admin, family in ranges:
+            low, high, captured = _dynamic(facts, protocol, family)
+            owner = "administered" if admin else "run time, WinNAT/HNS/Hyper-V"
+            reason = (
+                f"No bind sweep was recorded, but it lies inside the excluded range {start}–{end} "
+                f"({owner}), so binds fail with {describe_code(WSAEACCES)}."
+            )
+            edges = sorted(
+                {start, end + 1} | {cut for cut in (low, high + 1) if start < cut <= end}
+            )
+            for first, after in pairwise(edges):
+                found.append(
+                    Finding(protocol, family, first, after - 1, Diagnosis.RESERVED, reason, low,
+                            high, captured, administered=admin, range_start=start, range_end=end)
+                )  # fmt: skip
+    return found
+
+
+def _covered(found: Sequence[Finding], protocol: str) -> list[tuple[int, int]]:
+    """Return the merged stretches that findings of a protocol cover (any family)."""
+    spans = sorted((f.start, f.end) for f in found if f.protocol == protocol)
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _inside(spans: Sequence[tuple[int, int]], port: int) -> bool:
+    index = bisect_right(spans, (port, 1 << 30)) - 1
+    return index >= 0 and spans[index][0] <= port <= spans[index][1]
+
+
+def _held(facts: Facts, listeners: _Listeners, found: Sequence[Finding]) -> list[Finding]:
+    """Listened-on ports that no failure covers (a sweep may keep only 10013, as the seed's)."""
+    result = []
+    covered = {protocol: _covered(found, protocol) for protocol in listeners.ports}
+    for (protocol, port), rows in sorted(listeners.by_port.items()):
+        if _inside(covered[protocol], port):
+            continue
+        _, address, _, pid, process = rows[0]
+        who = describe_holder(pid, process, port)
+        reason = (
+            f"{who} listens on it, so another program cannot bind it, although the bind "
+            "sweep recorded no failure there."
+        )
+        family = _family_of(address)
+        result.append(
+            Finding(
+                protocol,
+                family,
+                port,
+                port,
+                Diagnosis.IN_USE,
+                reason,
+                *_dynamic(facts, protocol, family),
+                pid=pid,
+                process=process,
+                holder=holder_of(pid, process),
+            )
+        )
+    return result
+
+
+def _reserving(facts: Facts, found: Sequence[Finding]) -> bool:
+    """Tell whether WinNAT/Hyper-V reserve blocks on this host (so free ports are at risk)."""
+    runtime = any(
+        protocol == "tcp" and not admin and end - start + 1 >= MIN_BLOCK
+        for protocol, _, start, end, admin in facts.excluded or ()
+    )
+    return runtime or any(f.diagnosis == Diagnosis.PROBABLY_RESERVED for f in found)
+
+
+def _at_risk(facts: Facts, found: Sequence[Finding]) -> list[Finding]:
+    """Return the free TCP ports of the dynamic range, where the next boot may place a block."""
+    low, high, captured = _dynamic(facts, "tcp", "ipv4")
+    dynamic = describe_dynamic(low, high, captured)
+    reason = (
+        f"Free now, but it lies inside {dynamic}, where WinNAT/Hyper-V already reserve "
+        "blocks of ports on this host; they are placed anew at every boot, so the next "
+        "reboot may take it."
+    )
+    result = []
+    cursor = low
+    for start, end in [*_covered(found, "tcp"), (high + 1, high + 1)]:
+        if end < cursor:
+            continue
+        if start > cursor:
+            gap_end = min(start - 1, high)
+            result.append(
+                Finding(
+                    "tcp", "ipv4", cursor, gap_end, Diagnosis.AT_RISK, reason, low, high, captured
+                )
+            )
+        cursor = max(cursor, end + 1)
+        if cursor > high:
+            break
+    return result

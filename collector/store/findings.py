@@ -1,0 +1,127 @@
+"""Classify stored snapshots again: after a schema upgrade, or after a diagnosis rule changed.
+
+The findings of a snapshot are a content set like its excluded ranges: ``reclassify`` rebuilds
+each snapshot's facts from the stored rows, diagnoses them with ``collector.diagnosis`` (the same
+call the write path makes), and points the snapshot at the set of findings it gets, creating
+sets as needed and removing the ones no snapshot uses any more, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, select, update
+
+from collector.store.models import (
+    DynamicRange,
+    Feature,
+    Finding,
+    FindingSet,
+    Service,
+    Snapshot,
+)
+from collector.store.snapshots import SETS, ContentSet, content_rows, finding_set, store_set
+
+_CHUNK = 500
+_SOURCES = ("excluded_set_id", "bind_failure_set_id", "listener_set_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Reclassified:
+    """What ``reclassify`` did."""
+
+    snapshots: int
+    changed: int
+    sets_created: int
+    sets_removed: int
+
+    def describe(self) -> str:
+        """Say it in one line for the operator."""
+        if not self.changed:
+            return f"{self.snapshots} snapshots classified; nothing changed"
+        return (
+            f"{self.snapshots} snapshots classified; {self.changed} got new findings "
+            f"({self.sets_created} finding sets created, {self.sets_removed} removed)"
+        )
+
+
+def reclassify(connection: Connection) -> Reclassified:
+    """Diagnose every stored snapshot again and store what changed."""
+    snapshots = connection.execute(
+        select(Snapshot.id, Snapshot.wsl_version, Snapshot.finding_set_id,
+               *(getattr(Snapshot, column) for column in _SOURCES)).order_by(Snapshot.id)
+    ).all()  # fmt: skip
+    known = {digest: set_id for set_id, digest in connection.execute(
+        select(FindingSet.id, FindingSet.sha256))}  # fmt: skip
+    before = set(known.values())
+    set_rows: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+    changed = 0
+    for start in range(0, len(snapshots), _CHUNK):
+        chunk = snapshots[start : start + _CHUNK]
+        ids = [row.id for row in chunk]
+        dynamic = _per_snapshot(connection, DynamicRange, ids,
+                                ("protocol", "family", "start_port", "port_count"))  # fmt: skip
+        features = _per_snapshot(connection, Feature, ids, ("name", "state"))
+        services = _per_snapshot(connection, Service, ids, ("name", "status"))
+        _load_sets(connection, chunk, set_rows)
+        for row in chunk:
+            sets: dict[str, ContentSet | None] = {}
+            for column in _SOURCES:
+                set_id = getattr(row, column)
+                sets[column] = None if set_id is None else content_rows(set_rows[(column, set_id)])
+            content = finding_set(sets, dynamic[row.id], features[row.id], services[row.id],
+                                  row.wsl_version is not None)  # fmt: skip
+            set_id = known.get(content.digest)
+            if set_id is None:
+                set_id = known[content.digest] = store_set(connection, "finding_set_id", content)
+            if set_id != row.finding_set_id:
+                changed += 1
+                connection.execute(
+                    update(Snapshot).where(Snapshot.id == row.id).values(finding_set_id=set_id)
+                )
+    used = set(connection.scalars(select(Snapshot.finding_set_id).distinct()))
+    unused = sorted(set(known.values()) - used)
+    for start in range(0, len(unused), _CHUNK):
+        doomed = unused[start : start + _CHUNK]
+        connection.execute(delete(Finding).where(Finding.set_id.in_(doomed)))
+        connection.execute(delete(FindingSet).where(FindingSet.id.in_(doomed)))
+    created = len(set(known.values()) - before)
+    return Reclassified(len(snapshots), changed, created, len(unused))
+
+
+def _per_snapshot(
+    connection: Connection, model: Any, ids: list[int], columns: tuple[str, ...]
+) -> dict[int, list[dict[str, Any]]]:
+    """Return a child table's rows of some snapshots, as dicts, by snapshot id."""
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    query = select(model.snapshot_id, *(getattr(model, c) for c in columns)).where(
+        model.snapshot_id.in_(bindparam("ids", expanding=True))
+    ).order_by(model.id)  # fmt: skip
+    for row in connection.execute(query, {"ids": ids}):
+        found[row[0]].append(dict(zip(columns, row[1:], strict=True)))
+    return found
+
+
+def _load_sets(
+    connection: Connection,
+    snapshots: Iterable[Any],
+    cache: dict[tuple[str, int], list[tuple[Any, ...]]],
+) -> None:
+    """Read the rows of the content sets these snapshots point at and the cache lacks."""
+    for column in _SOURCES:
+        model: Any = SETS[column][1]
+        columns = SETS[column][2]
+        wanted = {getattr(row, column) for row in snapshots} - {None}
+        missing = sorted(set_id for set_id in wanted if (column, set_id) not in cache)
+        for set_id in missing:
+            cache[(column, set_id)] = []
+        if not missing:
+            continue
+        query = select(model.set_id, *(getattr(model, c) for c in columns)).where(
+            model.set_id.in_(bindparam("ids", expanding=True))
+        ).order_by(model.id)  # fmt: skip
+        for row in connection.execute(query, {"ids": missing}):
+            cache[(column, row[0])].append(tuple(row[1:]))

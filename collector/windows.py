@@ -1,0 +1,95 @@
+"""Windows facts that portfleet relies on, each defined here and nowhere else.
+
+Sources: ``collector/data/corpus/facts.md`` (sections B and C: who reserves excluded ranges, in
+what blocks, and what fixes them) and Microsoft's Winsock error list and KB 929851 (error codes,
+the dynamic port range). This module holds numbers and names only: no parsing, no I/O, so
+the collector, the store, the reports and the simulator can all import it cheaply.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class WinsockError(IntEnum):
+    """Winsock error codes a bind can end with (windows-facts §2)."""
+
+    WSAEACCES = 10013  # inside an excluded range, or a port held with exclusive use
+    WSAEADDRINUSE = 10048  # another socket holds the port
+    WSAEADDRNOTAVAIL = 10049  # the address is not on this machine
+
+
+WSAEACCES = WinsockError.WSAEACCES
+WSAEADDRINUSE = WinsockError.WSAEADDRINUSE
+
+_CODE_WORDS = {
+    WinsockError.WSAEACCES: "access forbidden",
+    WinsockError.WSAEADDRINUSE: "address in use",
+    WinsockError.WSAEADDRNOTAVAIL: "address not available",
+}
+
+# Windows' dynamic (ephemeral) port range since Vista, per protocol and family: start, count.
+# Each of the four is set on its own (`netsh int ipv4|ipv6 set dynamic tcp|udp`, KB 929851).
+DEFAULT_DYNAMIC: dict[tuple[str, str], tuple[int, int]] = {
+    (protocol, family): (49152, 16384) for protocol in ("tcp", "udp") for family in ("ipv4", "ipv6")
+}
+DEFAULT_DYNAMIC_START, DEFAULT_DYNAMIC_COUNT = DEFAULT_DYNAMIC[("tcp", "ipv4")]
+
+# The kernel's processes: netsh and netstat print PIDs only.
+SYSTEM_IDLE_PID = 0
+SYSTEM_PID = 4
+WELL_KNOWN_PIDS = {SYSTEM_IDLE_PID: "System Idle Process", SYSTEM_PID: "System"}
+
+# Ports the kernel (System, PID 4) holds on its own behalf, and the Windows service behind each.
+SYSTEM_PORTS = {
+    80: "HTTP.sys (IIS, WinRM or another http.sys URL reservation)",
+    139: "NetBIOS session service",
+    443: "HTTP.sys (an https URL reservation)",
+    445: "SMB (the Server service)",
+    2869: "HTTP.sys (SSDP/UPnP host)",
+    5357: "WSDAPI over HTTP.sys (network discovery)",
+    5358: "WSDAPI over HTTP.sys (network discovery, secure)",
+    5985: "WinRM over HTTP.sys",
+    5986: "WinRM over HTTP.sys (HTTPS)",
+    47001: "WinRM's local listener over HTTP.sys",
+}
+
+# Windows' own service hosts (process names as netstat -b and Get-Process print them, no .exe).
+WINDOWS_PROCESSES = frozenset(
+    {"system", "svchost", "lsass", "services", "wininit", "spoolsv", "smss", "csrss"}
+)
+
+# A run of access-forbidden ports at least this long inside the dynamic range looks like a
+# WinNAT/Hyper-V block; they reserve blocks of 100 (facts C), a few single ports stay unexplained.
+MIN_BLOCK = 10
+# The block size WinNAT/HNS reserve at run time (facts C), used in explanations.
+WINNAT_BLOCK = 100
+
+# Who puts an excluded range there.
+RUNTIME_OWNER = "WinNAT/HNS/Hyper-V"
+ADMINISTERED_OWNER = "an administrator (netsh add excludedportrange)"
+
+HYPERV_FEATURE = "Microsoft-Hyper-V"
+WINNAT_SERVICE = "winnat"
+RUNNING = "Running"
+
+
+def describe_code(code: int) -> str:
+    """Name a Winsock error code for people: ``10013 (WSAEACCES, access forbidden)``."""
+    try:
+        known = WinsockError(int(code))
+    except ValueError:
+        return f"error {int(code)}"
+    return f"{int(known)} ({known.name}, {_CODE_WORDS[known]})"
+
+
+def process_name(pid: int | None, process: str | None) -> str | None:
+    """Return the process name as reported, else the name a kernel PID always has."""
+    if process or pid is None:
+        return process
+    return WELL_KNOWN_PIDS.get(pid)
+
+
+def default_dynamic(protocol: str, family: str) -> tuple[int, int]:
+    """Return Windows' default dynamic range (start, count) of a protocol and family."""
+    return DEFAULT_DYNAMIC[(protocol, family)]
