@@ -472,8 +472,11 @@ def report_command(settings: Settings, out: Path, ports: tuple[int, ...]) -> Non
     from reports.report import build_report
 
     settings.open_engine()  # brings the schema to head; the report itself only reads
-    wanted = ports or settings.config.wanted_ports
-    path = build_report(settings.database_url, out, wanted)
+    config = settings.config
+    wanted = ports or tuple(sorted({*config.wanted_ports, *config.wanted_services}))
+    path = build_report(
+        settings.database_url, out, wanted, None, config.wanted_services, config.report.stale_days
+    )
     click.echo(str(path))
 
 
@@ -494,8 +497,15 @@ def explain_command(settings: Settings, host: str, port: int, as_json: bool) -> 
 
     settings.open_engine()
     engine = create_store_engine(settings.database_url, writer=False)
+    config = settings.config
     try:
-        answer = explain(engine, host, port)
+        answer = explain(
+            engine,
+            host,
+            port,
+            wanted_process=config.wanted_services.get(port),
+            stale_days=config.report.stale_days,
+        )
     except UnknownHostError as exc:
         fail(str(exc), ExitCode.USAGE)
     finally:

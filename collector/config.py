@@ -109,11 +109,20 @@ class CollectOptions(_Strict):
     retry_delay_seconds: float = Field(default=5, ge=0)
 
 
+class ReportOptions(_Strict):
+    """How the report and ``explain`` read the store."""
+
+    stale_days: float = Field(default=3, gt=0)
+
+
 class PortfleetConfig(_Strict):
     """The whole configuration file."""
 
     database: str | None = None
     wanted_ports: tuple[int, ...] = ()
+    # The process that serves a wanted port: when it holds the port, that is fine, not blocked.
+    wanted_services: dict[int, str] = Field(default_factory=dict)
+    report: ReportOptions = ReportOptions()
     defaults: HostDefaults = HostDefaults()
     probe: ProbeOptions = ProbeOptions()
     collect: CollectOptions = CollectOptions()
@@ -126,6 +135,14 @@ class PortfleetConfig(_Strict):
         if bad:
             raise ValueError(f"ports must be 1-65535, got {bad}")
         return tuple(sorted(set(value)))
+
+    @field_validator("wanted_services")
+    @classmethod
+    def _services(cls, value: dict[int, str]) -> dict[int, str]:
+        bad = [port for port in value if not 1 <= port <= 65535]
+        if bad:
+            raise ValueError(f"ports must be 1-65535, got {bad}")
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> PortfleetConfig:

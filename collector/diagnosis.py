@@ -58,11 +58,26 @@ class Diagnosis(StrEnum):
     UNKNOWN = "unknown"
 
 
-# The statuses that mean a bind fails now (or would, where no sweep ran).
-BLOCKING = frozenset(
-    {Diagnosis.RESERVED, Diagnosis.PROBABLY_RESERVED, Diagnosis.IN_USE, Diagnosis.UNEXPLAINED}
-)
-RESERVATIONS = frozenset({Diagnosis.RESERVED, Diagnosis.PROBABLY_RESERVED})
+class PortStatus(StrEnum):
+    """What a team needs to know of one port of one host (the wanted-ports matrix, ``explain``)."""
+
+    FREE = "free"
+    AT_RISK = "at-risk"
+    IN_USE = "in-use"
+    RESERVED = "reserved"
+    BLOCKED = "blocked"  # fails, and nothing captured tells why
+    UNKNOWN = "unknown"
+
+
+_STATUS = {
+    Diagnosis.RESERVED: PortStatus.RESERVED,
+    Diagnosis.PROBABLY_RESERVED: PortStatus.RESERVED,
+    Diagnosis.IN_USE: PortStatus.IN_USE,
+    Diagnosis.UNEXPLAINED: PortStatus.BLOCKED,
+    Diagnosis.AT_RISK: PortStatus.AT_RISK,
+    Diagnosis.FREE: PortStatus.FREE,
+    Diagnosis.UNKNOWN: PortStatus.UNKNOWN,
+}
 
 
 class Fix(StrEnum):
@@ -72,7 +87,6 @@ class Fix(StrEnum):
     RESERVE_PORTS = "reserve-ports"
     RESERVE_PORTS_HYPERV = "reserve-ports-hyperv"
     RESET_DYNAMIC_RANGE = "reset-dynamic-range"
-    RELEASE_ADMINISTERED = "release-administered"
     STOP_PROCESS = "stop-process"
     USE_ANOTHER_PORT = "use-another-port"
 
@@ -196,7 +210,7 @@ def plan_fixes(finding: Finding, host: HostState) -> tuple[Fix, ...]:
     if kind == Diagnosis.IN_USE:
         return (Fix.USE_ANOTHER_PORT if finding.holder == Holder.WINDOWS else Fix.STOP_PROCESS,)
     if kind == Diagnosis.RESERVED and finding.administered:
-        return (Fix.RELEASE_ADMINISTERED,)
+        return ()  # an administrator's own reservation: nothing to undo behind their back
     if kind not in (Diagnosis.RESERVED, Diagnosis.PROBABLY_RESERVED, Diagnosis.AT_RISK):
         return ()
     fixes: list[Fix] = []
@@ -207,6 +221,22 @@ def plan_fixes(finding: Finding, host: HostState) -> tuple[Fix, ...]:
     if moved and finding.protocol == "tcp" and finding.in_dynamic:
         fixes.append(Fix.RESET_DYNAMIC_RANGE)
     return tuple(fixes)
+
+
+def status_of(diagnosis: str) -> PortStatus:
+    """Return the port status a diagnosis amounts to."""
+    return _STATUS[Diagnosis(diagnosis)]
+
+
+def serves(process: str | None, wanted_process: str | None) -> bool:
+    """Tell whether a port's holder is the service configured to want it (names fold case)."""
+    if not process or not wanted_process:
+        return False
+    return _bare(process) == _bare(wanted_process)
+
+
+def _bare(name: str) -> str:
+    return name.casefold().removesuffix(".exe")
 
 
 def absent_reason(swept: bool) -> str:
@@ -230,7 +260,7 @@ def host_state(
 
 def holder_of(pid: int | None, process: str | None) -> Holder:
     """Tell whether Windows itself or another program holds a port."""
-    if pid in (0, 4) or (process or "").casefold().removesuffix(".exe") in WINDOWS_PROCESSES:
+    if pid in (0, 4) or _bare(process or "") in WINDOWS_PROCESSES:
         return Holder.WINDOWS
     return Holder.PROCESS
 

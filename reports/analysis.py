@@ -11,30 +11,31 @@ and stays on ranges; only ``failures`` has one row per failing port, of the late
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from reports.classify import (
-    SnapshotState,
-    build_wanted_matrix,
-    classify_segments,
-    describe_holder,
-    expand_failures,
-    load_state,
-    read_frame,
-    tcp4_dynamic,
-    to_utc,
-)
+from collector.diagnosis import Diagnosis, describe_holder
 from reports.correlation import correlate_fleet
 from reports.events import build_events, list_causes, load_history
+from reports.findings import (
+    SnapshotState,
+    build_wanted_matrix,
+    expand_failures,
+    failing,
+    latest_snapshots,
+    load_state,
+    tcp4_dynamic,
+)
+from reports.frames import read_frame, to_utc
 from reports.model import COLUMNS, ReportData
 from reports.remediation import plan_remediation
 
 RECENT_DAYS = 7.0
+DEFAULT_STALE_DAYS = 3.0
 _ATTEMPTS = """
 SELECT a.id, a.host_id, h.name AS host, a.source, a.started_at, a.status, a.error_class,
        a.message
@@ -47,27 +48,32 @@ def build_report_data(
     database_label: str,
     wanted_ports: Sequence[int],
     now: datetime | None = None,
-    stale_after_days: float = 2.0,
+    stale_after_days: float = DEFAULT_STALE_DAYS,
+    wanted_services: Mapping[int, str] | None = None,
 ) -> ReportData:
-    """Read the store and return every frame the report renders (``now`` naive means UTC)."""
+    """Read the store and return every frame the report renders (``now`` naive means UTC).
+
+    ``wanted_services`` names the process that serves a wanted port: a port it holds is fine.
+    """
     now = now or datetime.now(UTC)
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     with engine.connect() as connection:
         history = load_history(connection)
-        latest = history.snapshots.groupby("host_id", sort=False).tail(1)
+        latest = latest_snapshots(connection)
         state = load_state(connection, latest["snapshot_id"].tolist())
         attempts = read_frame(connection, _ATTEMPTS)
         names = read_frame(connection, _HOSTS)
     attempts["started_at"] = to_utc(attempts["started_at"])
-    segments = classify_segments(state)
     hosts = _hosts(names, state, attempts, now, stale_after_days)
-    wanted = _with_unseen(build_wanted_matrix(state, segments, wanted_ports), hosts, wanted_ports)
+    wanted = build_wanted_matrix(state, wanted_ports, wanted_services)
+    wanted = _with_unseen(wanted, hosts, wanted_ports)
+    segments = failing(state)
     causes = list_causes(history)
     return ReportData(
         generated_at=now,
         database=database_label,
         wanted_ports=tuple(sorted({int(p) for p in wanted_ports})),
-        hosts=hosts.loc[:, [*COLUMNS["hosts"], "winnat"]],
+        hosts=hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]],
         failed_attempts=_failed_attempts(attempts, now),
         failures=expand_failures(segments).sort_values(
             ["host", "protocol", "family", "port"], ignore_index=True
@@ -91,7 +97,8 @@ def _hosts(
     meta = state.meta
     frame = names.merge(
         meta[["host_id", "snapshot_id", "taken_at", "os_build", "last_boot_at", "hyperv",
-              "wsl_version", "docker_version", "excluded_known", "winnat", "swept"]],
+              "wsl_version", "docker_version", "excluded_known", "winnat", "swept",
+              "host_state"]],
         on="host_id", how="left",
     ).rename(columns={"wsl_version": "wsl"})  # fmt: skip
     dynamic = tcp4_dynamic(state).rename(
@@ -100,8 +107,8 @@ def _hosts(
     frame = frame.merge(
         dynamic[["snapshot_id", "dynamic_start", "dynamic_count"]], on="snapshot_id", how="left"
     )
-    runs = state.runs
-    failing = (runs["end"] - runs["start"] + 1).groupby(runs["snapshot_id"]).sum()
+    fails = state.findings[state.findings["error_code"].notna()]
+    failing = (fails["end"] - fails["start"] + 1).groupby(fails["snapshot_id"]).sum()
     tcp = state.excluded[state.excluded["protocol"] == "tcp"]
     reserved = (tcp["end"] - tcp["start"] + 1).groupby(tcp["snapshot_id"]).sum()
     frame["failing_ports"] = frame["snapshot_id"].map(failing)
@@ -143,8 +150,16 @@ def _with_unseen(wanted: pd.DataFrame, hosts: pd.DataFrame, ports: Sequence[int]
     )
     if cells.empty:
         return wanted
-    cells = cells.assign(status="unknown", classification="unknown", evidence="no snapshot",
-                         reason="No snapshot of this host is stored yet.")  # fmt: skip
+    cells = cells.assign(
+        status="unknown",
+        classification="unknown",
+        evidence="no snapshot",
+        reason="No snapshot of this host is stored yet.",
+        serving=False,
+        finding=None,
+    )
+    cells["fixes"] = [[] for _ in range(len(cells))]
+    cells["snapshot_id"] = pd.Series(pd.NA, index=cells.index, dtype="Int64")
     cells["taken_at"] = pd.Series(pd.NaT, index=cells.index, dtype="datetime64[us, UTC]")
     return pd.concat([wanted, cells], ignore_index=True)
 
@@ -169,18 +184,19 @@ def _port_map(state: SnapshotState, segments: pd.DataFrame) -> pd.DataFrame:
         for s, e, n, admin in zip(excluded["start"], excluded["end"], ports,
                                   excluded["administered"], strict=True)
     ]  # fmt: skip
-    blocked = segments[~segments["classification"].str.startswith("excluded")]
-    blocked = blocked.drop_duplicates(["host", "protocol", "start", "end", "classification"])
+    blocked = segments[segments["diagnosis"] != Diagnosis.RESERVED]
+    blocked = blocked.drop_duplicates(["host", "protocol", "start", "end", "diagnosis"])
     labels = []
-    for row in blocked[["start", "end", "classification", "pid", "process"]].to_dict("records"):
+    for row in blocked[["start", "end", "diagnosis", "pid", "process"]].to_dict("records"):
         span = f"{row['start']}–{row['end']} ({row['end'] - row['start'] + 1} ports)"
-        if row["classification"] == "in-use":
-            labels.append(f"{row['start']} held by {describe_holder(row['pid'], row['process'])}")
-        elif row["classification"] == "probably-reserved":
+        if row["diagnosis"] == Diagnosis.IN_USE:
+            process = None if pd.isna(row["process"]) else row["process"]
+            labels.append(f"{row['start']} held by {describe_holder(row['pid'], process)}")
+        elif row["diagnosis"] == Diagnosis.PROBABLY_RESERVED:
             labels.append(f"{span} probably reserved (10013, no excluded ranges captured)")
         else:
-            labels.append(f"{span} failing: {row['classification']}")
-    blocked = blocked.assign(kind=blocked["classification"], label=labels)
+            labels.append(f"{span} failing: {row['diagnosis']}")
+    blocked = blocked.assign(kind=blocked["diagnosis"], label=labels)
     columns = [*COLUMNS["port_map"], "protocol"]
     parts = [frame.loc[:, columns] for frame in (excluded, blocked) if not frame.empty]
     if not parts:

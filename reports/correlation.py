@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import fisher_exact
 
-from reports.classify import MIN_BLOCK
+from collector.windows import MIN_BLOCK
 from reports.events import History
 from reports.model import COLUMNS
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from reports.classify import read_frame, to_ints, to_utc
+from reports.frames import read_frame, to_ints, to_utc
 from reports.model import COLUMNS
 
 # The report's columns (reports.model), then what classification and correlation also need.

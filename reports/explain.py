@@ -1,68 +1,43 @@
-"""Answer "why can't this port bind on that host, since when, and what do I do?".
+"""Answer "why can't this port bind on that host, since when, what changed, and what do I do?".
 
-``explain(engine, host, port)`` reads the host's latest snapshot and classifies the TCP port as
-``reports.classify`` does, then says it as a ``status``: ``free``, ``reserved`` (an excluded
-range, administered or not, with *since*: the first snapshot of the unbroken run of the host's
-snapshots that show that range — a snapshot that did not capture the ranges breaks the run),
-``in-use`` (which process), ``probably-reserved`` (no excluded ranges captured; a block of
-10013 failures in the dynamic range — *since* then follows that block), ``unexplained``
-(including ``dynamic-unreserved``), or ``unknown`` (no bind sweep). ``classification`` keeps the
-finer class (``at-risk`` for a free port that the next reboot may take).
+``explain(engine, host, port)`` reads the host's latest snapshot and answers for the TCP port
+exactly as the wanted-ports matrix does (``reports.findings.answer_port``), with the fixes the
+diagnosis stored, worded by ``reports.remediation``. Then it tells the story: the streak of
+snapshots in which the port has had its status (and the earlier streaks), the change events and
+candidate causes of the window in which the current streak began, each cause with its fleet
+correlation rank where it has one, and a warning when the snapshot is older than ``stale_days``.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
-from reports.classify import (
-    DEFAULT_DYNAMIC,
-    WSAEACCES,
-    SnapshotState,
-    build_wanted_matrix,
-    classify_segments,
-    describe_code,
-    describe_dynamic,
-    load_state,
-    read_frame,
-    tcp4_dynamic,
-    to_utc,
-)
-from reports.remediation import Remedy, hyperv_owns, suggest_remedies
+from collector.diagnosis import Diagnosis, PortStatus, describe_dynamic, status_of
+from collector.windows import DEFAULT_DYNAMIC_START, default_dynamic, describe_code
+from reports.analysis import DEFAULT_STALE_DAYS
+from reports.correlation import correlate_fleet
+from reports.events import build_events, list_causes, load_history
+from reports.findings import SnapshotState, answer_port, load_state, tcp4_dynamic
+from reports.frames import read_frame, to_utc
+from reports.remediation import Remedy, word_fixes
 
-STATUSES = ("free", "reserved", "in-use", "probably-reserved", "unexplained", "unknown")
-_STATUS = {
-    "excluded-administered": "reserved",
-    "excluded": "reserved",
-    "in-use": "in-use",
-    "probably-reserved": "probably-reserved",
-    "dynamic-unreserved": "unexplained",
-    "unexplained": "unexplained",
-    "free": "free",
-    "at-risk": "free",
-    "unknown": "unknown",
-}
-_LATEST = """SELECT id FROM snapshots WHERE host_id = :host_id
- ORDER BY taken_at DESC, id DESC LIMIT 1"""
-_RANGE_RUN = """
+_LATEST = "SELECT snapshot_id FROM v_latest_snapshots WHERE host_id = :host_id"
+# Every snapshot of the host, with the TCP findings covering the port (none: free or unknown).
+_PORT_HISTORY = """
 SELECT s.id AS snapshot_id, s.taken_at,
-       CASE WHEN EXISTS (SELECT 1 FROM excluded_ranges r WHERE r.set_id = s.excluded_set_id
-                            AND r.protocol = :protocol AND r.start_port = :start
-                            AND r.end_port = :end AND r.administered = :administered)
-            THEN 1 ELSE 0 END AS present
-  FROM snapshots s WHERE s.host_id = :host_id ORDER BY s.taken_at DESC, s.id DESC"""
-_BLOCK_RUN = """
-SELECT s.id AS snapshot_id, s.taken_at,
-       CASE WHEN EXISTS (SELECT 1 FROM bind_failures b WHERE b.set_id = s.bind_failure_set_id
-                            AND b.protocol = :protocol AND b.error_code = :code
-                            AND b.start_port <= :start AND b.end_port >= :end)
-            THEN 1 ELSE 0 END AS present
-  FROM snapshots s WHERE s.host_id = :host_id ORDER BY s.taken_at DESC, s.id DESC"""
+       CASE WHEN s.bind_failure_set_id IS NULL THEN 0 ELSE 1 END AS swept,
+       f.diagnosis, f.error_code, f.family
+  FROM snapshots s
+  LEFT JOIN findings f ON f.set_id = s.finding_set_id AND f.protocol = 'tcp'
+       AND f.start_port <= :port AND f.end_port >= :port
+ WHERE s.host_id = :host_id"""
 
 
 class UnknownHostError(LookupError):
@@ -76,8 +51,19 @@ class UnknownHostError(LookupError):
 
 
 @dataclass(frozen=True, slots=True)
+class Streak:
+    """Consecutive snapshots in which the port had one status."""
+
+    status: str
+    first_at: datetime
+    last_at: datetime
+    first_snapshot_id: int
+    snapshots: int
+
+
+@dataclass(frozen=True, slots=True)
 class Explanation:
-    """Why one TCP port of one host binds or not, with the evidence and the fixes."""
+    """Why one TCP port of one host binds or not, with the evidence, the story and the fixes."""
 
     host: str
     port: int
@@ -91,6 +77,7 @@ class Explanation:
     families: tuple[str, ...] = ()
     pid: int | None = None
     process: str | None = None
+    serving: bool = False
     range_start: int | None = None
     range_end: int | None = None
     administered: bool | None = None
@@ -98,17 +85,21 @@ class Explanation:
     block_end: int | None = None
     since: datetime | None = None
     since_snapshot_id: int | None = None
+    earlier: tuple[Streak, ...] = ()
     dynamic_start: int | None = None
     dynamic_end: int | None = None
     dynamic_captured: bool | None = None
     excluded_known: bool | None = None
     evidence: tuple[str, ...] = ()
+    changes: tuple[dict[str, Any], ...] = ()  # range events of the window the streak began in
+    causes: tuple[dict[str, Any], ...] = ()  # candidate causes of that window, with their rank
+    warnings: tuple[str, ...] = ()
     fixes: tuple[Remedy, ...] = field(default=())
 
     @property
     def blocked(self) -> bool:
         """Tell whether binding the port fails (or would, for a reserved one)."""
-        return self.status not in ("free", "unknown")
+        return self.status in (PortStatus.RESERVED, PortStatus.IN_USE, PortStatus.BLOCKED)
 
     def to_json(self) -> dict[str, Any]:
         """Return the answer as JSON-ready data."""
@@ -122,7 +113,8 @@ class Explanation:
             "reason": self.reason, "error_code": self.error_code, "families": list(self.families),
             "snapshot": {"id": self.snapshot_id, "taken_at": when(self.taken_at),
                          "source": self.source},
-            "listener": None if self.pid is None else {"pid": self.pid, "process": self.process},
+            "listener": None if self.pid is None else {"pid": self.pid, "process": self.process,
+                                                       "serving": self.serving},
             "range": None if self.range_start is None else {
                 "start": self.range_start, "end": self.range_end,
                 "administered": self.administered},
@@ -131,11 +123,16 @@ class Explanation:
                 "ports": (self.block_end or 0) - self.block_start + 1},
             "since": {"at": when(self.since), "snapshot_id": self.since_snapshot_id}
             if self.since is not None else None,
+            "earlier": [{"status": s.status, "from": when(s.first_at), "to": when(s.last_at),
+                         "snapshots": s.snapshots} for s in self.earlier],
+            "changes": list(self.changes),
+            "causes": list(self.causes),
             "dynamic_range": None if self.dynamic_start is None else {
                 "start": self.dynamic_start, "end": self.dynamic_end,
                 "captured": self.dynamic_captured},
             "excluded_known": self.excluded_known,
             "evidence": list(self.evidence),
+            "warnings": list(self.warnings),
             "fixes": [{"action": f.action, "commands": list(f.commands), "why": f.why,
                        "caveats": list(f.caveats)} for f in self.fixes],
         }  # fmt: skip
@@ -143,9 +140,21 @@ class Explanation:
     def to_text(self) -> str:
         """Return the answer for a person, in a few lines."""
         lines = [f"{self.host} TCP {self.port}: {self._headline()}", self.reason]
+        lines += [f"Warning: {warning}" for warning in self.warnings]
         if self.evidence:
             lines.append("Evidence:")
             lines += [f"  - {item}" for item in self.evidence]
+        if self.changes or self.causes:
+            lines.append("What changed just before it began:")
+            lines += [f"  - {_change_text(change)}" for change in self.changes]
+            lines += [f"  - {_cause_text(cause)}" for cause in self.causes]
+        if self.earlier:
+            lines.append("Earlier:")
+            lines += [
+                f"  - {s.status} from {s.first_at:%Y-%m-%d %H:%M} to {s.last_at:%Y-%m-%d %H:%M} "
+                f"UTC ({s.snapshots} snapshots)"
+                for s in self.earlier
+            ]
         for fix in self.fixes:
             lines.append(f"Fix ({fix.action}; elevated Command Prompt, portfleet never runs it):")
             lines += [f"  {command}" for command in fix.commands]
@@ -155,57 +164,76 @@ class Explanation:
 
     def _headline(self) -> str:
         code = "" if self.error_code is None else f" (bind fails with {self.error_code})"
-        if self.status == "reserved":
+        since = "" if self.since is None else f", since {self.since:%Y-%m-%d %H:%M} UTC"
+        if self.classification == Diagnosis.PROBABLY_RESERVED:
+            return f"blocked{code}, probably reserved by WinNAT/Hyper-V{since}"
+        if self.status == PortStatus.RESERVED:
             kind = "administered '*'" if self.administered else "run-time, WinNAT/HNS/Hyper-V"
-            since = "" if self.since is None else f", since {self.since:%Y-%m-%d %H:%M} UTC"
             return (
                 f"reserved{code}: excluded range {self.range_start}–{self.range_end} "
                 f"({kind}){since}"
             )
-        if self.status == "in-use":
-            return f"in use{code} by {self.process or 'PID ' + str(self.pid)}"
-        if self.status == "probably-reserved":
-            return f"blocked{code}, probably reserved by WinNAT/Hyper-V"
-        if self.status == "unexplained":
-            return f"blocked{code}, cause unexplained ({self.classification})"
-        if self.classification == "at-risk":
+        if self.status == PortStatus.IN_USE:
+            who = self.process or f"PID {self.pid}"
+            own = ", the service it is wanted for" if self.serving else ""
+            return f"in use{code} by {who}{own}{since}"
+        if self.status == PortStatus.BLOCKED:
+            return f"blocked{code}, cause unexplained{since}"
+        if self.status == PortStatus.AT_RISK:
             return "free now, but at risk at the next reboot"
-        return "free" if self.status == "free" else "unknown: no bind sweep recorded"
+        return "free" if self.status == PortStatus.FREE else "unknown: no bind sweep recorded"
 
 
-def explain(engine: Engine, host: str, port: int) -> Explanation:
-    """Explain TCP ``port`` on ``host`` from the host's latest snapshot."""
+def explain(
+    engine: Engine,
+    host: str,
+    port: int,
+    *,
+    wanted_process: str | None = None,
+    stale_days: float = DEFAULT_STALE_DAYS,
+    now: datetime | None = None,
+) -> Explanation:
+    """Explain TCP ``port`` on ``host`` from the host's latest snapshot.
+
+    ``wanted_process`` is the service the config says wants the port; ``now`` (for tests)
+    defaults to the clock.
+    """
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1–65535")
+    now = now or datetime.now(UTC)
     with engine.connect() as connection:
         host_id, name = _find_host(connection, host)
-        latest = connection.execute(text(_LATEST), {"host_id": host_id}).scalar()
-        if latest is None:
+        latest = read_frame(connection, _LATEST, host_id=host_id)
+        if latest.empty:
             reason = "No snapshot of this host is stored yet (see its collection attempts)."
-            return Explanation(name, port, "unknown", "unknown", reason)
-        state = load_state(connection, [int(latest)])
-        segments = classify_segments(state)
-        cell = build_wanted_matrix(state, segments, [port]).iloc[0]
+            return Explanation(name, port, PortStatus.UNKNOWN, Diagnosis.UNKNOWN, reason)
+        state = load_state(connection, [int(latest["snapshot_id"].iloc[0])])
         meta = state.meta.iloc[0]
-        hits = segments[(segments["protocol"] == "tcp") & (segments["start"] <= port)
-                        & (segments["end"] >= port)].sort_values("family")  # fmt: skip
-        details = _details(state, hits, port)
-        since = _since(connection, host_id, details)
-    classification = str(cell["classification"])
-    evidence = _evidence(meta, hits, port, details, since)
-    fixes = suggest_remedies(
-        classification,
-        port,
-        hyperv_owner=hyperv_owns(meta.get("hyperv"), meta.get("winnat")),
-        wsl=isinstance(meta.get("wsl_version"), str),
-    )
+        answer = answer_port(state.findings, bool(meta["swept"]), port, wanted_process)
+        streaks = _streaks(connection, host_id, port)
+        story = _story(connection, name, streaks) if answer.status != PortStatus.FREE else {}
+    finding = dict(answer.finding or {})
+    details = _details(state, finding, port)
+    found = state.findings
+    hit = (found["protocol"] == "tcp") & (found["start"] <= port) & (found["end"] >= port)
+    families = tuple(sorted(set(found.loc[hit & found["error_code"].notna(), "family"])))
+    fixes = word_fixes(meta["host_state"], [(port, finding)]) if answer.fixes else []
+    current = streaks[-1] if streaks else None
+    taken_at = meta["taken_at"].to_pydatetime()
     return Explanation(
-        host=name, port=port, status=_STATUS[classification], classification=classification,
-        reason=str(cell["reason"]), snapshot_id=int(meta["snapshot_id"]),
-        taken_at=meta["taken_at"].to_pydatetime(), source=str(meta["source"]),
-        families=tuple(hits["family"]), evidence=evidence, fixes=fixes,
-        since=None if since is None else since[1], since_snapshot_id=None if since is None
-        else since[0], excluded_known=bool(meta["excluded_known"]), **details,
+        host=name, port=port, status=answer.status.value, classification=answer.classification,
+        reason=answer.reason, snapshot_id=int(meta["snapshot_id"]), taken_at=taken_at,
+        source=str(meta["source"]), serving=answer.serving,
+        excluded_known=bool(meta["excluded_known"]),
+        families=families,
+        since=current.first_at if current is not None and answer.status != PortStatus.FREE
+        else None,
+        since_snapshot_id=current.first_snapshot_id if current is not None
+        and answer.status != PortStatus.FREE else None,
+        earlier=tuple(s for s in streaks[:-1] if s.status == answer.status.value),
+        evidence=_evidence(meta, families, details, port),
+        changes=tuple(story.get("changes", ())), causes=tuple(story.get("causes", ())),
+        warnings=_warnings(taken_at, now, stale_days), fixes=tuple(fixes), **details,
     )  # fmt: skip
 
 
@@ -223,80 +251,139 @@ def _find_host(connection: Connection, host: str) -> tuple[int, str]:
     raise UnknownHostError(host, tuple(dict.fromkeys(close))[:5])
 
 
-def _details(state: SnapshotState, hits: pd.DataFrame, port: int) -> dict[str, Any]:
+def _streaks(connection: Connection, host_id: int, port: int) -> list[Streak]:
+    """Return the port's status over the host's snapshots, as runs of one status, oldest first."""
+    rows = read_frame(connection, _PORT_HISTORY, host_id=host_id, port=port)
+    if rows.empty:
+        return []
+    rows["taken_at"] = to_utc(rows["taken_at"])
+    # The finding answer_port would pick: a failing one first, then IPv4.
+    rows["_unfailed"] = rows["error_code"].isna()
+    rows = rows.sort_values(["taken_at", "snapshot_id", "_unfailed", "family"])
+    rows = rows.drop_duplicates("snapshot_id")
+    absent = np.where(rows["swept"].astype(bool), PortStatus.FREE, PortStatus.UNKNOWN)
+    statuses = [
+        str(fallback) if pd.isna(kind) else status_of(kind).value
+        for kind, fallback in zip(rows["diagnosis"], absent, strict=True)
+    ]
+    streaks: list[Streak] = []
+    for status, snapshot_id, at in zip(
+        statuses, rows["snapshot_id"], rows["taken_at"], strict=True
+    ):
+        when = at.to_pydatetime()
+        if streaks and streaks[-1].status == status:
+            last = streaks[-1]
+            streaks[-1] = Streak(status, last.first_at, when, last.first_snapshot_id,
+                                 last.snapshots + 1)  # fmt: skip
+        else:
+            streaks.append(Streak(status, when, when, int(snapshot_id), 1))
+    return streaks
+
+
+def _story(connection: Connection, host: str, streaks: list[Streak]) -> dict[str, list[Any]]:
+    """Return the range events and candidate causes of the window in which the streak began."""
+    if len(streaks) < 2:
+        return {}
+    began = streaks[-1].first_snapshot_id
+    history = load_history(connection)
+    causes = list_causes(history)
+    mine = causes[(causes["host"] == host) & (causes["snapshot_id"] == began)]
+    events = build_events(history, causes)
+    events = events[(events["host"] == host) & (events["snapshot_id"] == began)]
+    ranks: dict[tuple[str, str], int] = {}
+    if not mine.empty:
+        table = correlate_fleet(history, causes)
+        ranked = table[table["rank"].notna()]
+        keys = zip(ranked["cause_kind"], ranked["cause"], ranked["rank"], strict=True)
+        ranks = {(str(kind), str(cause)): int(rank) for kind, cause, rank in keys}
+    changes = [
+        {"kind": row["kind"], "protocol": row["protocol"], "start": _int(row["start"]),
+         "end": _int(row["end"]), "previous_start": _int(row["previous_start"]),
+         "previous_end": _int(row["previous_end"]), "at": row["at"].isoformat(),
+         "previous_at": row["previous_at"].isoformat()}
+        for row in events.to_dict("records")
+    ]  # fmt: skip
+    listed = [
+        {"kind": row["kind"], "cause": row["cause"], "detail": row["detail"],
+         "at": None if pd.isna(row["at"]) else row["at"].isoformat(),
+         "rank": ranks.get((str(row["kind"]), str(row["cause"])))}
+        for row in mine.sort_values(["cause_at", "kind", "cause"]).to_dict("records")
+    ]  # fmt: skip
+    return {"changes": changes, "causes": listed}
+
+
+def _int(value: Any) -> int | None:
+    return None if pd.isna(value) else int(value)
+
+
+def _change_text(change: dict[str, Any]) -> str:
+    span = f"{change['start']}–{change['end']}"
+    before = f"{change['previous_start']}–{change['previous_end']}"
+    words = {"range-appeared": f"range {span} appeared",
+             "range-disappeared": f"range {before} disappeared",
+             "range-moved": f"ranges moved from {before} to {span}",
+             "dynamic-changed": f"dynamic range changed from {before} to {span}"}  # fmt: skip
+    return (
+        f"{words.get(change['kind'], change['kind'])} ({change['protocol']}), seen {change['at']}"
+    )
+
+
+def _cause_text(cause: dict[str, Any]) -> str:
+    rank = "" if cause["rank"] is None else f"; fleet correlation rank {cause['rank']}"
+    at = "" if cause["at"] is None else f" at {cause['at']}"
+    return f"{cause['kind']}: {cause['cause']} ({cause['detail']}){at}{rank}"
+
+
+def _warnings(taken_at: datetime, now: datetime, stale_days: float) -> tuple[str, ...]:
+    age = (now - taken_at).total_seconds() / 86400
+    if age <= stale_days:
+        return ()
+    return (
+        f"this answer comes from a snapshot {age:.0f} days old (taken {taken_at:%Y-%m-%d %H:%M} "
+        f"UTC), older than report.stale_days ({stale_days:g}): the host may have changed since; "
+        "collect it again.",
+    )
+
+
+def _details(state: SnapshotState, finding: dict[str, Any], port: int) -> dict[str, Any]:
     """Pick the numbers the answer shows: code, listener, range, block, dynamic range."""
     details: dict[str, Any] = {}
-    excluded = state.excluded[state.excluded["protocol"] == "tcp"]
-    excluded = excluded[(excluded["start"] <= port) & (excluded["end"] >= port)]
-    if not hits.empty:
-        row = hits.iloc[0]
-        details["error_code"] = int(row["error_code"])
-        if not pd.isna(row["pid"]):
-            details["pid"] = int(row["pid"])
-            details["process"] = None if pd.isna(row["process"]) else str(row["process"])
-        if row["classification"] not in ("excluded", "excluded-administered", "in-use"):
-            details["block_start"], details["block_end"] = (
-                int(row["failure_start"]), int(row["failure_end"]))  # fmt: skip
-        low, high, captured = row["dynamic_start"], row["dynamic_end"], row["dynamic_captured"]
+    if finding:
+        if not pd.isna(finding["error_code"]):
+            details["error_code"] = int(finding["error_code"])
+        if not pd.isna(finding["pid"]):
+            details["pid"] = int(finding["pid"])
+            details["process"] = None if pd.isna(finding["process"]) else str(finding["process"])
+        if not pd.isna(finding["range_start"]):
+            details["range_start"] = int(finding["range_start"])
+            details["range_end"] = int(finding["range_end"])
+            details["administered"] = bool(finding["administered"])
+        if finding["diagnosis"] in (Diagnosis.PROBABLY_RESERVED, Diagnosis.UNEXPLAINED):
+            details["block_start"] = int(finding["block_start"])
+            details["block_end"] = int(finding["block_end"])
+        low, high = int(finding["dynamic_start"]), int(finding["dynamic_end"])
+        captured = bool(finding["dynamic_captured"])
     else:
-        held = state.listeners[
-            (state.listeners["protocol"] == "tcp") & (state.listeners["port"] == port)
-        ]
-        if not held.empty:
-            details["pid"] = int(held["pid"].iloc[0])
-            details["process"] = (
-                None if pd.isna(held["process"].iloc[0]) else str(held["process"].iloc[0])
-            )
         dynamic = tcp4_dynamic(state)
         captured = not dynamic.empty
         low, count = (
             (int(dynamic["start"].iloc[0]), int(dynamic["count"].iloc[0]))
             if captured
-            else DEFAULT_DYNAMIC
+            else default_dynamic("tcp", "ipv4")
         )
         high = low + count - 1
-    if not excluded.empty:
-        span = excluded.iloc[0]
-        details["range_start"], details["range_end"] = int(span["start"]), int(span["end"])
-        details["administered"] = bool(span["administered"])
-    details.update(dynamic_start=int(low), dynamic_end=int(high), dynamic_captured=bool(captured))
+    details.update(dynamic_start=low, dynamic_end=high, dynamic_captured=captured)
     return details
 
 
-def _since(
-    connection: Connection, host_id: int, details: dict[str, Any]
-) -> tuple[int, datetime] | None:
-    """Return the first snapshot of the unbroken run showing the range (or failing block)."""
-    if "range_start" in details:
-        sql, params = _RANGE_RUN, {"start": details["range_start"], "end": details["range_end"],
-                                   "administered": details["administered"]}  # fmt: skip
-    elif "block_start" in details and details.get("error_code") == WSAEACCES:
-        sql, params = _BLOCK_RUN, {"start": details["block_start"], "end": details["block_end"],
-                                   "code": WSAEACCES}  # fmt: skip
-    else:
-        return None
-    rows = read_frame(connection, sql, host_id=host_id, protocol="tcp", **params)
-    rows["taken_at"] = to_utc(rows["taken_at"])
-    broken = rows["present"].to_numpy() == 0
-    run = rows.iloc[: int(broken.argmax()) if broken.any() else len(rows)]
-    if run.empty:
-        return None
-    return int(run["snapshot_id"].iloc[-1]), run["taken_at"].iloc[-1].to_pydatetime()
-
-
 def _evidence(
-    meta: pd.Series,
-    hits: pd.DataFrame,
-    port: int,
-    details: dict[str, Any],
-    since: tuple[int, datetime] | None,
+    meta: pd.Series, families: tuple[str, ...], details: dict[str, Any], port: int
 ) -> tuple[str, ...]:
     lines = [f"snapshot {meta['snapshot_id']} taken {meta['taken_at']:%Y-%m-%d %H:%M} UTC "
              f"(source: {meta['source']})"]  # fmt: skip
-    if not hits.empty:
-        families = " and ".join(hits["family"])
+    if "error_code" in details:
         lines.append(f"binding TCP {port} failed with {describe_code(details['error_code'])} "
-                     f"on {families}")  # fmt: skip
+                     f"on {' and '.join(families)}")  # fmt: skip
     elif meta["swept"]:
         lines.append(f"the bind sweep bound TCP {port} without error")
     else:
@@ -308,16 +395,9 @@ def _evidence(
         lines.append("listeners were not captured")
     else:
         lines.append(f"nothing listens on TCP {port}")
-    when = (
-        ""
-        if since is None
-        else f", present since {since[1]:%Y-%m-%d %H:%M} UTC (snapshot {since[0]})"
-    )
     if "range_start" in details:
         kind = "administered '*'" if details["administered"] else "run-time, no '*'"
-        lines.append(
-            f"excluded range {details['range_start']}–{details['range_end']} ({kind}){when}"
-        )
+        lines.append(f"excluded range {details['range_start']}–{details['range_end']} ({kind})")
     elif meta["excluded_known"]:
         lines.append("no captured excluded range covers it")
     else:
@@ -325,12 +405,12 @@ def _evidence(
     if "block_start" in details:
         size = details["block_end"] - details["block_start"] + 1
         lines.append(f"it lies in the contiguous block {details['block_start']}–"
-                     f"{details['block_end']} ({size} failing ports){when}")  # fmt: skip
-    low, high, captured = (
-        details["dynamic_start"],
-        details["dynamic_end"],
-        details["dynamic_captured"],
-    )
+                     f"{details['block_end']} ({size} failing ports)")  # fmt: skip
+    low, high = details["dynamic_start"], details["dynamic_end"]
     inside = "inside" if low <= port <= high else "outside"
-    lines.append(f"it is {inside} {describe_dynamic(low, high, captured)}")
+    lines.append(f"it is {inside} {describe_dynamic(low, high, details['dynamic_captured'])}")
+    if details["dynamic_captured"] and low != DEFAULT_DYNAMIC_START:
+        lines.append(
+            f"the TCP dynamic range was moved from Windows' default {DEFAULT_DYNAMIC_START}"
+        )
     return tuple(lines)

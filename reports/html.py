@@ -27,6 +27,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from collector.diagnosis import Diagnosis, PortStatus
 from reports.model import ReportData
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
@@ -44,11 +45,17 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("remediation", "Remediation"),
 )
 
-# Wanted-port cell statuses that are not a block; any other status is shown as blocked.
-_FINE_STATUSES = frozenset({"free", "ok"})
-_UNKNOWN_STATUSES = frozenset({"unknown", ""})
+# How each wanted-port status is shown; an in-use cell is fine when its own service holds it.
+_CELL_KINDS = {
+    PortStatus.FREE: "ok",
+    PortStatus.AT_RISK: "risk",
+    PortStatus.IN_USE: "inuse",
+    PortStatus.RESERVED: "blocked",
+    PortStatus.BLOCKED: "blocked",
+    PortStatus.UNKNOWN: "unknown",
+}
 # Failure classes that name their cause; the others are listed under unexplained failures.
-_EXPLAINED = ("excluded", "excluded-administered", "in-use")
+_EXPLAINED = (Diagnosis.RESERVED, Diagnosis.IN_USE)
 
 # What the timeline chart needs of each event.
 _EVENT_FIELDS = (
@@ -194,26 +201,26 @@ def _host_order(data: ReportData) -> list[str]:
     return sorted(names, key=str.casefold)
 
 
-def _status_kind(status: JsonValue, classification: JsonValue = None) -> str:
+def _status_kind(status: JsonValue, serving: JsonValue = False) -> str:
     word = _text(status).strip().casefold()
-    if word in _FINE_STATUSES:
-        return "risk" if _text(classification) == "at-risk" else "ok"
-    if word in _UNKNOWN_STATUSES:
-        return "unknown"
-    return "blocked"
+    if word == PortStatus.IN_USE and _truthy(serving):
+        return "ok"
+    return _CELL_KINDS.get(PortStatus(word), "unknown") if word in set(PortStatus) else "unknown"
 
 
 def _summary_cards(
     data: ReportData, hosts: list[Row], wanted: list[Row], unexplained: int
 ) -> list[tuple[str, str, str]]:
-    blocked = [row for row in wanted if _status_kind(row["status"]) == "blocked"]
+    reserved = [row for row in wanted if row["status"] == PortStatus.RESERVED]
+    held = [row for row in wanted if _status_kind(row["status"], row.get("serving")) == "inuse"]
     return [
         ("Hosts", str(len(hosts)), f"{sum(row['snapshot_id'] is not None for row in hosts)} seen"),
         ("Not seen lately", str(sum(_truthy(row["stale"]) for row in hosts)), "see freshness"),
         (
-            "Wanted ports blocked",
-            str(len(blocked)),
-            f"on {len({row['host'] for row in blocked})} hosts",
+            "Wanted ports reserved",
+            str(len(reserved)),
+            f"on {len({row['host'] for row in reserved})} hosts; "
+            f"{len(held)} more in use by another program",
         ),
         ("Failing ports", str(len(data.failures)), f"{unexplained} unexplained"),
         ("Range changes", str(len(data.events)), f"on {data.events.host.nunique()} hosts"),
@@ -225,7 +232,7 @@ def _wanted_matrix(data: ReportData, hosts: list[str], wanted: list[Row]) -> dic
     cells: dict[tuple[str, int], Row] = {}
     for row in wanted:
         if isinstance(row["port"], int):
-            row["kind"] = _status_kind(row["status"], row["classification"])
+            row["kind"] = _status_kind(row["status"], row.get("serving"))
             cells[(_text(row["host"]), row["port"])] = row
     ports = sorted({int(port) for port in data.wanted_ports} | {port for _, port in cells})
     wanted_hosts = [host for host in hosts if any((host, port) in cells for port in ports)]

@@ -59,7 +59,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "process",
         "in_dynamic_range",
     ),
-    # the wanted ports (config) x hosts: one row per cell
+    # the wanted ports (config) x hosts: one row per cell; status is a PortStatus, serving says
+    # the configured service holds it, fixes lists the fix kinds (collector.diagnosis.Fix)
     "wanted": (
         "host",
         "port",
@@ -68,6 +69,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "reason",
         "evidence",
         "taken_at",
+        "serving",
+        "fixes",
     ),
     # the port map: one row per reserved/blocked range of each host's latest snapshot
     "port_map": ("host", "start", "end", "kind", "label"),

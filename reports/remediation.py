@@ -1,16 +1,15 @@
-"""Copyable fixes per host, only where the evidence calls for them (facts.md section B).
+"""Copyable fixes, worded from the fix kinds the diagnosis stored (facts.md section B).
 
-portfleet prints these commands; it never runs them. Every block is for an elevated Command
-Prompt (cmd.exe): ``rem`` lines mark the restarts a person has to do between steps.
+``collector.diagnosis.plan_fixes`` decides which fixes a finding calls for, once, when the
+snapshot is stored; this module only words them, for ``explain`` and the report alike. portfleet
+prints these commands; it never runs them. Every block is for an elevated Command Prompt
+(cmd.exe): ``rem`` lines mark the restarts a person has to do between steps.
 
-- ``restart-winnat`` (B1): a wanted port is blocked by a run-time reservation now. Quick and
-  temporary.
-- ``reserve-ports`` (B2): a wanted port is blocked by a run-time reservation, or free but at risk
-  (inside the dynamic range of a host whose blocks move at every boot): reserve it as an
-  administered range while winnat is stopped. ``reserve-ports-hyperv`` (B3) is the variant for a
-  host where Hyper-V, not winnat, holds the reservations (winnat is known and not running).
-- ``reset-dynamic-range`` (B4): the TCP dynamic range no longer starts at 49152 (e.g. 1024, facts
-  A6/A8), and only then.
+- ``restart-winnat`` (B1): quick and temporary.
+- ``reserve-ports`` (B2): reserve the ports as administered ranges (with winnat stopped where it
+  runs); ``reserve-ports-hyperv`` (B3) where Hyper-V, not winnat, holds the reservations.
+- ``reset-dynamic-range`` (B4): the TCP dynamic range no longer starts at 49152.
+- ``stop-process`` / ``use-another-port``: a program, or Windows itself, holds the port.
 
 Nothing ever deletes a run-time (non-``*``) range: that fails even as administrator (B5).
 The ``commands`` and ``caveats`` columns are text, one command or caveat per line.
@@ -18,17 +17,17 @@ The ``commands`` and ``caveats`` columns are text, one command or caveat per lin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-from reports.classify import DEFAULT_DYNAMIC
+from collector.diagnosis import Fix, HostState, describe_holder
+from collector.windows import DEFAULT_DYNAMIC_COUNT, DEFAULT_DYNAMIC_START, SYSTEM_PORTS
 from reports.model import COLUMNS
 
 REMEDIATION_COLUMNS = (*COLUMNS["remediation"], "ports")
-RUNTIME_BLOCKS = ("excluded", "probably-reserved")
-RESERVABLE = (*RUNTIME_BLOCKS, "dynamic-unreserved", "at-risk")
 
 _IN_USE = (
     'netsh refuses to exclude a port that is in use ("The process cannot access the file '
@@ -41,6 +40,10 @@ _NO_DELETE = (
 _MIRRORED = (
     "With WSL networkingMode=mirrored one report found exclusions did not stop the conflict; "
     "only the start order of the services helped."
+)
+_UNKNOWN_WINNAT = (
+    "winnat's state was not captured on this host: check it first with `sc query winnat`; "
+    "where it does not run, skip the winnat lines."
 )
 
 
@@ -55,6 +58,35 @@ class Remedy:
     ports: tuple[int, ...] = ()
 
 
+def word_fixes(host: HostState, cells: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Remedy]:
+    """Word the fixes of some ports of one host, one remedy per fix kind, first fix first.
+
+    ``cells`` are (port, finding) pairs; a finding carries its ``fixes`` and its evidence.
+    """
+    ports: dict[Fix, list[int]] = {}
+    holders: dict[Fix, dict[int, Mapping[str, Any]]] = {}
+    dynamic: tuple[int, int] | None = None
+    for port, finding in cells:
+        for fix in (Fix(word) for word in str(finding["fixes"]).split()):
+            if port not in ports.setdefault(fix, []):
+                ports[fix].append(port)
+            holders.setdefault(fix, {})[port] = finding
+            if fix == Fix.RESET_DYNAMIC_RANGE:
+                dynamic = (int(finding["dynamic_start"]), int(finding["dynamic_end"]))
+    remedies = []
+    for fix, listed in ports.items():
+        listed.sort()
+        if fix == Fix.RESTART_WINNAT:
+            remedies.append(restart_winnat(listed, host))
+        elif fix in (Fix.RESERVE_PORTS, Fix.RESERVE_PORTS_HYPERV):
+            remedies.append(reserve_ports(listed, host))
+        elif fix == Fix.RESET_DYNAMIC_RANGE and dynamic is not None:
+            remedies.append(reset_dynamic_range(dynamic[0], dynamic[1] - dynamic[0] + 1))
+        elif fix in (Fix.STOP_PROCESS, Fix.USE_ANOTHER_PORT):
+            remedies += [_free_port(fix, port, holders[fix][port]) for port in listed]
+    return remedies
+
+
 def _exclude(ports: Iterable[int]) -> list[str]:
     return [
         f"netsh int ipv4 add excludedportrange protocol=tcp startport={port} numberofports=1 "
@@ -63,7 +95,7 @@ def _exclude(ports: Iterable[int]) -> list[str]:
     ]
 
 
-def reserve_ports(ports: Sequence[int], *, hyperv_owner: bool = False, wsl: bool = False) -> Remedy:
+def reserve_ports(ports: Sequence[int], host: HostState) -> Remedy:
     """Return the fix that reserves ``ports`` as administered ('*') exclusions."""
     listed = ", ".join(str(p) for p in ports)
     caveats = [
@@ -71,9 +103,9 @@ def reserve_ports(ports: Sequence[int], *, hyperv_owner: bool = False, wsl: bool
         "Afterwards each port shows as an administered ('*') range that Hyper-V/HNS skip; it "
         "stays across reboots (store=persistent).",
     ]
-    if wsl:
+    if host.wsl:
         caveats.append(_MIRRORED)
-    if hyperv_owner:
+    if host.hyperv_owns:
         commands = (
             "dism.exe /Online /Disable-Feature:Microsoft-Hyper-V",
             "rem -- restart Windows now, then run the next lines --",
@@ -86,45 +118,57 @@ def reserve_ports(ports: Sequence[int], *, hyperv_owner: bool = False, wsl: bool
             f"reserve {listed}, and turn it back on so it places its blocks elsewhere."
         )
         caveats.append("Two restarts; virtual machines are unavailable while Hyper-V is off.")
-        return Remedy("reserve-ports-hyperv", commands, why, tuple(caveats), tuple(ports))
-    commands = ("net stop winnat", *_exclude(ports), "net start winnat")
+        return Remedy(Fix.RESERVE_PORTS_HYPERV, commands, why, tuple(caveats), tuple(ports))
     them = "it" if len(ports) == 1 else "them"
+    hyperv_instead = (
+        "If a port is still excluded while winnat is stopped, Hyper-V holds it: use the Hyper-V "
+        "off → reserve → on sequence instead (dism.exe /Online /Disable-Feature:Microsoft-Hyper-V, "
+        "restart, reserve, dism.exe /Online /Enable-Feature:Microsoft-Hyper-V /All)."
+    )
+    if host.winnat is not None and not host.winnat_running:
+        why = (
+            f"Reserve {listed} so WinNAT/Hyper-V never put a block on {them} (winnat is not "
+            "running here)."
+        )
+        caveats.append(hyperv_instead)
+        return Remedy(Fix.RESERVE_PORTS, tuple(_exclude(ports)), why, tuple(caveats), tuple(ports))
+    commands = ("net stop winnat", *_exclude(ports), "net start winnat")
     why = (
         f"Reserve {listed} while winnat is stopped, so WinNAT/Hyper-V never put a block on {them}."
     )
-    caveats += [
-        _NETWORK,
-        "If a port is still excluded while winnat is stopped, Hyper-V holds it: use the Hyper-V "
-        "off → reserve → on sequence instead (dism.exe /Online /Disable-Feature:Microsoft-Hyper-V, "
-        "restart, reserve, dism.exe /Online /Enable-Feature:Microsoft-Hyper-V /All).",
-    ]
-    return Remedy("reserve-ports", commands, why, tuple(caveats), tuple(ports))
+    caveats += [_NETWORK, hyperv_instead]
+    if host.winnat is None:
+        caveats.append(_UNKNOWN_WINNAT)
+    return Remedy(Fix.RESERVE_PORTS, commands, why, tuple(caveats), tuple(ports))
 
 
-def restart_winnat(ports: Sequence[int]) -> Remedy:
+def restart_winnat(ports: Sequence[int], host: HostState) -> Remedy:
     """Return the quick, temporary fix: restart winnat so its run-time ranges are dropped."""
     listed = ", ".join(str(p) for p in ports)
+    caveats = [
+        "Temporary: the ranges come back after the next reboot or Docker restart, maybe "
+        "over the same ports; reserve the ports for a lasting fix.",
+        _NETWORK,
+        _NO_DELETE,
+    ]
+    if host.winnat is None:
+        caveats.append(_UNKNOWN_WINNAT)
     return Remedy(
-        "restart-winnat",
+        Fix.RESTART_WINNAT,
         ("net stop winnat", "net start winnat"),
         f"{listed} {'is' if len(ports) == 1 else 'are'} blocked by a run-time reservation (a "
         "non-'*' range, or a block of 10013 failures that looks like one); restarting winnat "
         "drops every non-'*' range and keeps the '*' ones.",
-        (
-            "Temporary: the ranges come back after the next reboot or Docker restart, maybe "
-            "over the same ports; reserve the ports for a lasting fix.",
-            _NETWORK,
-            _NO_DELETE,
-        ),
+        tuple(caveats),
         tuple(ports),
     )
 
 
 def reset_dynamic_range(start: int, count: int) -> Remedy:
     """Return the fix that sets the TCP dynamic range back to Windows' default."""
-    default_start, default_count = DEFAULT_DYNAMIC
+    default_start, default_count = DEFAULT_DYNAMIC_START, DEFAULT_DYNAMIC_COUNT
     return Remedy(
-        "reset-dynamic-range",
+        Fix.RESET_DYNAMIC_RANGE,
         (
             f"netsh int ipv4 set dynamic tcp start={default_start} num={default_count}",
             "rem -- restart Windows for the reservations to move --",
@@ -145,43 +189,55 @@ def reset_dynamic_range(start: int, count: int) -> Remedy:
     )
 
 
-def suggest_remedies(
-    classification: str, port: int, *, hyperv_owner: bool = False, wsl: bool = False
-) -> tuple[Remedy, ...]:
-    """Return the fixes for one port of one host, given how it was classified."""
-    if classification in RUNTIME_BLOCKS:
-        return restart_winnat([port]), reserve_ports([port], hyperv_owner=hyperv_owner, wsl=wsl)
-    if classification in RESERVABLE:
-        return (reserve_ports([port], hyperv_owner=hyperv_owner, wsl=wsl),)
-    return ()
-
-
-def hyperv_owns(hyperv: object, winnat: object) -> bool:
-    """Tell whether Hyper-V rather than winnat holds a host's reservations (winnat not running)."""
-    return hyperv == "Enabled" and isinstance(winnat, str) and winnat.lower() != "running"
+def _free_port(fix: Fix, port: int, finding: Mapping[str, Any]) -> Remedy:
+    """Say what to do about a port a program, or Windows itself, holds; never a winnat fix."""
+    pid = None if pd.isna(finding["pid"]) else int(finding["pid"])
+    process = None if pd.isna(finding["process"]) else str(finding["process"])
+    who = describe_holder(pid, process, port)
+    if fix == Fix.USE_ANOTHER_PORT:
+        service = SYSTEM_PORTS.get(port, "a Windows service")
+        return Remedy(
+            fix,
+            (f"netstat -ano -p tcp | findstr :{port}", f'tasklist /svc /fi "PID eq {pid}"'),
+            f"{who} holds TCP {port}: Windows itself uses it ({service}). Give the team's "
+            "service another port rather than stopping a Windows component.",
+            ("Reserving or restarting winnat does not free a port a listener holds.",),
+            (port,),
+        )
+    return Remedy(
+        fix,
+        (f'tasklist /v /fi "PID eq {pid}"', f"netstat -ano -p tcp | findstr :{port}"),
+        f"{who} listens on TCP {port}: stop or reconfigure that program (or give the team's "
+        "service another port).",
+        (
+            "Reserving or restarting winnat does not free a port a listener holds.",
+            "The PID is from the snapshot; check it is still the same program before stopping it.",
+        ),
+        (port,),
+    )
 
 
 def plan_remediation(wanted: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
-    """Return the ``remediation`` frame: the fixes each host's evidence calls for."""
-    facts = hosts.set_index("host")
+    """Return the ``remediation`` frame: each host's wanted cells' fixes, worded together.
+
+    A cell's ``finding`` is the one ``reports.findings.answer_port`` chose; a host whose TCP
+    dynamic range was moved gets ``reset-dynamic-range`` even where no wanted port is hit yet.
+    """
+    states = hosts.set_index("host")["host_state"]
     remedies: list[tuple[str, Remedy]] = []
-    blocked = (wanted["status"] == "blocked") & wanted["classification"].isin(RESERVABLE)
-    risky = (wanted["status"] == "free") & (wanted["classification"] == "at-risk")
-    for host, cells in wanted[blocked | risky].groupby("host", sort=True):
-        fact = facts.loc[host] if host in facts.index else pd.Series(dtype=object)
-        owner = hyperv_owns(fact.get("hyperv"), fact.get("winnat"))
-        wsl = isinstance(fact.get("wsl"), str)
-        runtime = cells["classification"].isin(RUNTIME_BLOCKS) & (cells["status"] == "blocked")
-        if runtime.any() and not owner:
-            remedies.append((str(host), restart_winnat(sorted(cells.loc[runtime, "port"]))))
-        reserve = sorted(cells["port"])
-        remedies.append((str(host), reserve_ports(reserve, hyperv_owner=owner, wsl=wsl)))
-    moved = hosts[hosts["dynamic_start"].notna() & (hosts["dynamic_start"] != DEFAULT_DYNAMIC[0])]
-    for row in moved.to_dict("records"):
-        fix = reset_dynamic_range(int(row["dynamic_start"]), int(row["dynamic_count"]))
-        remedies.append((str(row["host"]), fix))
+    chosen = wanted[wanted["fixes"].map(len) > 0]
+    for host, cells in chosen.groupby("host", sort=True):
+        pairs = [(int(port), finding) for port, finding in zip(cells["port"], cells["finding"],
+                                                              strict=True)]  # fmt: skip
+        remedies += [(str(host), remedy) for remedy in word_fixes(states[host], pairs)]
+    moved = hosts["dynamic_start"].notna() & (hosts["dynamic_start"] != DEFAULT_DYNAMIC_START)
+    planned = {(host, remedy.action) for host, remedy in remedies}
+    for row in hosts[moved].to_dict("records"):
+        if (row["host"], Fix.RESET_DYNAMIC_RANGE) not in planned:
+            fix = reset_dynamic_range(int(row["dynamic_start"]), int(row["dynamic_count"]))
+            remedies.append((str(row["host"]), fix))
     rows = [
-        (host, r.action, "\n".join(r.commands), r.why, "\n".join(r.caveats), list(r.ports))
+        (host, str(r.action), "\n".join(r.commands), r.why, "\n".join(r.caveats), list(r.ports))
         for host, r in sorted(remedies, key=lambda item: item[0])
     ]
     return pd.DataFrame(rows, columns=list(REMEDIATION_COLUMNS))

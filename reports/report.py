@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from collector.store.database import create_store_engine, describe_url
-from reports.analysis import build_report_data
+from reports.analysis import DEFAULT_STALE_DAYS, build_report_data
 from reports.html import write_report
 
 
 def build_report(
-    url: str, out: Path, wanted_ports: Sequence[int], now: datetime | None = None
+    url: str,
+    out: Path,
+    wanted_ports: Sequence[int],
+    now: datetime | None = None,
+    wanted_services: Mapping[int, str] | None = None,
+    stale_days: float = DEFAULT_STALE_DAYS,
 ) -> Path:
     """Read the store at ``url`` (never writing it) and write the self-contained report."""
     engine = create_store_engine(url, writer=False)
     try:
-        data = build_report_data(engine, describe_url(url), wanted_ports, now=now)
+        data = build_report_data(
+            engine, describe_url(url), wanted_ports, now, stale_days, wanted_services
+        )
     finally:
         engine.dispose()
     out.parent.mkdir(parents=True, exist_ok=True)

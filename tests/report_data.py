@@ -291,7 +291,7 @@ def _failures(host: _Host, snapshot_id: int) -> list[dict[str, object]]:
 
 
 def _wanted_cell(host: _Host, port: int) -> dict[str, object]:
-    cell: dict[str, object] = {"host": host.name, "port": port}
+    cell: dict[str, object] = {"host": host.name, "port": port, "serving": False, "fixes": []}
     if host.taken_at is None:
         reason = "no snapshot of this host yet"
         return cell | {
@@ -304,13 +304,12 @@ def _wanted_cell(host: _Host, port: int) -> dict[str, object]:
     cell["taken_at"] = _at(host.taken_at)
     for start, end, administered in host.excluded:
         if start <= port <= end:
-            kind = "excluded-administered" if administered else "excluded"
             evidence = f"netsh int ipv4 show excludedportrange protocol=tcp: {start} {end}"
             evidence += " *" if administered else ""
             reason = f"inside {start}–{end}, {_ADMIN if administered else _WINNAT}"
             return cell | {
-                "status": "blocked",
-                "classification": kind,
+                "status": "reserved",
+                "classification": "reserved",
                 "reason": reason,
                 "evidence": evidence,
             }
@@ -318,7 +317,7 @@ def _wanted_cell(host: _Host, port: int) -> dict[str, object]:
         if listen == port:
             evidence = f"netstat -ano: TCP 0.0.0.0:{port} 0.0.0.0:0 LISTENING {pid} ({process})"
             return cell | {
-                "status": "blocked",
+                "status": "in-use",
                 "classification": "in-use",
                 "reason": f"held by {process} (PID {pid})",
                 "evidence": evidence,
@@ -326,7 +325,7 @@ def _wanted_cell(host: _Host, port: int) -> dict[str, object]:
     if host.name == "dev-dmitri" and port == 50051:
         reason = "Free now, but inside the dynamic range where WinNAT reserves blocks at boot."
         return cell | {
-            "status": "free",
+            "status": "at-risk",
             "classification": "at-risk",
             "reason": reason,
             "evidence": "dynamic range 49152–65535; bind sweep passed",

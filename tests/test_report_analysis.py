@@ -20,8 +20,8 @@ from collector.simulator.fleet import Fleet, FleetSpec
 from collector.simulator.host import LOW_DYNAMIC
 from collector.store.database import create_store_engine
 from reports.analysis import build_report_data
-from reports.classify import classify_snapshot
 from reports.correlation import correlate
+from reports.findings import findings_of
 from tests.documents import probe_document
 
 RAW_EXCLUDED = (
@@ -124,11 +124,10 @@ def test_every_class_of_failing_port(store: Engine, reader: Engine) -> None:
     failures = data.failures
     counts = failures.groupby(["host", "classification"]).size().to_dict()
     assert counts == {
-        ("dev-ws-01", "dynamic-unreserved"): 2,
-        ("dev-ws-01", "excluded"): 200,  # the same run-time range failed on 0.0.0.0 and [::]
-        ("dev-ws-01", "excluded-administered"): 60,
+        # the same run-time range failed on 0.0.0.0 and [::]; the administered one on 0.0.0.0
+        ("dev-ws-01", "reserved"): 200 + 60,
         ("dev-ws-01", "in-use"): 1,
-        ("dev-ws-01", "unexplained"): 1,
+        ("dev-ws-01", "unexplained"): 1 + 2,
         ("dev-ws-02", "in-use"): 1,
         ("dev-ws-02", "probably-reserved"): 30,
         ("dev-ws-02", "unexplained"): 20 + 5 + 20,
@@ -156,10 +155,13 @@ def test_every_class_of_failing_port(store: Engine, reader: Engine) -> None:
     assert "not part of a block of 10 or more" in row("dev-ws-02", 49902).reason
     assert row("dev-ws-02", 50105).classification == "unexplained"  # 10048, not 10013
     assert row("dev-ws-02", 445).process == "System"
-    old = classify_snapshot(reader, first)
-    assert set(old.classification) == {"excluded"} and len(old) == 100
+    old = findings_of(reader, first)
+    assert set(old.classification) == {"reserved"} and len(old) == 100
+    assert not old.administered.any()
+    reserved = failures[failures.classification == "reserved"]
+    assert reserved.groupby("administered").size().to_dict() == {False: 200, True: 60}
     wanted = data.wanted.set_index(["host", "port"])
-    assert wanted.loc[("dev-ws-01", 2000), "status"] == "blocked"
+    assert wanted.loc[("dev-ws-01", 2000), "status"] == "blocked"  # unexplained
     assert wanted.loc[("dev-ws-01", 8080), "classification"] == "free"
     assert wanted.loc[("dev-ws-02", 445), "classification"] == "in-use"
     assert "listener System (PID 4)" in str(wanted.loc[("dev-ws-02", 445), "evidence"])

@@ -218,8 +218,8 @@ def test_hostile_strings_show_as_text_and_never_run(report: _Loaded) -> None:
     assert page.locator('img[src="x"]').count() == 0
     assert page.locator("img").count() == 0
     assert page.locator("script").count() == 3
-    # Opening a blocked cell shows the process in its evidence, still as text.
-    page.locator("#wanted-table td.cell-blocked summary").first.click()
+    # Opening the cell of a port a program holds shows the process in its evidence, as text.
+    page.locator("#wanted-table td.cell-inuse summary").first.click()
     assert page.get_by_text(f"held by {HOSTILE_PROCESS} (PID 6666)", exact=True).is_visible()
     report.assert_quiet()
 

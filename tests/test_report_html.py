@@ -192,14 +192,18 @@ def test_chart_data_is_json_that_no_string_can_close(page: _Page) -> None:
 
 
 def test_blocked_wanted_cell_carries_reason_and_evidence(page: _Page) -> None:
-    titles = [
-        attrs.get("title") or ""
-        for tag, attrs in page.tags
-        if tag == "td" and "cell-blocked" in (attrs.get("class") or "")
-    ]
-    assert len(titles) == 9
-    assert any("50000–50059" in title and "excludedportrange" in title for title in titles)
-    assert any(HOSTILE_PROCESS in title and "LISTENING 6666" in title for title in titles)
+    def titles(kind: str) -> list[str]:
+        return [
+            attrs.get("title") or ""
+            for tag, attrs in page.tags
+            if tag == "td" and kind in (attrs.get("class") or "").split()
+        ]
+
+    # Reserved cells are red; a port another program holds is told apart from them.
+    reserved, held = titles("cell-blocked"), titles("cell-inuse")
+    assert (len(reserved), len(held)) == (4, 5)
+    assert any("50000–50059" in title and "excludedportrange" in title for title in reserved)
+    assert any(HOSTILE_PROCESS in title and "LISTENING 6666" in title for title in held)
 
 
 def test_causes_seen_on_too_few_hosts_are_not_ranked(html: str) -> None:
