@@ -44,6 +44,7 @@ from collector.simulator.host import DEFAULT_DYNAMIC
 from collector.simulator.host import LOW_DYNAMIC as MOVED_DYNAMIC
 from collector.simulator.render import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, merge_runs
 from collector.store.database import open_store
+from collector.store.findings import reclassify
 from collector.store.models import (
     Attempt,
     Base,
@@ -282,6 +283,9 @@ def generate_store(
                     _collect(writer, host, night)
                 writer.flush_if_full()
             writer.flush()
+            # The diagnosis the write path makes per document, made here for the whole store.
+            reclassify(connection)
+            connection.commit()
     finally:
         engine.dispose()
     # Fold the write-ahead log into the file, so the size printed is the store's.

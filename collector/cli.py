@@ -359,6 +359,30 @@ def db_current(settings: Settings) -> None:
     click.echo(f"{describe_url(settings.database_url)}: revision {current or '(empty)'}, {state}")
 
 
+@db_group.command("reclassify", context_settings=CONTEXT)
+@click.pass_obj
+def db_reclassify(settings: Settings) -> None:
+    """Diagnose every stored snapshot again with today's rules, and derive the history again.
+
+    Run it after upgrading portfleet when the CHANGELOG says a diagnosis rule changed. One
+    transaction: a failure changes nothing. Prints how many snapshots got new findings.
+
+    \b
+    Example:
+      portfleet db reclassify
+    """
+    from collector.store.database import write_lock
+    from collector.store.findings import reclassify
+    from collector.store.history import refresh_history
+
+    engine = settings.open_engine()
+    with write_lock(engine), engine.begin() as connection:
+        result = reclassify(connection)
+        history = refresh_history(connection)
+    click.echo(result.describe())
+    click.echo(f"history: {history.events} change events, {history.causes} candidate causes")
+
+
 @cli.command("collect", context_settings=CONTEXT)
 @click.argument("selectors", nargs=-1, metavar="[HOST|PATTERN|@GROUP]...")
 @click.option(

@@ -60,11 +60,24 @@ def start_run(engine: Engine, kind: str) -> int:
 
 
 def finish_run(engine: Engine, run_id: int) -> None:
-    """Record the end of a collection run."""
+    """Record the end of a collection run, then derive the fleet's history again.
+
+    The change events and candidate causes depend on every snapshot of a host, so a run that
+    stored any (whatever order they came in) derives them anew, once, in one transaction.
+    """
     with Session(engine) as session, session.begin():
         run = session.get(CollectionRun, run_id)
         if run is not None:
             run.finished_at = now()
+    refresh(engine)
+
+
+def refresh(engine: Engine) -> None:
+    """Derive the change events and candidate causes from the stored snapshots, and store them."""
+    from collector.store.history import refresh_history  # pandas: only once a run is over
+
+    with write_lock(engine), engine.begin() as connection:
+        refresh_history(connection)
 
 
 def ensure_host(

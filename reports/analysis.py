@@ -19,8 +19,10 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from collector.diagnosis import Diagnosis, describe_holder
+from collector.store.frames import read_frame, to_utc
+from collector.store.history import load_history
 from reports.correlation import correlate_fleet
-from reports.events import build_events, list_causes, load_history
+from reports.events import load_causes, load_events
 from reports.findings import (
     SnapshotState,
     build_wanted_matrix,
@@ -30,7 +32,6 @@ from reports.findings import (
     load_state,
     tcp4_dynamic,
 )
-from reports.frames import read_frame, to_utc
 from reports.model import COLUMNS, ReportData
 from reports.remediation import plan_remediation
 
@@ -59,6 +60,8 @@ def build_report_data(
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     with engine.connect() as connection:
         history = load_history(connection)
+        causes = load_causes(connection)
+        events = load_events(connection)
         latest = latest_snapshots(connection)
         state = load_state(connection, latest["snapshot_id"].tolist())
         attempts = read_frame(connection, _ATTEMPTS)
@@ -68,7 +71,6 @@ def build_report_data(
     wanted = build_wanted_matrix(state, wanted_ports, wanted_services)
     wanted = _with_unseen(wanted, hosts, wanted_ports)
     segments = failing(state)
-    causes = list_causes(history)
     return ReportData(
         generated_at=now,
         database=database_label,
@@ -80,7 +82,7 @@ def build_report_data(
         ),
         wanted=wanted.sort_values(["host", "port"], ignore_index=True),
         port_map=_port_map(state, segments),
-        events=build_events(history, causes),
+        events=events,
         correlation=correlate_fleet(history, causes),
         remediation=plan_remediation(wanted, hosts),
     )

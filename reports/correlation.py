@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import fisher_exact
 
+from collector.store.history import History
 from collector.windows import MIN_BLOCK
-from reports.events import History
 from reports.model import COLUMNS
 
 DEFAULT_WINDOW_DAYS = 7.0

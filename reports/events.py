@@ -1,363 +1,65 @@
-"""Change events between consecutive snapshots of each host, with their candidate causes.
+"""Read the change events and candidate causes the store derived (``collector.store.history``).
 
-Event kinds: ``range-appeared``, ``range-disappeared``, ``range-moved`` (a disappeared and an
-appeared range of the same size, protocol and ``*`` flag in the same window, paired in port
-order) and ``dynamic-changed``. Range events compare consecutive snapshots of a host whose
-excluded ranges are known; dynamic events consecutive snapshots with that dynamic range known.
-A night without a snapshot, or one that could not read those ranges, widens the window.
-IPv4 and IPv6 print the same exclusions (facts C), so ranges are compared with families merged.
-
-``causes`` is a **list of dicts**, oldest first, each ``{"kind", "cause", "detail", "at"}``:
-``kind`` is ``update``, ``reboot``, ``fast-startup``, ``feature``, ``service``, ``docker``,
-``wsl``, ``bios`` or ``dynamic-range``; ``cause`` names it as the fleet correlation does (a KB,
-``Docker 4.44.0``, ``Microsoft-Hyper-V Enabled``, ``BIOS update``…); ``at`` is an ISO time when
-the host said when it happened (install time, boot time), else None. A window's causes are what
-was first seen in it: updates whose install time falls in it (or, without one, whose
-``first_snapshot_id`` ends it), boots (``last_boot_at`` changed by more than a minute), fast
-startup, feature, service, Docker, WSL, BIOS and dynamic range changes. Updates a host already
-had at its first snapshot are its baseline, never a cause.
+The report, ``explain`` and the views ``v_change_events`` / ``v_event_causes`` read the same
+rows: an event's causes are the ones ``v_event_causes`` gives it, oldest first, each a dict
+``{"kind", "cause", "detail", "at"}`` (``at``: when the host said it happened, ISO, or None).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from reports.frames import read_frame, to_ints, to_utc
-from reports.model import COLUMNS
+from collector.store.frames import read_frame, to_utc
+from collector.store.history import CAUSE_COLUMNS, EVENT_COLUMNS
 
-# The report's columns (reports.model), then what classification and correlation also need.
-EVENT_COLUMNS = (
-    *COLUMNS["events"], "family", "administered", "snapshot_id", "previous_snapshot_id",
-)  # fmt: skip
-CAUSE_COLUMNS = (
-    "host_id", "host", "snapshot_id", "seen_at", "window_start", "cause_at", "kind", "cause",
-    "detail", "at", "exposure",
-)  # fmt: skip
-_BOOT_JITTER = timedelta(minutes=1)
-_FAILED_RESULTS = (4, 5)
-
-_SNAPSHOTS = """
-SELECT s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, s.source, s.last_boot_at,
-       s.fast_startup, s.bios_version, s.docker_version, s.wsl_version, s.excluded_set_id
-  FROM snapshots s JOIN hosts h ON h.id = s.host_id"""
-_RANGES = """SELECT DISTINCT set_id, protocol, start_port AS start, end_port AS "end", administered
-  FROM excluded_ranges"""
-# LAG over each host's own rows keeps only real changes, and skips snapshots without the value.
-_CHANGES = """
-SELECT * FROM (
-  SELECT x.snapshot_id, x.{name} AS name, x.{value} AS value,
-         LAG(x.{value}) OVER (PARTITION BY s.host_id, x.{name} ORDER BY s.taken_at, s.id)
-           AS previous
-    FROM {table} x JOIN snapshots s ON s.id = x.snapshot_id) t
- WHERE previous IS NOT NULL AND previous <> value"""
-_DYNAMIC = """
-SELECT * FROM (
-  SELECT d.snapshot_id, d.protocol, d.family, d.start_port AS start, d.port_count AS count,
-         LAG(d.snapshot_id) OVER w AS previous_snapshot_id,
-         LAG(d.start_port) OVER w AS previous_start, LAG(d.port_count) OVER w AS previous_count
-    FROM dynamic_ranges d JOIN snapshots s ON s.id = d.snapshot_id
-  WINDOW w AS (PARTITION BY s.host_id, d.protocol, d.family ORDER BY s.taken_at, s.id)) t
- WHERE previous_start IS NOT NULL
-   AND (previous_start <> start OR previous_count <> count)"""
-_UPDATES = """SELECT host_id, kb, title, installed_at, installed_on, result_code, first_snapshot_id
-  FROM updates"""
+_EVENTS = """
+SELECT event_id, host, kind, at, previous_at, protocol, family, start_port AS start,
+       end_port AS "end", previous_start, previous_end, ports, administered, snapshot_id,
+       previous_snapshot_id
+  FROM v_change_events ORDER BY event_id"""
+_EVENT_CAUSES = """
+SELECT event_id, cause_kind AS kind, cause, detail, reported_at AS at, cause_at
+  FROM v_event_causes"""
+_CAUSES = """
+SELECT c.host_id, h.name AS host, c.snapshot_id, c.seen_at, c.window_start, c.cause_at,
+       c.kind, c.cause, c.detail, c.at, c.exposure
+  FROM candidate_causes c JOIN hosts h ON h.id = c.host_id ORDER BY c.id"""
+_INTEGERS = ("start", "end", "previous_start", "previous_end", "ports", "snapshot_id",
+             "previous_snapshot_id")  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class History:
-    """Every snapshot of every host, every distinct excluded range set, and what changed."""
-
-    snapshots: pd.DataFrame  # sorted by host and time, with previous_snapshot_id / previous_at
-    ranges: pd.DataFrame  # set_id, protocol, start, end, administered (families merged)
-    dynamic: pd.DataFrame  # dynamic range changes
-    features: pd.DataFrame  # feature state changes
-    services: pd.DataFrame  # service status changes
-    updates: pd.DataFrame
-
-
-def load_history(connection: Connection) -> History:
-    """Read what the events and the correlation need, in a handful of queries."""
-    snapshots = read_frame(connection, _SNAPSHOTS)
-    for column in ("taken_at", "last_boot_at"):
-        snapshots[column] = to_utc(snapshots[column])
-    snapshots["fast_startup"] = snapshots["fast_startup"].astype("boolean")
-    snapshots = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], ignore_index=True)
-    grouped = snapshots.groupby("host_id", sort=False)
-    snapshots["previous_snapshot_id"] = grouped["snapshot_id"].shift().astype("Int64")
-    snapshots["previous_at"] = grouped["taken_at"].shift()
-    ranges = read_frame(connection, _RANGES)
-    ranges["administered"] = ranges["administered"].astype(bool)
-    features = read_frame(connection, _CHANGES.format(name="name", value="state", table="features"))
-    services = read_frame(
-        connection, _CHANGES.format(name="name", value="status", table="services")
-    )
-    updates = read_frame(connection, _UPDATES)
-    updates["installed_at"] = to_utc(updates["installed_at"])
-    return History(snapshots, ranges, read_frame(connection, _DYNAMIC), features, services, updates)
+def load_events(connection: Connection) -> pd.DataFrame:
+    """Return the ``events`` frame: every stored change event, oldest first, with its causes."""
+    events = read_frame(connection, _EVENTS)
+    for column in ("at", "previous_at"):
+        events[column] = to_utc(events[column])
+    events = events.astype(dict.fromkeys(_INTEGERS, "Int64"))
+    events["administered"] = events["administered"].astype("boolean")
+    causes = read_frame(connection, _EVENT_CAUSES)
+    for column in ("at", "cause_at"):
+        causes[column] = to_utc(causes[column])
+    causes = causes.sort_values(["event_id", "cause_at", "kind", "cause"], kind="stable")
+    lists: dict[int, list[dict[str, Any]]] = {}
+    for row in causes.to_dict("records"):
+        at = row["at"]
+        lists.setdefault(int(row["event_id"]), []).append(
+            {"kind": row["kind"], "cause": row["cause"], "detail": row["detail"],
+             "at": None if pd.isna(at) else at.isoformat()}
+        )  # fmt: skip
+    events["causes"] = pd.Series(
+        [lists.get(int(event), []) for event in events["event_id"]], index=events.index,
+        dtype=object,
+    )  # fmt: skip
+    return events.loc[:, [*EVENT_COLUMNS, "event_id"]]
 
 
-def _windows(snapshots: pd.DataFrame, known: pd.Series) -> pd.DataFrame:
-    """Pair each snapshot where ``known`` holds with the host's previous such snapshot."""
-    frame = snapshots.loc[known, ["host_id", "host", "snapshot_id", "taken_at", "excluded_set_id"]]
-    grouped = frame.groupby("host_id", sort=False)
-    frame["previous_snapshot_id"] = grouped["snapshot_id"].shift()
-    frame["previous_at"] = grouped["taken_at"].shift()
-    frame["previous_set_id"] = grouped["excluded_set_id"].shift()
-    return frame[frame["previous_snapshot_id"].notna()].rename(columns={"taken_at": "at"})
-
-
-def find_range_events(history: History) -> pd.DataFrame:
-    """Return appeared, disappeared and moved ranges between consecutive known snapshots."""
-    snapshots = history.snapshots
-    pairs = _windows(snapshots, snapshots["excluded_set_id"].notna())
-    pairs = pairs[pairs["previous_set_id"] != pairs["excluded_set_id"]].reset_index(drop=True)
-    pairs["pair"] = np.arange(len(pairs))
-    side = ["pair", "protocol", "start", "end", "administered"]
-
-    def ranges_of(column: str) -> pd.DataFrame:
-        sets = pairs[["pair", column]].astype("int64")
-        return sets.merge(history.ranges, left_on=column, right_on="set_id").loc[:, side]
-
-    both = ranges_of("excluded_set_id").merge(
-        ranges_of("previous_set_id"), on=side, how="outer", indicator=True
-    )
-    keys = ["pair", "protocol", "administered", "ports", "rank"]
-
-    def ranked(which: str) -> pd.DataFrame:
-        frame = both.loc[both["_merge"] == which, side].copy()
-        frame["ports"] = frame["end"] - frame["start"] + 1
-        frame = frame.sort_values(["pair", "protocol", "administered", "ports", "start"])
-        frame["rank"] = frame.groupby(keys[:-1], sort=False).cumcount()
-        return frame
-
-    new, old = ranked("left_only"), ranked("right_only")
-    old = old.rename(columns={"start": "previous_start", "end": "previous_end"})
-    matched = new.merge(old, on=keys, how="outer", indicator="side")
-    matched["kind"] = matched["side"].map(
-        {"both": "range-moved", "left_only": "range-appeared", "right_only": "range-disappeared"}
-    )
-    events = matched.merge(pairs.drop(columns=["excluded_set_id", "previous_set_id"]), on="pair")
-    events["family"] = None
-    return events.drop(columns=["pair", "rank", "side"])
-
-
-def find_dynamic_events(history: History) -> pd.DataFrame:
-    """Return dynamic range changes between consecutive snapshots that captured that range."""
-    changes = history.dynamic.merge(
-        history.snapshots[["snapshot_id", "host_id", "host", "taken_at"]], on="snapshot_id"
-    )
-    previous = history.snapshots[["snapshot_id", "taken_at"]].rename(
-        columns={"snapshot_id": "previous_snapshot_id", "taken_at": "previous_at"}
-    )
-    changes = changes.merge(previous, on="previous_snapshot_id").rename(columns={"taken_at": "at"})
-    changes["end"] = changes["start"] + changes["count"] - 1
-    changes["previous_end"] = changes["previous_start"] + changes["previous_count"] - 1
-    # IPv6 usually mirrors IPv4: one event when both moved the same way.
-    same = ["snapshot_id", "protocol", "start", "count", "previous_start", "previous_count"]
-    changes = changes.sort_values("family").drop_duplicates(same)
-    changes = changes.assign(kind="dynamic-changed", ports=changes["count"], administered=None)
-    return changes.drop(columns=["count", "previous_count"])
-
-
-def list_causes(history: History) -> pd.DataFrame:
-    """Return every candidate cause, with the snapshot that first shows it (see module doc)."""
-    snapshots = history.snapshots
-    parts = [_update_causes(history), _snapshot_causes(snapshots)]
-    for frame, kind in ((history.features, "feature"), (history.services, "service")):
-        parts.append(
-            pd.DataFrame(
-                {
-                    "snapshot_id": frame["snapshot_id"],
-                    "kind": kind,
-                    "cause": frame["name"] + " " + frame["value"],
-                    "detail": frame["name"] + ": " + frame["previous"] + " → " + frame["value"],
-                    "at": pd.NaT,
-                }
-            )
-        )
-    dynamic = history.dynamic
-    parts.append(
-        pd.DataFrame(
-            {
-                "snapshot_id": dynamic["snapshot_id"],
-                "kind": "dynamic-range",
-                "cause": "dynamic range changed",
-                "detail": [
-                    f"{r['protocol']} {r['family']}: {r['previous_start']}+{r['previous_count']} "
-                    f"→ {r['start']}+{r['count']}"
-                    for r in dynamic.to_dict("records")
-                ],
-                "at": pd.NaT,
-            }
-        )
-    )
-    causes = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
-    causes["at"] = pd.to_datetime(causes["at"], utc=True)
-    if "exposure" not in causes:
-        causes["exposure"] = True
-    causes["exposure"] = causes["exposure"].fillna(True).astype(bool)
-    window = snapshots[["snapshot_id", "host_id", "host", "taken_at", "previous_at"]]
-    causes = causes.merge(window, on="snapshot_id").rename(
-        columns={"taken_at": "seen_at", "previous_at": "window_start"}
-    )
-    causes = causes[causes["window_start"].notna()]
-    causes["cause_at"] = causes["at"].fillna(causes["window_start"])
-    return causes.loc[:, list(CAUSE_COLUMNS)].reset_index(drop=True)
-
-
-def _update_causes(history: History) -> pd.DataFrame:
-    snapshots = history.snapshots
-    first = snapshots.groupby("host_id")["taken_at"].min().rename("first_at")
-    updates = history.updates.merge(first, left_on="host_id", right_index=True)
-    updates = updates.reset_index(drop=True)
-    updates["row"] = np.arange(len(updates))
-    # With an install time after the first snapshot, the window is the first snapshot at or
-    # after it; otherwise the snapshot that first listed it.
-    timed = updates[updates["installed_at"] > updates["first_at"]].sort_values("installed_at")
-    # An empty selection comes back with object columns, which merge_asof refuses to match.
-    timed = timed.astype({"host_id": "int64", "installed_at": "datetime64[us, UTC]"})
-    located = pd.merge_asof(
-        timed[["row", "host_id", "installed_at"]],
-        snapshots[["host_id", "taken_at", "snapshot_id"]].sort_values("taken_at"),
-        left_on="installed_at",
-        right_on="taken_at",
-        by="host_id",
-        direction="forward",
-    ).dropna(subset=["snapshot_id"])
-    window = pd.Series(located["snapshot_id"].to_numpy(), index=located["row"].to_numpy())
-    updates["snapshot_id"] = updates["row"].map(window).fillna(updates["first_snapshot_id"])
-    failed = updates["installed_at"].isna() & updates["result_code"].isin(_FAILED_RESULTS)
-    name = updates["kb"].fillna(updates["title"]).fillna("update without KB or title")
-    detail = updates["title"].fillna(updates["kb"]).fillna("")
-    return pd.DataFrame(
-        {
-            "snapshot_id": updates["snapshot_id"].astype("int64"),
-            "kind": "update",
-            "cause": name,
-            "detail": detail.where(~failed, detail + " (install failed)"),
-            "at": updates["installed_at"],
-            "exposure": ~failed,
-        }
-    )
-
-
-def _snapshot_causes(snapshots: pd.DataFrame) -> pd.DataFrame:
-    """Boots, fast startup, BIOS, Docker and WSL changes between consecutive snapshots."""
-    grouped = snapshots.groupby("host_id", sort=False)
-    rows: list[dict[str, Any]] = []
-    boot, previous_boot = snapshots["last_boot_at"], grouped["last_boot_at"].shift()
-    rebooted = ((boot - previous_boot).abs() > _BOOT_JITTER).fillna(False)
-    for row in snapshots[rebooted].to_dict("records"):
-        fast = {True: "on", False: "off"}.get(row["fast_startup"], "unknown")
-        detail = f"booted {row['last_boot_at']:%Y-%m-%d %H:%M} UTC; fast startup {fast}"
-        rows.append({"snapshot_id": row["snapshot_id"], "kind": "reboot", "cause": "reboot",
-                     "detail": detail, "at": row["last_boot_at"]})  # fmt: skip
-    kinds = {"fast_startup": "fast-startup", "bios_version": "bios", "docker_version": "docker",
-             "wsl_version": "wsl"}  # fmt: skip
-    for column, kind in kinds.items():
-        old = grouped[column].shift()
-        changed = (snapshots[column].notna() & old.notna() & (snapshots[column] != old)).fillna(
-            False
-        )
-        for snapshot_id, before, after in zip(
-            snapshots.loc[changed, "snapshot_id"], old[changed], snapshots.loc[changed, column],
-            strict=True,
-        ):  # fmt: skip
-            rows.append({"snapshot_id": snapshot_id, "kind": kind, "cause": _name(kind, after),
-                         "detail": f"{before} → {after}", "at": pd.NaT})  # fmt: skip
-    return pd.DataFrame(rows, columns=["snapshot_id", "kind", "cause", "detail", "at"])
-
-
-def _name(kind: str, value: Any) -> str:
-    """Name a change of a snapshot fact as the correlation counts it."""
-    if kind == "fast-startup":
-        return f"fast startup turned {'on' if value else 'off'}"
-    return {"bios": "BIOS update", "docker": f"Docker {value}", "wsl": f"WSL {value}"}[kind]
-
-
-def attach_causes(events: pd.DataFrame, causes: pd.DataFrame) -> pd.DataFrame:
-    """Add each event's candidate causes (a list of dicts) from its window."""
-    dynamic = events["kind"] == "dynamic-changed"
-    found: pd.Series[Any] = pd.Series([[]] * len(events), index=events.index, dtype=object)
-    for chosen in (dynamic, ~dynamic):
-        windows = events.loc[chosen, ["host_id", "snapshot_id", "previous_snapshot_id", "at",
-                                      "previous_at"]]  # fmt: skip
-        # A dynamic range change is a cause of range events, not of itself.
-        pool = causes[causes["kind"] != "dynamic-range"] if chosen is dynamic else causes
-        lists = _window_causes(windows.drop_duplicates(), pool)
-        keys = zip(
-            to_ints(windows["previous_snapshot_id"]), to_ints(windows["snapshot_id"]), strict=True
-        )
-        found[chosen] = pd.Series(
-            [lists.get(k, []) for k in keys], index=windows.index, dtype=object
-        )
-    return events.assign(causes=found)
-
-
-def _window_causes(
-    windows: pd.DataFrame, causes: pd.DataFrame
-) -> dict[tuple[int, int], list[dict[str, Any]]]:
-    if windows.empty or causes.empty:
-        return {}
-    found = pd.merge_asof(
-        causes.sort_values("seen_at"),
-        windows.sort_values("at"),
-        left_on="seen_at",
-        right_on="at",
-        by="host_id",
-        direction="forward",
-        suffixes=("_cause", ""),
-    )
-    found = found[found["at"].notna() & (found["seen_at"] > found["previous_at"])]
-    found = found.sort_values(["cause_at", "kind", "cause"])
-    result: dict[tuple[int, int], list[dict[str, Any]]] = {}
-    columns = ["kind", "cause", "detail", "at_cause", "previous_snapshot_id", "snapshot_id"]
-    for row in found[columns].to_dict("records"):
-        at = row["at_cause"]
-        item = {"kind": row["kind"], "cause": row["cause"], "detail": row["detail"],
-                "at": None if pd.isna(at) else at.isoformat()}  # fmt: skip
-        key = (int(row["previous_snapshot_id"]), int(row["snapshot_id"]))
-        result.setdefault(key, []).append(item)
-    return result
-
-
-def _fold_moves(events: pd.DataFrame) -> pd.DataFrame:
-    """Merge the blocks one reboot moved on one host into one event spanning them.
-
-    Every full boot moves every WinNAT block: listed one by one, a fleet of 1,000 hosts over
-    90 nights gives hundreds of thousands of moves that say one thing each: "it rebooted".
-    """
-    moved = events["kind"] == "range-moved"
-    if not moved.any():
-        return events
-    spans = {
-        "start": "min", "end": "max", "previous_start": "min", "previous_end": "max", "ports": "sum"
-    }  # fmt: skip
-    keys = [c for c in events.columns if c not in spans]
-    folded = events[moved].groupby(keys, dropna=False, sort=False, as_index=False).agg(spans)
-    return pd.concat([events[~moved], folded.loc[:, list(events.columns)]], ignore_index=True)
-
-
-def build_events(history: History, causes: pd.DataFrame) -> pd.DataFrame:
-    """Return the ``events`` frame: every change event, oldest first, with its causes.
-
-    ``causes`` comes from ``list_causes``, computed once and shared with the correlation.
-    """
-    parts = [p for p in (find_range_events(history), find_dynamic_events(history)) if not p.empty]
-    if not parts:
-        return pd.DataFrame({column: [] for column in EVENT_COLUMNS})
-    events = _fold_moves(pd.concat(parts, ignore_index=True))
-    for column in ("start", "end", "previous_start", "previous_end", "ports", "snapshot_id",
-                   "previous_snapshot_id"):  # fmt: skip
-        events[column] = events[column].astype("Int64")
-    events = attach_causes(events, causes)
-    order = {"range-disappeared": 0, "range-moved": 1, "range-appeared": 2, "dynamic-changed": 3}
-    events["_order"] = events["kind"].map(order)
-    events = events.sort_values(["host", "at", "_order", "start", "previous_start"])
-    return events.loc[:, list(EVENT_COLUMNS)].reset_index(drop=True)
+def load_causes(connection: Connection) -> pd.DataFrame:
+    """Return every stored candidate cause (``CAUSE_COLUMNS``), for the fleet correlation."""
+    causes = read_frame(connection, _CAUSES)
+    for column in ("seen_at", "window_start", "cause_at", "at"):
+        causes[column] = to_utc(causes[column])
+    causes["exposure"] = causes["exposure"].astype(bool)
+    return causes.loc[:, list(CAUSE_COLUMNS)]

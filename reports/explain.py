@@ -3,9 +3,11 @@
 ``explain(engine, host, port)`` reads the host's latest snapshot and answers for the TCP port
 exactly as the wanted-ports matrix does (``reports.findings.answer_port``), with the fixes the
 diagnosis stored, worded by ``reports.remediation``. Then it tells the story: the streak of
-snapshots in which the port has had its status (and the earlier streaks), the change events and
-candidate causes of the window in which the current streak began, each cause with its fleet
-correlation rank where it has one, and a warning when the snapshot is older than ``stale_days``.
+snapshots in which the port has had its status (and the earlier streaks), the change events of
+the window in which the current streak began, the candidate causes first seen in the
+correlation's window (``DEFAULT_WINDOW_DAYS``) before it — an update often acts at the next boot,
+nights after it was installed — each with its fleet correlation rank where it has one, and a
+warning when the snapshot is older than ``stale_days``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from collector.diagnosis import Diagnosis, PortStatus, describe_dynamic, status_of
+from collector.store.frames import read_frame, to_utc
+from collector.store.history import load_history
 from collector.windows import DEFAULT_DYNAMIC_START, default_dynamic, describe_code
 from reports.analysis import DEFAULT_STALE_DAYS
-from reports.correlation import correlate_fleet
-from reports.events import build_events, list_causes, load_history
+from reports.correlation import DEFAULT_WINDOW_DAYS, correlate_fleet
+from reports.events import load_causes
 from reports.findings import SnapshotState, answer_port, load_state, tcp4_dynamic
-from reports.frames import read_frame, to_utc
 from reports.remediation import Remedy, word_fixes
 
 _LATEST = "SELECT snapshot_id FROM v_latest_snapshots WHERE host_id = :host_id"
@@ -38,6 +41,12 @@ SELECT s.id AS snapshot_id, s.taken_at,
   LEFT JOIN findings f ON f.set_id = s.finding_set_id AND f.protocol = 'tcp'
        AND f.start_port <= :port AND f.end_port >= :port
  WHERE s.host_id = :host_id"""
+
+
+# The change events of the window a streak began in (the same rows the report shows).
+_CHANGES = """
+SELECT kind, protocol, start_port, end_port, previous_start, previous_end, at, previous_at
+  FROM v_change_events WHERE snapshot_id = :snapshot_id ORDER BY event_id"""
 
 
 class UnknownHostError(LookupError):
@@ -145,7 +154,7 @@ class Explanation:
             lines.append("Evidence:")
             lines += [f"  - {item}" for item in self.evidence]
         if self.changes or self.causes:
-            lines.append("What changed just before it began:")
+            lines.append("What changed when it began, and in the week before:")
             lines += [f"  - {_change_text(change)}" for change in self.changes]
             lines += [f"  - {_cause_text(cause)}" for cause in self.causes]
         if self.earlier:
@@ -192,11 +201,13 @@ def explain(
     wanted_process: str | None = None,
     stale_days: float = DEFAULT_STALE_DAYS,
     now: datetime | None = None,
+    story: bool = True,
 ) -> Explanation:
     """Explain TCP ``port`` on ``host`` from the host's latest snapshot.
 
     ``wanted_process`` is the service the config says wants the port; ``now`` (for tests)
-    defaults to the clock.
+    defaults to the clock; ``story=False`` leaves out what changed (the fleet correlation),
+    for callers that ask about many ports.
     """
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1–65535")
@@ -211,7 +222,8 @@ def explain(
         meta = state.meta.iloc[0]
         answer = answer_port(state.findings, bool(meta["swept"]), port, wanted_process)
         streaks = _streaks(connection, host_id, port)
-        story = _story(connection, name, streaks) if answer.status != PortStatus.FREE else {}
+        told = story and answer.status != PortStatus.FREE
+        changed = _story(connection, name, streaks) if told else {}
     finding = dict(answer.finding or {})
     details = _details(state, finding, port)
     found = state.findings
@@ -232,7 +244,7 @@ def explain(
         and answer.status != PortStatus.FREE else None,
         earlier=tuple(s for s in streaks[:-1] if s.status == answer.status.value),
         evidence=_evidence(meta, families, details, port),
-        changes=tuple(story.get("changes", ())), causes=tuple(story.get("causes", ())),
+        changes=tuple(changed.get("changes", ())), causes=tuple(changed.get("causes", ())),
         warnings=_warnings(taken_at, now, stale_days), fixes=tuple(fixes), **details,
     )  # fmt: skip
 
@@ -281,24 +293,28 @@ def _streaks(connection: Connection, host_id: int, port: int) -> list[Streak]:
 
 
 def _story(connection: Connection, host: str, streaks: list[Streak]) -> dict[str, list[Any]]:
-    """Return the range events and candidate causes of the window in which the streak began."""
+    """Return the range events of the window the streak began in, and the causes before it."""
     if len(streaks) < 2:
         return {}
-    began = streaks[-1].first_snapshot_id
-    history = load_history(connection)
-    causes = list_causes(history)
-    mine = causes[(causes["host"] == host) & (causes["snapshot_id"] == began)]
-    events = build_events(history, causes)
-    events = events[(events["host"] == host) & (events["snapshot_id"] == began)]
+    began, began_at = streaks[-1].first_snapshot_id, pd.Timestamp(streaks[-1].first_at)
+    causes = load_causes(connection)
+    # What changed in the correlation's window before the streak began: a cause often acts
+    # at the next boot, nights after it was installed.
+    since = began_at - pd.Timedelta(days=DEFAULT_WINDOW_DAYS)
+    mine = causes[(causes["host"] == host) & (causes["seen_at"] <= began_at)
+                  & (causes["seen_at"] > since)]  # fmt: skip
+    events = read_frame(connection, _CHANGES, snapshot_id=began)
     ranks: dict[tuple[str, str], int] = {}
     if not mine.empty:
-        table = correlate_fleet(history, causes)
+        table = correlate_fleet(load_history(connection), causes)
         ranked = table[table["rank"].notna()]
         keys = zip(ranked["cause_kind"], ranked["cause"], ranked["rank"], strict=True)
         ranks = {(str(kind), str(cause)): int(rank) for kind, cause, rank in keys}
+    for column in ("at", "previous_at"):
+        events[column] = to_utc(events[column])
     changes = [
-        {"kind": row["kind"], "protocol": row["protocol"], "start": _int(row["start"]),
-         "end": _int(row["end"]), "previous_start": _int(row["previous_start"]),
+        {"kind": row["kind"], "protocol": row["protocol"], "start": _int(row["start_port"]),
+         "end": _int(row["end_port"]), "previous_start": _int(row["previous_start"]),
          "previous_end": _int(row["previous_end"]), "at": row["at"].isoformat(),
          "previous_at": row["previous_at"].isoformat()}
         for row in events.to_dict("records")

@@ -28,7 +28,7 @@ from collector.diagnosis import (
     serves,
     status_of,
 )
-from reports.frames import read_frame, to_ints, to_utc
+from collector.store.frames import read_frame, to_ints, to_utc
 from reports.model import COLUMNS
 
 # The latest snapshot of each host is what v_latest_snapshots says, nowhere else.
@@ -187,7 +187,11 @@ def answer_port(
         evidence = ("bind sweep passed",) if swept else ("no bind sweep",)
         return PortAnswer(status, status.value, absent_reason(swept), evidence, (), None)
     order = np.lexsort((tcp["family"].to_numpy(), tcp["error_code"].isna().to_numpy()))
-    finding: dict[str, Any] = {str(k): v for k, v in tcp.iloc[int(order[0])].items()}
+    # Gaps as None, not NaN or NA, so that the finding reads like the row it was.
+    finding: dict[str, Any] = {
+        str(k): None if v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v
+        for k, v in tcp.iloc[int(order[0])].items()
+    }
     kind = str(finding["diagnosis"])
     serving = kind == Diagnosis.IN_USE and serves(finding["process"], wanted_process)
     fixes = () if serving else tuple(str(finding["fixes"]).split())

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, insert, inspect, text
 
+from collector.demo import seed_capture_folder
+from collector.document import build_capture_document, load_document
+from collector.importer import import_paths
 from collector.store.database import (
     alembic_config,
     current_revision,
     head_revision,
     upgrade_to_head,
 )
-from collector.store.models import Base
+from collector.store.findings import reclassify
+from collector.store.models import Base, Document, Host, Snapshot
+from collector.store.snapshots import SETS, prepare_snapshot
+from tests.conftest import SEED_CAPTURE, SEED_TIME
 
 VIEWS = {
     "v_latest_snapshots",
     "v_findings",
+    "v_change_events",
+    "v_event_causes",
     "v_failing_ports",
     "v_excluded_ranges",
     "v_listeners",
@@ -68,3 +78,68 @@ def test_every_revision_downgrades_and_upgrades_again(empty_engine: Engine) -> N
     assert inspector.get_view_names() == []
     _with_connection(empty_engine, "upgrade", "head")
     assert current_revision(empty_engine) == head_revision()
+
+
+def _store_at_0001(engine: Engine) -> None:
+    """Store the seed capture as revision 0001 knew snapshots: no findings, no history."""
+    taken = datetime.fromisoformat(SEED_TIME)
+    capture = build_capture_document(seed_capture_folder(), "seed-workstation", taken, "cp850")
+    prepared = prepare_snapshot(capture.document, load_document(capture.document, "x"), "capture")
+    host = {"name": "seed-workstation", "groups": [], "created_at": datetime.now(UTC)}
+    with engine.begin() as connection:
+        host_id = connection.execute(insert(Host).returning(Host.id), host).scalar_one()
+        document_id = connection.execute(
+            insert(Document).returning(Document.id), prepared.document_row
+        ).scalar_one()
+        pointers = {}
+        for column in ("excluded_set_id", "bind_failure_set_id", "listener_set_id"):
+            content = prepared.sets[column]
+            if content is None:
+                continue
+            model, row_model, columns = SETS[column]
+            set_id = connection.execute(
+                insert(model).returning(model.id), {"sha256": content.digest}
+            ).scalar_one()
+            rows = [dict(zip(columns, row, strict=True)) | {"set_id": set_id}
+                    for row in content.rows]  # fmt: skip
+            connection.execute(insert(row_model), rows)
+            pointers[column] = set_id
+        owned = {"host_id": host_id, "document_id": document_id, "received_at": datetime.now(UTC)}
+        row = prepared.snapshot_row | pointers | owned
+        connection.execute(insert(Snapshot).values(row))  # only the columns 0001 has
+
+
+def test_an_older_store_is_diagnosed_by_the_upgrade(empty_engine: Engine) -> None:
+    _with_connection(empty_engine, "upgrade", "0001")
+    _store_at_0001(empty_engine)
+    assert upgrade_to_head(empty_engine) is True
+    with empty_engine.connect() as connection:
+        classes: dict[str, int] = dict(connection.execute(text(
+            "SELECT classification, COUNT(*) FROM v_failing_ports GROUP BY 1")).all())  # fmt: skip
+        unclassified = connection.execute(
+            text("SELECT COUNT(*) FROM snapshots WHERE finding_set_id IS NULL")
+        ).scalar_one()
+    assert classes == {"in-use": 3, "probably-reserved": 180}
+    assert unclassified == 0
+
+
+def test_reclassify_rewrites_exactly_the_snapshots_a_rule_change_touches(store: Engine) -> None:
+    times = {"seed-a": "2018-06-01T12:00:00+02:00", "seed-b": "2018-06-02T12:00:00+02:00"}
+    for host, when in times.items():
+        (stored,) = import_paths(store, [SEED_CAPTURE], host, datetime.fromisoformat(when))
+        assert stored.outcome == "stored", stored.message
+    with store.begin() as connection:
+        assert reclassify(connection).changed == 0
+        # Two hosts, the same capture: one set of findings. Make it look like an older rule's.
+        sets = connection.execute(text("SELECT id FROM finding_sets")).scalars().all()
+        assert len(sets) == 1
+        connection.execute(text("UPDATE finding_sets SET sha256 = 'an older rule'"))
+    with store.begin() as connection:
+        result = reclassify(connection)
+        assert (result.snapshots, result.changed) == (2, 2)
+        assert (result.sets_created, result.sets_removed) == (1, 1)
+        assert "2 got new findings" in result.describe()
+        left = connection.execute(text("SELECT sha256 FROM finding_sets")).scalars().all()
+        assert left != ["an older rule"] and len(left) == 1
+    with store.begin() as connection:
+        assert reclassify(connection).describe().endswith("nothing changed")

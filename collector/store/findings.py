@@ -26,6 +26,11 @@ from collector.store.models import (
 from collector.store.snapshots import SETS, ContentSet, content_rows, finding_set, store_set
 
 _CHUNK = 500
+_REPOINT = (
+    update(Snapshot)
+    .where(Snapshot.id == bindparam("snapshot"))
+    .values(finding_set_id=bindparam("findings"))
+)
 _SOURCES = ("excluded_set_id", "bind_failure_set_id", "listener_set_id")
 
 
@@ -58,7 +63,8 @@ def reclassify(connection: Connection) -> Reclassified:
         select(FindingSet.id, FindingSet.sha256))}  # fmt: skip
     before = set(known.values())
     set_rows: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
-    changed = 0
+    digests: dict[tuple[Any, ...], str] = {}
+    moves: list[dict[str, int]] = []
     for start in range(0, len(snapshots), _CHUNK):
         chunk = snapshots[start : start + _CHUNK]
         ids = [row.id for row in chunk]
@@ -68,20 +74,29 @@ def reclassify(connection: Connection) -> Reclassified:
         services = _per_snapshot(connection, Service, ids, ("name", "status"))
         _load_sets(connection, chunk, set_rows)
         for row in chunk:
-            sets: dict[str, ContentSet | None] = {}
-            for column in _SOURCES:
-                set_id = getattr(row, column)
-                sets[column] = None if set_id is None else content_rows(set_rows[(column, set_id)])
-            content = finding_set(sets, dynamic[row.id], features[row.id], services[row.id],
-                                  row.wsl_version is not None)  # fmt: skip
-            set_id = known.get(content.digest)
-            if set_id is None:
-                set_id = known[content.digest] = store_set(connection, "finding_set_id", content)
-            if set_id != row.finding_set_id:
-                changed += 1
-                connection.execute(
-                    update(Snapshot).where(Snapshot.id == row.id).values(finding_set_id=set_id)
-                )
+            # Unchanged nights share their inputs: diagnose each distinct set of inputs once.
+            key = (
+                tuple(getattr(row, column) for column in _SOURCES),
+                _frozen(dynamic[row.id]), _frozen(features[row.id]), _frozen(services[row.id]),
+                row.wsl_version is not None,
+            )  # fmt: skip
+            digest = digests.get(key)
+            if digest is None:
+                sets: dict[str, ContentSet | None] = {}
+                for column in _SOURCES:
+                    set_id = getattr(row, column)
+                    rows = None if set_id is None else set_rows[(column, set_id)]
+                    sets[column] = None if rows is None else content_rows(rows)
+                content = finding_set(sets, dynamic[row.id], features[row.id], services[row.id],
+                                      key[-1])  # fmt: skip
+                digest = digests[key] = content.digest
+                if digest not in known:
+                    known[digest] = store_set(connection, "finding_set_id", content)
+            if known[digest] != row.finding_set_id:
+                moves.append({"snapshot": row.id, "findings": known[digest]})
+    changed = len(moves)
+    for start in range(0, len(moves), _CHUNK):
+        connection.execute(_REPOINT, moves[start : start + _CHUNK])
     used = set(connection.scalars(select(Snapshot.finding_set_id).distinct()))
     unused = sorted(set(known.values()) - used)
     for start in range(0, len(unused), _CHUNK):
@@ -90,6 +105,10 @@ def reclassify(connection: Connection) -> Reclassified:
         connection.execute(delete(FindingSet).where(FindingSet.id.in_(doomed)))
     created = len(set(known.values()) - before)
     return Reclassified(len(snapshots), changed, created, len(unused))
+
+
+def _frozen(rows: list[dict[str, Any]]) -> tuple[tuple[Any, ...], ...]:
+    return tuple(sorted(tuple(row.values()) for row in rows))
 
 
 def _per_snapshot(

@@ -347,3 +347,58 @@ class Port(Base):
     __tablename__ = "ports"
 
     port: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
+class ChangeEvent(Base):
+    """A change between two consecutive snapshots of a host that captured what changed.
+
+    ``kind``: ``range-appeared``, ``range-disappeared``, ``range-moved`` (the blocks one boot
+    moved, folded into one event spanning them) or ``dynamic-changed``. Derived from the
+    snapshots by ``collector.store.history.refresh_history``; never edited by hand.
+    """
+
+    __tablename__ = "change_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    previous_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    kind: Mapped[str] = mapped_column(String(24))
+    protocol: Mapped[str] = mapped_column(String(3))
+    family: Mapped[str | None] = mapped_column(String(4))  # dynamic changes only
+    start_port: Mapped[int | None] = mapped_column(Integer)
+    end_port: Mapped[int | None] = mapped_column(Integer)
+    previous_start: Mapped[int | None] = mapped_column(Integer)
+    previous_end: Mapped[int | None] = mapped_column(Integer)
+    ports: Mapped[int | None] = mapped_column(Integer)
+    administered: Mapped[bool | None] = mapped_column(Boolean)
+
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('range-appeared', 'range-disappeared', 'range-moved', 'dynamic-changed')",
+            name="kind",
+        ),
+    )
+
+
+class CandidateCause(Base):
+    """Something that changed on a host, first seen in the window ending at ``snapshot_id``.
+
+    ``kind``: ``update``, ``reboot``, ``fast-startup``, ``feature``, ``service``, ``docker``,
+    ``wsl``, ``bios`` or ``dynamic-range``; ``cause`` names it as the fleet correlation counts
+    it; ``at`` is when the host says it happened, ``cause_at`` that or the window's start.
+    """
+
+    __tablename__ = "candidate_causes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    cause: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    cause_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    exposure: Mapped[bool] = mapped_column(Boolean)

@@ -1,4 +1,7 @@
-"""Read the store into pandas frames: chunked ``IN`` lists, timestamps as aware UTC."""
+"""Read the store into pandas frames: chunked ``IN`` lists, timestamps as aware UTC.
+
+The reports and the history derivation read through these; importing this module costs pandas.
+"""
 
 from __future__ import annotations
 
