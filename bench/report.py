@@ -39,10 +39,8 @@ from unittest.mock import patch
 
 from sqlalchemy import Connection, insert
 
-from collector.simulator.host import BLOCK_SIZE as BLOCK
-from collector.simulator.host import DEFAULT_DYNAMIC
 from collector.simulator.host import LOW_DYNAMIC as MOVED_DYNAMIC
-from collector.simulator.render import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, merge_runs
+from collector.simulator.render import merge_runs
 from collector.store.database import open_store
 from collector.store.findings import reclassify
 from collector.store.models import (
@@ -65,6 +63,8 @@ from collector.store.models import (
     Update,
 )
 from collector.store.snapshots import content_digest, update_key
+from collector.windows import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, default_dynamic
+from collector.windows import WINNAT_BLOCK as BLOCK
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -325,7 +325,7 @@ def _make_hosts(
             role=role,
             blocks=host_rng.randint(*sizes[role]),
             administered=host_rng.choices(((50000, 50059), (50000, 50099), None), (16, 1, 3))[0],
-            dynamic=MOVED_DYNAMIC if moved else DEFAULT_DYNAMIC,
+            dynamic=MOVED_DYNAMIC if moved else default_dynamic("tcp", "ipv4"),
             captures_excluded=host_rng.random() >= 0.02,
             fast_startup=host_rng.random() < 0.5,
             bios=f"1.{host_rng.randint(10, 30)}.0",
@@ -513,7 +513,7 @@ def _collect(writer: _Writer, host: _Host, night: int) -> None:
              "message": "netsh int ipv4 show excludedportrange protocol=tcp did not finish"},
         )  # fmt: skip
     for protocol in ("tcp", "udp"):
-        start, count = host.dynamic if protocol == "tcp" else DEFAULT_DYNAMIC
+        start, count = host.dynamic if protocol == "tcp" else default_dynamic(protocol, "ipv4")
         for family in ("ipv4", "ipv6"):
             writer.add(
                 DynamicRange,

@@ -167,7 +167,8 @@ class Finding:
 
     def __post_init__(self) -> None:
         """Work out ``in_dynamic`` from the first port."""
-        object.__setattr__(self, "in_dynamic", self.dynamic_start <= self.start <= self.dynamic_end)
+        inside = in_dynamic_range(self.start, self.dynamic_start, self.dynamic_end)
+        object.__setattr__(self, "in_dynamic", inside)
 
     def row(self) -> tuple[object, ...]:
         """Return the finding as a tuple in ``FINDING_COLUMNS`` order."""
@@ -180,6 +181,11 @@ class Finding:
 
 
 FINDING_COLUMNS = tuple(f.name for f in fields(Finding))
+
+
+def in_dynamic_range(port: int, low: int, high: int) -> bool:
+    """Tell whether a port lies in the dynamic range ``low``–``high`` (both ends included)."""
+    return low <= port <= high
 
 
 def diagnose(facts: Facts) -> list[Finding]:
@@ -353,7 +359,7 @@ def _failing(
     for first, after in pairwise(edges):
         cover = _cover(ranges, first)
         held = listeners.holder(protocol, first, family)
-        inside = low <= first <= high
+        inside = in_dynamic_range(first, low, high)
         if cover is not None:
             kind = Diagnosis.RESERVED
         elif held is not None:

@@ -18,9 +18,9 @@ from collector.framing import FrameError, has_frame, unframe_document
 from collector.parsers.bindfailures import encode_runs, parse_bind_failures
 from collector.parsers.errors import ParseError
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text
+from collector.windows import WSAEACCES
 
 SCHEMA_ID = "portfleet.probe/1"
-WSAEACCES = 10013
 
 # A capture file is recognised by the command that produced it, never by its contents.
 _CAPTURE_NAMES: tuple[tuple[re.Pattern[str], str], ...] = (

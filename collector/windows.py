@@ -19,8 +19,9 @@ class WinsockError(IntEnum):
     WSAEADDRNOTAVAIL = 10049  # the address is not on this machine
 
 
-WSAEACCES = WinsockError.WSAEACCES
-WSAEADDRINUSE = WinsockError.WSAEADDRINUSE
+# Plain ints, as they travel in documents, rows and digests.
+WSAEACCES = int(WinsockError.WSAEACCES)
+WSAEADDRINUSE = int(WinsockError.WSAEADDRINUSE)
 
 _CODE_WORDS = {
     WinsockError.WSAEACCES: "access forbidden",
@@ -30,10 +31,13 @@ _CODE_WORDS = {
 
 # Windows' dynamic (ephemeral) port range since Vista, per protocol and family: start, count.
 # Each of the four is set on its own (`netsh int ipv4|ipv6 set dynamic tcp|udp`, KB 929851).
+DEFAULT_DYNAMIC_START = 49152
+DEFAULT_DYNAMIC_COUNT = 16384
 DEFAULT_DYNAMIC: dict[tuple[str, str], tuple[int, int]] = {
-    (protocol, family): (49152, 16384) for protocol in ("tcp", "udp") for family in ("ipv4", "ipv6")
+    (protocol, family): (DEFAULT_DYNAMIC_START, DEFAULT_DYNAMIC_COUNT)
+    for protocol in ("tcp", "udp")
+    for family in ("ipv4", "ipv6")
 }
-DEFAULT_DYNAMIC_START, DEFAULT_DYNAMIC_COUNT = DEFAULT_DYNAMIC[("tcp", "ipv4")]
 
 # The kernel's processes: netsh and netstat print PIDs only.
 SYSTEM_IDLE_PID = 0

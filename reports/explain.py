@@ -21,7 +21,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
-from collector.diagnosis import Diagnosis, PortStatus, describe_dynamic, status_of
+from collector.diagnosis import (
+    Diagnosis,
+    PortStatus,
+    describe_dynamic,
+    in_dynamic_range,
+    status_of,
+)
 from collector.store.frames import read_frame, to_utc
 from collector.store.history import load_history
 from collector.windows import DEFAULT_DYNAMIC_START, default_dynamic, describe_code
@@ -423,7 +429,7 @@ def _evidence(
         lines.append(f"it lies in the contiguous block {details['block_start']}–"
                      f"{details['block_end']} ({size} failing ports)")  # fmt: skip
     low, high = details["dynamic_start"], details["dynamic_end"]
-    inside = "inside" if low <= port <= high else "outside"
+    inside = "inside" if in_dynamic_range(port, low, high) else "outside"
     lines.append(f"it is {inside} {describe_dynamic(low, high, details['dynamic_captured'])}")
     if details["dynamic_captured"] and low != DEFAULT_DYNAMIC_START:
         lines.append(

@@ -27,8 +27,6 @@ from collector.parsers.netstat import parse_netstat
 from collector.simulator import locales
 from collector.simulator.fleet import OUTAGES, Fleet, FleetSpec
 from collector.simulator.host import (
-    BLOCK_SIZE,
-    DEFAULT_DYNAMIC,
     DOCKER,
     DYNAMIC_RANGE,
     FAST_BOOT,
@@ -39,8 +37,9 @@ from collector.simulator.host import (
     WINNAT_RESTART,
     HostState,
 )
-from collector.simulator.render import WSAEACCES, WSAEADDRINUSE
 from collector.store.database import open_store
+from collector.windows import WINNAT_BLOCK as BLOCK_SIZE
+from collector.windows import WSAEACCES, WSAEADDRINUSE, default_dynamic
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "collector" / "data" / "corpus"
@@ -238,7 +237,7 @@ def test_runtime_blocks_are_100_ports_inside_the_dynamic_range_and_only_with_win
     for host in fleet().hosts:
         # Blocks sit in the dynamic range in force when they were placed: at a full boot, or
         # at a Docker restart after a winnat restart.
-        in_force = placed_in = DEFAULT_DYNAMIC
+        in_force = placed_in = default_dynamic("tcp", "ipv4")
         vanished = False
         for state in states(host.name):
             for event in state.events:
@@ -308,7 +307,7 @@ def test_visual_studio_moves_the_dynamic_range_and_blocks_land_on_ordinary_ports
     assert 1 <= len(low_hosts) <= 2
     for name in low_hosts:
         history = states(name)
-        assert history[0].dynamic_tcp == DEFAULT_DYNAMIC
+        assert history[0].dynamic_tcp == default_dynamic("tcp", "ipv4")
         changed = next(s for s in history if s.dynamic_tcp == LOW_DYNAMIC)
         # The blocks stay where they were until the next full boot.
         if not changed.rebooted:

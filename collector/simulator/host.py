@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-BLOCK_SIZE = 100
-SYSTEM_PID = 4  # the kernel's System process, which holds SMB's and WSD's ports
-DEFAULT_DYNAMIC = (49152, 16384)
+from collector.windows import WINNAT_BLOCK as BLOCK_SIZE
+
 LOW_DYNAMIC = (1024, 64511)
 BUILD, DISPLAY_VERSION = 22631, "23H2"
 

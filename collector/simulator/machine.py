@@ -14,8 +14,6 @@ from datetime import datetime
 
 from collector.simulator.host import (
     BIOS,
-    BLOCK_SIZE,
-    DEFAULT_DYNAMIC,
     DOCKER,
     DYNAMIC_RANGE,
     FAST_BOOT,
@@ -24,7 +22,6 @@ from collector.simulator.host import (
     FULL_BOOT,
     HYPERV_FEATURES,
     LOW_DYNAMIC,
-    SYSTEM_PID,
     UPDATE,
     UPDATE_FAILED,
     WINNAT_RESTART,
@@ -37,6 +34,8 @@ from collector.simulator.host import (
     SimListener,
     SimUpdate,
 )
+from collector.windows import SYSTEM_PID, default_dynamic
+from collector.windows import WINNAT_BLOCK as BLOCK_SIZE
 
 WSL_VERSION = "2.5.10.0"
 FIRST_DOCKER = "4.43.2"
@@ -125,7 +124,7 @@ class Machine:
         self.features = {name: "Enabled" if name in enabled else "Disabled" for name in FEATURES}
         self.docker = FIRST_DOCKER if host.role == "hyperv" else None
         self.wsl = WSL_VERSION if host.role in ("hyperv", "wsl") else None
-        self.dynamic_tcp = DEFAULT_DYNAMIC
+        self.dynamic_tcp = default_dynamic("tcp", "ipv4")
         self.block_count = host.base_blocks
         self.blocks: tuple[PortRange, ...] = ()
         self.singles: tuple[int, ...] = ()
@@ -207,7 +206,7 @@ class Machine:
             docker_version=self.docker,
             wsl_version=self.wsl,
             dynamic_tcp=self.dynamic_tcp,
-            dynamic_udp=DEFAULT_DYNAMIC,
+            dynamic_udp=default_dynamic("udp", "ipv4"),
             excluded_tcp=tuple(sorted(excluded, key=lambda r: r.start)),
             # No capture shows runtime UDP reservations on such hosts; none are invented.
             excluded_udp=(),

@@ -16,12 +16,11 @@ from functools import cache
 from typing import Any
 
 from collector import __version__
-from collector.document import SCHEMA_ID, WSAEACCES
+from collector.document import SCHEMA_ID
 from collector.simulator.host import (
     BUILD,
     DISPLAY_VERSION,
     FEATURES,
-    SYSTEM_PID,
     HostState,
     PortRange,
     SimListener,
@@ -35,12 +34,10 @@ from collector.simulator.locales import (
     netstat_text,
 )
 from collector.simulator.updates import update_title
+from collector.windows import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE
 
 __all__ = [
     "PROBE_VERSION",
-    "SYSTEM_PID",
-    "WSAEACCES",
-    "WSAEADDRINUSE",
     "merge_runs",
     "render_document",
     "render_dynamicport",
@@ -50,7 +47,6 @@ __all__ = [
 ]
 
 PROBE_VERSION = __version__
-WSAEADDRINUSE = 10048
 _CRLF = "\r\n"
 _FLAG_WIDTH = 6
 _COLLECTOR = "10.20.0.5"  # the address the nightly WinRM session comes from
