@@ -43,6 +43,7 @@ from collector.simulator.host import LOW_DYNAMIC as MOVED_DYNAMIC
 from collector.simulator.render import merge_runs
 from collector.store.database import open_store
 from collector.store.findings import reclassify
+from collector.store.history import refresh_history
 from collector.store.models import (
     Attempt,
     Base,
@@ -283,8 +284,10 @@ def generate_store(
                     _collect(writer, host, night)
                 writer.flush_if_full()
             writer.flush()
-            # The diagnosis the write path makes per document, made here for the whole store.
+            # The diagnosis the write path makes per document, and the history a run's end
+            # derives, made here for the whole store.
             reclassify(connection)
+            refresh_history(connection)
             connection.commit()
     finally:
         engine.dispose()
