@@ -37,6 +37,7 @@ from collector.windows import (
     HYPERV_FEATURE,
     MIN_BLOCK,
     RUNNING,
+    RUNTIME_OWNER,
     SYSTEM_PORTS,
     WINDOWS_PROCESSES,
     WINNAT_SERVICE,
@@ -423,7 +424,7 @@ def _failing_reason(f: Finding, excluded_known: bool) -> str:
             )
         )
         return (
-            f"Inside the excluded range {f.range_start}–{f.range_end} that WinNAT/HNS/Hyper-V "
+            f"Inside the excluded range {f.range_start}–{f.range_end} that {RUNTIME_OWNER} "
             f"reserved at run time (no '*'), so binds fail with {code}.{also}{quiet}"
         )
     if f.diagnosis == Diagnosis.IN_USE:
@@ -468,7 +469,7 @@ def _unswept_reservations(
     for protocol, ranges in excluded.items():
         for start, end, admin, family in ranges:
             low, high, captured = _dynamic(facts, protocol, family)
-            owner = "administered" if admin else "run time, WinNAT/HNS/Hyper-V"
+            owner = "administered" if admin else f"run time, {RUNTIME_OWNER}"
             reason = (
                 f"No bind sweep was recorded, but it lies inside the excluded range {start}–{end} "
                 f"({owner}), so binds fail with {describe_code(WSAEACCES)}."

@@ -69,9 +69,8 @@ MIN_BLOCK = 10
 # The block size WinNAT/HNS reserve at run time (facts C), used in explanations.
 WINNAT_BLOCK = 100
 
-# Who puts an excluded range there.
+# Who puts an excluded range without '*' there, at run time (facts C).
 RUNTIME_OWNER = "WinNAT/HNS/Hyper-V"
-ADMINISTERED_OWNER = "an administrator (netsh add excludedportrange)"
 
 HYPERV_FEATURE = "Microsoft-Hyper-V"
 WINNAT_SERVICE = "winnat"

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from collector.diagnosis import Diagnosis, describe_holder
 from collector.store.frames import read_frame, to_utc
 from collector.store.history import load_history
+from collector.windows import RUNTIME_OWNER
 from reports.correlation import correlate_fleet
 from reports.events import load_causes, load_events
 from reports.findings import (
@@ -182,7 +183,7 @@ def _port_map(state: SnapshotState, segments: pd.DataFrame) -> pd.DataFrame:
     excluded["kind"] = np.where(excluded["administered"], "excluded-administered", "excluded")
     excluded["label"] = [
         f"{s}–{e} ({n} ports) reserved by an administrator ('*')" if admin
-        else f"{s}–{e} ({n} ports) reserved at run time by WinNAT/HNS/Hyper-V"
+        else f"{s}–{e} ({n} ports) reserved at run time by {RUNTIME_OWNER}"
         for s, e, n, admin in zip(excluded["start"], excluded["end"], ports,
                                   excluded["administered"], strict=True)
     ]  # fmt: skip

@@ -30,7 +30,12 @@ from collector.diagnosis import (
 )
 from collector.store.frames import read_frame, to_utc
 from collector.store.history import load_history
-from collector.windows import DEFAULT_DYNAMIC_START, default_dynamic, describe_code
+from collector.windows import (
+    DEFAULT_DYNAMIC_START,
+    RUNTIME_OWNER,
+    default_dynamic,
+    describe_code,
+)
 from reports.analysis import DEFAULT_STALE_DAYS
 from reports.correlation import DEFAULT_WINDOW_DAYS, correlate_fleet
 from reports.events import load_causes
@@ -183,7 +188,7 @@ class Explanation:
         if self.classification == Diagnosis.PROBABLY_RESERVED:
             return f"blocked{code}, probably reserved by WinNAT/Hyper-V{since}"
         if self.status == PortStatus.RESERVED:
-            kind = "administered '*'" if self.administered else "run-time, WinNAT/HNS/Hyper-V"
+            kind = "administered '*'" if self.administered else f"run-time, {RUNTIME_OWNER}"
             return (
                 f"reserved{code}: excluded range {self.range_start}–{self.range_end} "
                 f"({kind}){since}"
