@@ -383,6 +383,28 @@ def db_reclassify(settings: Settings) -> None:
     click.echo(f"history: {history.events} change events, {history.causes} candidate causes")
 
 
+@db_group.command("reparse", context_settings=CONTEXT)
+@click.pass_obj
+def db_reparse(settings: Settings) -> None:
+    """Read every stored document again with today's parsers, and store what they now read.
+
+    Run it after upgrading portfleet when the CHANGELOG says a parser improved: the raw text of
+    every snapshot is kept, so old nights benefit too. Findings and history follow. One
+    transaction: a failure changes nothing. Prints which parts of how many snapshots changed.
+
+    \b
+    Example:
+      portfleet db reparse
+    """
+    from collector.store.database import write_lock
+    from collector.store.reparse import reparse
+
+    engine = settings.open_engine()
+    with write_lock(engine), engine.begin() as connection:
+        result = reparse(connection)
+    click.echo(result.describe())
+
+
 @cli.command("collect", context_settings=CONTEXT)
 @click.argument("selectors", nargs=-1, metavar="[HOST|PATTERN|@GROUP]...")
 @click.option(

@@ -19,6 +19,7 @@ from collector.store.database import (
 )
 from collector.store.findings import reclassify
 from collector.store.models import Base, Document, Host, Snapshot
+from collector.store.reparse import reparse
 from collector.store.snapshots import SETS, prepare_snapshot
 from tests.conftest import SEED_CAPTURE, SEED_TIME
 
@@ -143,3 +144,37 @@ def test_reclassify_rewrites_exactly_the_snapshots_a_rule_change_touches(store: 
         assert left != ["an older rule"] and len(left) == 1
     with store.begin() as connection:
         assert reclassify(connection).describe().endswith("nothing changed")
+
+
+_POINTERS = "SELECT id, listener_set_id, finding_set_id FROM snapshots ORDER BY id"
+
+
+def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Engine) -> None:
+    times = {"seed-a": "2018-06-01T12:00:00+02:00", "seed-b": "2018-06-02T12:00:00+02:00"}
+    for host, when in times.items():
+        (stored,) = import_paths(store, [SEED_CAPTURE], host, datetime.fromisoformat(when))
+        assert stored.outcome == "stored", stored.message
+    with store.begin() as connection:
+        assert reparse(connection).describe() == "2 snapshots read again; nothing changed"
+        before = connection.execute(text(_POINTERS)).all()
+        # As an older parser would have left it: seed-b read no listeners, and no range.
+        connection.execute(text("INSERT INTO listener_sets (sha256) VALUES ('older parser')"))
+        connection.execute(text(
+            "UPDATE snapshots SET listener_set_id = (SELECT id FROM listener_sets "
+            "WHERE sha256 = 'older parser') WHERE id = :id"), {"id": before[1].id})  # fmt: skip
+        connection.execute(text(
+            "INSERT INTO dynamic_ranges (snapshot_id, protocol, family, start_port, port_count) "
+            "VALUES (:id, 'tcp', 'ipv4', 1024, 64511)"), {"id": before[1].id})  # fmt: skip
+    with store.begin() as connection:
+        result = reparse(connection)
+        assert (result.snapshots, result.changed) == (2, 1)
+        assert result.describe() == (
+            "2 snapshots read again; 1 changed: dynamic ranges of 1, listeners of 1"
+        )
+        after = connection.execute(text(_POINTERS)).all()
+        assert after == before
+        gone = connection.execute(
+            text("SELECT COUNT(*) FROM listener_sets WHERE sha256 = 'older parser'")
+        ).scalar_one()
+        assert gone == 0
+        assert connection.execute(text("SELECT COUNT(*) FROM dynamic_ranges")).scalar_one() == 0

@@ -13,17 +13,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from collector.store.models import (
     DynamicRange,
     Feature,
-    Finding,
     FindingSet,
     Service,
     Snapshot,
 )
-from collector.store.snapshots import SETS, ContentSet, content_rows, finding_set, store_set
+from collector.store.snapshots import (
+    SETS,
+    ContentSet,
+    content_rows,
+    drop_unused_sets,
+    finding_set,
+    store_set,
+)
 
 _CHUNK = 500
 _REPOINT = (
@@ -97,14 +103,9 @@ def reclassify(connection: Connection) -> Reclassified:
     changed = len(moves)
     for start in range(0, len(moves), _CHUNK):
         connection.execute(_REPOINT, moves[start : start + _CHUNK])
-    used = set(connection.scalars(select(Snapshot.finding_set_id).distinct()))
-    unused = sorted(set(known.values()) - used)
-    for start in range(0, len(unused), _CHUNK):
-        doomed = unused[start : start + _CHUNK]
-        connection.execute(delete(Finding).where(Finding.set_id.in_(doomed)))
-        connection.execute(delete(FindingSet).where(FindingSet.id.in_(doomed)))
+    removed = drop_unused_sets(connection, "finding_set_id", known.values())
     created = len(set(known.values()) - before)
-    return Reclassified(len(snapshots), changed, created, len(unused))
+    return Reclassified(len(snapshots), changed, created, removed)
 
 
 def _frozen(rows: list[dict[str, Any]]) -> tuple[tuple[Any, ...], ...]:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Insert,
     String,
     bindparam,
+    delete,
     insert,
     literal,
     select,
@@ -239,7 +240,7 @@ def write_snapshot(
     _insert(connection, Feature, [owned | row for row in prepared.features])
     _insert(connection, Service, [owned | row for row in prepared.services])
     _insert(connection, SnapshotError, [owned | row for row in prepared.errors])
-    _merge_updates(connection, host_id, snapshot_id, prepared)
+    merge_updates(connection, host_id, snapshot_id, prepared)
     return StoredSnapshot(snapshot_id, created=True, problems=prepared.problems)
 
 
@@ -439,13 +440,17 @@ def _updates(
     return found
 
 
-def _merge_updates(
+def merge_updates(
     connection: Connection, host_id: int, snapshot_id: int, prepared: PreparedSnapshot
-) -> None:
-    """Keep one row per host and update, pointing at the earliest snapshot that saw it."""
+) -> bool:
+    """Keep one row per host and update, pointing at the earliest snapshot that saw it.
+
+    Return whether any row was added or changed.
+    """
     found = dict(prepared.updates)
     if not found:
-        return
+        return False
+    touched = False
     taken_at = prepared.snapshot_row["taken_at"]
     existing = connection.execute(_KNOWN_UPDATES, {"host_id": host_id, "keys": list(found)}).all()
     for row in existing:
@@ -455,6 +460,7 @@ def _merge_updates(
             changes["first_snapshot_id"] = snapshot_id  # an older document imported later
         if changes:
             connection.execute(update(Update).where(Update.id == row.id).values(**changes))
+            touched = True
     new = [
         dict.fromkeys(_UPDATE_COLUMNS)
         | values
@@ -462,6 +468,7 @@ def _merge_updates(
         for key, values in found.items()
     ]
     _insert(connection, Update, new)
+    return touched or bool(new)
 
 
 def store_set(connection: Connection, column: str, content: ContentSet) -> int:
@@ -481,6 +488,19 @@ def store_set(connection: Connection, column: str, content: ContentSet) -> int:
         if found is None:
             raise
         return int(found)
+
+
+def drop_unused_sets(connection: Connection, column: str, candidates: Iterable[int]) -> int:
+    """Delete the sets among ``candidates`` that no snapshot points at; return how many."""
+    model: Any = SETS[column][0]
+    rows: Any = SETS[column][1]
+    used = set(connection.scalars(select(getattr(Snapshot, column)).distinct()))
+    unused = sorted(set(candidates) - used)
+    for start in range(0, len(unused), 500):
+        doomed = unused[start : start + 500]
+        connection.execute(delete(rows).where(rows.set_id.in_(doomed)))
+        connection.execute(delete(model).where(model.id.in_(doomed)))
+    return len(unused)
 
 
 def _insert_set(

@@ -1,0 +1,117 @@
+"""Read every stored document again with today's parsers, and rewrite what they now read.
+
+The store keeps each probe document verbatim, so a parser that improved can be run over the raw
+text already collected. ``reparse`` prepares each stored document again (the same
+``prepare_snapshot`` a new one goes through, findings included), points the snapshot at the
+content sets it now yields, replaces its dynamic ranges and section errors where they differ,
+adds updates it now reads (updates are never removed: another snapshot may know them), removes
+the sets nothing points at any more, and derives the history again. The caller's transaction
+holds all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from collector.store.history import refresh_history
+from collector.store.models import Document, DynamicRange, Snapshot, SnapshotError
+from collector.store.snapshots import (
+    SETS,
+    drop_unused_sets,
+    merge_updates,
+    prepare_snapshot,
+    store_set,
+)
+
+_CHUNK = 200
+_PARTS = {
+    "excluded_set_id": "excluded ranges",
+    "bind_failure_set_id": "bind failures",
+    "listener_set_id": "listeners",
+    "finding_set_id": "findings",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reparsed:
+    """What ``reparse`` rewrote: how many snapshots, and which parts of how many of them."""
+
+    snapshots: int
+    changed: int
+    parts: Counter[str] = field(default_factory=Counter)
+
+    def describe(self) -> str:
+        """Say it in one line for the operator."""
+        if not self.changed:
+            return f"{self.snapshots} snapshots read again; nothing changed"
+        parts = ", ".join(f"{part} of {count}" for part, count in sorted(self.parts.items()))
+        return f"{self.snapshots} snapshots read again; {self.changed} changed: {parts}"
+
+
+def reparse(connection: Connection) -> Reparsed:
+    """Parse every stored document again and store what changed (see the module doc)."""
+    query = select(
+        Snapshot.id, Snapshot.host_id, Snapshot.source, Document.body,
+        *(getattr(Snapshot, column) for column in SETS),
+    ).join(Document, Document.id == Snapshot.document_id).order_by(Snapshot.id)  # fmt: skip
+    ids = list(connection.scalars(select(Snapshot.id).order_by(Snapshot.id)))
+    known = {column: _digests(connection, column) for column in SETS}
+    parts: Counter[str] = Counter()
+    changed = 0
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        for row in connection.execute(query.where(Snapshot.id.in_(chunk))).all():
+            touched = _reparse_one(connection, row, known)
+            parts.update(touched)
+            changed += bool(touched)
+    for column in SETS:
+        drop_unused_sets(connection, column, known[column].values())
+    refresh_history(connection)
+    return Reparsed(len(ids), changed, parts)
+
+
+def _digests(connection: Connection, column: str) -> dict[str, int]:
+    model = SETS[column][0]
+    return {digest: set_id for set_id, digest in connection.execute(select(model.id, model.sha256))}
+
+
+def _reparse_one(connection: Connection, row: Any, known: dict[str, dict[str, int]]) -> list[str]:
+    """Prepare one stored document again and rewrite what differs; return the parts changed."""
+    body = zlib.decompress(row.body)
+    prepared = prepare_snapshot(body, json.loads(body), row.source)
+    touched = []
+    pointers: dict[str, int | None] = {}
+    for column, content in prepared.sets.items():
+        new: int | None = None
+        if content is not None:
+            new = known[column].get(content.digest)
+            if new is None:
+                new = known[column][content.digest] = store_set(connection, column, content)
+        if new != getattr(row, column):
+            pointers[column] = new
+            touched.append(_PARTS[column])
+    if pointers:
+        connection.execute(update(Snapshot).where(Snapshot.id == row.id).values(**pointers))
+    owned = {"snapshot_id": row.id}
+    for model, rows, keys, part in (
+        (DynamicRange, prepared.dynamic, ("protocol", "family", "start_port", "port_count"),
+         "dynamic ranges"),
+        (SnapshotError, prepared.errors, ("section", "code", "message"), "section errors"),
+    ):  # fmt: skip
+        stored = connection.execute(
+            select(*(getattr(model, key) for key in keys)).where(model.snapshot_id == row.id)
+        ).all()
+        if sorted(map(tuple, stored)) != sorted(tuple(item[key] for key in keys) for item in rows):
+            connection.execute(delete(model).where(model.snapshot_id == row.id))
+            if rows:
+                connection.execute(insert(model), [owned | item for item in rows])
+            touched.append(part)
+    if merge_updates(connection, row.host_id, row.id, prepared):
+        touched.append("updates")
+    return touched
