@@ -77,10 +77,10 @@ def read_command_protocol(arguments: str) -> str | None:
     return token.group(1) if token else None
 
 
-def read_digits(digits: str) -> int:
-    """Read a run of ASCII digits; one longer than any port reads as MAX_PORT + 1."""
+def read_digits(digits: str, limit: int = MAX_PORT) -> int:
+    """Read a run of ASCII digits; one with more digits than ``limit`` reads as ``limit + 1``."""
     # Converting thousands of digits would trip Python's int-conversion limit (a ValueError).
-    return int(digits) if len(digits.lstrip("0")) <= len(str(MAX_PORT)) else MAX_PORT + 1
+    return int(digits) if len(digits.lstrip("0")) <= len(str(limit)) else limit + 1
 
 
 def _unquote(raw: str) -> str:
