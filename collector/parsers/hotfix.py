@@ -8,16 +8,23 @@ These shapes are understood, anywhere in the input and in any display language:
 - ``wmic qfe`` and ``wmic qfe list brief``: the same kind of table, wider and without dashes;
 - ``Get-HotFix | Format-List`` and ``wmic qfe list full``: ``Name : value`` / ``Name=value``
   records separated by blank lines;
-- the hotfix section of ``systeminfo``: a ``<label>: N <text>`` line followed by ``[01]: KB...``
-  item lines.  The label is localized, so the section is found by that shape plus KB-shaped items
-  (the processor and network-card sections have the same shape but no KB items).
+- the hotfix section of ``systeminfo``: a ``<label>: <text with one number N>`` line followed by
+  ``[01]: KB...`` item lines.  The label and the sentence are localized (``8 Hotfix(s)
+  Installed.``, ``安装了 8 个修补程序。``), so the section is found by that shape plus KB-shaped
+  items (the processor and network-card sections have the same shape but no KB items); its items
+  must be numbered 1..N without a gap, and N must be the count announced.
 
 Property names are never localized, so table headers and list keys are matched by name; every
 other line (titles, prompts, systeminfo's other fields) is ignored by shape.  Cells are cut at
 the header's column positions, counted in console cells (East Asian wide characters take two),
 because cells may be blank or hold spaces (``Security Update``, ``NT AUTHORITY\\SYSTEM``,
-``3/22/2018 12:00:00 AM``).  Only a row that does not fit those positions (a whitespace-collapsed
-copy) is split by tokens, anchored on its KB number.
+``3/22/2018 12:00:00 AM``).  A row that does not fit those positions (a whitespace-collapsed
+copy), or whose cells do not hold what their columns hold (``wmic`` pads by bytes, so a Cyrillic
+or CJK ``InstalledBy`` shifts the later columns left and the date lands in the wrong cell), is
+split by tokens instead, anchored on what cannot move: its KB number and its date.
+
+A marker before a row or item and a note after it are stripped with a warning (``notes.py``);
+a marker of omission (``...``) inside a table, a list of records or a section is a ParseError.
 
 Dates are printed in the host's regional format.  Year-first and compact forms (``2018-03-22``,
 ``2018/03/22``, ``20180322``, Korean ``2018-03-22 오후 12:00:00``) and 16-hex-digit FILETIMEs
@@ -58,11 +65,13 @@ import re
 import unicodedata
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
 
 from collector.parsers.errors import ParseError
+from collector.parsers.notes import CUT_ADVICE, ParseWarning, is_omission, peel
+from collector.parsers.shape import read_digits
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, numbered_lines
 
 DateOrder = Literal["mdy", "dmy", "ymd"]
@@ -156,8 +165,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PROMPT = re.compile(r"\s*(?:\[[^\]]*\]:\s*)?(?:PS(?:\s[^>]*)?>|[A-Za-z]:\\[^>]*>)")
 _DASHES = re.compile(r"-+(?:\s+-+)*")
 _KEY_LINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s?(.*)")
-_COUNT_LINE = re.compile(r"\s*\S.*?:\s+([0-9]{1,6})(?:\s|[^\W\d_])")
-_ITEM = re.compile(r"\s*\[[0-9]+\]:\s*(.*)")
+# "<label>: <sentence holding one number>", the label and sentence in any language.
+_COUNT_LINE = re.compile(r"\s*[^\s:：][^:：]*[:：]\s*(?P<rest>.*\S)\s*")
+_COUNT = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
+_ITEM = re.compile(r"\s*\[([0-9]+)\]:\s*(.*)")
 
 _YMD = re.compile(r"([0-9]{4})([-/.])([0-9]{1,2})\2([0-9]{1,2})")
 _YEAR_LAST = re.compile(r"([0-9]{1,2})([-/.])([0-9]{1,2})\2([0-9]{4})")
@@ -167,58 +178,88 @@ _FILETIME = re.compile(r"[0-9A-Fa-f]{16}")
 _TIME = re.compile(r"([0-9]{1,2})[:.]([0-9]{2})(?:[:.]([0-9]{2}))?")
 _MARKER = re.compile(r"[^\W\d_][^\d\s]{0,11}")
 
+_OMITTED = f"a marker of omission inside the update list: lines were removed; {CUT_ADVICE}"
+# systeminfo numbers its items with two digits or more; no host lists a million updates.
+_MAX_ITEMS = 999_999
+
 _TICKS_PER_DAY = 864_000_000_000
 _FILETIME_EPOCH = date(1601, 1, 1)
 _YEARS = range(1980, 2201)
 
 
-def parse_hotfix(data: bytes | str, codepage: str = DEFAULT_CODEPAGE) -> list[Hotfix]:
-    """Parse every update list in ``data`` into hotfix rows, in printed order."""
-    return [row for table in parse_hotfix_tables(data, codepage) for row in table.rows]
+def parse_hotfix(
+    data: bytes | str,
+    codepage: str = DEFAULT_CODEPAGE,
+    *,
+    warnings: list[ParseWarning] | None = None,
+) -> list[Hotfix]:
+    """Parse every update list in ``data`` into hotfix rows, in printed order.
+
+    What was stripped on purpose is appended to ``warnings`` when it is given.
+    """
+    tables = parse_hotfix_tables(data, codepage, warnings=warnings)
+    return [row for table in tables for row in table.rows]
 
 
 def parse_hotfix_tables(
-    data: bytes | str, codepage: str = DEFAULT_CODEPAGE
+    data: bytes | str,
+    codepage: str = DEFAULT_CODEPAGE,
+    *,
+    warnings: list[ParseWarning] | None = None,
 ) -> tuple[HotfixTable, ...]:
     """Parse every update list in ``data``, keeping each block and its date order apart."""
     lines = [
         (number, _ANSI.sub("", line))
         for number, line in numbered_lines(decode_text(data, codepage))
     ]
+    found: list[ParseWarning] = []
     tables: list[HotfixTable] = []
     records: list[_RawRow] = []
     i = 0
+    # Lines up to here were read as a record that is no update: not read as records again.
+    plain_until = 0
     while i < len(lines):
         number, line = lines[i]
         if not line.strip():
             i += 1
             continue
-        record = _read_record(lines, i)
+        if records and is_omission(line.strip()):
+            raise ParseError(_OMITTED, number, line)
+        record = _read_record(lines, i) if i >= plain_until else None
         if record is not None:
             row, end = record
             if row is not None:
                 records.append(row)
                 i = end
                 continue
+            plain_until = end
         if records:
             tables.append(_resolve("list", records[0].start, records))
             records = []
         header = _header_columns(line)
         if header is not None:
-            rows, i = _read_table(lines, i, *header)
+            rows, i = _read_table(lines, i, *header, found)
             tables.append(_resolve("table", number, rows))
             continue
-        section = _read_section(lines, i)
+        section, end = _read_section(lines, i, found)
         if section is not None:
-            rows, i = section
-            tables.append(_resolve("systeminfo", number, rows))
+            tables.append(_resolve("systeminfo", number, section))
+            i = end
             continue
         item = _ITEM.fullmatch(line)
-        if item and _KB_TOKEN.match(item.group(1).strip()):
-            raise ParseError("hotfix item outside a 'N Hotfix(s) installed.' section", number, line)
-        i += 1
+        if item and _KB_TOKEN.match(item.group(2).strip()):
+            raise ParseError(
+                "hotfix item outside a '<label>: N <text>' section; paste the whole systeminfo"
+                " output",
+                number,
+                line,
+            )
+        # A count line that heads no update section (the processor's): skip its items at once.
+        i = max(i + 1, end)
     if records:
         tables.append(_resolve("list", records[0].start, records))
+    if warnings is not None:
+        warnings.extend(found)
     if not tables:
         first = next(((n, t) for n, t in lines if t.strip()), None)
         if first is not None:
@@ -278,7 +319,11 @@ def _header_columns(line: str) -> tuple[list[str], list[int]] | None:
 
 
 def _read_table(
-    lines: Sequence[tuple[int, str]], start: int, names: list[str], starts: list[int]
+    lines: Sequence[tuple[int, str]],
+    start: int,
+    names: list[str],
+    starts: list[int],
+    found: list[ParseWarning],
 ) -> tuple[list[_RawRow], int]:
     """Read the rows under the header at ``start``; return them and the index after the table."""
     rows: list[_RawRow] = []
@@ -290,13 +335,15 @@ def _read_table(
             after_gap = True
             i += 1
             continue
+        if is_omission(line.strip()):
+            raise ParseError(_OMITTED, number, line)
         if _PROMPT.match(line) or _header_columns(line) is not None:
             break
         if _DASHES.fullmatch(line.strip()):
             after_gap = False
             i += 1
             continue
-        row = _read_row(number, line, names, starts)
+        row = _read_row_or_peeled(number, line, names, starts, found)
         if row is None:
             if after_gap:
                 break
@@ -307,13 +354,37 @@ def _read_table(
     return rows, i
 
 
+def _read_row_or_peeled(
+    number: int, line: str, names: list[str], starts: list[int], found: list[ParseWarning]
+) -> _RawRow | None:
+    """Read a table row, else the same row without a marker or a note (with a warning)."""
+    peeled = peel(line)
+    try:
+        row = _read_row(number, line, names, starts)
+    except ParseError:
+        if peeled is None:
+            raise
+        row = None
+    if row is not None and (peeled is None or _cells_agree(row)):
+        return row
+    if peeled is None:
+        return row
+    stripped = _read_row(number, peeled.body, names, starts)
+    if stripped is None or not _cells_agree(stripped):
+        if row is None:
+            return None
+        raise ParseError("cannot read this row of the update table", number, line)
+    found.extend(peeled.warnings(number, line))
+    return replace(stripped, text=line)
+
+
 def _read_row(number: int, line: str, names: list[str], starts: list[int]) -> _RawRow | None:
     """Read one table row by column positions, else by tokens; None if it is no row at all."""
     cells = _cells_by_position(line, starts)
     values: dict[str, str] | None = None
     if cells is not None:
         values = dict(zip(names, cells, strict=True))
-        if not _looks_like_id(values["hotfixid"]):
+        if not _looks_like_id(values["hotfixid"]) or not _cells_fit(values):
             values = None
     if values is None:
         if not any(_KB_TOKEN.fullmatch(token) for token in line.split()):
@@ -330,6 +401,25 @@ def _read_row(number: int, line: str, names: list[str], starts: list[int]) -> _R
         installed_by=values.get("installedby") or None,
         installed_on=values.get("installedon") or None,
     )
+
+
+def _cells_fit(values: dict[str, str]) -> bool:
+    """Tell whether cells cut by position keep the date in its column (see module notes)."""
+    return not any(
+        _is_date_token(token)
+        for name, cell in values.items()
+        if name not in ("installedon", "installdate")
+        for token in cell.split()
+    )
+
+
+def _cells_agree(row: _RawRow) -> bool:
+    """Tell whether a row's date cell reads as a date (a note there would not)."""
+    try:
+        _read_stamp(row.installed_on, row.line, row.text)
+    except ParseError:
+        return False
+    return True
 
 
 def _looks_like_id(text: str) -> bool:
@@ -385,32 +475,60 @@ def _read_record(lines: Sequence[tuple[int, str]], start: int) -> tuple[_RawRow 
     return row, i
 
 
-def _read_section(lines: Sequence[tuple[int, str]], start: int) -> tuple[list[_RawRow], int] | None:
-    """Read systeminfo's hotfix section at ``start``; None if the line does not start one."""
+def _read_section(
+    lines: Sequence[tuple[int, str]], start: int, found: list[ParseWarning]
+) -> tuple[list[_RawRow] | None, int]:
+    """Read systeminfo's hotfix section at ``start``; None (and where to go on) if it is none."""
     number, line = lines[start]
-    count = _COUNT_LINE.match(line)
+    count = _read_count(line)
     if count is None:
-        return None
+        return None, start + 1
     items: list[_RawRow] = []
+    omitted: tuple[int, str] | None = None
     i = start + 1
     while i < len(lines):
         item_number, item_line = lines[i]
         item = _ITEM.fullmatch(item_line)
         if item is None and item_line.strip():
+            if is_omission(item_line.strip()):
+                omitted = (item_number, item_line)
             break
         if item is not None:
-            text = item.group(1).strip()
-            items.append(_RawRow(item_number, item_number, item_line, text, None, None, None))
+            text = item.group(2).strip()
+            peeled = peel(text)
+            if peeled is not None and _KB_TOKEN.fullmatch(peeled.body):
+                found.extend(peeled.warnings(item_number, item_line))
+                text = peeled.body
+            row = _RawRow(item_number, item_number, item_line, text, None, None, None)
+            items.append(row)
+            if read_digits(item.group(1), limit=_MAX_ITEMS) != len(items):
+                due = f"[{len(items):02d}]"
+                problem = f"item numbered [{item.group(1)}] where {due} was due: items are missing"
+                if _KB_TOKEN.match(text):
+                    raise ParseError(f"{problem}; {CUT_ADVICE}", item_number, item_line)
         i += 1
     if not any(_KB_TOKEN.match(item.hotfix_id) for item in items):
-        return None  # the processor or network-card section
-    if int(count.group(1)) != len(items):
+        return None, i  # the processor or network-card section
+    if omitted is not None:
+        raise ParseError(_OMITTED, *omitted)
+    if count != len(items):
         raise ParseError(
-            f"section announces {int(count.group(1))} hotfixes but lists {len(items)}",
+            f"section announces {count} hotfixes but lists {len(items)}; {CUT_ADVICE}",
             number,
             line,
         )
     return items, i
+
+
+def _read_count(line: str) -> int | None:
+    """Return the one number of a ``<label>: <sentence>`` line, None for other lines."""
+    match = _COUNT_LINE.fullmatch(line)
+    if match is None or _ITEM.fullmatch(line):
+        return None
+    numbers = _COUNT.findall(match.group("rest"))
+    if len(numbers) != 1 or not any(char.isalpha() for char in match.group("rest")):
+        return None
+    return read_digits(numbers[0], limit=_MAX_ITEMS)
 
 
 def _resolve(kind: TableKind, first_line: int, raws: Sequence[_RawRow]) -> HotfixTable:
