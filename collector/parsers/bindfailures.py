@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 
 from collector.parsers.errors import ParseError
+from collector.parsers.notes import ParseWarning
 from collector.parsers.shape import MAX_PORT, read_digits
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, numbered_lines
 
@@ -20,8 +21,17 @@ _MAX_INDEX = MAX_PORT
 _ROW = re.compile(r"[ \t]*(?:([0-9]+)[ \t]*:[ \t]*)?([0-9]+)[ \t]*")
 
 
-def parse_bind_failures(data: bytes | str, codepage: str = DEFAULT_CODEPAGE) -> list[int]:
-    """Return the failing ports in the order listed; raise ParseError on any other line."""
+def parse_bind_failures(
+    data: bytes | str,
+    codepage: str = DEFAULT_CODEPAGE,
+    *,
+    warnings: list[ParseWarning] | None = None,
+) -> list[int]:
+    """Return the failing ports in the order listed; raise ParseError on any other line.
+
+    Nothing is ever stripped here (every line is a port or an error), so ``warnings`` stays as
+    it is; it is taken so that every parser is called alike.
+    """
     ports: list[int] = []
     expected_index = 0
     for number, line in numbered_lines(decode_text(data, codepage)):

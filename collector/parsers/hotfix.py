@@ -208,10 +208,8 @@ def parse_hotfix_tables(
     warnings: list[ParseWarning] | None = None,
 ) -> tuple[HotfixTable, ...]:
     """Parse every update list in ``data``, keeping each block and its date order apart."""
-    lines = [
-        (number, _ANSI.sub("", line))
-        for number, line in numbered_lines(decode_text(data, codepage))
-    ]
+    text = decode_text(data, codepage)
+    lines = [(number, _ANSI.sub("", line)) for number, line in numbered_lines(text)]
     found: list[ParseWarning] = []
     tables: list[HotfixTable] = []
     records: list[_RawRow] = []
@@ -258,6 +256,18 @@ def parse_hotfix_tables(
         i = max(i + 1, end)
     if records:
         tables.append(_resolve("list", records[0].start, records))
+    last = next(((n, t) for n, t in reversed(lines) if t.strip()), None)
+    if tables and last is not None and tables[-1].kind != "systeminfo":
+        # Tables and lists print no end mark; a last row without a line end may be cut inside.
+        if last[0] >= tables[-1].first_line and not text.endswith(("\n", "\r")):
+            found.append(
+                ParseWarning(
+                    last[0],
+                    "the paste ends on this line without a line end: if it was cut inside the"
+                    " row, its last values are wrong",
+                    last[1],
+                )
+            )
     if warnings is not None:
         warnings.extend(found)
     if not tables:
