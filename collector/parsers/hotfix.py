@@ -257,17 +257,16 @@ def parse_hotfix_tables(
     if records:
         tables.append(_resolve("list", records[0].start, records))
     last = next(((n, t) for n, t in reversed(lines) if t.strip()), None)
-    if tables and last is not None and tables[-1].kind != "systeminfo":
-        # Tables and lists print no end mark; a last row without a line end may be cut inside.
-        if last[0] >= tables[-1].first_line and not text.endswith(("\n", "\r")):
-            found.append(
-                ParseWarning(
-                    last[0],
-                    "the paste ends on this line without a line end: if it was cut inside the"
-                    " row, its last values are wrong",
-                    last[1],
-                )
+    # Tables and lists print no end mark; a last row without a line end may be cut inside.
+    if last is not None and _ends_open(text, tables, last[0]):
+        found.append(
+            ParseWarning(
+                last[0],
+                "the paste ends on this line without a line end: if it was cut inside the row,"
+                " its last values are wrong",
+                last[1],
             )
+        )
     if warnings is not None:
         warnings.extend(found)
     if not tables:
@@ -275,6 +274,16 @@ def parse_hotfix_tables(
         if first is not None:
             raise ParseError("no update list found (Get-HotFix, wmic qfe or systeminfo)", *first)
     return tuple(tables)
+
+
+def _ends_open(text: str, tables: Sequence[HotfixTable], last_line: int) -> bool:
+    """Tell whether the input stops, without a line end, on a line of its last table or list."""
+    return (
+        bool(tables)
+        and tables[-1].kind != "systeminfo"
+        and last_line >= tables[-1].first_line
+        and not text.endswith(("\n", "\r"))
+    )
 
 
 def infer_date_order(values: Iterable[str]) -> DateOrder | None:
