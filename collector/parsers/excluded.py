@@ -62,6 +62,9 @@ _FOOTER = re.compile(r"\*\s*-(?:\s.*)?")
 # Only digits, stars and blanks: such a line is meant as a row even when it is not a valid one.
 _ROW_LIKE = re.compile(r"[\s*]*[0-9][0-9\s*]*")
 _LONE_NUMBER = re.compile(r"[0-9]+")
+# A footer that a web copy glued onto the last row: "52315 52315 ** - Administered ...".
+_GLUED_FOOTER = re.compile(r"\*\s+-(?:\s.*)?$")
+_TWO_NUMBERS = re.compile(r"[0-9]+\s+[0-9]+(?![0-9])")
 # Two five-digit ports, a star and some slack: anything longer is no damaged row.
 _ROW_MAX_LENGTH = 16
 _NOT_A_ROW = (
@@ -153,11 +156,11 @@ class _Assembler:
         table = self.current
         if table is None:
             return
-        if table.ranges and not table.footer and table.last_row is not None:
+        if not table.footer and table.last_row is not None:
             self.warnings.append(
                 ParseWarning(
                     table.last_row.number,
-                    "no footer ('* - ...') after this table's last row: netsh always prints one,"
+                    "no footer ('* - ...') after this table's last line: netsh always prints one,"
                     " so rows after this line may be missing from the paste",
                     table.last_row.text,
                 )
@@ -211,12 +214,13 @@ class _Assembler:
             if current is None or current.ranges or current.dash_blocks:
                 current = self.open(self.pending_protocol, False)
             current.dash_blocks += 1
+            current.last_row = line  # an empty table must show its footer too
         elif line.kind is _Kind.SHOW_COMMAND:
             self.close()
             self.pending_protocol = line.protocol
         elif line.kind is _Kind.TITLE:
             # The title is what netsh printed, so it outranks the command typed before it.
-            self.open(line.protocol, True)
+            self.open(line.protocol, True).last_row = line  # its footer is due as well
         elif line.kind is _Kind.LABELLED_NUMBER and _is_bare_title(current):
             # A dynamicport block ("label : number") under that title: not an exclusion table.
             self.current = None
@@ -315,7 +319,10 @@ def _read_row(row: re.Match[str], number: int, text: str) -> _Line:
 
 def _is_damaged_row(text: str) -> bool:
     """Tell whether a short line is mostly digits: a row that lost or gained a character."""
-    solid = "".join(text.split())
+    if _TWO_NUMBERS.match(text):
+        return True  # a row's two ports followed by what no row holds
+    glued = _GLUED_FOOTER.search(text)
+    solid = "".join(text[: glued.start() if glued else len(text)].split())
     if not 3 <= len(solid) <= _ROW_MAX_LENGTH:
         return False
     digits = sum(char in "0123456789*" for char in solid)

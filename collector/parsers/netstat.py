@@ -288,7 +288,7 @@ def parse_netstat(
             rows.extend(_read_record(record))
             record, owner, in_table = [], None, False
             continue
-        if rows and is_omission(line.strip()):
+        if (rows or record) and is_omission(line.strip()):
             reason = "a marker of omission after the first row: rows were removed here"
             found.append(_cut(reason, declared, number, line))
             continue
@@ -308,7 +308,16 @@ def parse_netstat(
             record = []
             rows.append(_read_table_row(tokens, number, line))
             owner = None
+            last_row_number = number
             continue
+        if in_table and sum(any(c in "0123456789" for c in token) for token in tokens) >= 2:
+            # Under the underline every line up to a blank one is a row: this one lost its shape.
+            raise ParseError(
+                f"a Get-NetTCPConnection row that cannot be read; if the paste was damaged, "
+                f"{CUT_ADVICE}",
+                number,
+                line,
+            )
         in_table = len(tokens) >= 2 and all(_DASHES.fullmatch(token) for token in tokens)
         if _NOT_FOUND.search(line):
             not_found = True
