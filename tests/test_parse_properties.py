@@ -17,6 +17,7 @@ in ``_check_cut``:
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from collector.parsers.notes import ParseWarning
 from tests.parser_helpers import BY_EYE_ROOT, CORPUS_ROOT
 
 CASE_SETTINGS = settings(
-    max_examples=25,
+    # PROPERTY_EXAMPLES=1500 searches harder (about a minute on two workers).
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "25")),
     derandomize=True,
     database=None,
     deadline=None,

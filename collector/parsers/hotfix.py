@@ -216,6 +216,8 @@ def parse_hotfix_tables(
     i = 0
     # Lines up to here were read as a record that is no update: not read as records again.
     plain_until = 0
+    # The line number of the last line read into an update list.
+    consumed = 0
     while i < len(lines):
         number, line = lines[i]
         if not line.strip():
@@ -229,6 +231,7 @@ def parse_hotfix_tables(
             if row is not None:
                 records.append(row)
                 i = end
+                consumed = lines[end - 1][0]
                 continue
             plain_until = end
         if records:
@@ -238,11 +241,13 @@ def parse_hotfix_tables(
         if header is not None:
             rows, i = _read_table(lines, i, *header, found)
             tables.append(_resolve("table", number, rows))
+            consumed = lines[i - 1][0]
             continue
         section, end = _read_section(lines, i, found)
         if section is not None:
             tables.append(_resolve("systeminfo", number, section))
             i = end
+            consumed = lines[end - 1][0]
             continue
         item = _ITEM.fullmatch(line)
         if item and _KB_TOKEN.match(item.group(2).strip()):
@@ -258,7 +263,7 @@ def parse_hotfix_tables(
         tables.append(_resolve("list", records[0].start, records))
     last = next(((n, t) for n, t in reversed(lines) if t.strip()), None)
     # Tables and lists print no end mark; a last row without a line end may be cut inside.
-    if last is not None and _ends_open(text, tables, last[0]):
+    if last is not None and consumed >= last[0] and not text.endswith(("\n", "\r")):
         found.append(
             ParseWarning(
                 last[0],
@@ -274,16 +279,6 @@ def parse_hotfix_tables(
         if first is not None:
             raise ParseError("no update list found (Get-HotFix, wmic qfe or systeminfo)", *first)
     return tuple(tables)
-
-
-def _ends_open(text: str, tables: Sequence[HotfixTable], last_line: int) -> bool:
-    """Tell whether the input stops, without a line end, on a line of its last table or list."""
-    return (
-        bool(tables)
-        and tables[-1].kind != "systeminfo"
-        and last_line >= tables[-1].first_line
-        and not text.endswith(("\n", "\r"))
-    )
 
 
 def infer_date_order(values: Iterable[str]) -> DateOrder | None:
@@ -514,6 +509,9 @@ def _read_section(
             break
         if item is not None:
             text = item.group(2).strip()
+            if not text:
+                reason = f"an item without its update; {CUT_ADVICE}"
+                raise ParseError(reason, item_number, item_line)
             peeled = peel(text)
             if peeled is not None and _KB_TOKEN.fullmatch(peeled.body):
                 found.extend(peeled.warnings(item_number, item_line))

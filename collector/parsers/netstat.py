@@ -285,7 +285,7 @@ def parse_netstat(
     for number, line in lines:
         tokens = line.split()
         if not tokens:
-            rows.extend(_read_record(record))
+            last_row_number = _take_record(record, rows, last_row_number)
             record, owner, in_table = [], None, False
             continue
         if (rows or record) and is_omission(line.strip()):
@@ -293,7 +293,7 @@ def parse_netstat(
             found.append(_cut(reason, declared, number, line))
             continue
         if _is_protocol(tokens[0]) or _is_marked_row(line):
-            rows.extend(_read_record(record))
+            last_row_number = _take_record(record, rows, last_row_number)
             record = []
             row = _read_row_or_peeled(line, number, number == last_number, declared, found)
             owner = None
@@ -304,7 +304,7 @@ def parse_netstat(
             continue
         _reject_hidden_row(tokens, number, line)
         if in_table and _is_table_row(tokens):
-            rows.extend(_read_record(record))
+            last_row_number = _take_record(record, rows, last_row_number)
             record = []
             rows.append(_read_table_row(tokens, number, line))
             owner = None
@@ -329,7 +329,7 @@ def parse_netstat(
         if image and owner is not None:
             rows[owner] = replace(rows[owner], process=image.group(1))
             owner = None
-    rows.extend(_read_record(record))
+    last_row_number = _take_record(record, rows, last_row_number)
 
     if not rows and not not_found:
         raise ParseError("no netstat row or Get-NetTCPConnection record found")
@@ -537,6 +537,15 @@ def _read_record(record: list[tuple[int, str, str, str]]) -> list[Connection]:
             _pid(*found["owningprocess"]),
         )
     ]
+
+
+def _take_record(
+    record: list[tuple[int, str, str, str]], rows: list[Connection], last_row_number: int
+) -> int:
+    """Append a Format-List block's connection to ``rows``; return the last row's line."""
+    read = _read_record(record)
+    rows.extend(read)
+    return record[-1][0] if read else last_row_number
 
 
 def _is_word(token: str) -> bool:
