@@ -213,8 +213,13 @@ def _take(assembler: _Assembler, number: int, text: str) -> None:
         if assembler.current is not None or assembler.ranges:
             assembler.cut(number, text, "a marker of omission after a block began: lines removed")
         return
+    value = _read_value(text)
+    if value is not None:
+        # Most lines of a long paste are values: no title or show command has ": <digits>".
+        assembler.value(number, text, read_digits(value))
+        return
     peeled = peel(text)
-    if peeled is not None and _read_value(text) is None and _read_value(peeled.body) is not None:
+    if peeled is not None and _read_value(peeled.body) is not None:
         assembler.warnings.extend(peeled.warnings(number, text))
         text = peeled.body
     show = _SHOW_COMMAND.search(text)

@@ -305,7 +305,10 @@ def _classify(number: int, text: str) -> _Line:
 
 def _read_row(row: re.Match[str], number: int, text: str) -> _Line:
     """Read a row match into a range, or into a bad row when its ports are impossible."""
-    start, end = read_digits(row.group(1)), read_digits(row.group(2))
+    first, second = row.group(1, 2)
+    # Up to five digits fit int() safely; longer runs go through read_digits' guard.
+    start = int(first) if len(first) <= 5 else read_digits(first)
+    end = int(second) if len(second) <= 5 else read_digits(second)
     if max(start, end) > MAX_PORT:
         return _Line(number, text, _Kind.BAD_ROW, problem=f"port out of range 0-{MAX_PORT}")
     if start > end:

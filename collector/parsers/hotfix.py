@@ -175,6 +175,11 @@ _YEAR_LAST = re.compile(r"([0-9]{1,2})([-/.])([0-9]{1,2})\2([0-9]{4})")
 _SHORT_YEAR = re.compile(r"[0-9]{1,2}([-/.])[0-9]{1,2}\1[0-9]{2}")
 _COMPACT = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 _FILETIME = re.compile(r"[0-9A-Fa-f]{16}")
+# Any of the five date shapes above in one pattern (is_date_token runs on every cell's tokens).
+_DATE_TOKEN = re.compile(
+    r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}"
+    r"|[0-9]{1,2}([-/.])[0-9]{1,2}\3[0-9]{2}|[0-9]{8}|[0-9A-Fa-f]{16}"
+)
 _TIME = re.compile(r"([0-9]{1,2})[:.]([0-9]{2})(?:[:.]([0-9]{2}))?")
 _MARKER = re.compile(r"[^\W\d_][^\d\s]{0,11}")
 
@@ -322,6 +327,9 @@ def hotfix_to_json(result: Iterable[Hotfix]) -> list[dict[str, object]]:
 
 def _header_columns(line: str) -> tuple[list[str], list[int]] | None:
     """Return a table header's property names and start columns, or None for other lines."""
+    first = line.split(None, 1)
+    if not first or first[0].casefold() not in _PROPERTIES:
+        return None  # asked of every row: most fail on their first word
     words = [(match.group(0).casefold(), match.start()) for match in re.finditer(r"\S+", line)]
     if not words or any(word not in _PROPERTIES for word, _ in words):
         return None
@@ -494,6 +502,9 @@ def _read_section(
 ) -> tuple[list[_RawRow] | None, int]:
     """Read systeminfo's hotfix section at ``start``; None (and where to go on) if it is none."""
     number, line = lines[start]
+    # A section's first item follows its count line: look there before reading the count.
+    if start + 1 >= len(lines) or "[" not in lines[start + 1][1]:
+        return None, start + 1
     count = _read_count(line)
     if count is None:
         return None, start + 1
@@ -593,6 +604,8 @@ def _char_width(char: str) -> int:
 
 def _display_offsets(line: str, wide: bool) -> list[int]:
     """Return the console column where each character starts, plus the line's end column."""
+    if not wide or line.isascii():
+        return list(range(len(line) + 1))  # one cell per character: no lookups per character
     offsets = []
     column = 0
     for char in line:
@@ -604,7 +617,9 @@ def _display_offsets(line: str, wide: bool) -> list[int]:
 
 def _cells_by_position(line: str, starts: Sequence[int]) -> list[str] | None:
     """Cut a row at the header's columns; None when its text does not line up with them."""
-    attempts = [True, False] if any(_char_width(c) != 1 for c in line) else [True]
+    attempts = (
+        [True, False] if not line.isascii() and any(_char_width(c) != 1 for c in line) else [True]
+    )
     for wide in attempts:
         cells = _cut(line, starts, _display_offsets(line, wide))
         if cells is not None:
@@ -711,9 +726,7 @@ def _fill_tail(tokens: list[str], names: Sequence[str], values: dict[str, str]) 
 
 def _is_date_token(token: str) -> bool:
     """Tell whether a token is shaped like a printed date."""
-    return any(
-        pattern.fullmatch(token) for pattern in (_YMD, _YEAR_LAST, _SHORT_YEAR, _COMPACT, _FILETIME)
-    )
+    return _DATE_TOKEN.fullmatch(token) is not None
 
 
 def _is_time_suffix(tokens: Sequence[str]) -> bool:

@@ -31,6 +31,8 @@ CUT_ADVICE = "re-run the command and paste its whole output"
 
 # A line of nothing but dots and ellipses (and blanks): "...", "…", ". . . .", "[...]", "(…)".
 _OMISSION_LINE = re.compile(r"[\s\[(]*(?:\.{2,}|[…⋯⋮]|(?:\.\s+){2,}\.)[\s.…⋯⋮·\])]*")
+# Every omission holds one of these; a line without any cannot be one.
+_OMISSION_HINTS = ("..", "…", "⋯", "⋮", ". ", ".\t")
 # An ellipsis inside a line that also holds data ("50000 50059 ...", "TCP ... LISTENING").
 _OMISSION_INSIDE = re.compile(r"(?:^|\s)(?:\.{3,}|[…⋯⋮])(?=\s|$)")
 # Arrows and bullets that people put in front of the row they mean.
@@ -39,6 +41,8 @@ _MARKER = re.compile(r"\s*(?:-+>|=+>|→|⇒|►|▶|➜|>>+)\s+")
 # holds at least one letter or digit: "<- this one", "# the blocked port", "(after reboot)".
 _NOTE = re.compile(r"\s+(?P<note>(?:<-+|<=+|←|⇐|-+>|=+>|→|⇒|#|//|\(|--\s).*)$")
 _NOTE_WORDS = re.compile(r"\w")
+# What every marker and note above begins with.
+_PEEL_HINT = re.compile(r"<-|<=|←|⇐|->|=>|→|⇒|#|//|\(|--|►|▶|➜|>>")
 _DECLARED = re.compile(r"#\s*truncated\b", re.IGNORECASE)
 
 
@@ -79,6 +83,8 @@ class Peeled:
 
 def peel(text: str) -> Peeled | None:
     """Strip a highlight marker before and a note after ``text``; None when it has neither."""
+    if _PEEL_HINT.search(text) is None:
+        return None  # asked of many rows: most hold no arrow, comment sign or parenthesis
     body, marker, note = text, None, None
     found = _MARKER.match(body)
     if found:
@@ -95,6 +101,9 @@ def peel(text: str) -> Peeled | None:
 
 def is_omission(text: str) -> bool:
     """Tell whether a line marks removed lines: dots or ellipses alone, or inside a row."""
+    # Every parser asks this of every line: rule out the common line without running a regex.
+    if not any(mark in text for mark in _OMISSION_HINTS):
+        return False
     return bool(_OMISSION_LINE.fullmatch(text) or _OMISSION_INSIDE.search(text))
 
 
