@@ -113,7 +113,9 @@ class _Kind(Enum):
     OTHER = auto()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per input line, and a frozen dataclass's __init__ is several times
+# slower. Nothing changes a _Line once _classify made it.
+@dataclass(slots=True)
 class _Line:
     number: int
     text: str

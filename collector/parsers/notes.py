@@ -29,8 +29,10 @@ __all__ = [
 
 CUT_ADVICE = "re-run the command and paste its whole output"
 
-# A line of nothing but dots and ellipses (and blanks): "...", "…", ". . . .", "[...]", "(…)".
-_OMISSION_LINE = re.compile(r"[\s\[(]*(?:\.{2,}|[…⋯⋮]|(?:\.\s+){2,}\.)[\s.…⋯⋮·\])]*")
+# A line of nothing but these, with two dots or one ellipsis, marks an omission: "...", "…",
+# ". . . .", "[...]", "(…)". Checked by set, not by a regex that could backtrack on long lines.
+_OMISSION_CHARS = frozenset(".…⋯⋮·[]()")
+_ELLIPSES = frozenset("…⋯⋮")
 # Every omission holds one of these; a line without any cannot be one.
 _OMISSION_HINTS = ("..", "…", "⋯", "⋮", ". ", ".\t")
 # An ellipsis inside a line that also holds data ("50000 50059 ...", "TCP ... LISTENING").
@@ -39,7 +41,8 @@ _OMISSION_INSIDE = re.compile(r"(?:^|\s)(?:\.{3,}|[…⋯⋮])(?=\s|$)")
 _MARKER = re.compile(r"\s*(?:-+>|=+>|→|⇒|►|▶|➜|>>+)\s+")
 # A note begins with an arrow, a comment sign or an opening parenthesis after a blank, and
 # holds at least one letter or digit: "<- this one", "# the blocked port", "(after reboot)".
-_NOTE = re.compile(r"\s+(?P<note>(?:<-+|<=+|←|⇐|-+>|=+>|→|⇒|#|//|\(|--\s).*)$")
+# The blank before it is a lookbehind: a "\s+" here would backtrack over every run of blanks.
+_NOTE = re.compile(r"(?<=\s)(?:<-|<=|←|⇐|-+>|=+>|→|⇒|#|//|\(|--\s)")
 _NOTE_WORDS = re.compile(r"\w")
 # What every marker and note above begins with.
 _PEEL_HINT = re.compile(r"<-|<=|←|⇐|->|=>|→|⇒|#|//|\(|--|►|▶|➜|>>")
@@ -91,8 +94,8 @@ def peel(text: str) -> Peeled | None:
         marker = found.group(0).strip()
         body = body[found.end() :]
     found = _NOTE.search(body)
-    if found and _NOTE_WORDS.search(found.group("note")):
-        note = found.group("note").strip()
+    if found and _NOTE_WORDS.search(body, found.start()):
+        note = body[found.start() :].strip()
         body = body[: found.start()]
     if marker is None and note is None:
         return None
@@ -104,7 +107,10 @@ def is_omission(text: str) -> bool:
     # Every parser asks this of every line: rule out the common line without running a regex.
     if not any(mark in text for mark in _OMISSION_HINTS):
         return False
-    return bool(_OMISSION_LINE.fullmatch(text) or _OMISSION_INSIDE.search(text))
+    solid = "".join(text.split())
+    if solid and _OMISSION_CHARS.issuperset(solid):
+        return solid.count(".") >= 2 or not _ELLIPSES.isdisjoint(solid)
+    return _OMISSION_INSIDE.search(text) is not None
 
 
 def declares_truncation(header: list[str]) -> bool:
