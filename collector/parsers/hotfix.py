@@ -617,6 +617,9 @@ def _display_offsets(line: str, wide: bool) -> list[int]:
 
 def _cells_by_position(line: str, starts: Sequence[int]) -> list[str] | None:
     """Cut a row at the header's columns; None when its text does not line up with them."""
+    if line.isascii():
+        # One cell per character: the columns are the string's indexes, no offsets to build.
+        return _cut_at(line, [min(start, len(line)) for start in starts])
     attempts = (
         [True, False] if not line.isascii() and any(_char_width(c) != 1 for c in line) else [True]
     )
@@ -639,6 +642,11 @@ def _cut(line: str, starts: Sequence[int], offsets: Sequence[int]) -> list[str] 
         if offsets[index] != start:
             return None  # the column starts inside a double-width character
         cuts.append(index)
+    return _cut_at(line, cuts)
+
+
+def _cut_at(line: str, cuts: Sequence[int]) -> list[str] | None:
+    """Cut ``line`` at string indexes ``cuts``; None when text runs across a column start."""
     if line[: cuts[0]].strip():
         return None
     cells: list[str] = []
