@@ -127,7 +127,10 @@ def parse_command(kind: str, file: Path, as_json: bool, codepage: str) -> None:
     """Print what a saved Windows command output holds.
 
     KIND is the command that printed FILE (- reads stdin). Any display language, aligned or
-    pasted with collapsed spaces, UTF-8, UTF-16 or an OEM code page.
+    pasted with collapsed spaces, UTF-8, UTF-16 or an OEM code page. A paste cut short or with
+    a damaged row is refused, naming the line (exit 2); a note after a row is stripped with a
+    warning. To read a known excerpt, start FILE with a comment line such as
+    "# command: netstat -ano  # truncated".
 
     \b
     Example:
