@@ -387,17 +387,31 @@ def _read_row_or_peeled(
         if peeled is None:
             raise
         row = None
-    if row is not None and (peeled is None or _cells_agree(row)):
-        return row
     if peeled is None:
         return row
-    stripped = _read_row(number, peeled.body, names, starts)
-    if stripped is None or not _cells_agree(stripped):
-        if row is None:
-            return None
-        raise ParseError("cannot read this row of the update table", number, line)
-    found.extend(peeled.warnings(number, line))
-    return replace(stripped, text=line)
+    try:
+        stripped = _read_row(number, peeled.body, names, starts)
+    except ParseError:
+        stripped = None
+    # A note that fell into a column nobody reads (wmic's Status) is still reported.
+    raw_unread = row is None or not _cells_agree(row)
+    if (
+        stripped is not None
+        and _cells_agree(stripped)
+        and (raw_unread or (row is not None and _values(row) == _values(stripped)))
+    ):
+        found.extend(peeled.warnings(number, line))
+        return replace(stripped, text=line)
+    if row is not None and _cells_agree(row):
+        return row  # what looked like a note is a value ("DOMAIN\\user (admin)")
+    if row is None:
+        return None
+    raise ParseError("cannot read this row of the update table", number, line)
+
+
+def _values(row: _RawRow) -> tuple[str | None, ...]:
+    """Return what a row gives: its id, description, installer and date as printed."""
+    return (row.hotfix_id, row.description, row.installed_by, row.installed_on)
 
 
 def _read_row(number: int, line: str, names: list[str], starts: list[int]) -> _RawRow | None:
