@@ -218,6 +218,7 @@ _LIST_PROPERTIES = (
     "State",
     "OwningProcess",
 )
+_LIST_KEYS = frozenset(name.casefold() for name in _LIST_PROPERTIES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +309,7 @@ def parse_netstat(
         if in_table and _is_table_row(tokens):
             last_row_number = _take_record(record, rows, last_row_number)
             record = []
-            rows.append(_read_table_row(tokens, number, line))
+            rows.append(_read_table_row_or_peeled(tokens, number, line, found))
             owner = None
             last_row_number = number
             continue
@@ -325,7 +326,10 @@ def parse_netstat(
             not_found = True
         listed = _LIST_LINE.fullmatch(line)
         if listed:
-            record.append((number, listed.group(1), listed.group(2).strip(), line))
+            value = _value_without_note(
+                listed.group(1), listed.group(2).strip(), number, line, found
+            )
+            record.append((number, listed.group(1), value, line))
             continue
         image = _IMAGE_LINE.fullmatch(line.strip())
         if image and owner is not None:
@@ -506,6 +510,34 @@ def _read_table_row(tokens: list[str], number: int, line: str) -> Connection:
         tokens[4],
         _pid(tokens[-1], number, line),
     )
+
+
+def _read_table_row_or_peeled(
+    tokens: list[str], number: int, line: str, found: list[ParseWarning]
+) -> Connection:
+    """Read a Get-NetTCPConnection table row, else it without a note (with a warning)."""
+    try:
+        return _read_table_row(tokens, number, line)
+    except ParseError:
+        peeled = peel(line)
+        if peeled is None or peeled.marker is not None:
+            raise
+    row = _read_table_row(peeled.body.split(), number, line)
+    found.extend(peeled.warnings(number, line))
+    return row
+
+
+def _value_without_note(
+    key: str, value: str, number: int, line: str, found: list[ParseWarning]
+) -> str:
+    """Strip a note after a Format-List value that netstat reads (each is one token)."""
+    if key.casefold() not in _LIST_KEYS or len(value.split()) < 2:
+        return value
+    peeled = peel(value)
+    if peeled is None or peeled.marker is not None or len(peeled.body.split()) != 1:
+        return value
+    found.extend(peeled.warnings(number, line))
+    return peeled.body
 
 
 def _read_record(record: list[tuple[int, str, str, str]]) -> list[Connection]:
