@@ -19,7 +19,9 @@ except next to a row, where they mean a cut or wrapped row: an error, also at th
 What people add is handled as ``notes.py`` says: a marker before a row and a note after it are
 stripped with a warning; a line that is mostly digits but no row (``5000O 50059 *``) and a marker
 of omission (``...``, ``…``) inside a table are errors. netsh always prints the footer
-(``* - ...``), so a table with rows and no footer may have been cut: it is read, with a warning.
+(``* - ...``), even under an empty table, so a table without it may have been cut: it is read,
+with a warning naming its last line (a table that runs to the end of a footerless paste cannot be
+told from a cut one, and real pastes without a footer are common).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ _FOOTER = re.compile(r"\*\s*-(?:\s.*)?")
 # Only digits, stars and blanks: such a line is meant as a row even when it is not a valid one.
 _ROW_LIKE = re.compile(r"[\s*]*[0-9][0-9\s*]*")
 _LONE_NUMBER = re.compile(r"[0-9]+")
+# A row as netsh prints it, indent and all; five digits at most, so int() is always safe.
+_PLAIN_ROW = re.compile(r"[ \t]*([0-9]{1,5})[ \t]+([0-9]{1,5})(?:[ \t]+(\*))?[ \t]*")
 # A footer that a web copy glued onto the last row: "52315 52315 ** - Administered ...".
 _GLUED_FOOTER = re.compile(r"\*\s+-(?:\s.*)?$")
 _TWO_NUMBERS = re.compile(r"[0-9]+\s+[0-9]+(?![0-9])")
@@ -134,7 +138,7 @@ class _OpenTable:
     ranges: list[ExcludedRange] = field(default_factory=list)
     dash_blocks: int = 0
     footer: bool = False
-    last_row: _Line | None = None
+    last_line: _Line | None = None
 
 
 # Alike in outline to dynamicport.py's _Assembler but kept apart: a table here may close empty,
@@ -158,13 +162,13 @@ class _Assembler:
         table = self.current
         if table is None:
             return
-        if not table.footer and table.last_row is not None:
+        if not table.footer and table.last_line is not None:
             self.warnings.append(
                 ParseWarning(
-                    table.last_row.number,
+                    table.last_line.number,
                     "no footer ('* - ...') after this table's last line: netsh always prints one,"
                     " so rows after this line may be missing from the paste",
-                    table.last_row.text,
+                    table.last_line.text,
                 )
             )
         self.tables.append(ExcludedTable(table.protocol, tuple(table.ranges)))
@@ -194,7 +198,7 @@ class _Assembler:
             if current is None or current.footer:
                 current = self.open(self.pending_protocol, False)
             current.ranges.append(line.row)
-            current.last_row = line
+            current.last_line = line
             current.footer = line.footer
         elif line.kind is _Kind.DAMAGED_ROW:
             # Inside a table a mostly-digit line is a row that lost a character; elsewhere it is
@@ -216,13 +220,13 @@ class _Assembler:
             if current is None or current.ranges or current.dash_blocks:
                 current = self.open(self.pending_protocol, False)
             current.dash_blocks += 1
-            current.last_row = line  # an empty table must show its footer too
+            current.last_line = line  # an empty table shows its footer too
         elif line.kind is _Kind.SHOW_COMMAND:
             self.close()
             self.pending_protocol = line.protocol
         elif line.kind is _Kind.TITLE:
             # The title is what netsh printed, so it outranks the command typed before it.
-            self.open(line.protocol, True).last_row = line  # its footer is due as well
+            self.open(line.protocol, True).last_line = line  # its footer is due as well
         elif line.kind is _Kind.LABELLED_NUMBER and _is_bare_title(current):
             # A dynamicport block ("label : number") under that title: not an exclusion table.
             self.current = None
@@ -241,7 +245,7 @@ def parse_excluded(
     text = decode_text(data, codepage)
     numbered = numbered_lines(text)
     tools = find_tool_prefixes(raw for _, raw in numbered)
-    lines = [_classify(number, strip_prefixes(raw, tools)) for number, raw in numbered]
+    lines = [_classify_raw(number, raw, tools) for number, raw in numbered]
     assembler = _Assembler(declares_truncation(header_comments(text)))
     for index in range(len(lines)):
         assembler.take(lines, index)
@@ -265,6 +269,19 @@ def excluded_to_json(tables: Sequence[ExcludedTable]) -> list[dict[str, object]]
         }
         for table in tables
     ]
+
+
+def _classify_raw(number: int, raw: str, tools: frozenset[str]) -> _Line:
+    """Classify one input line as printed, taking the common plain row the short way."""
+    if not tools:
+        # Most lines of a long table are plain rows: no prefix to drop, nothing else to try.
+        plain = _PLAIN_ROW.fullmatch(raw)
+        if plain:
+            start, end = int(plain.group(1)), int(plain.group(2))
+            if end <= MAX_PORT and start <= end:
+                row = ExcludedRange(start, end, plain.group(3) is not None)
+                return _Line(number, raw.strip(), _Kind.ROW, row=row)
+    return _classify(number, strip_prefixes(raw, tools))
 
 
 def _classify(number: int, text: str) -> _Line:

@@ -180,6 +180,8 @@ _DATE_TOKEN = re.compile(
     r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}"
     r"|[0-9]{1,2}([-/.])[0-9]{1,2}\3[0-9]{2}|[0-9]{8}|[0-9A-Fa-f]{16}"
 )
+# The same, as a whole token anywhere in a text (one search instead of one match per token).
+_DATE_INSIDE = re.compile(rf"(?<!\S)(?:{_DATE_TOKEN.pattern})(?!\S)")
 _TIME = re.compile(r"([0-9]{1,2})[:.]([0-9]{2})(?:[:.]([0-9]{2}))?")
 _MARKER = re.compile(r"[^\W\d_][^\d\s]{0,11}")
 
@@ -441,12 +443,10 @@ def _read_row(number: int, line: str, names: list[str], starts: list[int]) -> _R
 
 def _cells_fit(values: dict[str, str]) -> bool:
     """Tell whether cells cut by position keep the date in its column (see module notes)."""
-    return not any(
-        _is_date_token(token)
-        for name, cell in values.items()
-        if name not in ("installedon", "installdate")
-        for token in cell.split()
+    others = "\t".join(
+        cell for name, cell in values.items() if name not in ("installedon", "installdate")
     )
+    return _DATE_INSIDE.search(others) is None
 
 
 def _cells_agree(row: _RawRow) -> bool:
