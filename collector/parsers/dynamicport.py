@@ -54,6 +54,10 @@ __all__ = [
 # only spots a dynamicport block. The last colon decides; ASCII colons are followed by a blank in
 # netsh output, which keeps "localhost:8080" and "12:30:45" out.
 _LABELLED = re.compile(r"(?P<label>.*\S)\s*(?::\s+|：\s*)(?P<value>\S+)")
+# The common value line in full: one colon, a label, at most five digits (int() is safe).
+_PLAIN_VALUE = re.compile(
+    r"[ \t]*(?P<label>[^:：]*[^\s:：])[ \t]*(?::[ \t]+|：[ \t]*)(?P<value>[0-9]{1,5})[ \t]*"
+)
 _LABEL_ONLY = re.compile(r"(?P<label>.*\S)\s*[:：]")
 _NUMBER = re.compile(r"[0-9]+")
 # A number written with separators or a sign: meant as a value, but not one netsh prints.
@@ -179,6 +183,12 @@ def parse_dynamicport(
     tools = find_tool_prefixes(raw for _, raw in numbered)
     last = 0
     for number, raw in numbered:
+        plain = _PLAIN_VALUE.fullmatch(raw) if not tools else None
+        if plain and _is_label(plain.group("label")):
+            # Most lines of a long paste are values: read them without the general checks.
+            last = number
+            assembler.value(number, raw.strip(), int(plain.group("value")))
+            continue
         text = strip_prefixes(raw, tools)
         if text:
             last = number
