@@ -61,6 +61,8 @@ def read_title_protocol(text: str) -> str | None:
     """Return the protocol a title line names, or None when the line is not a title."""
     if len(text) > _TITLE_MAX_LENGTH or text.startswith("*"):
         return None
+    if "tcp" not in text and "udp" not in text:
+        return None  # asked of every line: most name no protocol at all
     if _NOT_IN_TITLE.search(text) or _ANY_COMMAND.search(text):
         return None
     found = {match.group(1) for match in _PROTOCOL_TOKEN.finditer(text)}
