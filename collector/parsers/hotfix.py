@@ -112,7 +112,8 @@ class HotfixTable:
     date_order_assumed: bool
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per row, and a frozen dataclass's __init__ is several times slower.
+@dataclass(slots=True)
 class _RawRow:
     """A row's cells as printed, before its date is read."""
 
@@ -125,7 +126,8 @@ class _RawRow:
     installed_on: str | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per row, and a frozen dataclass's __init__ is several times slower.
+@dataclass(slots=True)
 class _Stamp:
     """A printed date split into its fields (ymd: year, month, day; year_last: a, b, year)."""
 
