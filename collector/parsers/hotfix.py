@@ -161,6 +161,7 @@ _URL_OR_BLANK = frozenset({"caption"})
 _FREE_TEXT = frozenset({"description", "fixcomments"})
 _USUALLY_BLANK = frozenset({"installdate", "name", "servicepackineffect", "status"})
 
+_ASCII_DIGIT = re.compile(r"[0-9]")
 _KB = re.compile(r"KB\s?([0-9]+)", re.IGNORECASE)
 _KB_TOKEN = re.compile(r"KB[0-9]+", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -462,7 +463,7 @@ def _cells_agree(row: _RawRow) -> bool:
 
 def _looks_like_id(text: str) -> bool:
     """Tell whether a cell can be a HotFixID: ``KB4087256``, old ``Q147222`` or ``File 1``."""
-    return 0 < len(text.split()) <= 2 and any(char in "0123456789" for char in text)
+    return 0 < len(text.split()) <= 2 and _ASCII_DIGIT.search(text) is not None
 
 
 def _read_record(lines: Sequence[tuple[int, str]], start: int) -> tuple[_RawRow | None, int] | None:
