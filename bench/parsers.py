@@ -55,6 +55,20 @@ def _netstat_row(i: int) -> str:
     return f"  TCP    {local:<23}{remote:<23}{state:<16}{i % 70000}"
 
 
+def _tcp_table_row(i: int) -> str:
+    local, remote = f"10.0.{i % 256}.{i % 7}", f"192.168.{i % 200}.{i % 250}"
+    state = ("Listen", "Established", "Bound", "TimeWait")[i % 4]
+    return f"{local:<15} {1 + i % 65535:<9} {remote:<15} {443:<10} {state:<11} {i % 70000}"
+
+
+def _tcp_record(i: int) -> str:
+    return (
+        f"\nLocalAddress   : 10.0.{i % 256}.{i % 7}\nLocalPort      : {1 + i % 65535}\n"
+        f"RemoteAddress  : 0.0.0.0\nRemotePort     : 0\nState          : Listen\n"
+        f"AppliedSetting :\nOwningProcess  : {i % 70000}\nCreationTime   : 1/1/2024 9:00:00 AM"
+    )
+
+
 def _hotfix_row(i: int) -> str:
     return (
         f"HOST{i % 9:02d}        Security Update  KB{4000000 + i}     NT AUTHORITY\\SYSTEM  "
@@ -92,6 +106,14 @@ SHAPES = [
         "           PID",
         _netstat_row,
     ),
+    Shape(
+        "netstat",
+        "Get-NetTCPConnection table",
+        "\nLocalAddress    LocalPort RemoteAddress   RemotePort State       OwningProcess\n"
+        "------------    --------- -------------   ---------- -----       -------------",
+        _tcp_table_row,
+    ),
+    Shape("netstat", "Get-NetTCPConnection | Format-List", "", _tcp_record),
     Shape(
         "hotfix",
         "Get-HotFix table",

@@ -218,7 +218,8 @@ _LIST_PROPERTIES = (
     "State",
     "OwningProcess",
 )
-_LIST_KEYS = frozenset(name.casefold() for name in _LIST_PROPERTIES)
+_LIST_NAMES = {name.casefold(): name for name in _LIST_PROPERTIES}
+_LIST_KEYS = frozenset(_LIST_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +461,8 @@ def _reject_hidden_row(tokens: list[str], number: int, line: str) -> None:
         if _is_protocol(tokens[index]) and _looks_like_local_endpoint(tokens[index + 1]):
             raise ParseError("netstat row with unexpected text before it", number, line)
     # A local endpoint and a foreign one on one line: only a netstat row prints that.
+    if ":" not in line:
+        return  # asked of every other line; an endpoint always holds a colon
     endpoints = [i for i, token in enumerate(tokens) if _ENDPOINT_LIKE.fullmatch(token)]
     if len(endpoints) >= 2 and endpoints[1] == endpoints[0] + 1:
         raise ParseError(
@@ -544,7 +547,7 @@ def _read_record(record: list[tuple[int, str, str, str]]) -> list[Connection]:
     """Turn one Format-List block into a connection, or nothing when it is about no socket."""
     if not record:
         return []
-    wanted = {name.casefold(): name for name in _LIST_PROPERTIES}
+    wanted = _LIST_NAMES
     found: dict[str, tuple[str, int, str]] = {}  # property -> (value, line number, line)
     for number, key, text, line in record:
         name = key.casefold()
