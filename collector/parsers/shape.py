@@ -42,7 +42,10 @@ _TITLE_MAX_LENGTH = 120
 def find_tool_prefixes(raws: Iterable[str]) -> frozenset[str]:
     """Name the ``name:`` prefixes that begin enough lines to be a tool's log prefix."""
     counts = Counter(
-        match.group("name") for raw in raws if (match := _TOOL_PREFIX.match(_unquote(raw)))
+        match.group("name")
+        for raw in raws
+        # A prefix is "name:"; a line without a colon (most rows) cannot have one.
+        if ":" in raw and (match := _TOOL_PREFIX.match(_unquote(raw)))
     )
     return frozenset(name for name, seen in counts.items() if seen >= _TOOL_PREFIX_MIN_LINES)
 
@@ -50,7 +53,7 @@ def find_tool_prefixes(raws: Iterable[str]) -> frozenset[str]:
 def strip_prefixes(raw: str, tools: frozenset[str]) -> str:
     """Drop what a paste puts before the printed text: indents, ``>`` quotes, tool prefixes."""
     text = _unquote(raw)
-    tool = _TOOL_PREFIX.match(text)
+    tool = _TOOL_PREFIX.match(text) if tools else None
     # "Startport: 5" is a label, not a tool prefix: keep it when only a number would remain.
     if tool and tool.group("name") in tools and not _DIGITS.fullmatch(text[tool.end() :].strip()):
         text = text[tool.end() :]
@@ -87,5 +90,7 @@ def read_digits(digits: str, limit: int = MAX_PORT) -> int:
 
 def _unquote(raw: str) -> str:
     """Drop markdown ``>`` quote markers (and the indent before them)."""
+    if ">" not in raw:
+        return raw  # asked of every line: most hold no quote marker
     quote = _QUOTE_PREFIX.match(raw)
     return raw[quote.end() :] if quote else raw
