@@ -58,6 +58,8 @@ _LABELLED = re.compile(r"(?P<label>.*\S)\s*(?::\s+|：\s*)(?P<value>\S+)")
 _PLAIN_VALUE = re.compile(
     r"[ \t]*(?P<label>[^:：]*[^\s:：])[ \t]*(?::[ \t]+|：[ \t]*)(?P<value>[0-9]{1,5})[ \t]*"
 )
+# A line of dashes only (one run, or two as under excludedportrange's headers).
+_DASH_LINE = re.compile(r"-+(?:\s+-+)*")
 _LABEL_ONLY = re.compile(r"(?P<label>.*\S)\s*[:：]")
 _NUMBER = re.compile(r"[0-9]+")
 # A number written with separators or a sign: meant as a value, but not one netsh prints.
@@ -228,6 +230,9 @@ def _take(assembler: _Assembler, number: int, text: str) -> None:
         # Most lines of a long paste are values: no title or show command has ": <digits>".
         assembler.value(number, text, read_digits(value))
         return
+    if _DASH_LINE.fullmatch(text):
+        _mark_foreign(assembler, text)  # the underline: no title, value or note in it
+        return
     peeled = peel(text)
     if peeled is not None and _read_value(peeled.body) is not None:
         assembler.warnings.extend(peeled.warnings(number, text))
@@ -259,6 +264,11 @@ def _take(assembler: _Assembler, number: int, text: str) -> None:
     label_only = _LABEL_ONLY.fullmatch(text)
     if label_only and _is_label(label_only.group("label")) and assembler.awaiting_value():
         raise ParseError("label without a number", number, text)
+    _mark_foreign(assembler, text)
+
+
+def _mark_foreign(assembler: _Assembler, text: str) -> None:
+    """Mark a titled block foreign when an excludedportrange row or header follows its title."""
     block = assembler.current
     if (
         block is not None
