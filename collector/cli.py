@@ -127,23 +127,34 @@ def parse_command(kind: str, file: Path, as_json: bool, codepage: str) -> None:
     """Print what a saved Windows command output holds.
 
     KIND is the command that printed FILE (- reads stdin). Any display language, aligned or
-    pasted with collapsed spaces, UTF-8, UTF-16 or an OEM code page.
+    pasted with collapsed spaces, UTF-8, UTF-16 or an OEM code page. A paste cut short or with
+    a damaged row is refused, naming the line (exit 2); a note after a row is stripped with a
+    warning. To read a known excerpt, start FILE with a comment line such as
+    "# command: netstat -ano  # truncated".
 
     \b
     Example:
       netsh int ipv4 show excludedportrange protocol=tcp > ex.txt   (on Windows)
       portfleet parse excluded ex.txt --json
     """
-    from collector.parsers import PARSERS, ParseError
+    from rich.markup import escape
+
+    from collector.parsers import PARSERS, ParseError, ParseWarning
 
     data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
     parser = PARSERS[kind]
+    warnings: list[ParseWarning] = []
     try:
-        result = parser.parse(data, codepage)
+        result = parser.parse(data, codepage, warnings=warnings)
     except ParseError as exc:
+        # The quoted line is the host's text: "[svchost.exe]" must not be read as markup.
         fail(
-            f"{file}: {exc}\nCheck that FILE holds the output of: {parser.command}", ExitCode.USAGE
+            escape(f"{file}: {exc}; FILE should hold the output of: {parser.command}"),
+            ExitCode.USAGE,
         )
+    # Stripped notes and doubtful ends go to stderr, one line each; stdout keeps only the data.
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(f'{file}: {warning}')}", soft_wrap=True)
     rows = parser.to_json(result)
     if as_json:
         click.echo(json.dumps(rows, indent=1, ensure_ascii=False))

@@ -16,6 +16,7 @@ from collector.parsers.excluded import (
     excluded_to_json,
     parse_excluded,
 )
+from collector.parsers.notes import ParseWarning
 from tests.parser_helpers import (
     BY_EYE_ROOT,
     CORPUS_ROOT,
@@ -399,9 +400,21 @@ def test_first_bad_line_is_reported() -> None:
     assert caught.value.line == 2
 
 
-def test_cut_row_at_the_very_end_is_a_truncated_paste() -> None:
+def test_cut_row_at_the_very_end_is_refused() -> None:
     text = "\n".join([*TABLE_TOP, DASHES, _row(80, 80), "     6365"])
-    assert parse_excluded(text) == [ExcludedTable("tcp", (R(80, 80, False),))]
+    with pytest.raises(ParseError, match="ends inside a row") as caught:
+        parse_excluded(text)
+    assert caught.value.line == len(TABLE_TOP) + 3
+
+
+def test_cut_row_in_a_declared_excerpt_is_reported() -> None:
+    header = ["# command: netsh int ipv4 show excludedportrange protocol=tcp  # truncated", ""]
+    text = "\n".join([*header, *TABLE_TOP, DASHES, _row(80, 80), "     6365"])
+    warnings: list[ParseWarning] = []
+    assert parse_excluded(text, warnings=warnings) == [ExcludedTable("tcp", (R(80, 80, False),))]
+    last_row = len(header) + len(TABLE_TOP) + 2
+    assert [w.line for w in warnings] == [last_row + 1, last_row]
+    assert "declared truncated" in warnings[0].message and "no footer" in warnings[1].message
 
 
 def test_cut_row_before_the_footer_is_an_error() -> None:

@@ -20,6 +20,7 @@ from collector.parsers.hotfix import (
     parse_hotfix,
     parse_hotfix_tables,
 )
+from collector.parsers.notes import ParseWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "collector" / "data" / "corpus" / "hotfix"
@@ -834,3 +835,87 @@ def test_round_trip_renderer_matches_the_corpus_layout() -> None:
     corpus = (CORPUS / "hotfix-en-2.txt").read_text(encoding="utf-8").splitlines()
     real = [line.split() for line in corpus[6:] if line.strip()]
     assert rendered == real
+
+
+# --- issue 11: wide values, localized sections, notes and omissions -----------------------------
+
+
+def _wmic_table(rows: list[tuple[str, str, str]]) -> str:
+    """Render ``wmic qfe`` as it pads: column widths and padding counted in UTF-8 bytes.
+
+    A row whose InstalledBy is Cyrillic or CJK is then short of characters, so its later
+    columns start left of the header's: the date lands under InstalledBy.
+    """
+    width = max(len("InstalledBy"), *(len(by.encode("utf-8")) for _, by, _ in rows)) + 2
+    header = (
+        "Caption                                     CSName  Description  HotFixID   "
+        + "InstalledBy".ljust(width)
+        + "InstalledOn  Name  Status"
+    )
+    lines = [header]
+    for kb, by, when in rows:
+        pad = " " * (width - len(by.encode("utf-8")))
+        lines.append(
+            f"http://support.microsoft.com/?kbid={kb[2:]}  WIN-01  Update       {kb}  {by}{pad}"
+            f"{when.ljust(13)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "name", ["НТ АВТОРИТЕТ\\СИСТЕМА", "管理员 管理员 管理员", "ВАСИЛИЙ ПЕТРОВИЧ"]
+)
+def test_wmic_row_with_a_wide_installer_keeps_its_date(name: str) -> None:
+    text = _wmic_table(
+        [("KB3199986", "NT AUTHORITY\\SYSTEM", "11/21/2016"), ("KB3199987", name, "11/22/2016")]
+    )
+    rows = parse_hotfix(text)
+    assert [(r.kb, r.installed_by, r.installed_on) for r in rows] == [
+        ("KB3199986", "NT AUTHORITY\\SYSTEM", date(2016, 11, 21)),
+        ("KB3199987", name, date(2016, 11, 22)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "count_line",
+    [
+        "修补程序:         安装了 2 个修补程序。",
+        "Revisiones:       Se instalaron 2 revisiones.",
+        "Correctif(s):     2 Corrections installées.",
+    ],
+)
+def test_systeminfo_section_found_whatever_the_language(count_line: str) -> None:
+    text = f"Host Name: PC01\n{count_line}\n   [01]: KB5029919\n   [02]: KB5003791\n"
+    assert [fix.kb for fix in parse_hotfix(text)] == ["KB5029919", "KB5003791"]
+
+
+def test_systeminfo_items_must_count_up_without_a_gap() -> None:
+    text = "Hotfix(s): 2 Hotfix(s) Installed.\n   [01]: KB5029919\n   [03]: KB5003791\n"
+    with pytest.raises(ParseError, match=r"\[03\] where \[02\] was due") as caught:
+        parse_hotfix(text)
+    assert caught.value.line == 3
+
+
+def test_an_omission_inside_an_update_table_is_refused() -> None:
+    text = (CORPUS / "hotfix-en-3.txt").read_text(encoding="utf-8").splitlines()
+    row = next(i for i, line in enumerate(text) if "KB5001078" in line)
+    text.insert(row + 1, "...")
+    with pytest.raises(ParseError, match="omission") as caught:
+        parse_hotfix("\n".join(text))
+    assert caught.value.line == row + 2
+
+
+def test_a_note_hidden_in_a_padded_wmic_row_is_reported() -> None:
+    header, row = _wmic_table([("KB3199986", "NT AUTHORITY\\SYSTEM", "11/21/2016")]).splitlines()
+    warnings: list[ParseWarning] = []
+    text = f"{header}\n{row.ljust(len(header) + 2)}   <- this one\n"
+    rows = parse_hotfix(text, warnings=warnings)
+    assert [(r.kb, r.installed_on) for r in rows] == [("KB3199986", date(2016, 11, 21))]
+    assert [(w.line, "note" in w.message) for w in warnings] == [(2, True)]
+
+
+def test_eight_thousand_key_value_lines_are_read_once() -> None:
+    # Was quadratic (37 s); bench.parsers times it, this only checks the answer.
+    text = "".join(f"key{i}: value {i}\n" for i in range(8000))
+    with pytest.raises(ParseError, match="no update list found"):
+        parse_hotfix(text)

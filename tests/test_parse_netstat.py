@@ -11,13 +11,30 @@ from hypothesis import strategies as st
 
 from collector.parsers.errors import ParseError
 from collector.parsers.netstat import Connection, netstat_to_json, parse_netstat
+from collector.parsers.notes import ParseWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "collector" / "data" / "corpus" / "netstat"
 EXPECTED = Path(__file__).resolve().parent / "expected" / "netstat"
 SEED = ROOT / "collector" / "data" / "seed" / "capture" / "netstat-ano.txt"
 
+CANONICAL_STATES = {
+    "LISTENING",
+    "ESTABLISHED",
+    "TIME_WAIT",
+    "CLOSE_WAIT",
+    "SYN_SENT",
+    "SYN_RECEIVED",
+    "FIN_WAIT_1",
+    "FIN_WAIT_2",
+    "CLOSING",
+    "LAST_ACK",
+    "CLOSED",
+    "DELETE_TCB",
+    "BOUND",
+}
 JSON_KEYS = {
+    "canonical_state",
     "proto",
     "local_address",
     "local_port",
@@ -112,7 +129,10 @@ def test_corpus_is_there():
 def test_corpus_file_matches_by_eye_expectation(path: Path):
     expected_file = EXPECTED / f"{path.stem}.json"
     assert expected_file.is_file(), f"write tests/expected/netstat/{path.stem}.json by eye"
-    got = netstat_to_json(parse_netstat(path.read_bytes()))
+    rows = netstat_to_json(parse_netstat(path.read_bytes()))
+    # The by-eye files predate canonical_state; it is checked against the printed word here.
+    assert all(row["canonical_state"] in CANONICAL_STATES for row in rows if row["state"])
+    got = [{key: value for key, value in row.items() if key != "canonical_state"} for row in rows]
     assert got == json.loads(expected_file.read_text(encoding="utf-8"))
     beside = path.with_name(f"{path.stem}.expected.json")
     if beside.is_file():
@@ -374,14 +394,29 @@ def test_unreadable_row_is_an_error_naming_it(row: str):
     assert caught.value.text == row
 
 
-def test_cut_row_at_the_end_is_dropped_but_must_be_valid():
+def test_cut_row_at_the_end_is_refused():
     head = "  TCP    0.0.0.0:445            0.0.0.0:0              LISTENING       4\n"
-    assert parse_netstat(head + "  TCP    0.0.0.0:49665\n\n") == parse_netstat(head)
-    assert parse_netstat(head + "  TCP    0.0.0.0:49665   0.0.0.0:0") == parse_netstat(head)
-    assert parse_netstat(head + "  UDP    0.0.0.0:53") == parse_netstat(head)
+    for cut in (
+        "  TCP    0.0.0.0:49665\n\n",
+        "  TCP    0.0.0.0:49665   0.0.0.0:0",
+        "  UDP 0.0.0.0:53",
+    ):
+        with pytest.raises(ParseError, match="ends inside this") as caught:
+            parse_netstat(head + cut)
+        assert caught.value.line == 2
+
+
+def test_cut_row_in_a_declared_excerpt_is_dropped_with_a_warning_but_must_be_valid():
+    head = "# command: netstat -ano  # truncated\n\n"
+    row = "  TCP    0.0.0.0:445            0.0.0.0:0              LISTENING       4\n"
+    warnings: list[ParseWarning] = []
+    assert parse_netstat(head + row + "  TCP    0.0.0.0:49665", warnings=warnings) == parse_netstat(
+        row
+    )
+    assert [(w.line, "declared truncated" in w.message) for w in warnings] == [(4, True)]
     with pytest.raises(ParseError) as caught:
-        parse_netstat(head + "  TCP    0.0.0.0:4966x")
-    assert caught.value.line == 2
+        parse_netstat(head + row + "  TCP    0.0.0.0:4966x")
+    assert caught.value.line == 4
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from collector.parsers.bindfailures import parse_bind_failures
 from collector.parsers.dynamicport import dynamicport_to_json, parse_dynamicport
@@ -12,7 +12,16 @@ from collector.parsers.errors import ParseError
 from collector.parsers.excluded import excluded_to_json, parse_excluded
 from collector.parsers.hotfix import hotfix_to_json, parse_hotfix
 from collector.parsers.netstat import netstat_to_json, parse_netstat
+from collector.parsers.notes import ParseWarning
 from collector.parsers.text import DEFAULT_CODEPAGE
+
+
+class ParseFunction(Protocol):
+    """A parser: text in, rows out, what it stripped on purpose appended to ``warnings``."""
+
+    def __call__(
+        self, data: bytes | str, codepage: str = ..., *, warnings: list[ParseWarning] | None = ...
+    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +29,7 @@ class ParserKind:
     """A kind of command output that ``portfleet parse`` reads."""
 
     command: str
-    parse: Callable[[bytes | str, str], Any]
+    parse: ParseFunction
     to_json: Callable[[Any], list[Any]]
 
 
@@ -44,4 +53,11 @@ PARSERS: dict[str, ParserKind] = {
     ),
 }
 
-__all__ = ["DEFAULT_CODEPAGE", "PARSERS", "ParseError", "ParserKind"]
+__all__ = [
+    "DEFAULT_CODEPAGE",
+    "PARSERS",
+    "ParseError",
+    "ParseFunction",
+    "ParseWarning",
+    "ParserKind",
+]

@@ -11,6 +11,11 @@ Pastes add prefixes that are dropped: markdown indents and ``>`` quotes, and too
 as Packer's ``    vhd: `` (a ``name:`` that begins at least three lines).
 ``netsh>`` prompts and code-gutter line numbers are not data and are ignored. A block must be
 complete: a title without numbers, or a start without a count, is an error.
+
+What people add is handled as ``notes.py`` says: a marker before a value line and a note after it
+are stripped with a warning; a value that holds a digit but is no number, and a marker of
+omission (``...``) once a block has begun, are errors (unless the input's header declares it
+truncated). A paste whose last value has no line end may be cut inside it: a warning says so.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.parsers.errors import ParseError
+from collector.parsers.notes import (
+    CUT_ADVICE,
+    ParseWarning,
+    declares_truncation,
+    is_omission,
+    peel,
+)
 from collector.parsers.shape import (
     DASH_BLOCK,
     MAX_PORT,
@@ -29,7 +41,7 @@ from collector.parsers.shape import (
     read_title_protocol,
     strip_prefixes,
 )
-from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, numbered_lines
+from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, header_comments, numbered_lines
 
 __all__ = [
     "DEFAULT_CODEPAGE",
@@ -42,6 +54,12 @@ __all__ = [
 # only spots a dynamicport block. The last colon decides; ASCII colons are followed by a blank in
 # netsh output, which keeps "localhost:8080" and "12:30:45" out.
 _LABELLED = re.compile(r"(?P<label>.*\S)\s*(?::\s+|：\s*)(?P<value>\S+)")
+# The common value line in full: one colon, a label, at most five digits (int() is safe).
+_PLAIN_VALUE = re.compile(
+    r"[ \t]*(?P<label>[^:：]*[^\s:：])[ \t]*(?::[ \t]+|：[ \t]*)(?P<value>[0-9]{1,5})[ \t]*"
+)
+# A line of dashes only (one run, or two as under excludedportrange's headers).
+_DASH_LINE = re.compile(r"-+(?:\s+-+)*")
 _LABEL_ONLY = re.compile(r"(?P<label>.*\S)\s*[:：]")
 _NUMBER = re.compile(r"[0-9]+")
 # A number written with separators or a sign: meant as a value, but not one netsh prints.
@@ -89,13 +107,23 @@ class _Block:
 class _Assembler:
     """Collect blocks line by line and check each one when it ends."""
 
-    __slots__ = ("current", "pending_protocol", "ranges")
+    __slots__ = ("current", "declared", "last_value_line", "pending_protocol", "ranges", "warnings")
 
-    def __init__(self) -> None:
+    def __init__(self, declared: bool) -> None:
         self.ranges: list[DynamicPortRange] = []
         self.current: _Block | None = None
         # From the last show command; used by the next block whose title is missing.
         self.pending_protocol: str | None = None
+        # The input's header says it is an excerpt: a cut is reported, not refused.
+        self.declared = declared
+        self.warnings: list[ParseWarning] = []
+        self.last_value_line = 0
+
+    def cut(self, number: int, text: str, reason: str) -> None:
+        """Refuse a cut paste, or report the cut when the input declared it."""
+        if not self.declared:
+            raise ParseError(f"{reason}; {CUT_ADVICE}", number, text)
+        self.warnings.append(ParseWarning(number, f"{reason} (declared truncated)", text))
 
     def awaiting_value(self) -> bool:
         """Tell whether the open block still needs its start or its count."""
@@ -123,6 +151,7 @@ class _Assembler:
 
     def value(self, number: int, text: str, value: int) -> None:
         """Take the next number of a block: its start, then its count."""
+        self.last_value_line = number
         block = self.current
         if block is None or block.foreign or block.count is not None:
             block = self.open(self.pending_protocol, number, text, from_title=False)
@@ -141,19 +170,45 @@ class _Assembler:
 
 
 def parse_dynamicport(
-    data: bytes | str, codepage: str = DEFAULT_CODEPAGE
+    data: bytes | str,
+    codepage: str = DEFAULT_CODEPAGE,
+    *,
+    warnings: list[ParseWarning] | None = None,
 ) -> list[DynamicPortRange]:
-    """Parse every dynamicport block in ``data``, in order; raise ParseError otherwise."""
-    assembler = _Assembler()
-    numbered = numbered_lines(decode_text(data, codepage))
+    """Parse every dynamicport block in ``data``, in order; raise ParseError otherwise.
+
+    What was stripped or is doubtful on purpose is appended to ``warnings`` when it is given.
+    """
+    whole = decode_text(data, codepage)
+    assembler = _Assembler(declares_truncation(header_comments(whole)))
+    numbered = numbered_lines(whole)
     tools = find_tool_prefixes(raw for _, raw in numbered)
+    last = 0
     for number, raw in numbered:
+        plain = _PLAIN_VALUE.fullmatch(raw) if not tools else None
+        if plain and _is_label(plain.group("label")):
+            # Most lines of a long paste are values: read them without the general checks.
+            last = number
+            assembler.value(number, raw.strip(), int(plain.group("value")))
+            continue
         text = strip_prefixes(raw, tools)
         if text:
+            last = number
             _take(assembler, number, text)
     assembler.close()
     if not assembler.ranges:
         raise ParseError("no dynamicport block found (no title and no 'label : number' line)")
+    if assembler.last_value_line == last and not whole.endswith(("\n", "\r")):
+        assembler.warnings.append(
+            ParseWarning(
+                last,
+                "the paste ends on this value without a line end: if it was cut inside the"
+                " number, the number is wrong",
+                numbered[-1][1],
+            )
+        )
+    if warnings is not None:
+        warnings.extend(assembler.warnings)
     return assembler.ranges
 
 
@@ -166,6 +221,22 @@ def dynamicport_to_json(ranges: Sequence[DynamicPortRange]) -> list[dict[str, ob
 
 def _take(assembler: _Assembler, number: int, text: str) -> None:
     """Apply one non-blank line, classified by its shape."""
+    if is_omission(text):
+        if assembler.current is not None or assembler.ranges:
+            assembler.cut(number, text, "a marker of omission after a block began: lines removed")
+        return
+    value = _read_value(text)
+    if value is not None:
+        # Most lines of a long paste are values: no title or show command has ": <digits>".
+        assembler.value(number, text, read_digits(value))
+        return
+    if _DASH_LINE.fullmatch(text):
+        _mark_foreign(assembler, text)  # the underline: no title, value or note in it
+        return
+    peeled = peel(text)
+    if peeled is not None and _read_value(peeled.body) is not None:
+        assembler.warnings.extend(peeled.warnings(number, text))
+        text = peeled.body
     show = _SHOW_COMMAND.search(text)
     if show:
         assembler.close()
@@ -182,11 +253,22 @@ def _take(assembler: _Assembler, number: int, text: str) -> None:
         if _NUMBER.fullmatch(value):
             assembler.value(number, text, read_digits(value))
             return
-        if _NUMBER_LIKE.fullmatch(value) and assembler.awaiting_value():
-            raise ParseError("cannot read the number after the colon", number, text)
+        if assembler.awaiting_value() and (
+            _NUMBER_LIKE.fullmatch(value) or any(char in "0123456789" for char in value)
+        ):
+            raise ParseError(
+                f"cannot read the number after the colon; if the paste was damaged, {CUT_ADVICE}",
+                number,
+                text,
+            )
     label_only = _LABEL_ONLY.fullmatch(text)
     if label_only and _is_label(label_only.group("label")) and assembler.awaiting_value():
         raise ParseError("label without a number", number, text)
+    _mark_foreign(assembler, text)
+
+
+def _mark_foreign(assembler: _Assembler, text: str) -> None:
+    """Mark a titled block foreign when an excludedportrange row or header follows its title."""
     block = assembler.current
     if (
         block is not None
@@ -195,6 +277,14 @@ def _take(assembler: _Assembler, number: int, text: str) -> None:
         and (_EXCLUDED_ROW.fullmatch(text) or DASH_BLOCK.fullmatch(text))
     ):
         block.foreign = True
+
+
+def _read_value(text: str) -> str | None:
+    """Return the number of a ``label : number`` line, None for any other line."""
+    labelled = _LABELLED.fullmatch(text)
+    if labelled and _is_label(labelled.group("label")) and _NUMBER.fullmatch(labelled["value"]):
+        return labelled.group("value")
+    return None
 
 
 def _is_label(label: str) -> bool:

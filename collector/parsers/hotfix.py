@@ -8,16 +8,23 @@ These shapes are understood, anywhere in the input and in any display language:
 - ``wmic qfe`` and ``wmic qfe list brief``: the same kind of table, wider and without dashes;
 - ``Get-HotFix | Format-List`` and ``wmic qfe list full``: ``Name : value`` / ``Name=value``
   records separated by blank lines;
-- the hotfix section of ``systeminfo``: a ``<label>: N <text>`` line followed by ``[01]: KB...``
-  item lines.  The label is localized, so the section is found by that shape plus KB-shaped items
-  (the processor and network-card sections have the same shape but no KB items).
+- the hotfix section of ``systeminfo``: a ``<label>: <text with one number N>`` line followed by
+  ``[01]: KB...`` item lines.  The label and the sentence are localized (``8 Hotfix(s)
+  Installed.``, ``安装了 8 个修补程序。``), so the section is found by that shape plus KB-shaped
+  items (the processor and network-card sections have the same shape but no KB items); its items
+  must be numbered 1..N without a gap, and N must be the count announced.
 
 Property names are never localized, so table headers and list keys are matched by name; every
 other line (titles, prompts, systeminfo's other fields) is ignored by shape.  Cells are cut at
 the header's column positions, counted in console cells (East Asian wide characters take two),
 because cells may be blank or hold spaces (``Security Update``, ``NT AUTHORITY\\SYSTEM``,
-``3/22/2018 12:00:00 AM``).  Only a row that does not fit those positions (a whitespace-collapsed
-copy) is split by tokens, anchored on its KB number.
+``3/22/2018 12:00:00 AM``).  A row that does not fit those positions (a whitespace-collapsed
+copy), or whose cells do not hold what their columns hold (``wmic`` pads by bytes, so a Cyrillic
+or CJK ``InstalledBy`` shifts the later columns left and the date lands in the wrong cell), is
+split by tokens instead, anchored on what cannot move: its KB number and its date.
+
+A marker before a row or item and a note after it are stripped with a warning (``notes.py``);
+a marker of omission (``...``) inside a table, a list of records or a section is a ParseError.
 
 Dates are printed in the host's regional format.  Year-first and compact forms (``2018-03-22``,
 ``2018/03/22``, ``20180322``, Korean ``2018-03-22 오후 12:00:00``) and 16-hex-digit FILETIMEs
@@ -58,11 +65,13 @@ import re
 import unicodedata
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
 
 from collector.parsers.errors import ParseError
+from collector.parsers.notes import CUT_ADVICE, ParseWarning, is_omission, peel
+from collector.parsers.shape import read_digits
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, numbered_lines
 
 DateOrder = Literal["mdy", "dmy", "ymd"]
@@ -103,7 +112,8 @@ class HotfixTable:
     date_order_assumed: bool
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per row, and a frozen dataclass's __init__ is several times slower.
+@dataclass(slots=True)
 class _RawRow:
     """A row's cells as printed, before its date is read."""
 
@@ -116,7 +126,8 @@ class _RawRow:
     installed_on: str | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per row, and a frozen dataclass's __init__ is several times slower.
+@dataclass(slots=True)
 class _Stamp:
     """A printed date split into its fields (ymd: year, month, day; year_last: a, b, year)."""
 
@@ -150,75 +161,129 @@ _URL_OR_BLANK = frozenset({"caption"})
 _FREE_TEXT = frozenset({"description", "fixcomments"})
 _USUALLY_BLANK = frozenset({"installdate", "name", "servicepackineffect", "status"})
 
+_ASCII_DIGIT = re.compile(r"[0-9]")
 _KB = re.compile(r"KB\s?([0-9]+)", re.IGNORECASE)
 _KB_TOKEN = re.compile(r"KB[0-9]+", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PROMPT = re.compile(r"\s*(?:\[[^\]]*\]:\s*)?(?:PS(?:\s[^>]*)?>|[A-Za-z]:\\[^>]*>)")
 _DASHES = re.compile(r"-+(?:\s+-+)*")
 _KEY_LINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s?(.*)")
-_COUNT_LINE = re.compile(r"\s*\S.*?:\s+([0-9]{1,6})(?:\s|[^\W\d_])")
-_ITEM = re.compile(r"\s*\[[0-9]+\]:\s*(.*)")
+# "<label>: <sentence holding one number>", the label and sentence in any language.
+_COUNT_LINE = re.compile(r"\s*[^\s:：][^:：]*[:：]\s*(?P<rest>.*\S)\s*")
+_COUNT = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
+_ITEM = re.compile(r"\s*\[([0-9]+)\]:\s*(.*)")
 
 _YMD = re.compile(r"([0-9]{4})([-/.])([0-9]{1,2})\2([0-9]{1,2})")
 _YEAR_LAST = re.compile(r"([0-9]{1,2})([-/.])([0-9]{1,2})\2([0-9]{4})")
 _SHORT_YEAR = re.compile(r"[0-9]{1,2}([-/.])[0-9]{1,2}\1[0-9]{2}")
 _COMPACT = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 _FILETIME = re.compile(r"[0-9A-Fa-f]{16}")
+# Any of the five date shapes above in one pattern (is_date_token runs on every cell's tokens).
+_DATE_TOKEN = re.compile(
+    r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}"
+    r"|[0-9]{1,2}([-/.])[0-9]{1,2}\3[0-9]{2}|[0-9]{8}|[0-9A-Fa-f]{16}"
+)
+# The same, as a whole token anywhere in a text (one search instead of one match per token).
+_DATE_INSIDE = re.compile(rf"(?<!\S)(?:{_DATE_TOKEN.pattern})(?!\S)")
 _TIME = re.compile(r"([0-9]{1,2})[:.]([0-9]{2})(?:[:.]([0-9]{2}))?")
 _MARKER = re.compile(r"[^\W\d_][^\d\s]{0,11}")
+
+_OMITTED = f"a marker of omission inside the update list: lines were removed; {CUT_ADVICE}"
+# systeminfo numbers its items with two digits or more; no host lists a million updates.
+_MAX_ITEMS = 999_999
 
 _TICKS_PER_DAY = 864_000_000_000
 _FILETIME_EPOCH = date(1601, 1, 1)
 _YEARS = range(1980, 2201)
 
 
-def parse_hotfix(data: bytes | str, codepage: str = DEFAULT_CODEPAGE) -> list[Hotfix]:
-    """Parse every update list in ``data`` into hotfix rows, in printed order."""
-    return [row for table in parse_hotfix_tables(data, codepage) for row in table.rows]
+def parse_hotfix(
+    data: bytes | str,
+    codepage: str = DEFAULT_CODEPAGE,
+    *,
+    warnings: list[ParseWarning] | None = None,
+) -> list[Hotfix]:
+    """Parse every update list in ``data`` into hotfix rows, in printed order.
+
+    What was stripped on purpose is appended to ``warnings`` when it is given.
+    """
+    tables = parse_hotfix_tables(data, codepage, warnings=warnings)
+    return [row for table in tables for row in table.rows]
 
 
 def parse_hotfix_tables(
-    data: bytes | str, codepage: str = DEFAULT_CODEPAGE
+    data: bytes | str,
+    codepage: str = DEFAULT_CODEPAGE,
+    *,
+    warnings: list[ParseWarning] | None = None,
 ) -> tuple[HotfixTable, ...]:
     """Parse every update list in ``data``, keeping each block and its date order apart."""
-    lines = [
-        (number, _ANSI.sub("", line))
-        for number, line in numbered_lines(decode_text(data, codepage))
-    ]
+    text = decode_text(data, codepage)
+    lines = [(number, _ANSI.sub("", line)) for number, line in numbered_lines(text)]
+    found: list[ParseWarning] = []
     tables: list[HotfixTable] = []
     records: list[_RawRow] = []
     i = 0
+    # Lines up to here were read as a record that is no update: not read as records again.
+    plain_until = 0
+    # The line number of the last line read into an update list.
+    consumed = 0
     while i < len(lines):
         number, line = lines[i]
         if not line.strip():
             i += 1
             continue
-        record = _read_record(lines, i)
+        if records and is_omission(line.strip()):
+            raise ParseError(_OMITTED, number, line)
+        record = _read_record(lines, i) if i >= plain_until else None
         if record is not None:
             row, end = record
             if row is not None:
                 records.append(row)
                 i = end
+                consumed = lines[end - 1][0]
                 continue
+            plain_until = end
         if records:
             tables.append(_resolve("list", records[0].start, records))
             records = []
         header = _header_columns(line)
         if header is not None:
-            rows, i = _read_table(lines, i, *header)
+            rows, i = _read_table(lines, i, *header, found)
             tables.append(_resolve("table", number, rows))
+            consumed = lines[i - 1][0]
             continue
-        section = _read_section(lines, i)
+        section, end = _read_section(lines, i, found)
         if section is not None:
-            rows, i = section
-            tables.append(_resolve("systeminfo", number, rows))
+            tables.append(_resolve("systeminfo", number, section))
+            i = end
+            consumed = lines[end - 1][0]
             continue
         item = _ITEM.fullmatch(line)
-        if item and _KB_TOKEN.match(item.group(1).strip()):
-            raise ParseError("hotfix item outside a 'N Hotfix(s) installed.' section", number, line)
-        i += 1
+        if item and _KB_TOKEN.match(item.group(2).strip()):
+            raise ParseError(
+                "hotfix item outside a '<label>: N <text>' section; paste the whole systeminfo"
+                " output",
+                number,
+                line,
+            )
+        # A count line that heads no update section (the processor's): skip its items at once.
+        i = max(i + 1, end)
     if records:
         tables.append(_resolve("list", records[0].start, records))
+    last = next(((n, t) for n, t in reversed(lines) if t.strip()), None)
+    # Tables and lists print no end mark; a last row without a line end may be cut inside.
+    if last is not None and consumed >= last[0] and not text.endswith(("\n", "\r")):
+        found.append(
+            ParseWarning(
+                last[0],
+                "the paste ends on this line without a line end: if it was cut inside the row,"
+                " its last values are wrong",
+                last[1],
+            )
+        )
+    if warnings is not None:
+        warnings.extend(found)
     if not tables:
         first = next(((n, t) for n, t in lines if t.strip()), None)
         if first is not None:
@@ -267,6 +332,9 @@ def hotfix_to_json(result: Iterable[Hotfix]) -> list[dict[str, object]]:
 
 def _header_columns(line: str) -> tuple[list[str], list[int]] | None:
     """Return a table header's property names and start columns, or None for other lines."""
+    first = line.split(None, 1)
+    if not first or first[0].casefold() not in _PROPERTIES:
+        return None  # asked of every row: most fail on their first word
     words = [(match.group(0).casefold(), match.start()) for match in re.finditer(r"\S+", line)]
     if not words or any(word not in _PROPERTIES for word, _ in words):
         return None
@@ -278,7 +346,11 @@ def _header_columns(line: str) -> tuple[list[str], list[int]] | None:
 
 
 def _read_table(
-    lines: Sequence[tuple[int, str]], start: int, names: list[str], starts: list[int]
+    lines: Sequence[tuple[int, str]],
+    start: int,
+    names: list[str],
+    starts: list[int],
+    found: list[ParseWarning],
 ) -> tuple[list[_RawRow], int]:
     """Read the rows under the header at ``start``; return them and the index after the table."""
     rows: list[_RawRow] = []
@@ -290,13 +362,15 @@ def _read_table(
             after_gap = True
             i += 1
             continue
+        if is_omission(line.strip()):
+            raise ParseError(_OMITTED, number, line)
         if _PROMPT.match(line) or _header_columns(line) is not None:
             break
         if _DASHES.fullmatch(line.strip()):
             after_gap = False
             i += 1
             continue
-        row = _read_row(number, line, names, starts)
+        row = _read_row_or_peeled(number, line, names, starts, found)
         if row is None:
             if after_gap:
                 break
@@ -307,13 +381,51 @@ def _read_table(
     return rows, i
 
 
+def _read_row_or_peeled(
+    number: int, line: str, names: list[str], starts: list[int], found: list[ParseWarning]
+) -> _RawRow | None:
+    """Read a table row, else the same row without a marker or a note (with a warning)."""
+    peeled = peel(line)
+    try:
+        row = _read_row(number, line, names, starts)
+    except ParseError:
+        if peeled is None:
+            raise
+        row = None
+    if peeled is None:
+        return row
+    try:
+        stripped = _read_row(number, peeled.body, names, starts)
+    except ParseError:
+        stripped = None
+    # A note that fell into a column nobody reads (wmic's Status) is still reported.
+    raw_unread = row is None or not _cells_agree(row)
+    if (
+        stripped is not None
+        and _cells_agree(stripped)
+        and (raw_unread or (row is not None and _values(row) == _values(stripped)))
+    ):
+        found.extend(peeled.warnings(number, line))
+        return replace(stripped, text=line)
+    if row is not None and _cells_agree(row):
+        return row  # what looked like a note is a value ("DOMAIN\\user (admin)")
+    if row is None:
+        return None
+    raise ParseError("cannot read this row of the update table", number, line)
+
+
+def _values(row: _RawRow) -> tuple[str | None, ...]:
+    """Return what a row gives: its id, description, installer and date as printed."""
+    return (row.hotfix_id, row.description, row.installed_by, row.installed_on)
+
+
 def _read_row(number: int, line: str, names: list[str], starts: list[int]) -> _RawRow | None:
     """Read one table row by column positions, else by tokens; None if it is no row at all."""
     cells = _cells_by_position(line, starts)
     values: dict[str, str] | None = None
     if cells is not None:
         values = dict(zip(names, cells, strict=True))
-        if not _looks_like_id(values["hotfixid"]):
+        if not _looks_like_id(values["hotfixid"]) or not _cells_fit(values):
             values = None
     if values is None:
         if not any(_KB_TOKEN.fullmatch(token) for token in line.split()):
@@ -332,9 +444,26 @@ def _read_row(number: int, line: str, names: list[str], starts: list[int]) -> _R
     )
 
 
+def _cells_fit(values: dict[str, str]) -> bool:
+    """Tell whether cells cut by position keep the date in its column (see module notes)."""
+    others = "\t".join(
+        cell for name, cell in values.items() if name not in ("installedon", "installdate")
+    )
+    return _DATE_INSIDE.search(others) is None
+
+
+def _cells_agree(row: _RawRow) -> bool:
+    """Tell whether a row's date cell reads as a date (a note there would not)."""
+    try:
+        _read_stamp(row.installed_on, row.line, row.text)
+    except ParseError:
+        return False
+    return True
+
+
 def _looks_like_id(text: str) -> bool:
     """Tell whether a cell can be a HotFixID: ``KB4087256``, old ``Q147222`` or ``File 1``."""
-    return 0 < len(text.split()) <= 2 and any(char in "0123456789" for char in text)
+    return 0 < len(text.split()) <= 2 and _ASCII_DIGIT.search(text) is not None
 
 
 def _read_record(lines: Sequence[tuple[int, str]], start: int) -> tuple[_RawRow | None, int] | None:
@@ -385,32 +514,66 @@ def _read_record(lines: Sequence[tuple[int, str]], start: int) -> tuple[_RawRow 
     return row, i
 
 
-def _read_section(lines: Sequence[tuple[int, str]], start: int) -> tuple[list[_RawRow], int] | None:
-    """Read systeminfo's hotfix section at ``start``; None if the line does not start one."""
+def _read_section(
+    lines: Sequence[tuple[int, str]], start: int, found: list[ParseWarning]
+) -> tuple[list[_RawRow] | None, int]:
+    """Read systeminfo's hotfix section at ``start``; None (and where to go on) if it is none."""
     number, line = lines[start]
-    count = _COUNT_LINE.match(line)
+    # A section's first item follows its count line: look there before reading the count.
+    if start + 1 >= len(lines) or "[" not in lines[start + 1][1]:
+        return None, start + 1
+    count = _read_count(line)
     if count is None:
-        return None
+        return None, start + 1
     items: list[_RawRow] = []
+    omitted: tuple[int, str] | None = None
     i = start + 1
     while i < len(lines):
         item_number, item_line = lines[i]
         item = _ITEM.fullmatch(item_line)
         if item is None and item_line.strip():
+            if is_omission(item_line.strip()):
+                omitted = (item_number, item_line)
             break
         if item is not None:
-            text = item.group(1).strip()
-            items.append(_RawRow(item_number, item_number, item_line, text, None, None, None))
+            text = item.group(2).strip()
+            if not text:
+                reason = f"an item without its update; {CUT_ADVICE}"
+                raise ParseError(reason, item_number, item_line)
+            peeled = peel(text)
+            if peeled is not None and _KB_TOKEN.fullmatch(peeled.body):
+                found.extend(peeled.warnings(item_number, item_line))
+                text = peeled.body
+            row = _RawRow(item_number, item_number, item_line, text, None, None, None)
+            items.append(row)
+            if read_digits(item.group(1), limit=_MAX_ITEMS) != len(items):
+                due = f"[{len(items):02d}]"
+                problem = f"item numbered [{item.group(1)}] where {due} was due: items are missing"
+                if _KB_TOKEN.match(text):
+                    raise ParseError(f"{problem}; {CUT_ADVICE}", item_number, item_line)
         i += 1
     if not any(_KB_TOKEN.match(item.hotfix_id) for item in items):
-        return None  # the processor or network-card section
-    if int(count.group(1)) != len(items):
+        return None, i  # the processor or network-card section
+    if omitted is not None:
+        raise ParseError(_OMITTED, *omitted)
+    if count != len(items):
         raise ParseError(
-            f"section announces {int(count.group(1))} hotfixes but lists {len(items)}",
+            f"section announces {count} hotfixes but lists {len(items)}; {CUT_ADVICE}",
             number,
             line,
         )
     return items, i
+
+
+def _read_count(line: str) -> int | None:
+    """Return the one number of a ``<label>: <sentence>`` line, None for other lines."""
+    match = _COUNT_LINE.fullmatch(line)
+    if match is None or _ITEM.fullmatch(line):
+        return None
+    numbers = _COUNT.findall(match.group("rest"))
+    if len(numbers) != 1 or not any(char.isalpha() for char in match.group("rest")):
+        return None
+    return read_digits(numbers[0], limit=_MAX_ITEMS)
 
 
 def _resolve(kind: TableKind, first_line: int, raws: Sequence[_RawRow]) -> HotfixTable:
@@ -458,6 +621,8 @@ def _char_width(char: str) -> int:
 
 def _display_offsets(line: str, wide: bool) -> list[int]:
     """Return the console column where each character starts, plus the line's end column."""
+    if not wide or line.isascii():
+        return list(range(len(line) + 1))  # one cell per character: no lookups per character
     offsets = []
     column = 0
     for char in line:
@@ -469,7 +634,12 @@ def _display_offsets(line: str, wide: bool) -> list[int]:
 
 def _cells_by_position(line: str, starts: Sequence[int]) -> list[str] | None:
     """Cut a row at the header's columns; None when its text does not line up with them."""
-    attempts = [True, False] if any(_char_width(c) != 1 for c in line) else [True]
+    if line.isascii():
+        # One cell per character: the columns are the string's indexes, no offsets to build.
+        return _cut_at(line, [min(start, len(line)) for start in starts])
+    attempts = (
+        [True, False] if not line.isascii() and any(_char_width(c) != 1 for c in line) else [True]
+    )
     for wide in attempts:
         cells = _cut(line, starts, _display_offsets(line, wide))
         if cells is not None:
@@ -489,6 +659,11 @@ def _cut(line: str, starts: Sequence[int], offsets: Sequence[int]) -> list[str] 
         if offsets[index] != start:
             return None  # the column starts inside a double-width character
         cuts.append(index)
+    return _cut_at(line, cuts)
+
+
+def _cut_at(line: str, cuts: Sequence[int]) -> list[str] | None:
+    """Cut ``line`` at string indexes ``cuts``; None when text runs across a column start."""
     if line[: cuts[0]].strip():
         return None
     cells: list[str] = []
@@ -576,9 +751,7 @@ def _fill_tail(tokens: list[str], names: Sequence[str], values: dict[str, str]) 
 
 def _is_date_token(token: str) -> bool:
     """Tell whether a token is shaped like a printed date."""
-    return any(
-        pattern.fullmatch(token) for pattern in (_YMD, _YEAR_LAST, _SHORT_YEAR, _COMPACT, _FILETIME)
-    )
+    return _DATE_TOKEN.fullmatch(token) is not None
 
 
 def _is_time_suffix(tokens: Sequence[str]) -> bool:

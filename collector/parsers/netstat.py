@@ -33,10 +33,15 @@ Decisions:
   ParseError, including a netstat title and header with no rows: ``netstat -a`` on a live host
   always lists listeners, and ``netstat | findstr`` with no match prints nothing at all, so a
   header alone is a cut capture, not an answer.
-* A paste cut mid-row: when the very last non-blank line is a TCP/UDP line with too few fields,
-  and the fields it has are valid, it is the place where the paste was cut and it is dropped
-  (netstat-en-1 ends with ``TCP    0.0.0.0:49665``). Anywhere else such a line is a
-  ParseError.
+* A paste cut mid-row (a TCP/UDP line with too few fields) is a ParseError, also as the very
+  last line, unless the input's ``#`` header declares it truncated (netstat-en-1 ends with
+  ``TCP    0.0.0.0:49665`` and says so): then the fields it has must be valid, the half row is
+  dropped and a warning says so. A marker of omission (``...``, ``…``) after the first row is a
+  ParseError on the same terms. A marker before a row and a note after it are stripped with a
+  warning (``notes.py``); a line holding two endpoints that is no readable row (``TCQ  0.0.0.0:135
+  0.0.0.0:0 ...``, a row behind a gutter number) is a ParseError. netstat prints no end mark, so
+  a paste cut between two whole rows cannot be told from a whole one; a paste whose last row has
+  no line end may be cut inside it, and gets a warning.
 * A row with text in front of its ``TCP``/``UDP`` field (gutter numbers, ``findstr /n``) is a
   ParseError rather than a silently skipped row.
 * Addresses keep their printed form without brackets; an IPv6 zone stays in the string
@@ -50,8 +55,10 @@ Decisions:
   empty remote end). This does not depend on the state word, which German, Spanish, French,
   etc. translate. Every UDP row counts as a listener: a UDP socket in the list is bound and
   receives on its port (netstat's own help calls these "listening ports").
-* ``state`` is kept as printed; ``normalized_state`` maps the words listed in ``_STATE_WORDS``
-  to netstat's English names and leaves any other word as printed.
+* ``state`` is kept as printed; ``canonical_state`` maps the words listed in ``_STATE_WORDS``
+  (English, the ``Get-NetTCPConnection`` enum names, German with its code-page-damaged forms, and
+  a few other languages) to netstat's English names, and is None for any other word, which is
+  kept, not refused. ``normalized_state`` is the canonical state, else the word as printed.
 """
 
 from __future__ import annotations
@@ -63,7 +70,15 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from collector.parsers.errors import ParseError
-from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, numbered_lines
+from collector.parsers.notes import (
+    CUT_ADVICE,
+    ParseWarning,
+    declares_truncation,
+    is_omission,
+    peel,
+)
+from collector.parsers.shape import read_digits
+from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, header_comments, numbered_lines
 
 __all__ = ["DEFAULT_CODEPAGE", "Connection", "netstat_to_json", "parse_netstat"]
 
@@ -106,7 +121,15 @@ _STATE_WORDS: dict[str, str] = {
     "deletetcb": "DELETE_TCB",
     # German
     "abhören": "LISTENING",
+    # ABHÖREN through the wrong code page: cp850's 0x99 shown as cp1252 (™) or as unmappable (?,
+    # U+FFFD), UTF-8 read as cp1252 (Ã–), cp1252's 0xD6 shown as cp850 (Í) or cp437 (╓).
     "abh™ren": "LISTENING",
+    "abh?ren": "LISTENING",
+    "abh\ufffdren": "LISTENING",
+    "abhã–ren": "LISTENING",
+    "abhíren": "LISTENING",
+    "abh╓ren": "LISTENING",
+    "schließen_warten": "CLOSE_WAIT",
     "hergestellt": "ESTABLISHED",
     "wartend": "TIME_WAIT",
     "schliessen_warten": "CLOSE_WAIT",
@@ -176,6 +199,11 @@ _DIGITS = re.compile(r"[0-9]+")
 _HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _ZONE = re.compile(r"[0-9A-Za-z]+")
 _DASHES = re.compile(r"-+")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+# Shaped like netstat's local or foreign endpoint, even when damaged: "0.0.0.0:135", "[::]:0",
+# "*:*", "orion:https".
+_ENDPOINT_LIKE = re.compile(r"(?:[0-9.]{3,}|\[[^\]]*\]|\*|[A-Za-z][\w.-]*):(?:[0-9]+|\*|[a-z-]+)")
 _IMAGE_LINE = re.compile(r"\[([^\[\]]+)\]")
 # Format-List writes "Name<padding> : value"; the space before the colon keeps prompts
 # such as "C:\>" out.
@@ -190,6 +218,8 @@ _LIST_PROPERTIES = (
     "State",
     "OwningProcess",
 )
+_LIST_NAMES = {name.casefold(): name for name in _LIST_PROPERTIES}
+_LIST_KEYS = frozenset(_LIST_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +241,16 @@ class Connection:
         return 6 if ":" in self.local_address else 4
 
     @property
-    def normalized_state(self) -> str | None:
-        """Return the state under its English netstat name when known, else as printed."""
+    def canonical_state(self) -> str | None:
+        """Return the state under its English netstat name, None when the word is unknown."""
         if self.state is None:
             return None
-        return _STATE_WORDS.get(" ".join(self.state.split()).casefold(), self.state)
+        return _STATE_WORDS.get(" ".join(self.state.split()).casefold())
+
+    @property
+    def normalized_state(self) -> str | None:
+        """Return the canonical state when known, else the state as printed."""
+        return self.canonical_state or self.state
 
     @property
     def is_listener(self) -> bool:
@@ -224,16 +259,28 @@ class Connection:
             return True
         if self.remote_port != 0 or self.remote_address is None:
             return False
-        if self.normalized_state == "BOUND":
+        if self.canonical_state == "BOUND":
             return False
         return _is_unspecified_or_name(self.remote_address)
 
 
-def parse_netstat(data: bytes | str, codepage: str = DEFAULT_CODEPAGE) -> list[Connection]:
-    """Read netstat or Get-NetTCPConnection output into connections; raise ParseError."""
-    lines = numbered_lines(decode_text(data, codepage))
+def parse_netstat(
+    data: bytes | str,
+    codepage: str = DEFAULT_CODEPAGE,
+    *,
+    warnings: list[ParseWarning] | None = None,
+) -> list[Connection]:
+    """Read netstat or Get-NetTCPConnection output into connections; raise ParseError.
+
+    What was stripped or is doubtful on purpose is appended to ``warnings`` when it is given.
+    """
+    text = decode_text(data, codepage)
+    lines = numbered_lines(text)
+    declared = declares_truncation(header_comments(text))
+    found: list[ParseWarning] = []
     last_number = max((number for number, line in lines if line.strip()), default=0)
     rows: list[Connection] = []
+    last_row_number = 0
     record: list[tuple[int, str, str, str]] = []
     owner: int | None = None  # row that a following -b "[image]" line belongs to
     in_table = False
@@ -242,45 +289,77 @@ def parse_netstat(data: bytes | str, codepage: str = DEFAULT_CODEPAGE) -> list[C
     for number, line in lines:
         tokens = line.split()
         if not tokens:
-            rows.extend(_read_record(record))
+            last_row_number = _take_record(record, rows, last_row_number)
             record, owner, in_table = [], None, False
             continue
-        if _is_protocol(tokens[0]):
-            rows.extend(_read_record(record))
+        if (rows or record) and is_omission(line.strip()):
+            reason = "a marker of omission after the first row: rows were removed here"
+            found.append(_cut(reason, declared, number, line))
+            continue
+        if _is_protocol(tokens[0]) or _is_marked_row(line):
+            last_row_number = _take_record(record, rows, last_row_number)
             record = []
-            row = _read_netstat_row(tokens, number, line, number == last_number)
+            row = _read_row_or_peeled(line, number, number == last_number, declared, found)
             owner = None
             if row is not None:
                 rows.append(row)
                 owner = len(rows) - 1
+                last_row_number = number
             continue
-        _reject_prefixed_row(tokens, number, line)
+        _reject_hidden_row(tokens, number, line)
         if in_table and _is_table_row(tokens):
-            rows.extend(_read_record(record))
+            last_row_number = _take_record(record, rows, last_row_number)
             record = []
-            rows.append(_read_table_row(tokens, number, line))
+            rows.append(_read_table_row_or_peeled(tokens, number, line, found))
             owner = None
+            last_row_number = number
             continue
+        if in_table and sum(any(c in "0123456789" for c in token) for token in tokens) >= 2:
+            # Under the underline every line up to a blank one is a row: this one lost its shape.
+            raise ParseError(
+                f"a Get-NetTCPConnection row that cannot be read; if the paste was damaged, "
+                f"{CUT_ADVICE}",
+                number,
+                line,
+            )
         in_table = len(tokens) >= 2 and all(_DASHES.fullmatch(token) for token in tokens)
         if _NOT_FOUND.search(line):
             not_found = True
         listed = _LIST_LINE.fullmatch(line)
         if listed:
-            record.append((number, listed.group(1), listed.group(2).strip(), line))
+            value = _value_without_note(
+                listed.group(1), listed.group(2).strip(), number, line, found
+            )
+            record.append((number, listed.group(1), value, line))
             continue
         image = _IMAGE_LINE.fullmatch(line.strip())
         if image and owner is not None:
             rows[owner] = replace(rows[owner], process=image.group(1))
             owner = None
-    rows.extend(_read_record(record))
+    last_row_number = _take_record(record, rows, last_row_number)
 
     if not rows and not not_found:
         raise ParseError("no netstat row or Get-NetTCPConnection record found")
+    if last_row_number and rows[-1].pid is None and any(row.pid is not None for row in rows[:-1]):
+        # netstat -o prints a PID on every row: the last one lost it where the paste ends.
+        reason = "the last row has no PID while the rows before it have one: it is cut"
+        found.append(_cut(reason, declared, last_row_number, dict(lines)[last_row_number]))
+    if last_row_number and last_row_number == last_number and not text.endswith(("\n", "\r")):
+        found.append(
+            ParseWarning(
+                last_number,
+                "the paste ends on this row without a line end: if it was cut inside the row,"
+                " its last field is wrong",
+                lines[-1][1],
+            )
+        )
+    if warnings is not None:
+        warnings.extend(found)
     return rows
 
 
 def netstat_to_json(result: Sequence[Connection]) -> list[dict[str, object]]:
-    """Render connections as JSON rows (state as printed, null where there is none)."""
+    """Render connections as JSON rows (state as printed and canonical, null where none)."""
     return [
         {
             "proto": row.proto,
@@ -289,6 +368,7 @@ def netstat_to_json(result: Sequence[Connection]) -> list[dict[str, object]]:
             "remote_address": row.remote_address,
             "remote_port": row.remote_port,
             "state": row.state,
+            "canonical_state": row.canonical_state,
             "pid": row.pid,
         }
         for row in result
@@ -300,15 +380,53 @@ def _is_protocol(token: str) -> bool:
     return token.isascii() and token.upper() in ("TCP", "UDP")
 
 
-def _read_netstat_row(
-    tokens: list[str], number: int, line: str, is_last: bool
+def _cut(reason: str, declared: bool, number: int, line: str) -> ParseWarning:
+    """Refuse a cut paste, or return the warning for one whose header declared the cut."""
+    if not declared:
+        raise ParseError(f"{reason}; {CUT_ADVICE}", number, line)
+    return ParseWarning(number, f"{reason} (declared truncated)", line)
+
+
+def _is_marked_row(line: str) -> bool:
+    """Tell whether a line is a netstat row behind a highlight marker (``-> TCP ...``)."""
+    peeled = peel(line)
+    return (
+        peeled is not None
+        and peeled.marker is not None
+        and _is_protocol(peeled.body.split()[0] if peeled.body else "")
+    )
+
+
+def _read_row_or_peeled(
+    line: str, number: int, is_last: bool, declared: bool, found: list[ParseWarning]
 ) -> Connection | None:
-    """Read one TCP/UDP line; return None for a row cut short by the end of the paste."""
+    """Read a TCP/UDP line, else the same line without a marker or note (with a warning)."""
+    try:
+        return _read_netstat_row(line.split(), number, line, is_last, declared, found)
+    except ParseError:
+        peeled = peel(line)
+        if peeled is None or not peeled.body or not _is_protocol(peeled.body.split()[0]):
+            raise
+    row = _read_netstat_row(peeled.body.split(), number, line, is_last, declared, found)
+    found.extend(peeled.warnings(number, line))
+    return row
+
+
+def _read_netstat_row(
+    tokens: list[str],
+    number: int,
+    line: str,
+    is_last: bool,
+    declared: bool,
+    found: list[ParseWarning],
+) -> Connection | None:
+    """Read one TCP/UDP line; None for a cut last row in a declared excerpt."""
     proto = tokens[0].upper()
     needed = 4 if proto == "TCP" else 3
     if len(tokens) < needed:
         if not is_last:
             raise ParseError(f"{proto} row has too few fields", number, line)
+        found.append(_cut(f"the paste ends inside this {proto} row", declared, number, line))
         # The cut may only fall after complete, valid fields; check those that are there.
         if len(tokens) >= 2:
             _local_endpoint(tokens[1], number, line)
@@ -337,11 +455,22 @@ def _read_netstat_row(
     return Connection("TCP", address, port, remote_address, remote_port, " ".join(words), pid)
 
 
-def _reject_prefixed_row(tokens: list[str], number: int, line: str) -> None:
-    """Raise when a netstat row hides behind a prefix (gutter number, findstr /n)."""
+def _reject_hidden_row(tokens: list[str], number: int, line: str) -> None:
+    """Raise when a netstat row hides behind a prefix or lost its TCP/UDP field to damage."""
     for index in range(1, len(tokens) - 1):
         if _is_protocol(tokens[index]) and _looks_like_local_endpoint(tokens[index + 1]):
             raise ParseError("netstat row with unexpected text before it", number, line)
+    # A local endpoint and a foreign one on one line: only a netstat row prints that.
+    if ":" not in line:
+        return  # asked of every other line; an endpoint always holds a colon
+    endpoints = [i for i, token in enumerate(tokens) if _ENDPOINT_LIKE.fullmatch(token)]
+    if len(endpoints) >= 2 and endpoints[1] == endpoints[0] + 1:
+        raise ParseError(
+            f"a netstat row without a readable TCP/UDP field; if the paste was damaged, "
+            f"{CUT_ADVICE}",
+            number,
+            line,
+        )
 
 
 def _looks_like_local_endpoint(token: str) -> bool:
@@ -386,9 +515,39 @@ def _read_table_row(tokens: list[str], number: int, line: str) -> Connection:
     )
 
 
+def _read_table_row_or_peeled(
+    tokens: list[str], number: int, line: str, found: list[ParseWarning]
+) -> Connection:
+    """Read a Get-NetTCPConnection table row, else it without a note (with a warning)."""
+    try:
+        return _read_table_row(tokens, number, line)
+    except ParseError:
+        peeled = peel(line)
+        if peeled is None or peeled.marker is not None:
+            raise
+    row = _read_table_row(peeled.body.split(), number, line)
+    found.extend(peeled.warnings(number, line))
+    return row
+
+
+def _value_without_note(
+    key: str, value: str, number: int, line: str, found: list[ParseWarning]
+) -> str:
+    """Strip a note after a Format-List value that netstat reads (each is one token)."""
+    if key.casefold() not in _LIST_KEYS or len(value.split()) < 2:
+        return value
+    peeled = peel(value)
+    if peeled is None or peeled.marker is not None or len(peeled.body.split()) != 1:
+        return value
+    found.extend(peeled.warnings(number, line))
+    return peeled.body
+
+
 def _read_record(record: list[tuple[int, str, str, str]]) -> list[Connection]:
     """Turn one Format-List block into a connection, or nothing when it is about no socket."""
-    wanted = {name.casefold(): name for name in _LIST_PROPERTIES}
+    if not record:
+        return []
+    wanted = _LIST_NAMES
     found: dict[str, tuple[str, int, str]] = {}  # property -> (value, line number, line)
     for number, key, text, line in record:
         name = key.casefold()
@@ -417,6 +576,15 @@ def _read_record(record: list[tuple[int, str, str, str]]) -> list[Connection]:
             _pid(*found["owningprocess"]),
         )
     ]
+
+
+def _take_record(
+    record: list[tuple[int, str, str, str]], rows: list[Connection], last_row_number: int
+) -> int:
+    """Append a Format-List block's connection to ``rows``; return the last row's line."""
+    read = _read_record(record)
+    rows.extend(read)
+    return record[-1][0] if read else last_row_number
 
 
 def _is_word(token: str) -> bool:
@@ -493,12 +661,9 @@ def _check_ipv6(host: str, shown: str, number: int, line: str) -> None:
 
 
 def _is_ipv4(host: str) -> bool:
-    """Tell whether host is a dotted IPv4 address."""
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        return False
-    return True
+    """Tell whether host is a dotted IPv4 address (as ipaddress reads it: no leading zeros)."""
+    # A regex, not ipaddress.IPv4Address: this runs twice per row and the class is slow.
+    return _IPV4.fullmatch(host) is not None
 
 
 def _is_host_name(host: str) -> bool:
@@ -522,9 +687,10 @@ def _port(text: str, number: int, line: str) -> int:
     """Read a port number 0..65535."""
     if not _DIGITS.fullmatch(text):
         raise ParseError(f"bad port {text!r}", number, line)
-    value = int(text)
+    value = read_digits(text)
     if value > _MAX_PORT:
-        raise ParseError(f"port {value} out of range 0..{_MAX_PORT}", number, line)
+        shown = text if len(text) <= 8 else f"{text[:8]}..."
+        raise ParseError(f"port {shown} out of range 0..{_MAX_PORT}", number, line)
     return value
 
 
@@ -532,7 +698,8 @@ def _pid(text: str, number: int, line: str) -> int:
     """Read a process id (a Windows DWORD)."""
     if not _DIGITS.fullmatch(text):
         raise ParseError(f"bad PID {text!r}", number, line)
-    value = int(text)
+    value = read_digits(text, limit=_MAX_PID)
     if value > _MAX_PID:
-        raise ParseError(f"PID {value} out of range 0..{_MAX_PID}", number, line)
+        shown = text if len(text) <= 12 else f"{text[:12]}..."
+        raise ParseError(f"PID {shown} out of range 0..{_MAX_PID}", number, line)
     return value

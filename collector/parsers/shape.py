@@ -42,7 +42,10 @@ _TITLE_MAX_LENGTH = 120
 def find_tool_prefixes(raws: Iterable[str]) -> frozenset[str]:
     """Name the ``name:`` prefixes that begin enough lines to be a tool's log prefix."""
     counts = Counter(
-        match.group("name") for raw in raws if (match := _TOOL_PREFIX.match(_unquote(raw)))
+        match.group("name")
+        for raw in raws
+        # A prefix is "name:"; a line without a colon (most rows) cannot have one.
+        if ":" in raw and (match := _TOOL_PREFIX.match(_unquote(raw)))
     )
     return frozenset(name for name, seen in counts.items() if seen >= _TOOL_PREFIX_MIN_LINES)
 
@@ -50,7 +53,7 @@ def find_tool_prefixes(raws: Iterable[str]) -> frozenset[str]:
 def strip_prefixes(raw: str, tools: frozenset[str]) -> str:
     """Drop what a paste puts before the printed text: indents, ``>`` quotes, tool prefixes."""
     text = _unquote(raw)
-    tool = _TOOL_PREFIX.match(text)
+    tool = _TOOL_PREFIX.match(text) if tools else None
     # "Startport: 5" is a label, not a tool prefix: keep it when only a number would remain.
     if tool and tool.group("name") in tools and not _DIGITS.fullmatch(text[tool.end() :].strip()):
         text = text[tool.end() :]
@@ -61,6 +64,8 @@ def read_title_protocol(text: str) -> str | None:
     """Return the protocol a title line names, or None when the line is not a title."""
     if len(text) > _TITLE_MAX_LENGTH or text.startswith("*"):
         return None
+    if "tcp" not in text and "udp" not in text:
+        return None  # asked of every line: most name no protocol at all
     if _NOT_IN_TITLE.search(text) or _ANY_COMMAND.search(text):
         return None
     found = {match.group(1) for match in _PROTOCOL_TOKEN.finditer(text)}
@@ -77,13 +82,15 @@ def read_command_protocol(arguments: str) -> str | None:
     return token.group(1) if token else None
 
 
-def read_digits(digits: str) -> int:
-    """Read a run of ASCII digits; one longer than any port reads as MAX_PORT + 1."""
+def read_digits(digits: str, limit: int = MAX_PORT) -> int:
+    """Read a run of ASCII digits; one with more digits than ``limit`` reads as ``limit + 1``."""
     # Converting thousands of digits would trip Python's int-conversion limit (a ValueError).
-    return int(digits) if len(digits.lstrip("0")) <= len(str(MAX_PORT)) else MAX_PORT + 1
+    return int(digits) if len(digits.lstrip("0")) <= len(str(limit)) else limit + 1
 
 
 def _unquote(raw: str) -> str:
     """Drop markdown ``>`` quote markers (and the indent before them)."""
+    if ">" not in raw:
+        return raw  # asked of every line: most hold no quote marker
     quote = _QUOTE_PREFIX.match(raw)
     return raw[quote.end() :] if quote else raw

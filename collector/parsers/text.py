@@ -73,6 +73,16 @@ def numbered_lines(text: str) -> list[tuple[int, str]]:
     return [(number, line) for number, line in enumerate(lines[start:], start=start + 1)]
 
 
+def header_comments(text: str) -> list[str]:
+    """Return the ``# `` comment block at the top of ``text`` (what ``numbered_lines`` drops)."""
+    header = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if not (line.startswith("# ") or line == "#"):
+            break
+        header.append(line)
+    return header
+
+
 def _utf16_without_bom(data: bytes) -> str | None:
     """Return the UTF-16 flavour of BOM-less bytes, or None when they are not UTF-16.
 
