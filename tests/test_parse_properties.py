@@ -115,6 +115,18 @@ WHOLE = _cases(declared=False)
 EXCERPTS = _cases(declared=True)
 
 
+def _own_rows(case: Case) -> list[int]:
+    """Return the rows a note or a marker can follow: not one a web copy glued to its footer."""
+    lines = case.text.splitlines()
+    return [i for i in case.rows() if "* -" not in lines[i]]
+
+
+# The properties that write on a row are drawn over the cases that have one (an empty table
+# has none), so that no case is skipped.
+WITH_ROWS = [case for case in WHOLE if case.rows()]
+WITH_OWN_ROWS = [case for case in WHOLE if _own_rows(case)]
+
+
 def _json(kind: str, result: Any) -> list[Any]:
     rows = PARSERS[kind].to_json(result)
     if kind == "netstat":
@@ -191,7 +203,7 @@ def test_a_cut_gives_the_whole_answer_a_refusal_or_a_told_shortening(
         _check_cut(case, case.text[:position])
 
 
-@pytest.mark.parametrize("case", WHOLE, ids=lambda case: case.path.stem)
+@pytest.mark.parametrize("case", WITH_OWN_ROWS, ids=lambda case: case.path.stem)
 @CASE_SETTINGS
 @given(data=st.data())
 def test_a_note_after_a_row_is_stripped_with_a_warning_or_refused(
@@ -199,9 +211,7 @@ def test_a_note_after_a_row_is_stripped_with_a_warning_or_refused(
 ) -> None:
     lines = case.text.splitlines()
     # A row glued to its footer by a web copy ends in the footer's text, not in a row.
-    rows = [i for i in case.rows() if "* -" not in lines[i]]
-    if not rows:
-        pytest.skip("no row of its own to write a note after")
+    rows = _own_rows(case)
     index = data.draw(st.sampled_from(rows), label="row")
     note = data.draw(st.sampled_from(_NOTES), label="note")
     lines[index] = lines[index].rstrip() + note
@@ -212,15 +222,13 @@ def test_a_note_after_a_row_is_stripped_with_a_warning_or_refused(
     assert any(w.line == index + 1 and "note" in w.message for w in warnings), warnings
 
 
-@pytest.mark.parametrize("case", WHOLE, ids=lambda case: case.path.stem)
+@pytest.mark.parametrize("case", WITH_OWN_ROWS, ids=lambda case: case.path.stem)
 @CASE_SETTINGS
 @given(data=st.data())
 def test_an_omission_after_a_row_is_refused(case: Case, data: st.DataObject) -> None:
     lines = case.text.splitlines()
     # After a row glued to its footer the table has ended: nothing of it can be left out there.
-    rows = [i for i in case.rows() if "* -" not in lines[i]]
-    if not rows:
-        pytest.skip("no row of its own")
+    rows = _own_rows(case)
     index = data.draw(st.sampled_from(rows), label="row")
     marker = data.draw(st.sampled_from(_OMISSIONS), label="marker")
     lines.insert(index + 1, marker)
@@ -229,13 +237,11 @@ def test_an_omission_after_a_row_is_refused(case: Case, data: st.DataObject) -> 
     assert caught.value.line == index + 2
 
 
-@pytest.mark.parametrize("case", WHOLE, ids=lambda case: case.path.stem)
+@pytest.mark.parametrize("case", WITH_ROWS, ids=lambda case: case.path.stem)
 @CASE_SETTINGS
 @given(data=st.data())
 def test_a_damaged_character_never_drops_a_row(case: Case, data: st.DataObject) -> None:
     lines = case.text.splitlines()
-    if not case.rows():
-        pytest.skip("no row")
     index = data.draw(st.sampled_from(case.rows()), label="row")
     line = lines[index]
     at = data.draw(st.integers(0, len(line) - 1), label="position")
