@@ -166,7 +166,7 @@ def test_explain_names_the_planted_update_with_its_rank(demo: tuple[Engine, date
     assert data["warnings"]  # the demo's nights lie in the past of the real clock
 
 
-def test_reclassifying_the_demo_changes_nothing(
+def test_reparsing_and_reclassifying_the_demo_change_nothing(
     demo: tuple[Engine, datetime], tmp_path: Path
 ) -> None:
     engine, _ = demo
@@ -175,6 +175,7 @@ def test_reclassifying_the_demo_changes_nothing(
     for suffix in ("", "-wal"):
         if Path(f"{original}{suffix}").exists():
             Path(f"{copy}{suffix}").write_bytes(Path(f"{original}{suffix}").read_bytes())
-    result = CliRunner().invoke(cli, ["--db", str(copy), "db", "reclassify"])
-    assert result.exit_code == 0, result.output
-    assert "nothing changed" in result.output
+    for command in ("reparse", "reclassify"):
+        result = CliRunner().invoke(cli, ["--db", str(copy), "db", command])
+        assert result.exit_code == 0, result.output
+        assert "nothing changed" in result.output.splitlines()[0], command
