@@ -1,7 +1,7 @@
 """Answer "why can't this port bind on that host, since when, what changed, and what do I do?".
 
 ``explain(engine, host, port)`` reads the host's latest snapshot and answers for the TCP port
-exactly as the wanted-ports matrix does (``reports.findings.answer_port``), with the fixes the
+exactly as the wanted-ports matrix does (``reports.findings.answer_ports``), with the fixes the
 diagnosis stored, worded by ``reports.remediation``. Then it tells the story: the streak of
 snapshots in which the port has had its status (and the earlier streaks), the change events of
 the window in which the current streak began, the candidate causes first seen in the
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
@@ -26,7 +25,6 @@ from collector.diagnosis import (
     PortStatus,
     describe_dynamic,
     in_dynamic_range,
-    status_of,
 )
 from collector.store.frames import read_frame, to_utc
 from collector.store.history import load_history
@@ -39,21 +37,16 @@ from collector.windows import (
 from reports.analysis import DEFAULT_STALE_DAYS
 from reports.correlation import DEFAULT_WINDOW_DAYS, correlate_fleet
 from reports.events import load_causes
-from reports.findings import SnapshotState, answer_port, load_state, tcp4_dynamic
+from reports.findings import (
+    SnapshotState,
+    answer_ports,
+    load_state,
+    port_history,
+    tcp4_dynamic,
+)
 from reports.remediation import Remedy, word_fixes
 
 _LATEST = "SELECT snapshot_id FROM v_latest_snapshots WHERE host_id = :host_id"
-# Every snapshot of the host, with the TCP findings covering the port (none: free or unknown).
-_PORT_HISTORY = """
-SELECT s.id AS snapshot_id, s.taken_at,
-       CASE WHEN s.bind_failure_set_id IS NULL THEN 0 ELSE 1 END AS swept,
-       f.diagnosis, f.error_code, f.family
-  FROM snapshots s
-  LEFT JOIN findings f ON f.set_id = s.finding_set_id AND f.protocol = 'tcp'
-       AND f.start_port <= :port AND f.end_port >= :port
- WHERE s.host_id = :host_id"""
-
-
 # The change events of the window a streak began in (the same rows the report shows).
 _CHANGES = """
 SELECT kind, protocol, start_port, end_port, previous_start, previous_end, at, previous_at
@@ -231,7 +224,10 @@ def explain(
             return Explanation(name, port, PortStatus.UNKNOWN, Diagnosis.UNKNOWN, reason)
         state = load_state(connection, [int(latest["snapshot_id"].iloc[0])])
         meta = state.meta.iloc[0]
-        answer = answer_port(state.findings, bool(meta["swept"]), port, wanted_process)
+        cell = pd.DataFrame({"snapshot_id": [meta["snapshot_id"]], "port": [port],
+                             "swept": [bool(meta["swept"])]})  # fmt: skip
+        services = {port: wanted_process} if wanted_process else None
+        (answer,) = answer_ports(state.findings, cell, services)
         streaks = _streaks(connection, host_id, port)
         told = story and answer.status != PortStatus.FREE
         changed = _story(connection, name, streaks) if told else {}
@@ -276,30 +272,17 @@ def _find_host(connection: Connection, host: str) -> tuple[int, str]:
 
 def _streaks(connection: Connection, host_id: int, port: int) -> list[Streak]:
     """Return the port's status over the host's snapshots, as runs of one status, oldest first."""
-    rows = read_frame(connection, _PORT_HISTORY, host_id=host_id, port=port)
-    if rows.empty:
-        return []
-    rows["taken_at"] = to_utc(rows["taken_at"])
-    # The finding answer_port would pick: a failing one first, then IPv4.
-    rows["_unfailed"] = rows["error_code"].isna()
-    rows = rows.sort_values(["taken_at", "snapshot_id", "_unfailed", "family"])
-    rows = rows.drop_duplicates("snapshot_id")
-    absent = np.where(rows["swept"].astype(bool), PortStatus.FREE, PortStatus.UNKNOWN)
-    statuses = [
-        str(fallback) if pd.isna(kind) else status_of(kind).value
-        for kind, fallback in zip(rows["diagnosis"], absent, strict=True)
-    ]
+    rows = port_history(connection, host_id, port)
     streaks: list[Streak] = []
-    for status, snapshot_id, at in zip(
-        statuses, rows["snapshot_id"], rows["taken_at"], strict=True
-    ):
+    moments = zip(rows["status"], rows["snapshot_id"], rows["taken_at"], strict=True)
+    for status, snapshot_id, at in moments:
         when = at.to_pydatetime()
         if streaks and streaks[-1].status == status:
             last = streaks[-1]
             streaks[-1] = Streak(status, last.first_at, when, last.first_snapshot_id,
                                  last.snapshots + 1)  # fmt: skip
         else:
-            streaks.append(Streak(status, when, when, int(snapshot_id), 1))
+            streaks.append(Streak(str(status), when, when, int(snapshot_id), 1))
     return streaks
 
 

@@ -3,7 +3,7 @@
 Nothing here classifies. ``collector.diagnosis`` did, when each snapshot was stored; this module
 reads its findings (``findings`` table) and picks, for a port, the finding that covers it — one
 that failed before one that did not, IPv4 before IPv6 — or says ``free`` / ``unknown`` where
-none does. ``answer_port`` is the one place that turns findings into a port's answer, and the
+none does. ``answer_ports`` is the one place that turns findings into a port's answer, and the
 wanted-ports matrix, ``explain`` and the agreement test all call it.
 """
 
@@ -46,6 +46,17 @@ SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnos
        dynamic_start, dynamic_end, dynamic_captured, in_dynamic, error_code, administered,
        range_start, range_end, block_start, block_end, pid, process, holder, fixes
   FROM findings WHERE set_id IN :ids ORDER BY id"""
+# Every snapshot of a host, and the TCP findings of each that cover one port.
+_HOST_SNAPSHOTS = """
+SELECT id AS snapshot_id, taken_at, finding_set_id,
+       CASE WHEN bind_failure_set_id IS NULL THEN 0 ELSE 1 END AS swept
+  FROM snapshots WHERE host_id = :host_id ORDER BY taken_at, id"""
+_COVERING = """
+SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis, reason,
+       dynamic_start, dynamic_end, dynamic_captured, in_dynamic, error_code, administered,
+       range_start, range_end, block_start, block_end, pid, process, holder, fixes
+  FROM findings WHERE set_id IN :ids AND protocol = 'tcp'
+   AND start_port <= :port AND end_port >= :port ORDER BY id"""
 _EXCLUDED = """SELECT DISTINCT set_id, protocol, start_port AS start, end_port AS "end",
        administered FROM excluded_ranges WHERE set_id IN :ids"""
 _DYNAMIC = """SELECT snapshot_id, protocol, family, start_port AS start, port_count AS count
@@ -100,10 +111,7 @@ def load_state(connection: Connection, snapshot_ids: Sequence[int]) -> SnapshotS
         found = pointers.merge(rows, left_on=column, right_on="set_id")
         return found.drop(columns=[column, "set_id"])
 
-    findings = by_set(_FINDINGS, "finding_set_id")
-    findings = findings.astype(dict.fromkeys(_NULLABLE, "Int64") | {"administered": "boolean"})
-    for column in ("dynamic_captured", "in_dynamic"):
-        findings[column] = findings[column].astype(bool)
+    findings = _typed(by_set(_FINDINGS, "finding_set_id"))
     excluded = by_set(_EXCLUDED, "excluded_set_id")
     excluded["administered"] = excluded["administered"].astype(bool)
     excluded = excluded.sort_values(["snapshot_id", "protocol", "start"], ignore_index=True)
@@ -114,6 +122,26 @@ def load_state(connection: Connection, snapshot_ids: Sequence[int]) -> SnapshotS
         excluded=excluded,
         dynamic=read_frame(connection, _DYNAMIC, snapshot_ids),
     )  # fmt: skip
+
+
+def _typed(findings: pd.DataFrame) -> pd.DataFrame:
+    """Give findings read from the store their types: nullable integers and flags."""
+    findings = findings.astype(dict.fromkeys(_NULLABLE, "Int64") | {"administered": "boolean"})
+    for column in ("dynamic_captured", "in_dynamic"):
+        findings[column] = findings[column].astype(bool)
+    return findings
+
+
+def port_history(connection: Connection, host_id: int, port: int) -> pd.DataFrame:
+    """Return every snapshot of a host, oldest first, with the status TCP ``port`` had in it."""
+    snapshots = read_frame(connection, _HOST_SNAPSHOTS, host_id=host_id)
+    snapshots["taken_at"] = to_utc(snapshots["taken_at"])
+    pointers = snapshots[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
+    rows = read_frame(connection, _COVERING, pointers["finding_set_id"].tolist(), port=port)
+    found = _typed(pointers.merge(rows, left_on="finding_set_id", right_on="set_id"))
+    cells = snapshots.assign(port=port)
+    answers = answer_ports(found.drop(columns=["finding_set_id", "set_id"]), cells)
+    return snapshots.assign(status=[answer.status.value for answer in answers])
 
 
 def _host_states(connection: Connection, meta: pd.DataFrame) -> list[HostState]:
@@ -175,30 +203,62 @@ def findings_of(engine: Engine, snapshot_id: int) -> pd.DataFrame:
         return expand_failures(failing(load_state(connection, [snapshot_id])))
 
 
-def answer_port(
-    findings: pd.DataFrame, swept: bool, port: int, wanted_process: str | None = None
+def answer_ports(
+    findings: pd.DataFrame, cells: pd.DataFrame, services: Mapping[int, str] | None = None
+) -> list[PortAnswer]:
+    """Answer for each TCP port of ``cells`` (``snapshot_id``, ``port``, ``swept``), in order.
+
+    ``findings`` are those of the cells' snapshots; ``services`` names the process that serves
+    a wanted port. A port shows the finding that covers it, one that failed before one that did
+    not and IPv4 before IPv6; where none does it is free (``swept``) or unknown.
+    """
+    services = services or {}
+    tcp = findings[findings["protocol"] == "tcp"]
+    pairs = cells[["snapshot_id", "port"]].drop_duplicates().merge(tcp, on="snapshot_id")
+    pairs = pairs[(pairs["start"] <= pairs["port"]) & (pairs["port"] <= pairs["end"])]
+    pairs = pairs.assign(_unfailed=pairs["error_code"].isna())
+    pairs = pairs.sort_values(["snapshot_id", "port", "_unfailed", "family"], kind="stable")
+    failed = pairs[~pairs["_unfailed"]].groupby(["snapshot_id", "port"])["family"]
+    families = {key: tuple(sorted(set(group))) for key, group in failed}
+    chosen = {
+        (int(row["snapshot_id"]), int(row["port"])): row
+        for row in pairs.drop_duplicates(["snapshot_id", "port"])
+        .drop(columns=["_unfailed"]).to_dict("records")
+    }  # fmt: skip
+    answers = []
+    for snapshot_id, port, swept in zip(cells["snapshot_id"], cells["port"], cells["swept"],
+                                        strict=True):  # fmt: skip
+        key = (int(snapshot_id), int(port))
+        found = chosen.get(key)
+        finding = None if found is None else _plain(found)
+        answers.append(_answer(finding, families.get(key, ()), bool(swept), services.get(key[1])))
+    return answers
+
+
+def _plain(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """Return a finding with its gaps as None, not NaN or NA, so it reads like the row it was."""
+    return {
+        str(key): None if value is pd.NA or (isinstance(value, float) and np.isnan(value))
+        else value
+        for key, value in row.items()
+        if key not in ("snapshot_id", "port")
+    }  # fmt: skip
+
+
+def _answer(
+    finding: dict[str, Any] | None, families: tuple[str, ...], swept: bool, wanted: str | None
 ) -> PortAnswer:
-    """Answer for TCP ``port`` from one snapshot's findings (``swept``: a bind sweep ran)."""
-    tcp = findings[
-        (findings["protocol"] == "tcp") & (findings["start"] <= port) & (findings["end"] >= port)
-    ]
-    if tcp.empty:
+    """Turn the finding a port shows (or none) into its answer."""
+    if finding is None:
         status = PortStatus.FREE if swept else PortStatus.UNKNOWN
         evidence = ("bind sweep passed",) if swept else ("no bind sweep",)
         return PortAnswer(status, status.value, absent_reason(swept), evidence, (), None)
-    order = np.lexsort((tcp["family"].to_numpy(), tcp["error_code"].isna().to_numpy()))
-    # Gaps as None, not NaN or NA, so that the finding reads like the row it was.
-    finding: dict[str, Any] = {
-        str(k): None if v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v
-        for k, v in tcp.iloc[int(order[0])].items()
-    }
     kind = str(finding["diagnosis"])
-    serving = kind == Diagnosis.IN_USE and serves(finding["process"], wanted_process)
+    serving = kind == Diagnosis.IN_USE and serves(finding["process"], wanted)
     fixes = () if serving else tuple(str(finding["fixes"]).split())
     reason = str(finding["reason"])
     if serving:
-        reason += f" It is the service this port is wanted for ({wanted_process}): fine."
-    families = tuple(sorted(set(tcp.loc[tcp["error_code"].notna(), "family"])))
+        reason += f" It is the service this port is wanted for ({wanted}): fine."
     return PortAnswer(status_of(kind), kind, reason, _evidence(finding, families), fixes,
                       finding, serving)  # fmt: skip
 
@@ -226,19 +286,17 @@ def _evidence(finding: Mapping[str, Any], families: tuple[str, ...]) -> tuple[st
 def build_wanted_matrix(
     state: SnapshotState, ports: Sequence[int], services: Mapping[int, str] | None = None
 ) -> pd.DataFrame:
-    """Return one row per host and wanted TCP port, as ``answer_port`` gives it."""
-    services = services or {}
-    by_snapshot = dict(iter(state.findings.groupby("snapshot_id", sort=False)))
-    empty = state.findings.iloc[:0]
+    """Return one row per host and wanted TCP port, as ``answer_ports`` gives it."""
+    wanted = pd.DataFrame({"port": sorted({int(p) for p in ports})}, dtype="int64")
+    hosts = state.meta.sort_values("host", kind="stable")
+    cells = hosts[["snapshot_id", "host", "taken_at", "swept"]].merge(wanted, how="cross")
+    answers = answer_ports(state.findings, cells, services)
     rows = []
-    for meta in state.meta.sort_values("host").to_dict("records"):
-        findings = by_snapshot.get(meta["snapshot_id"], empty)
-        when = f"snapshot of {meta['taken_at']:%Y-%m-%d %H:%M} UTC"
-        for port in sorted({int(p) for p in ports}):
-            answer = answer_port(findings, bool(meta["swept"]), port, services.get(port))
-            evidence = "; ".join((*answer.evidence, when))
-            rows.append((meta["host"], port, answer.status.value, answer.classification,
-                         answer.reason, evidence, meta["taken_at"], answer.serving,
-                         list(answer.fixes), int(meta["snapshot_id"]), answer.finding))  # fmt: skip
+    for cell, answer in zip(cells.to_dict("records"), answers, strict=True):
+        when = f"snapshot of {cell['taken_at']:%Y-%m-%d %H:%M} UTC"
+        evidence = "; ".join((*answer.evidence, when))
+        rows.append((cell["host"], cell["port"], answer.status.value, answer.classification,
+                     answer.reason, evidence, cell["taken_at"], answer.serving,
+                     list(answer.fixes), int(cell["snapshot_id"]), answer.finding))  # fmt: skip
     columns = [*COLUMNS["wanted"], *WANTED_EXTRAS]
     return pd.DataFrame(rows, columns=columns)

@@ -220,7 +220,7 @@ def _free_port(fix: Fix, port: int, finding: Mapping[str, Any]) -> Remedy:
 def plan_remediation(wanted: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
     """Return the ``remediation`` frame: each host's wanted cells' fixes, worded together.
 
-    A cell's ``finding`` is the one ``reports.findings.answer_port`` chose; a host whose TCP
+    A cell's ``finding`` is the one ``reports.findings.answer_ports`` chose; a host whose TCP
     dynamic range was moved gets ``reset-dynamic-range`` even where no wanted port is hit yet.
     """
     states = hosts.set_index("host")["host_state"]
