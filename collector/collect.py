@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, IntegrityError
 from winrm import transport as winrm_transport
 
 from collector.config import Credential, HostEntry, PortfleetConfig
@@ -29,6 +28,7 @@ from collector.document import DocumentError, load_document
 from collector.framing import FrameError, unframe_document
 from collector.importer import (
     finish_run,
+    is_database_fault,
     now,
     record_failure,
     refused_message,
@@ -301,7 +301,9 @@ class _Recorder:
                 host_name=entry.name,
                 host_id=host_id,
             )
-        except (IntegrityError, DataError) as exc:
+        except Exception as exc:  # whatever a host's document raises is that host's failure
+            if is_database_fault(exc):
+                raise
             message = refused_message(output.source, exc)
             record_failure(
                 self._engine,

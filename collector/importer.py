@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from collector import __version__
@@ -232,7 +232,9 @@ def _import_one(
     except DocumentError as exc:
         record_failure(engine, run_id, source, started_at, "bad_document", str(exc), host_name)
         return ImportResult(source, "failed", host=host_name, message=str(exc), skipped=skipped)
-    except (IntegrityError, DataError) as exc:
+    except Exception as exc:  # whatever one input raises is that input's failure
+        if is_database_fault(exc):
+            raise
         message = refused_message(source, exc)
         record_failure(engine, run_id, source, started_at, "bad_document", message, host_name)
         return ImportResult(source, "failed", host=host_name, message=message, skipped=skipped)
@@ -240,15 +242,24 @@ def _import_one(
     return result
 
 
-def refused_message(source: str, exc: IntegrityError | DataError) -> str:
-    """Explain a document that passed its schema but that the store refuses as a whole.
+def is_database_fault(exc: BaseException) -> bool:
+    """Tell a database that is down or locked (the run's problem) from a document it refuses."""
+    return isinstance(exc, OperationalError | InterfaceError) and not isinstance(
+        exc, DataError | IntegrityError
+    )
 
-    It contradicts itself: a feature listed twice, a value too long for its column.
+
+def refused_message(source: str, exc: BaseException) -> str:
+    """Explain a document that passed its schema but that the store cannot keep as a whole.
+
+    It contradicts itself (a feature listed twice), or holds a value too long or too large
+    for its column.
     """
+    detail = exc.orig if isinstance(exc, DBAPIError) else exc
+    first = (str(detail).strip().splitlines() or [""])[0][:200]
     return (
-        f"{source}: the database refused the document ({type(exc).__name__}: "
-        f"{str(exc.orig).splitlines()[0][:200]}); nothing of it was kept. "
-        "Check the probe output for duplicated or oversized entries."
+        f"{source}: the database refused the document ({type(exc).__name__}: {first}); "
+        "nothing of it was kept. Check the probe output for duplicated or oversized entries."
     )
 
 
