@@ -690,6 +690,9 @@ def simulate_command(
     with SimulatedFleet(fleet, work_dir, lambda: night, https=https, latency=latency) as served:
         addresses = served.addresses()
         config = fleet_config(fleet, addresses, night).model_dump(mode="json", exclude_none=True)
+        if addresses.ca_file:  # relative to the config, as every path in a config is
+            ca_file = os.path.relpath(Path(addresses.ca_file).absolute(), work_dir.absolute())
+            config["defaults"]["ca_file"] = ca_file
         (work_dir / "config.yaml").write_text(
             yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
         )

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 from winrm import transport as winrm_transport
@@ -43,6 +44,7 @@ from collector.transport import (
     ProbeOutput,
     TransportError,
     clixml_text,
+    refuse_plain_basic,
     run_probe,
 )
 
@@ -128,8 +130,42 @@ def check_extras(config: PortfleetConfig, hosts: Sequence[HostEntry]) -> None:
         )
 
 
+def check_credentials(
+    config: PortfleetConfig, hosts: Sequence[HostEntry], environ: Mapping[str, str] | None = None
+) -> None:
+    """Refuse, before reaching any host, credential variables that are not set.
+
+    An unset variable is the same mistake for every host that names it: one configuration
+    error, not an ``auth`` failure recorded per host.
+    """
+    environ = os.environ if environ is None else environ
+    unset: dict[tuple[str, str], list[str]] = {}  # (variable, what it holds) -> hosts
+    for entry in hosts:
+        credential = entry.settings(config.defaults).credential
+        wanted = []
+        if credential.username is None and credential.username_env:
+            wanted.append((credential.username_env, "user name"))
+        if credential.password_env:
+            wanted.append((credential.password_env, "password"))
+        for variable, what in wanted:
+            if not environ.get(variable) and (what == "user name" or variable not in environ):
+                unset.setdefault((variable, what), []).append(entry.name)
+    if unset:
+        raise SelectionError(
+            "; ".join(
+                f"environment variable {variable} ({what}) is not set, needed by {_shown(names)}"
+                for (variable, what), names in sorted(unset.items())
+            )
+            + ". Set it in the environment collect runs in (see README, Collecting every night)"
+        )
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _needs(what: str, extra: str, names: list[str]) -> str:
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    shown = _shown(names)
     note = f" ({_EXTRAS[extra][1]})" if extra in _EXTRAS else ""
     return f"{what} for {shown} needs pip install 'portfleet[{extra}]'{note}"
 
@@ -150,6 +186,7 @@ def plan_collection(
     )
     hosts = select_hosts(config, selectors)
     check_extras(config, hosts)
+    check_credentials(config, hosts)
     return CollectPlan(
         hosts=hosts,
         concurrency=concurrency if concurrency is not None else config.collect.concurrency,
@@ -168,14 +205,10 @@ def build_endpoint(
 ) -> Endpoint:
     """Resolve a host's URL, transport and credentials (from the environment or a keyring)."""
     settings = entry.settings(config.defaults)
-    plain_basic = settings.transport == "basic" and not settings.https
-    if plain_basic and not settings.allow_unencrypted_basic:
-        raise TransportError(
-            "auth",
-            f"{entry.name}: basic authentication over HTTP would send the password in clear; "
-            "use https: true, or set allow_unencrypted_basic: true for this host",
-        )
-    if plain_basic:
+    url = host_url(entry, settings.https, settings.port)
+    # Before any credential is read, on the URL that will be sent.
+    refuse_plain_basic(entry.name, url, settings.transport, settings.allow_unencrypted_basic)
+    if settings.transport == "basic" and urlsplit(url).scheme.lower() != "https":
         log.warning(
             "%s: basic authentication over unencrypted HTTP (allow_unencrypted_basic)", entry.name
         )
@@ -189,7 +222,7 @@ def build_endpoint(
     )
     return Endpoint(
         host=entry.name,
-        url=_url(entry, settings.https, settings.port),
+        url=url,
         transport=settings.transport,
         username=username,
         password=password,
@@ -198,6 +231,7 @@ def build_endpoint(
         cert_pem=str(credential.cert_pem) if credential.cert_pem else None,
         cert_key_pem=str(credential.cert_key_pem) if credential.cert_key_pem else None,
         operation_timeout=config.probe.operation_timeout_seconds,
+        allow_unencrypted_basic=settings.allow_unencrypted_basic,
     )
 
 
@@ -503,7 +537,12 @@ def _keyring_password(host: str, service: str, username: str) -> str:
     return password
 
 
-def _url(entry: HostEntry, https: bool, port: int | None) -> str:
+def host_url(entry: HostEntry, https: bool, port: int | None) -> str:
+    """Return the one URL a host is reached at: its address's own, else built from settings.
+
+    A scheme written in the address wins over ``https``; whoever checks the transport's safety
+    reads the scheme of this URL, never the setting.
+    """
     address = entry.address or entry.name
     if "://" in address:
         return address

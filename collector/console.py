@@ -86,6 +86,8 @@ def configure_logging(log_file: Path | None, verbose: bool) -> None:
     # pywinrm and urllib3 are chatty at INFO about every connection.
     for noisy in ("urllib3", "requests_ntlm", "spnego"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Alembic announces every migration step at INFO; only -v wants to read that.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @contextmanager
