@@ -253,3 +253,17 @@ def test_postgres_without_psycopg_names_the_postgres_extra(tmp_path: Path) -> No
         message
     )
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("nights", [1, 2])
+def test_demo_runs_the_shortest_nights_its_help_allows(tmp_path: Path, nights: int) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        cli, ["demo", "--out", str(out), "--nights", str(nights), "--hosts", "8"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").is_file()
+    with sqlite3.connect(out / "portfleet.db") as connection:
+        runs = connection.execute("SELECT COUNT(*) FROM collection_runs WHERE kind = 'demo'")
+        assert runs.fetchone()[0] == nights
+    connection.close()
