@@ -415,7 +415,8 @@ def collect_host(
             output = _run_with_deadline(
                 endpoint, script, plan.probe_arguments, plan.deadline_seconds
             )
-            body, document = _document_from(entry, output)
+            limit = config.probe.max_document_mb * 1024 * 1024
+            body, document = _document_from(entry, output, limit)
         except TransportError as exc:
             recorder.failure(entry, host_id, source, started_at, exc)
             log.info("%s: try %d failed (%s): %s", entry.name, tries, exc.error_class, exc)
@@ -458,7 +459,9 @@ def _run_with_deadline(
     return result
 
 
-def _document_from(entry: HostEntry, output: ProbeOutput) -> tuple[bytes, dict[str, Any]]:
+def _document_from(
+    entry: HostEntry, output: ProbeOutput, limit: int
+) -> tuple[bytes, dict[str, Any]]:
     if CONSTRAINED_MARKER.encode() in output.stdout:
         raise TransportError(
             "probe_error",
@@ -467,7 +470,7 @@ def _document_from(entry: HostEntry, output: ProbeOutput) -> tuple[bytes, dict[s
             "it from a scheduled task as SYSTEM and import its file",
         )
     try:
-        body = unframe_document(output.stdout)
+        body = unframe_document(output.stdout, limit)
     except FrameError as exc:
         detail = _stderr_text(output.stderr)
         raise TransportError(

@@ -99,6 +99,7 @@ class ProbeOptions(_Strict):
     bind_sweep: bool = True
     sweep_udp: bool = False
     update_history_limit: int = Field(default=500, ge=0)
+    max_document_mb: int = Field(default=64, ge=1, le=4096)
 
 
 class CollectOptions(_Strict):
