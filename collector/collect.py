@@ -38,6 +38,8 @@ from collector.importer import (
     store_document,
 )
 from collector.probe import probe_arguments, probe_script
+from collector.runs import in_flight
+from collector.store.database import write_lock
 from collector.transport import (
     CONSTRAINED_MARKER,
     Endpoint,
@@ -304,11 +306,26 @@ class _Recorder:
         except BaseException as exc:
             self._finished.put(exc)
 
+    def begin(self, host_id: int, source: str, started_at: datetime) -> None:
+        """Mark a host in flight until its last try is recorded (a killed run leaves the mark)."""
+        self._writer.submit(self.guard, self._begin, host_id, source, started_at)
+
+    def _begin(self, host_id: int, source: str, started_at: datetime) -> None:
+        with write_lock(self._engine), self._engine.begin() as connection:
+            in_flight(connection, self._run_id, host_id, source, started_at)
+
     def failure(
-        self, entry: HostEntry, host_id: int, source: str, started_at: datetime, exc: TransportError
+        self,
+        entry: HostEntry,
+        host_id: int,
+        source: str,
+        started_at: datetime,
+        exc: TransportError,
+        last: bool,
     ) -> None:
-        """Record a failed try, after everything handed over before it."""
-        args = (exc.error_class, str(exc), entry.name, host_id)
+        """Record a failed try, after everything handed over before it; the last lands the host."""
+        landing = (host_id, source) if last else None
+        args = (exc.error_class, str(exc), entry.name, host_id, landing)
         self._writer.submit(
             self.guard, record_failure, self._engine, self._run_id, source, started_at, *args
         )
@@ -334,6 +351,7 @@ class _Recorder:
                 took.started_at,
                 host_name=entry.name,
                 host_id=host_id,
+                landing=(host_id, output.source),
             )
         except Exception as exc:  # whatever a host's document raises is that host's failure
             if is_database_fault(exc):
@@ -348,6 +366,7 @@ class _Recorder:
                 message,
                 entry.name,
                 host_id,
+                (host_id, output.source),
             )
             self._finished.put(took.outcome(entry, "failed", "bad_document", message, None))
             return
@@ -405,6 +424,7 @@ def collect_host(
     """
     began = time.monotonic()
     tries = 0
+    recorder.begin(host_id, entry.address or entry.name, now())
     while True:
         tries += 1
         started_at = now()
@@ -418,9 +438,10 @@ def collect_host(
             limit = config.probe.max_document_mb * 1024 * 1024
             body, document = _document_from(entry, output, limit)
         except TransportError as exc:
-            recorder.failure(entry, host_id, source, started_at, exc)
+            again = exc.transient and tries <= plan.retries
+            recorder.failure(entry, host_id, source, started_at, exc, last=not again)
             log.info("%s: try %d failed (%s): %s", entry.name, tries, exc.error_class, exc)
-            if exc.transient and tries <= plan.retries:
+            if again:
                 time.sleep(plan.retry_delay_seconds)
                 continue
             took = _Took(began, tries, started_at)

@@ -74,6 +74,7 @@ def configure_logging(log_file: Path | None, verbose: bool) -> None:
     for handler in list(root.handlers):
         if getattr(handler, "_portfleet", False):
             root.removeHandler(handler)
+            handler.close()  # a log file left to the garbage collector warns (ResourceWarning)
     handlers: list[logging.Handler] = []
     if log_file is not None:
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
