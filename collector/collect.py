@@ -8,6 +8,7 @@ records everything, so collecting threads never wait on the database.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.util
 import logging
 import os
@@ -40,6 +41,7 @@ from collector.importer import (
 from collector.probe import probe_arguments, probe_script
 from collector.runs import in_flight
 from collector.store.database import write_lock
+from collector.store.snapshots import PreparedSnapshot, prepare_snapshot
 from collector.transport import (
     CONSTRAINED_MARKER,
     Endpoint,
@@ -352,6 +354,7 @@ class _Recorder:
                 host_name=entry.name,
                 host_id=host_id,
                 landing=(host_id, output.source),
+                prepared=output.prepared,
             )
         except Exception as exc:  # whatever a host's document raises is that host's failure
             if is_database_fault(exc):
@@ -403,11 +406,12 @@ class _Took:
 
 @dataclass(frozen=True, slots=True)
 class _Document:
-    """A validated probe document as it came from a host."""
+    """A validated probe document as it came from a host, parsed into its rows."""
 
     body: bytes
     document: dict[str, Any]
     source: str
+    prepared: PreparedSnapshot
 
 
 def collect_host(
@@ -432,11 +436,11 @@ def collect_host(
         try:
             endpoint = build_endpoint(entry, config)
             source = endpoint.url
-            output = _run_with_deadline(
-                endpoint, script, plan.probe_arguments, plan.deadline_seconds
-            )
             limit = config.probe.max_document_mb * 1024 * 1024
-            body, document = _document_from(entry, output, limit)
+            parse = functools.partial(_parse_output, entry, limit, endpoint.url)
+            got = _run_with_deadline(
+                endpoint, script, plan.probe_arguments, plan.deadline_seconds, parse
+            )
         except TransportError as exc:
             again = exc.transient and tries <= plan.retries
             recorder.failure(entry, host_id, source, started_at, exc, last=not again)
@@ -447,22 +451,38 @@ def collect_host(
             took = _Took(began, tries, started_at)
             recorder.finish(took.outcome(entry, "failed", exc.error_class, str(exc), None))
             return
-        recorder.store(
-            entry, host_id, _Took(began, tries, started_at), _Document(body, document, source)
-        )
+        recorder.store(entry, host_id, _Took(began, tries, started_at), got)
         return
 
 
+def _parse_output(entry: HostEntry, limit: int, url: str, output: ProbeOutput) -> _Document:
+    """Unframe, validate and parse a host's output; whatever parsing raises is a bad document."""
+    body, document = _document_from(entry, output, limit)
+    try:
+        prepared = prepare_snapshot(body, document, "winrm")
+    except Exception as exc:
+        raise TransportError("bad_document", refused_message(entry.name, exc)) from None
+    return _Document(body, document, url, prepared)
+
+
 def _run_with_deadline(
-    endpoint: Endpoint, script: str, arguments: dict[str, Any], seconds: float
-) -> ProbeOutput:
-    """Run the probe in its own thread and give up on it at the deadline, whatever it is doing."""
+    endpoint: Endpoint,
+    script: str,
+    arguments: dict[str, Any],
+    seconds: float,
+    parse: Callable[[ProbeOutput], _Document],
+) -> _Document:
+    """Run the probe and parse what it printed in a thread, given up at the deadline.
+
+    Parsing counts against the host's own deadline, in its own thread: a document that is slow
+    to parse holds back that host only, never the writer that stores everyone.
+    """
     deadline = time.monotonic() + seconds
-    box: list[ProbeOutput | BaseException] = []
+    box: list[_Document | BaseException] = []
 
     def work() -> None:
         try:
-            box.append(run_probe(endpoint, script, arguments, deadline))
+            box.append(parse(run_probe(endpoint, script, arguments, deadline)))
         except BaseException as exc:  # handed to the waiting thread
             box.append(exc)
 
@@ -472,7 +492,9 @@ def _run_with_deadline(
     worker.join(timeout=seconds + 0.2)
     if not box:
         raise TransportError(
-            "timeout", f"{endpoint.host}: no answer within the {seconds:g} s deadline; cut"
+            "timeout",
+            f"{endpoint.host}: no answer (probe and parsing) within the {seconds:g} s deadline; "
+            "cut",
         )
     result = box[0]
     if isinstance(result, BaseException):

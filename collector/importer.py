@@ -25,7 +25,7 @@ from collector.runs import in_flight, landed
 from collector.runs import start_run as start_run
 from collector.store.database import write_lock
 from collector.store.models import Attempt, Host
-from collector.store.snapshots import prepare_snapshot, write_snapshot
+from collector.store.snapshots import PreparedSnapshot, prepare_snapshot, write_snapshot
 
 Outcome = Literal["stored", "duplicate", "failed"]
 
@@ -134,6 +134,7 @@ def store_document(
     host_name: str | None = None,
     host_id: int | None = None,
     landing: tuple[int | None, str] | None = None,
+    prepared: PreparedSnapshot | None = None,
 ) -> ImportResult:
     """Store a validated document and its attempt together, all or nothing.
 
@@ -142,7 +143,8 @@ def store_document(
     (host id, or input source) the attempt replaces, in the same transaction.
     """
     name = host_name or document["host"]["name"]
-    prepared = prepare_snapshot(body, document, transport)
+    # Parsed by the caller already (collect does it within the host's deadline), or now.
+    prepared = prepared or prepare_snapshot(body, document, transport)
     with write_lock(engine), engine.begin() as connection:
         if landing is not None:
             landed(connection, run_id, *landing)

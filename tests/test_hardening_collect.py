@@ -15,7 +15,10 @@ from sqlalchemy import text
 
 from collector.cli import cli
 from collector.exitcodes import ExitCode
+from collector.simulator.responder import ProbeResponder
+from collector.simulator.wsman import WsmanServer
 from collector.store.database import create_store_engine
+from tests.documents import probe_document
 
 PASSWORD = "n1ghtly-S3cret"
 
@@ -173,3 +176,70 @@ def test_relative_paths_in_a_config_are_relative_to_it(
     assert cert and cert.resolve() == folder / "certs" / "me.pem"
     resolved = [h.ca_file.resolve() for h in loaded.hosts if h.ca_file]
     assert resolved == [Path("/abs/ca.pem"), folder / "sub" / "b.pem"]
+
+
+def _netstat(lines: int) -> str:
+    rows = [
+        f"  TCP    10.0.{i // 250 % 250}.{i % 250}:{1024 + i % 60000}    10.1.2.3:443    "
+        f"ESTABLISHED     {1000 + i % 5000}"
+        for i in range(lines)
+    ]
+    header = "\r\nActive Connections\r\n\r\n  Proto  Local Address  Foreign Address  State  PID\r\n"
+    return header + "\r\n".join(rows) + "\r\n"
+
+
+def test_parsing_counts_against_the_hosts_deadline_not_the_writers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document that takes seconds to parse times its own host out; the others are stored."""
+    monkeypatch.setenv("PF_TEST_USER", "portfleet")
+    monkeypatch.setenv("PF_TEST_PASSWORD", PASSWORD)
+    big = _netstat(200_000)  # about 5 s of parsing on this machine
+    servers = []
+    hosts = []
+    for name in ("dev-ws-01", "dev-ws-02", "dev-ws-03"):
+
+        def make(name: str = name) -> dict[str, Any]:
+            document = probe_document()
+            document["host"]["name"] = name.upper()
+            document.pop("listeners")  # the listeners then come from the raw netstat text
+            if name == "dev-ws-02":
+                document["raw"]["netstat"] = big
+            return document
+
+        server = WsmanServer(ProbeResponder(make), username="portfleet", password=PASSWORD)
+        servers.append(server.start())
+        hosts.append({"name": name, "address": server.url})
+    config = tmp_path / "config.yaml"
+    body = {
+        "defaults": {
+            "https": False,
+            "credential": {"username_env": "PF_TEST_USER", "password_env": "PF_TEST_PASSWORD"},
+        },
+        "probe": {"deadline_seconds": 2},
+        "collect": {"concurrency": 3, "retries": 0},
+        "hosts": hosts,
+    }
+    config.write_text(json.dumps(body), encoding="utf-8")
+    try:
+        result = CliRunner().invoke(
+            cli,
+            ["--db", str(tmp_path / "store.db"), "--config", str(config), "collect"],
+            catch_exceptions=False,
+        )
+    finally:
+        for server in servers:
+            server.stop()
+    assert result.exit_code == ExitCode.SOME_FAILED, result.output
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}", writer=False)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT host, status, error_class, message FROM v_attempts ORDER BY host")
+        ).all()
+    engine.dispose()
+    assert [(r.host, r.status, r.error_class) for r in rows] == [
+        ("dev-ws-01", "ok", None),
+        ("dev-ws-02", "failed", "timeout"),
+        ("dev-ws-03", "ok", None),
+    ]
+    assert "probe and parsing" in rows[1].message
