@@ -308,4 +308,6 @@ def _postgres_message(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "read-only transaction" in text or "multiple commands" in text:
         return f"refused: ad-hoc SQL is read-only, one statement: {text}"
+    if "statement timeout" in text:
+        return f"stopped: the query ran past its time limit (--timeout SECONDS): {text}"
     return text

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -266,3 +267,36 @@ def test_demo_runs_the_shortest_nights_its_help_allows(tmp_path: Path, nights: i
         runs = connection.execute("SELECT COUNT(*) FROM collection_runs WHERE kind = 'demo'")
         assert runs.fetchone()[0] == nights
     connection.close()
+
+
+def test_sql_on_postgres_stops_at_its_time_limit(pg_cluster: Any) -> None:
+    from tests.conftest import _new_pg_database
+
+    url = _new_pg_database(pg_cluster)
+    open_store(url).dispose()
+    result = _run("--db", url, "sql", "SELECT pg_sleep(10)", "--timeout", "1")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "time limit" in result.stderr
+
+
+def test_runs_are_closed_only_when_their_process_is_gone(db_url: str, tmp_path: Path) -> None:
+    """On SQLite (a lock file) and PostgreSQL (an advisory lock) alike."""
+    from collector.runs import close_interrupted_runs, finish_run, start_run
+
+    engine = open_store(db_url)
+    mine = start_run(engine, "import")
+    # Another process opens a run and dies without closing it.
+    code = (
+        "import os, sys; from collector.store.database import open_store; "
+        "from collector.runs import start_run; "
+        "print(start_run(open_store(sys.argv[1]), 'collect')); sys.stdout.flush(); os._exit(0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, db_url], capture_output=True, text=True, timeout=60
+    )
+    killed = int(done.stdout)
+    notices = close_interrupted_runs(engine)
+    assert [n.split(" (")[0] for n in notices] == [f"run {killed}"]
+    assert close_interrupted_runs(engine) == []  # closed once; this process's run stays open
+    finish_run(engine, mine)
+    engine.dispose()
