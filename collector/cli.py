@@ -611,7 +611,9 @@ def explain_command(settings: Settings, host: str, port: int, as_json: bool) -> 
             json.dumps(answer.to_json(), indent=1, ensure_ascii=False, default=_json_default)
         )
     else:
-        click.echo(answer.to_text())
+        from collector.console import visible
+
+        click.echo(visible(answer.to_text()))  # process names and KB titles come from hosts
 
 
 @cli.command("simulate", context_settings=CONTEXT)

@@ -300,3 +300,16 @@ def test_runs_are_closed_only_when_their_process_is_gone(db_url: str, tmp_path: 
     assert close_interrupted_runs(engine) == []  # closed once; this process's run stays open
     finish_run(engine, mine)
     engine.dispose()
+
+
+def test_explain_shows_a_hosts_process_name_without_its_escapes(tmp_path: Path) -> None:
+    document = probe_document()
+    document["listeners"][0]["process"] = "svc\x1b[2J\x1b]0;owned\x07"
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    db = tmp_path / "store.db"
+    assert _run("--db", str(db), "import", str(path)).exit_code == 0
+    result = _run("--db", str(db), "explain", "dev-ws-01", "135")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "svc\\x1b[2J" in result.stdout
