@@ -12,6 +12,7 @@ the next run rewrites them as interrupted.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -241,6 +242,17 @@ def _alive(engine: Engine, run_id: int, started_at: Any) -> bool:
         return True  # another process holds it
     fcntl.lockf(descriptor, fcntl.LOCK_UN, 1, run_id)
     return False
+
+
+@atexit.register
+def _let_go() -> None:
+    """Close the connections of runs never finished (a library caller's), before teardown."""
+    with _GUARD:
+        holders = list(_HELD.values())
+        _HELD.clear()
+    for holder in holders:
+        if isinstance(holder, Connection):
+            holder.close()
 
 
 def _descriptor(path: str) -> int | None:
