@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from collector import __version__
@@ -392,9 +392,8 @@ def _write_rows(fmt: str, columns: tuple[str, ...], rows: Iterator[Sequence[Any]
             sys.stdout.write(json.dumps(record, default=_json_default, ensure_ascii=False))
         sys.stdout.write("\n]\n")
     elif terminal:
-        table = Table(*columns)
-        for column in table.columns:
-            column.overflow = "fold"  # wrap long values, never cut them
+        # Headers as text too (an alias may hold brackets); long values wrap, never cut.
+        table = Table(*(Column(header=plain(c), overflow="fold") for c in columns))
         count = 0
         for row in rows:
             table.add_row(*(plain("" if v is None else v) for v in row))
