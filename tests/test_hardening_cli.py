@@ -313,3 +313,11 @@ def test_explain_shows_a_hosts_process_name_without_its_escapes(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "svc\\x1b[2J" in result.stdout
+
+
+def test_a_column_alias_with_brackets_prints_in_a_terminal(store_file: Path) -> None:
+    code, output = _in_terminal(
+        [*PORTFLEET, "--db", str(store_file), "sql", 'SELECT 1 AS "[/b]"'], store_file.parent
+    )
+    assert code == 0, output
+    assert b"[/b]" in output and b"1 row" in output
