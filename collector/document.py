@@ -222,11 +222,11 @@ _TIME_FIELDS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def parse_time(value: str) -> datetime:
-    """Read an RFC 3339 date-time as the store keeps it (an offset, UTC when it has none).
+def _stored_time(value: str) -> datetime:
+    """Read an RFC 3339 date-time as store.snapshots does (an offset, UTC when it has none).
 
-    Raise ValueError when Python cannot hold it: a leap second, or a year that an offset
-    pushes out of 1-9999.
+    Raise ValueError (a leap second, a lower-case z) or OverflowError (a year that an offset
+    pushes out of 1-9999) when Python cannot hold it.
     """
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -244,7 +244,7 @@ def _check_times(document: dict[str, Any], name: str) -> None:
                 if len(value) == 10:  # a date
                     year = date.fromisoformat(value).year
                 else:
-                    year = parse_time(value).astimezone(UTC).year
+                    year = _stored_time(value).astimezone(UTC).year
             except (ValueError, OverflowError):
                 raise DocumentError(
                     f"{name}: at {where}: {value[:40]!r} is not a time portfleet can keep; "
