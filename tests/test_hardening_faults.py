@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -215,4 +216,50 @@ def test_collect_killed_at_random_points_never_leaves_a_partial_store(
             ).scalars()
             assert sorted(collected) == HOSTS
     finally:
+        engine.dispose()
+
+
+def test_a_killed_import_is_closed_by_the_next_with_the_input_in_flight(tmp_path: Path) -> None:
+    from tests.documents import probe_document
+    from tests.test_hardening_collect import _netstat
+
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(probe_document()), encoding="utf-8")
+    slow_document = probe_document()
+    slow_document["host"]["name"] = "dev-ws-02"
+    slow_document.pop("listeners")
+    slow_document["raw"]["netstat"] = _netstat(200_000)  # seconds of parsing
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps(slow_document), encoding="utf-8")
+    db = tmp_path / "store.db"
+    command = [sys.executable, "-m", "collector.cli", "--db", str(db), "import"]
+    process = subprocess.Popen(
+        [*command, str(small), str(slow)],
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    engine = create_store_engine(f"sqlite:///{db}", writer=False)
+    try:
+        deadline = time.monotonic() + 30
+        while _snapshots(engine) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the slow document's parsing
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        again = subprocess.run(
+            [*command, str(small)], env=_environment(), capture_output=True, text=True, timeout=60
+        )
+        assert again.returncode == ExitCode.OK, again.stderr
+        assert f"closed it as interrupted (1 in flight: {slow})" in " ".join(again.stderr.split())
+        with engine.connect() as connection:
+            _assert_whole(connection)
+            rows = connection.execute(
+                text("SELECT source, status, message FROM attempts WHERE run_id = 1 ORDER BY id")
+            ).all()
+        assert [(r.source, r.status) for r in rows] == [(str(small), "ok"), (str(slow), "failed")]
+        assert rows[1].message.startswith("interrupted: run 1 stopped")
+    finally:
+        if process.poll() is None:
+            process.kill()
         engine.dispose()
