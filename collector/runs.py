@@ -159,7 +159,9 @@ def landed(connection: Connection, run_id: int, host_id: int | None, source: str
 
 
 def _key(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    # By lock file where there is one: two spellings of one SQLite path are one database, and
+    # testing a byte this process holds would release it (POSIX locks are per process).
+    return _lock_file(engine) or engine.url.render_as_string(hide_password=True)
 
 
 def _lock_file(engine: Engine) -> str | None:
