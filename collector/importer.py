@@ -265,8 +265,9 @@ def refused_message(source: str, exc: BaseException) -> str:
     """
     detail = exc.orig if isinstance(exc, DBAPIError) else exc
     first = (str(detail).strip().splitlines() or [""])[0][:200]
+    who = "the database refused" if isinstance(exc, DBAPIError) else "portfleet could not store"
     return (
-        f"{source}: the database refused the document ({type(exc).__name__}: {first}); "
+        f"{source}: {who} the document ({type(exc).__name__}: {first}); "
         "nothing of it was kept. Check the probe output for duplicated or oversized entries."
     )
 
