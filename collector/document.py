@@ -106,6 +106,7 @@ def load_document(body: bytes, name: str) -> dict[str, Any]:
             f"{name}: the document does not match its schema:\n" + "\n".join(lines) + more
         )
     _check_times(document, name)
+    _check_runs(document, name)
     return document
 
 
@@ -256,6 +257,20 @@ def _check_times(document: dict[str, Any], name: str) -> None:
                     f"{HOTFIX_YEARS.start}-{HOTFIX_YEARS.stop - 1}; an unset Windows date "
                     "(FILETIME 0 is 1601) or a wrong clock, not a real time"
                 )
+
+
+def _check_runs(document: dict[str, Any], name: str) -> None:
+    """Refuse failure runs that are not what the schema describes: start <= end, ascending."""
+    for index, sweep in enumerate(document.get("bind_sweep") or []):
+        previous_end = 0
+        for position, (start, end, _code) in enumerate(sweep["failures"]):
+            if not previous_end < start <= end:
+                raise DocumentError(
+                    f"{name}: at $.bind_sweep[{index}].failures[{position}]: the run "
+                    f"[{start}, {end}] does not follow [.., {previous_end}] in ascending order "
+                    "with start <= end; the probe never writes that"
+                )
+            previous_end = end
 
 
 def _values_at(node: Any, path: tuple[str, ...], where: str) -> Iterator[tuple[str, Any]]:
