@@ -89,6 +89,10 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
         _with(_set(("bind_sweep", 0, "failures", 1, 1), 1)),
         "$.bind_sweep[0].failures[1]",
     ),
+    "process name longer than its column": (
+        _with(_set(("listeners", 0, "process"), "p" * 256)),
+        "$.listeners[0].process",
+    ),
     "NAT port past 65535": (_with(_set(("nat",), [{"name": "n", "port_end": 70000}])), "70000"),
     "invalid UTF-8": (_with(_set(HOST, "café")).replace(b"caf\\u00e9", b"caf\xe9"), "not UTF-8"),
     "duplicate key": (
