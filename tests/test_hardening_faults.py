@@ -37,6 +37,15 @@ def slow_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flee
     fleet.stop()
 
 
+def _config(fleet: Fleet, concurrency: int) -> Path:
+    """Write the fleet's config with a deadline no loaded test machine reaches by accident."""
+    path = fleet.config(concurrency=concurrency)
+    body = json.loads(path.read_text(encoding="utf-8"))
+    body["probe"]["deadline_seconds"] = 30
+    path.write_text(json.dumps(body), encoding="utf-8")
+    return path
+
+
 def _command(db: Path, config: Path) -> list[str]:
     return [sys.executable, "-m", "collector.cli", "--db", str(db), "--config", str(config)]
 
@@ -78,7 +87,7 @@ def test_the_next_run_closes_a_killed_one_with_its_hosts_in_flight(
     slow_fleet: Fleet, tmp_path: Path
 ) -> None:
     db = tmp_path / "store.db"
-    command = [*_command(db, slow_fleet.config(concurrency=2)), "collect"]
+    command = [*_command(db, _config(slow_fleet, 2)), "collect"]
     process = subprocess.Popen(
         command, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -105,7 +114,7 @@ def test_the_next_run_closes_a_killed_one_with_its_hosts_in_flight(
         again = subprocess.run(
             command, env=_environment(), capture_output=True, text=True, timeout=120, check=False
         )
-        assert again.returncode == ExitCode.OK, again.stderr
+        assert again.returncode == ExitCode.OK, again.stdout + again.stderr
         said = " ".join(again.stderr.split())
         assert f"run {killed_run} (collect, started" in said
         assert f"closed it as interrupted ({len(in_flight)} in flight: {', '.join(in_flight)})" in (
@@ -138,7 +147,7 @@ def test_the_next_run_closes_a_killed_one_with_its_hosts_in_flight(
 def test_a_run_still_going_is_not_closed_by_another(slow_fleet: Fleet, tmp_path: Path) -> None:
     """An import while a collect runs leaves the collect's run and its hosts alone."""
     db = tmp_path / "store.db"
-    command = [*_command(db, slow_fleet.config(concurrency=1)), "collect"]
+    command = [*_command(db, _config(slow_fleet, 1)), "collect"]
     process = subprocess.Popen(
         command, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -167,7 +176,7 @@ def test_collect_killed_at_random_points_never_leaves_a_partial_store(
     slow_fleet: Fleet, tmp_path: Path
 ) -> None:
     db = tmp_path / "store.db"
-    command = [*_command(db, slow_fleet.config(concurrency=2)), "collect"]
+    command = [*_command(db, _config(slow_fleet, 2)), "collect"]
     engine = create_store_engine(f"sqlite:///{db}", writer=False)
     chance = random.Random(12)
     try:
@@ -191,7 +200,7 @@ def test_collect_killed_at_random_points_never_leaves_a_partial_store(
         rerun = subprocess.run(
             command, env=_environment(), capture_output=True, text=True, timeout=120, check=False
         )
-        assert rerun.returncode == ExitCode.OK, rerun.stderr
+        assert rerun.returncode == ExitCode.OK, rerun.stdout + rerun.stderr
         with engine.connect() as connection:
             _assert_whole(connection)
             assert (
@@ -250,7 +259,7 @@ def test_a_killed_import_is_closed_by_the_next_with_the_input_in_flight(tmp_path
         again = subprocess.run(
             [*command, str(small)], env=_environment(), capture_output=True, text=True, timeout=60
         )
-        assert again.returncode == ExitCode.OK, again.stderr
+        assert again.returncode == ExitCode.OK, again.stdout + again.stderr
         assert f"closed it as interrupted (1 in flight: {slow})" in " ".join(again.stderr.split())
         with engine.connect() as connection:
             _assert_whole(connection)
