@@ -12,7 +12,8 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from collector import __version__
 from collector.config import ConfigError, PortfleetConfig, find_config_path, load_config
@@ -54,6 +55,21 @@ class Settings:
 
         return resolve_database_url(self._db, self.config.database)
 
+    def require_database(self) -> None:
+        """Exit with a clear message when a reading command names a SQLite file that is absent.
+
+        Reading commands never create a database: a mistyped --db must not answer "0 rows".
+        """
+        from collector.store.database import sqlite_path
+
+        path = sqlite_path(self.database_url)
+        if path is not None and not path.is_file():
+            fail(
+                f"no database at {path}; check --db (or $PORTFLEET_DB, the config's database:), "
+                "or create one with `portfleet collect`, `portfleet import` or `portfleet demo`",
+                ExitCode.DATABASE,
+            )
+
     def open_engine(self) -> Any:
         """Open the store and migrate it to head, or exit with a clear message."""
         from sqlalchemy.exc import SQLAlchemyError
@@ -72,7 +88,10 @@ class Settings:
 
 def fail(message: str, code: ExitCode) -> NoReturn:
     """Print an error on stderr and exit with a named code."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from collector.console import plain
+
+    # Messages quote hosts, files and queries: printed as text, never as markup.
+    err.print(Text.assemble(("error:", "bold red"), " ", plain(message)), soft_wrap=True)
     sys.exit(int(code))
 
 
@@ -185,11 +204,13 @@ def _print_parsed(kind: str, rows: list[Any]) -> None:
 
 
 def _print_rows(console: Console, title: str, rows: Sequence[dict[str, Any]]) -> None:
+    from collector.console import plain
+
     table = Table(title=f"{title} ({len(rows)})", title_justify="left")
     for column in rows[0] if rows else ["(none)"]:
         table.add_column(str(column), overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        table.add_row(*(plain("" if v is None else v) for v in row.values()))
     console.print(table)
 
 
@@ -229,6 +250,7 @@ def import_command(
       portfleet import nightly/*.json
       portfleet import ./capture --host dev-ws-07 --taken-at 2024-03-01T09:30:00+01:00
     """
+    from collector.console import plain
     from collector.importer import import_paths
 
     when = _parse_taken_at(taken_at)
@@ -237,18 +259,17 @@ def import_command(
     failed = 0
     for result in results:
         for name in result.skipped:
-            err.print(f"skipped {name}: not named after a known command")
+            err.print(plain(f"skipped {name}: not named after a known command"))
         if result.outcome == "failed":
             failed += 1
-            err.print(f"[red]failed[/] {result.message}", soft_wrap=True)
+            err.print(Text.assemble(("failed", "red"), " ", plain(result.message)), soft_wrap=True)
         else:
             verb = "stored" if result.outcome == "stored" else "already stored"
-            err.print(
-                f"{verb} {result.source} → host {result.host}, snapshot {result.snapshot_id}",
-                soft_wrap=True,
-            )
+            line = f"{verb} {result.source} → host {result.host}, snapshot {result.snapshot_id}"
+            err.print(plain(line), soft_wrap=True)
             for problem in result.problems:
-                err.print(f"  [yellow]kept, but unreadable:[/] {problem}", soft_wrap=True)
+                kept = Text.assemble("  ", ("kept, but unreadable:", "yellow"), " ", plain(problem))
+                err.print(kept, soft_wrap=True)
     if failed:
         sys.exit(int(ExitCode.SOME_FAILED))
 
@@ -280,53 +301,135 @@ def _parse_taken_at(value: str | None) -> datetime | None:
     default="table",
     show_default=True,
 )
+@click.option(
+    "--timeout",
+    "timeout",
+    type=click.FloatRange(min=0.1),
+    default=60,
+    show_default=True,
+    help="Seconds the query may run.",
+)
+@click.option(
+    "--max-memory",
+    "max_memory",
+    type=click.IntRange(min=16),
+    default=512,
+    show_default=True,
+    metavar="MB",
+    help="Memory the query may take (SQLite).",
+)
 @click.pass_obj
-def sql_command(settings: Settings, query: str, fmt: str) -> None:
+def sql_command(settings: Settings, query: str, fmt: str, timeout: float, max_memory: int) -> None:
     """Run one read-only SQL statement on the store.
 
-    Writes, ATTACH and state-changing PRAGMAs are refused. The views (v_latest_snapshots,
-    v_failing_ports, v_excluded_ranges, v_listeners, v_updates, v_attempts) are described in
-    docs/views.md.
+    Writes, ATTACH, state-changing PRAGMAs and functions that reach into the connection are
+    refused, and the database file is never changed. A query is stopped at its time limit, its
+    memory limit (SQLite) or Ctrl-C. The views (v_latest_snapshots, v_failing_ports,
+    v_excluded_ranges, v_listeners, v_updates, v_attempts) are described in docs/views.md.
+    Outside a terminal the table shows whole values; on one, long values wrap.
 
     \b
     Example:
       portfleet sql "SELECT host, port, classification FROM v_failing_ports" --format csv
     """
-    from reports.query import QueryError, run_query
+    from collector.store.database import head_revision
+    from reports.query import QueryError, QueryInterrupted, QueryLimits, StoreNotReady, run_query
 
-    settings.open_engine()  # brings the schema to head, so the views exist
+    if not query.strip():
+        raise click.UsageError(
+            'QUERY is empty; give one statement, e.g. "SELECT * FROM v_attempts"'
+        )
+    settings.require_database()
+    url = settings.database_url
+    limits = QueryLimits(seconds=timeout, memory_bytes=max_memory * 1024 * 1024)
+    # Read-only from the start: no migration, no journal-mode switch, no file created.
+    revision = head_revision()
+    if not url.startswith("sqlite"):
+        _require_revision(url, revision)
     try:
-        with run_query(settings.database_url, query) as result:
+        with run_query(url, query, limits, revision=revision) as result:
             _write_rows(fmt, result.columns, result.rows)
+    except QueryInterrupted as exc:
+        fail(str(exc), ExitCode.INTERRUPTED)
+    except StoreNotReady as exc:
+        fail(str(exc), ExitCode.DATABASE)
     except QueryError as exc:
         fail(str(exc), ExitCode.USAGE)
 
 
+def _require_revision(url: str, revision: str) -> None:
+    """Refuse a server database that is not at ``revision``, reading only."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from collector.store.database import create_store_engine, current_revision, describe_url
+
+    try:
+        engine = create_store_engine(url, writer=False)
+        try:
+            current = current_revision(engine)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = f"{type(exc).__name__}: {_first_line(exc)}"
+        fail(f"cannot open the database {describe_url(url)}: {reason}", ExitCode.DATABASE)
+    if current != revision:
+        fail(
+            f"{describe_url(url)} is at schema revision {current or '(none)'}, this portfleet "
+            f"needs {revision}; run `portfleet db upgrade` (sql never changes the database)",
+            ExitCode.DATABASE,
+        )
+
+
 def _write_rows(fmt: str, columns: tuple[str, ...], rows: Iterator[Sequence[Any]]) -> None:
+    from collector.console import plain, visible
+
+    terminal = sys.stdout.isatty()
+
+    def shown(value: Any) -> Any:
+        # Data to a file stays exact; on a terminal, escape sequences from hosts are shown.
+        return visible(value) if terminal and isinstance(value, str) else value
+
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow(row)
+            writer.writerow([shown(v) for v in row])
     elif fmt == "json":
         # Streamed row by row so a large result never sits in memory twice.
         sys.stdout.write("[")
         for position, row in enumerate(rows):
             sys.stdout.write(",\n" if position else "\n")
-            sys.stdout.write(
-                json.dumps(
-                    dict(zip(columns, row, strict=True)), default=_json_default, ensure_ascii=False
-                )
-            )
+            record = {c: shown(v) for c, v in zip(columns, row, strict=True)}
+            sys.stdout.write(json.dumps(record, default=_json_default, ensure_ascii=False))
         sys.stdout.write("\n]\n")
-    else:
-        table = Table(*columns)
+    elif terminal:
+        # Headers as text too (an alias may hold brackets); long values wrap, never cut.
+        table = Table(*(Column(header=plain(c), overflow="fold") for c in columns))
         count = 0
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_row(*(plain("" if v is None else v) for v in row))
             count += 1
         Console().print(table)
         err.print(f"{count} row{'s' if count != 1 else ''}")
+    else:
+        count = _write_plain_table(columns, rows)
+        err.print(f"{count} row{'s' if count != 1 else ''}")
+
+
+def _write_plain_table(columns: tuple[str, ...], rows: Iterator[Sequence[Any]]) -> int:
+    """Write rows as aligned text with every value whole (no terminal width to fit)."""
+    from collector.console import visible
+
+    # One line per row: a line feed or tab inside a value is shown, not obeyed.
+    cells = [
+        [visible("" if v is None else v).replace("\n", "\\n").replace("\t", "\\t") for v in row]
+        for row in rows
+    ]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    for line in ([*columns], ["-" * w for w in widths], *cells):
+        text = "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        sys.stdout.write(text.rstrip() + "\n")
+    return len(cells)
 
 
 def _json_default(value: object) -> object:
@@ -526,14 +629,19 @@ def report_command(settings: Settings, out: Path, ports: tuple[int, ...]) -> Non
     Example:
       portfleet report --out /srv/www/portfleet/index.html
     """
+    from collector.store.database import StoreNotReadable
     from reports.report import build_report
 
-    settings.open_engine()  # brings the schema to head; the report itself only reads
+    settings.require_database()
     config = settings.config
     wanted = ports or tuple(sorted({*config.wanted_ports, *config.wanted_services}))
-    path = build_report(
-        settings.database_url, out, wanted, None, config.wanted_services, config.report.stale_days
-    )
+    try:
+        path = build_report(
+            settings.database_url, out, wanted, None, config.wanted_services,
+            config.report.stale_days,
+        )  # fmt: skip
+    except StoreNotReadable as exc:
+        fail(str(exc), ExitCode.DATABASE)
     click.echo(str(path))
 
 
@@ -549,11 +657,14 @@ def explain_command(settings: Settings, host: str, port: int, as_json: bool) -> 
     Example:
       portfleet explain dev-ws-07 49786
     """
-    from collector.store.database import create_store_engine
+    from collector.store.database import StoreNotReadable, open_reader
     from reports.explain import UnknownHostError, explain
 
-    settings.open_engine()
-    engine = create_store_engine(settings.database_url, writer=False)
+    settings.require_database()
+    try:
+        engine = open_reader(settings.database_url)
+    except StoreNotReadable as exc:
+        fail(str(exc), ExitCode.DATABASE)
     config = settings.config
     try:
         answer = explain(
@@ -572,7 +683,9 @@ def explain_command(settings: Settings, host: str, port: int, as_json: bool) -> 
             json.dumps(answer.to_json(), indent=1, ensure_ascii=False, default=_json_default)
         )
     else:
-        click.echo(answer.to_text())
+        from collector.console import visible
+
+        click.echo(visible(answer.to_text()))  # process names and KB titles come from hosts
 
 
 @cli.command("simulate", context_settings=CONTEXT)
@@ -651,6 +764,9 @@ def simulate_command(
     with SimulatedFleet(fleet, work_dir, lambda: night, https=https, latency=latency) as served:
         addresses = served.addresses()
         config = fleet_config(fleet, addresses, night).model_dump(mode="json", exclude_none=True)
+        if addresses.ca_file:  # relative to the config, as every path in a config is
+            ca_file = os.path.relpath(Path(addresses.ca_file).absolute(), work_dir.absolute())
+            config["defaults"]["ca_file"] = ca_file
         (work_dir / "config.yaml").write_text(
             yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
         )

@@ -8,6 +8,7 @@ records everything, so collecting threads never wait on the database.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.util
 import logging
 import os
@@ -19,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, IntegrityError
 from winrm import transport as winrm_transport
 
 from collector.config import Credential, HostEntry, PortfleetConfig
@@ -29,6 +30,7 @@ from collector.document import DocumentError, load_document
 from collector.framing import FrameError, unframe_document
 from collector.importer import (
     finish_run,
+    is_database_fault,
     now,
     record_failure,
     refused_message,
@@ -37,12 +39,16 @@ from collector.importer import (
     store_document,
 )
 from collector.probe import probe_arguments, probe_script
+from collector.runs import in_flight
+from collector.store.database import write_lock
+from collector.store.snapshots import PreparedSnapshot, prepare_snapshot
 from collector.transport import (
     CONSTRAINED_MARKER,
     Endpoint,
     ProbeOutput,
     TransportError,
     clixml_text,
+    refuse_plain_basic,
     run_probe,
 )
 
@@ -128,8 +134,42 @@ def check_extras(config: PortfleetConfig, hosts: Sequence[HostEntry]) -> None:
         )
 
 
+def check_credentials(
+    config: PortfleetConfig, hosts: Sequence[HostEntry], environ: Mapping[str, str] | None = None
+) -> None:
+    """Refuse, before reaching any host, credential variables that are not set.
+
+    An unset variable is the same mistake for every host that names it: one configuration
+    error, not an ``auth`` failure recorded per host.
+    """
+    environ = os.environ if environ is None else environ
+    unset: dict[tuple[str, str], list[str]] = {}  # (variable, what it holds) -> hosts
+    for entry in hosts:
+        credential = entry.settings(config.defaults).credential
+        wanted = []
+        if credential.username is None and credential.username_env:
+            wanted.append((credential.username_env, "user name"))
+        if credential.password_env:
+            wanted.append((credential.password_env, "password"))
+        for variable, what in wanted:
+            if not environ.get(variable) and (what == "user name" or variable not in environ):
+                unset.setdefault((variable, what), []).append(entry.name)
+    if unset:
+        raise SelectionError(
+            "; ".join(
+                f"environment variable {variable} ({what}) is not set, needed by {_shown(names)}"
+                for (variable, what), names in sorted(unset.items())
+            )
+            + ". Set it in the environment collect runs in (see README, Collecting every night)"
+        )
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _needs(what: str, extra: str, names: list[str]) -> str:
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    shown = _shown(names)
     note = f" ({_EXTRAS[extra][1]})" if extra in _EXTRAS else ""
     return f"{what} for {shown} needs pip install 'portfleet[{extra}]'{note}"
 
@@ -150,6 +190,7 @@ def plan_collection(
     )
     hosts = select_hosts(config, selectors)
     check_extras(config, hosts)
+    check_credentials(config, hosts)
     return CollectPlan(
         hosts=hosts,
         concurrency=concurrency if concurrency is not None else config.collect.concurrency,
@@ -168,14 +209,10 @@ def build_endpoint(
 ) -> Endpoint:
     """Resolve a host's URL, transport and credentials (from the environment or a keyring)."""
     settings = entry.settings(config.defaults)
-    plain_basic = settings.transport == "basic" and not settings.https
-    if plain_basic and not settings.allow_unencrypted_basic:
-        raise TransportError(
-            "auth",
-            f"{entry.name}: basic authentication over HTTP would send the password in clear; "
-            "use https: true, or set allow_unencrypted_basic: true for this host",
-        )
-    if plain_basic:
+    url = host_url(entry, settings.https, settings.port)
+    # Before any credential is read, on the URL that will be sent.
+    refuse_plain_basic(entry.name, url, settings.transport, settings.allow_unencrypted_basic)
+    if settings.transport == "basic" and urlsplit(url).scheme.lower() != "https":
         log.warning(
             "%s: basic authentication over unencrypted HTTP (allow_unencrypted_basic)", entry.name
         )
@@ -189,7 +226,7 @@ def build_endpoint(
     )
     return Endpoint(
         host=entry.name,
-        url=_url(entry, settings.https, settings.port),
+        url=url,
         transport=settings.transport,
         username=username,
         password=password,
@@ -198,6 +235,7 @@ def build_endpoint(
         cert_pem=str(credential.cert_pem) if credential.cert_pem else None,
         cert_key_pem=str(credential.cert_key_pem) if credential.cert_key_pem else None,
         operation_timeout=config.probe.operation_timeout_seconds,
+        allow_unencrypted_basic=settings.allow_unencrypted_basic,
     )
 
 
@@ -270,11 +308,26 @@ class _Recorder:
         except BaseException as exc:
             self._finished.put(exc)
 
+    def begin(self, host_id: int, source: str, started_at: datetime) -> None:
+        """Mark a host in flight until its last try is recorded (a killed run leaves the mark)."""
+        self._writer.submit(self.guard, self._begin, host_id, source, started_at)
+
+    def _begin(self, host_id: int, source: str, started_at: datetime) -> None:
+        with write_lock(self._engine), self._engine.begin() as connection:
+            in_flight(connection, self._run_id, host_id, source, started_at)
+
     def failure(
-        self, entry: HostEntry, host_id: int, source: str, started_at: datetime, exc: TransportError
+        self,
+        entry: HostEntry,
+        host_id: int,
+        source: str,
+        started_at: datetime,
+        exc: TransportError,
+        last: bool,
     ) -> None:
-        """Record a failed try, after everything handed over before it."""
-        args = (exc.error_class, str(exc), entry.name, host_id)
+        """Record a failed try, after everything handed over before it; the last lands the host."""
+        landing = (host_id, source) if last else None
+        args = (exc.error_class, str(exc), entry.name, host_id, landing)
         self._writer.submit(
             self.guard, record_failure, self._engine, self._run_id, source, started_at, *args
         )
@@ -300,8 +353,12 @@ class _Recorder:
                 took.started_at,
                 host_name=entry.name,
                 host_id=host_id,
+                landing=(host_id, output.source),
+                prepared=output.prepared,
             )
-        except (IntegrityError, DataError) as exc:
+        except Exception as exc:  # whatever a host's document raises is that host's failure
+            if is_database_fault(exc):
+                raise
             message = refused_message(output.source, exc)
             record_failure(
                 self._engine,
@@ -312,6 +369,7 @@ class _Recorder:
                 message,
                 entry.name,
                 host_id,
+                (host_id, output.source),
             )
             self._finished.put(took.outcome(entry, "failed", "bad_document", message, None))
             return
@@ -348,11 +406,12 @@ class _Took:
 
 @dataclass(frozen=True, slots=True)
 class _Document:
-    """A validated probe document as it came from a host."""
+    """A validated probe document as it came from a host, parsed into its rows."""
 
     body: bytes
     document: dict[str, Any]
     source: str
+    prepared: PreparedSnapshot
 
 
 def collect_host(
@@ -369,6 +428,7 @@ def collect_host(
     """
     began = time.monotonic()
     tries = 0
+    recorder.begin(host_id, entry.address or entry.name, now())
     while True:
         tries += 1
         started_at = now()
@@ -376,35 +436,53 @@ def collect_host(
         try:
             endpoint = build_endpoint(entry, config)
             source = endpoint.url
-            output = _run_with_deadline(
-                endpoint, script, plan.probe_arguments, plan.deadline_seconds
+            limit = config.probe.max_document_mb * 1024 * 1024
+            parse = functools.partial(_parse_output, entry, limit, endpoint.url)
+            got = _run_with_deadline(
+                endpoint, script, plan.probe_arguments, plan.deadline_seconds, parse
             )
-            body, document = _document_from(entry, output)
         except TransportError as exc:
-            recorder.failure(entry, host_id, source, started_at, exc)
+            again = exc.transient and tries <= plan.retries
+            recorder.failure(entry, host_id, source, started_at, exc, last=not again)
             log.info("%s: try %d failed (%s): %s", entry.name, tries, exc.error_class, exc)
-            if exc.transient and tries <= plan.retries:
+            if again:
                 time.sleep(plan.retry_delay_seconds)
                 continue
             took = _Took(began, tries, started_at)
             recorder.finish(took.outcome(entry, "failed", exc.error_class, str(exc), None))
             return
-        recorder.store(
-            entry, host_id, _Took(began, tries, started_at), _Document(body, document, source)
-        )
+        recorder.store(entry, host_id, _Took(began, tries, started_at), got)
         return
 
 
+def _parse_output(entry: HostEntry, limit: int, url: str, output: ProbeOutput) -> _Document:
+    """Unframe, validate and parse a host's output; whatever parsing raises is a bad document."""
+    body, document = _document_from(entry, output, limit)
+    try:
+        prepared = prepare_snapshot(body, document, "winrm")
+    except Exception as exc:
+        raise TransportError("bad_document", refused_message(entry.name, exc)) from None
+    return _Document(body, document, url, prepared)
+
+
 def _run_with_deadline(
-    endpoint: Endpoint, script: str, arguments: dict[str, Any], seconds: float
-) -> ProbeOutput:
-    """Run the probe in its own thread and give up on it at the deadline, whatever it is doing."""
+    endpoint: Endpoint,
+    script: str,
+    arguments: dict[str, Any],
+    seconds: float,
+    parse: Callable[[ProbeOutput], _Document],
+) -> _Document:
+    """Run the probe and parse what it printed in a thread, given up at the deadline.
+
+    Parsing counts against the host's own deadline, in its own thread: a document that is slow
+    to parse holds back that host only, never the writer that stores everyone.
+    """
     deadline = time.monotonic() + seconds
-    box: list[ProbeOutput | BaseException] = []
+    box: list[_Document | BaseException] = []
 
     def work() -> None:
         try:
-            box.append(run_probe(endpoint, script, arguments, deadline))
+            box.append(parse(run_probe(endpoint, script, arguments, deadline)))
         except BaseException as exc:  # handed to the waiting thread
             box.append(exc)
 
@@ -414,7 +492,9 @@ def _run_with_deadline(
     worker.join(timeout=seconds + 0.2)
     if not box:
         raise TransportError(
-            "timeout", f"{endpoint.host}: no answer within the {seconds:g} s deadline; cut"
+            "timeout",
+            f"{endpoint.host}: no answer (probe and parsing) within the {seconds:g} s deadline; "
+            "cut",
         )
     result = box[0]
     if isinstance(result, BaseException):
@@ -422,7 +502,9 @@ def _run_with_deadline(
     return result
 
 
-def _document_from(entry: HostEntry, output: ProbeOutput) -> tuple[bytes, dict[str, Any]]:
+def _document_from(
+    entry: HostEntry, output: ProbeOutput, limit: int
+) -> tuple[bytes, dict[str, Any]]:
     if CONSTRAINED_MARKER.encode() in output.stdout:
         raise TransportError(
             "probe_error",
@@ -431,7 +513,7 @@ def _document_from(entry: HostEntry, output: ProbeOutput) -> tuple[bytes, dict[s
             "it from a scheduled task as SYSTEM and import its file",
         )
     try:
-        body = unframe_document(output.stdout)
+        body = unframe_document(output.stdout, limit)
     except FrameError as exc:
         detail = _stderr_text(output.stderr)
         raise TransportError(
@@ -501,7 +583,12 @@ def _keyring_password(host: str, service: str, username: str) -> str:
     return password
 
 
-def _url(entry: HostEntry, https: bool, port: int | None) -> str:
+def host_url(entry: HostEntry, https: bool, port: int | None) -> str:
+    """Return the one URL a host is reached at: its address's own, else built from settings.
+
+    A scheme written in the address wins over ``https``; whoever checks the transport's safety
+    reads the scheme of this URL, never the setting.
+    """
     address = entry.address or entry.name
     if "://" in address:
         return address

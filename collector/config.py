@@ -99,6 +99,7 @@ class ProbeOptions(_Strict):
     bind_sweep: bool = True
     sweep_udp: bool = False
     update_history_limit: int = Field(default=500, ge=0)
+    max_document_mb: int = Field(default=64, ge=1, le=4096)
 
 
 class CollectOptions(_Strict):
@@ -174,7 +175,46 @@ def load_config(path: Path | None) -> PortfleetConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-    return parse_config(text, str(path))
+    return anchor_paths(parse_config(text, str(path)), path.parent)
+
+
+def anchor_paths(config: PortfleetConfig, base: Path) -> PortfleetConfig:
+    """Make the config's relative file paths relative to ``base``, the config's folder.
+
+    The config is read from wherever cron or an operator happens to be; what it names must not
+    depend on that.
+    """
+    base = base.expanduser().absolute()
+
+    def anchored(path: Path | None) -> Path | None:
+        if path is None or path.expanduser().is_absolute():
+            return None if path is None else path.expanduser()
+        return base / path
+
+    def credential(value: Credential | None) -> Credential | None:
+        if value is None:
+            return None
+        update = {
+            "cert_pem": anchored(value.cert_pem),
+            "cert_key_pem": anchored(value.cert_key_pem),
+        }
+        return value.model_copy(update=update)
+
+    def host(value: Any) -> Any:
+        return value.model_copy(
+            update={"ca_file": anchored(value.ca_file), "credential": credential(value.credential)}
+        )
+
+    database = config.database
+    if database and "://" not in database:  # a bare SQLite path
+        database = str(anchored(Path(database)))
+    return config.model_copy(
+        update={
+            "database": database,
+            "defaults": host(config.defaults),
+            "hosts": tuple(host(entry) for entry in config.hosts),
+        }
+    )
 
 
 def parse_config(text: str, name: str = "config.yaml") -> PortfleetConfig:

@@ -1,8 +1,14 @@
-"""Terminal output of long commands: a progress bar on a terminal, plain log lines elsewhere."""
+"""Terminal output: progress bars, plain log lines, and host strings made safe to print.
+
+Everything a host sent (names, process names, update titles, messages quoting them) is printed
+as plain text: never read as rich markup, and with control characters shown as ``\\x1b``-style
+escapes, so no escape sequence (a screen clear, an OSC-8 link, a title change) reaches a terminal.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,8 +18,34 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# C0 and C1 controls but line feed and tab, DEL, and the bidirectional overrides that reorder
+# what a reader sees.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(value: object) -> str:
+    """Return ``value`` as a string whose control characters are shown as escapes."""
+    return _CONTROLS.sub(_escape, str(value))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(value: object, style: str = "") -> Text:
+    """Return ``value`` as rich Text that is never read as markup, controls made visible."""
+    return Text(visible(value), style=style)
+
+
+class _VisibleFormatter(logging.Formatter):
+    """Format log lines with every control character visible (messages quote hosts)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record))
 
 
 class Outcome(Protocol):
@@ -42,18 +74,21 @@ def configure_logging(log_file: Path | None, verbose: bool) -> None:
     for handler in list(root.handlers):
         if getattr(handler, "_portfleet", False):
             root.removeHandler(handler)
+            handler.close()  # a log file left to the garbage collector warns (ResourceWarning)
     handlers: list[logging.Handler] = []
     if log_file is not None:
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     if not sys.stderr.isatty():
         handlers.append(logging.StreamHandler(sys.stderr))
     for handler in handlers:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(_VisibleFormatter(LOG_FORMAT))
         handler._portfleet = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     # pywinrm and urllib3 are chatty at INFO about every connection.
     for noisy in ("urllib3", "requests_ntlm", "spnego"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Alembic announces every migration step at INFO; only -v wants to read that.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @contextmanager
@@ -76,13 +111,13 @@ def print_summary(outcomes: Sequence[Outcome], console: Console) -> None:
     colours = {"ok": "green", "partial": "yellow", "failed": "red"}
     for outcome in outcomes:
         table.add_row(
-            outcome.host,
-            f"[{colours.get(outcome.status, 'white')}]{outcome.status}[/]",
-            outcome.error_class or "",
+            plain(outcome.host),
+            plain(outcome.status, colours.get(outcome.status, "white")),
+            plain(outcome.error_class or ""),
             str(outcome.tries),
             f"{outcome.seconds:.1f}",
             "" if outcome.snapshot_id is None else str(outcome.snapshot_id),
-            outcome.message[:160],
+            plain(outcome.message[:160]),
         )
     console.print(table)
     counts = {

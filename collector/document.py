@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -17,10 +20,16 @@ from collector import __version__
 from collector.framing import FrameError, has_frame, unframe_document
 from collector.parsers.bindfailures import encode_runs, parse_bind_failures
 from collector.parsers.errors import ParseError
+from collector.parsers.hotfix import _YEARS as HOTFIX_YEARS
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text
 from collector.windows import WSAEACCES
 
 SCHEMA_ID = "portfleet.probe/1"
+# The deepest a valid document nests is 6 (bind_sweep → failures → a run); NAT entries may
+# carry extra keys, so leave room, but not for a nesting bomb.
+_MAX_DEPTH = 32
+# The longest number a document holds is a 32-bit code (11 characters with its sign).
+_MAX_DIGITS = 20
 
 # A capture file is recognised by the command that produced it, never by its contents.
 _CAPTURE_NAMES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -73,12 +82,14 @@ def _validator() -> Draft202012Validator:
 
 
 def load_document(body: bytes, name: str) -> dict[str, Any]:
-    """Decode and validate a probe document; raise DocumentError listing what is wrong."""
-    try:
-        text = decode_text(body, DEFAULT_CODEPAGE)
-        document = json.loads(text)
-    except (ParseError, json.JSONDecodeError) as exc:
-        raise DocumentError(f"{name}: not a JSON probe document ({exc})") from exc
+    """Decode, parse and validate a probe document; raise DocumentError saying what is wrong.
+
+    Beyond its schema, a document is refused when it is not UTF-8, repeats a key, nests
+    deeper than any probe document does, holds a number too long to be one, a NUL or a lone
+    surrogate, or a time the store cannot keep: whatever a host sends, the store never sees
+    a value it would choke on.
+    """
+    document = _parse_json(_decode_utf8(body, name), name)
     if not isinstance(document, dict) or document.get("schema") != SCHEMA_ID:
         found = document.get("schema") if isinstance(document, dict) else type(document).__name__
         raise DocumentError(
@@ -94,7 +105,181 @@ def load_document(body: bytes, name: str) -> dict[str, Any]:
         raise DocumentError(
             f"{name}: the document does not match its schema:\n" + "\n".join(lines) + more
         )
+    _check_times(document, name)
+    _check_runs(document, name)
     return document
+
+
+def _decode_utf8(body: bytes, name: str) -> str:
+    """Return the text of a document: UTF-8, or UTF-16 that says so with a byte-order mark.
+
+    Never a code-page guess: bytes that are not UTF-8 would be read as other letters.
+    """
+    for bom, encoding in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if body.startswith(bom):
+            try:
+                return body[len(bom) :].decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise DocumentError(f"{name}: not valid {encoding} ({exc.reason})") from None
+    try:
+        return body.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body[: exc.start].count(b"\n") + 1
+        raise DocumentError(
+            f"{name}: not UTF-8 (byte 0x{body[exc.start]:02x} on line {line}); probe documents "
+            "are UTF-8: take the file the probe wrote, not a copy re-saved in another encoding"
+        ) from None
+
+
+def _parse_json(text: str, name: str) -> Any:
+    """Parse JSON strictly: no repeated key, no over-long number, bounded nesting, clean text."""
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise DocumentError(
+                    f"{name}: the key {key!r} appears twice in one object; which one is meant "
+                    "is unknown, so the document is refused"
+                )
+            seen.add(key)
+        return dict(pairs)
+
+    def integer(digits: str) -> int:
+        if len(digits.lstrip("-")) > _MAX_DIGITS:
+            raise DocumentError(
+                f"{name}: a number of {len(digits.lstrip('-'))} digits ({digits[:12]}…); "
+                "no value of a probe document is that long"
+            )
+        return int(digits)
+
+    def real(digits: str) -> float:
+        value = float(digits) if len(digits) <= _MAX_DIGITS * 2 else math.inf
+        if not math.isfinite(value):
+            raise DocumentError(f"{name}: the number {digits[:24]!r} is out of range")
+        return value
+
+    def constant(word: str) -> None:
+        raise DocumentError(f"{name}: {word} is not JSON; a probe document never holds it")
+
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=unique_keys,
+            parse_int=integer,
+            parse_float=real,
+            parse_constant=constant,
+        )
+    except json.JSONDecodeError as exc:
+        raise DocumentError(f"{name}: not a JSON probe document ({exc})") from None
+    except RecursionError:
+        raise DocumentError(
+            f"{name}: the JSON nests deeper than Python can read; a probe document nests "
+            f"at most {_MAX_DEPTH} levels"
+        ) from None
+    _check_values(document, name)
+    return document
+
+
+def _check_values(document: Any, name: str) -> None:
+    """Refuse deep nesting, NULs and lone surrogates, anywhere in the document (keys too)."""
+    stack: list[tuple[Any, str, int]] = [(document, "$", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise DocumentError(
+                f"{name}: at {path}: nested more than {_MAX_DEPTH} levels; "
+                "no probe document does that"
+            )
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, f"{path} (a key)", name)
+                stack.append((item, f"{path}.{key}", depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, path, name)
+
+
+def _check_text(value: str, path: str, name: str) -> None:
+    if "\x00" in value:
+        raise DocumentError(f"{name}: at {path}: a NUL character; Windows never prints one there")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DocumentError(
+            f"{name}: at {path}: a lone UTF-16 surrogate (\\ud800-\\udfff) is not a character"
+        ) from None
+
+
+# Every date and time a probe document holds, by where it is.
+_TIME_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("taken_at",),
+    ("host", "last_boot"),
+    ("host", "os", "install_date"),
+    ("host", "bios", "release_date"),
+    ("hotfixes", "*", "installed_on"),
+    ("update_history", "*", "date"),
+)
+
+
+def _stored_time(value: str) -> datetime:
+    """Read an RFC 3339 date-time as store.snapshots does (an offset, UTC when it has none).
+
+    Raise ValueError (a leap second, a lower-case z) or OverflowError (a year that an offset
+    pushes out of 1-9999) when Python cannot hold it.
+    """
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed.astimezone(UTC)  # raises OverflowError for year 1 or 9999 pushed over the edge
+    return parsed
+
+
+def _check_times(document: dict[str, Any], name: str) -> None:
+    """Refuse times the schema's format allows but the store cannot keep, or no host had."""
+    for path in _TIME_FIELDS:
+        for where, value in _values_at(document, path, "$"):
+            if not isinstance(value, str):
+                continue
+            try:
+                if len(value) == 10:  # a date
+                    year = date.fromisoformat(value).year
+                else:
+                    year = _stored_time(value).astimezone(UTC).year
+            except (ValueError, OverflowError):
+                raise DocumentError(
+                    f"{name}: at {where}: {value[:40]!r} is not a time portfleet can keep; "
+                    "write e.g. 2024-03-01T09:30:00+01:00 (upper-case T and Z, seconds 00-59)"
+                ) from None
+            if year not in HOTFIX_YEARS:
+                raise DocumentError(
+                    f"{name}: at {where}: the year {year} is outside "
+                    f"{HOTFIX_YEARS.start}-{HOTFIX_YEARS.stop - 1}; an unset Windows date "
+                    "(FILETIME 0 is 1601) or a wrong clock, not a real time"
+                )
+
+
+def _check_runs(document: dict[str, Any], name: str) -> None:
+    """Refuse failure runs that end before they start (the schema can only describe that)."""
+    for index, sweep in enumerate(document.get("bind_sweep") or []):
+        for position, (start, end, _code) in enumerate(sweep["failures"]):
+            if start > end:
+                raise DocumentError(
+                    f"{name}: at $.bind_sweep[{index}].failures[{position}]: the run "
+                    f"[{start}, {end}] ends before it starts; the probe never writes that"
+                )
+
+
+def _values_at(node: Any, path: tuple[str, ...], where: str) -> Iterator[tuple[str, Any]]:
+    if not path:
+        yield where, node
+        return
+    head, rest = path[0], path[1:]
+    if head == "*" and isinstance(node, list):
+        for position, item in enumerate(node):
+            yield from _values_at(item, rest, f"{where}[{position}]")
+    elif isinstance(node, dict) and node.get(head) is not None:
+        yield from _values_at(node[head], rest, f"{where}.{head}")
 
 
 def classify_capture(file_name: str) -> tuple[str, str | None, str | None] | None:

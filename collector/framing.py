@@ -8,7 +8,9 @@ probe never prints the document itself: it prints ASCII only::
     PORTFLEET-PROBE-END <sha256 hex of the UTF-8 JSON> <length of the UTF-8 JSON>
 
 Anything before BEGIN or after END (a profile's banner, stray warnings) is ignored; the digest
-and the length prove the document arrived whole.
+and the length prove the document arrived whole. The gzip stream is inflated piece by piece and
+stopped as soon as it outgrows the declared length or the ceiling: a small frame that inflates
+to gigabytes (a decompression bomb) costs no more memory than the ceiling.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import binascii
 import gzip
 import hashlib
 import re
+import zlib
 
 BEGIN = "PORTFLEET-PROBE-BEGIN"
 END = "PORTFLEET-PROBE-END"
 FRAME_VERSION = "1"
+# The largest document accepted unless the caller says otherwise. A real one is 100-500 KB;
+# a fleet's biggest (long update histories, thousands of listeners) stays far below.
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
 _FRAME = re.compile(
     rb"PORTFLEET-PROBE-BEGIN[ \t]+(?P<version>\S+)[ \t]*\r?\n"
     rb"(?P<body>[A-Za-z0-9+/=\r\n \t]*?)"
@@ -47,8 +54,11 @@ def has_frame(output: bytes) -> bool:
     return BEGIN.encode() in output
 
 
-def unframe_document(output: bytes) -> bytes:
-    """Return the UTF-8 JSON document inside probe output; raise FrameError if it is not whole."""
+def unframe_document(output: bytes, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """Return the UTF-8 JSON document inside probe output; raise FrameError if it is not whole.
+
+    No more than ``limit`` bytes, nor more than the frame declares, are ever inflated.
+    """
     matches = list(_FRAME.finditer(output))
     if not matches:
         if has_frame(output):
@@ -61,15 +71,43 @@ def unframe_document(output: bytes) -> bytes:
         raise FrameError(
             f"probe frame version {match.group('version').decode()!r} is not supported"
         )
+    declared_digits = match.group("length")
+    declared = int(declared_digits) if len(declared_digits) <= 12 else limit + 1
+    if declared > limit:
+        raise FrameError(
+            f"the probe declares a {declared_digits[:16].decode()}-byte document, over the "
+            f"{limit}-byte ceiling (probe.max_document_mb)"
+        )
     body = re.sub(rb"\s+", b"", match.group("body"))
     try:
-        document = gzip.decompress(base64.b64decode(body, validate=True))
-    except (binascii.Error, OSError, EOFError) as exc:
+        document = _inflate(base64.b64decode(body, validate=True), declared)
+    except (binascii.Error, zlib.error) as exc:
         raise FrameError(f"the probe output is damaged: {exc}") from exc
-    if len(document) != int(match.group("length")):
-        raise FrameError(
-            f"the document is {len(document)} bytes, the probe said {int(match.group('length'))}"
-        )
+    if len(document) != declared:
+        raise FrameError(f"the document is {len(document)} bytes, the probe said {declared}")
     if hashlib.sha256(document).hexdigest() != match.group("digest").decode().lower():
         raise FrameError("the document's SHA-256 does not match the one the probe printed")
     return document
+
+
+def _inflate(compressed: bytes, declared: int) -> bytes:
+    """Inflate gzip members, refusing as soon as the output passes ``declared`` bytes."""
+    output = bytearray()
+    pending = compressed
+    while pending:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip, header checked
+        data = pending
+        while data and not inflater.eof:
+            # Ask for at most one byte past what is allowed: enough to know it is too much.
+            room = min(_CHUNK, declared - len(output) + 1)
+            output += inflater.decompress(data, room)
+            if len(output) > declared:
+                raise FrameError(
+                    f"the document inflates past the {declared} bytes the probe declared; "
+                    "refused before inflating the rest (damaged, or a decompression bomb)"
+                )
+            data = inflater.unconsumed_tail
+        if not inflater.eof:
+            raise FrameError("the probe output is damaged: the compressed stream is cut")
+        pending = inflater.unused_data  # another gzip member, if any
+    return bytes(output)

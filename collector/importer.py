@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
-from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from collector import __version__
 from collector.document import (
     DocumentError,
     build_capture_document,
@@ -20,9 +18,14 @@ from collector.document import (
     load_document,
 )
 from collector.parsers.text import DEFAULT_CODEPAGE
+
+# start_run and finish_run are part of this module's face (tests and the demo use them here).
+from collector.runs import finish_run as finish_run
+from collector.runs import in_flight, landed
+from collector.runs import start_run as start_run
 from collector.store.database import write_lock
-from collector.store.models import Attempt, CollectionRun, Host
-from collector.store.snapshots import prepare_snapshot, write_snapshot
+from collector.store.models import Attempt, Host
+from collector.store.snapshots import PreparedSnapshot, prepare_snapshot, write_snapshot
 
 Outcome = Literal["stored", "duplicate", "failed"]
 
@@ -48,36 +51,6 @@ class ImportResult:
 def now() -> datetime:
     """Return the current time in UTC."""
     return datetime.now(UTC)
-
-
-def start_run(engine: Engine, kind: str) -> int:
-    """Record the start of a collection run and return its id."""
-    with Session(engine) as session, session.begin():
-        run = CollectionRun(kind=kind, started_at=now(), portfleet_version=__version__)
-        session.add(run)
-        session.flush()
-        return run.id
-
-
-def finish_run(engine: Engine, run_id: int) -> None:
-    """Record the end of a collection run, then derive the fleet's history again.
-
-    The change events and candidate causes depend on every snapshot of a host, so a run that
-    stored any (whatever order they came in) derives them anew, once, in one transaction.
-    """
-    with Session(engine) as session, session.begin():
-        run = session.get(CollectionRun, run_id)
-        if run is not None:
-            run.finished_at = now()
-    refresh(engine)
-
-
-def refresh(engine: Engine) -> None:
-    """Derive the change events and candidate causes from the stored snapshots, and store them."""
-    from collector.store.history import refresh_history  # pandas: only once a run is over
-
-    with write_lock(engine), engine.begin() as connection:
-        refresh_history(connection)
 
 
 def ensure_host(
@@ -119,9 +92,10 @@ def import_paths(
 ) -> list[ImportResult]:
     """Import each file (a probe document) or folder (raw captures) in its own transaction."""
     run_id = start_run(engine, "import")
-    results = [_import_one(engine, run_id, path, host_name, taken_at, codepage) for path in paths]
-    finish_run(engine, run_id)
-    return results
+    try:
+        return [_import_one(engine, run_id, path, host_name, taken_at, codepage) for path in paths]
+    finally:
+        finish_run(engine, run_id)
 
 
 def record_failure(
@@ -133,9 +107,15 @@ def record_failure(
     message: str,
     host_name: str | None,
     host_id: int | None = None,
+    landing: tuple[int | None, str] | None = None,
 ) -> None:
-    """Record a failed attempt in a transaction of its own (the data one was rolled back)."""
+    """Record a failed attempt in a transaction of its own (the data one was rolled back).
+
+    ``landing`` names the in-flight mark (host id, or input source) this last try replaces.
+    """
     with write_lock(engine), engine.begin() as connection:
+        if landing is not None:
+            landed(connection, run_id, *landing)
         if host_id is None and host_name:
             host_id = ensure_host(connection, host_name)
         _add_attempt(
@@ -153,15 +133,21 @@ def store_document(
     started_at: datetime,
     host_name: str | None = None,
     host_id: int | None = None,
+    landing: tuple[int | None, str] | None = None,
+    prepared: PreparedSnapshot | None = None,
 ) -> ImportResult:
     """Store a validated document and its attempt together, all or nothing.
 
     ``host_name`` (a configured host) wins over the name the document gives itself; a
-    ``host_id`` from ``register_hosts`` names it already.
+    ``host_id`` from ``register_hosts`` names it already. ``landing`` names the in-flight mark
+    (host id, or input source) the attempt replaces, in the same transaction.
     """
     name = host_name or document["host"]["name"]
-    prepared = prepare_snapshot(body, document, transport)
+    # Parsed by the caller already (collect does it within the host's deadline), or now.
+    prepared = prepared or prepare_snapshot(body, document, transport)
     with write_lock(engine), engine.begin() as connection:
+        if landing is not None:
+            landed(connection, run_id, *landing)
         if host_id is None:
             host_id = ensure_host(connection, name)
         stored = write_snapshot(connection, prepared, host_id, now())
@@ -229,6 +215,9 @@ def _import_one(
     started_at = now()
     source = str(path)
     skipped: tuple[str, ...] = ()
+    landing = (None, source)
+    with write_lock(engine), engine.begin() as connection:
+        in_flight(connection, run_id, None, source, started_at)
     try:
         if path.is_dir():
             if not host_name or taken_at is None:
@@ -241,27 +230,45 @@ def _import_one(
         else:
             body = extract_document(_read(path), source)
         document = load_document(body, source)
-        result = store_document(engine, run_id, body, document, source, "file", started_at)
+        result = store_document(
+            engine, run_id, body, document, source, "file", started_at, landing=landing
+        )
     except DocumentError as exc:
-        record_failure(engine, run_id, source, started_at, "bad_document", str(exc), host_name)
+        record_failure(
+            engine, run_id, source, started_at, "bad_document", str(exc), host_name, None, landing
+        )
         return ImportResult(source, "failed", host=host_name, message=str(exc), skipped=skipped)
-    except (IntegrityError, DataError) as exc:
+    except Exception as exc:  # whatever one input raises is that input's failure
+        if is_database_fault(exc):
+            raise
         message = refused_message(source, exc)
-        record_failure(engine, run_id, source, started_at, "bad_document", message, host_name)
+        record_failure(
+            engine, run_id, source, started_at, "bad_document", message, host_name, None, landing
+        )
         return ImportResult(source, "failed", host=host_name, message=message, skipped=skipped)
     result.skipped = skipped
     return result
 
 
-def refused_message(source: str, exc: IntegrityError | DataError) -> str:
-    """Explain a document that passed its schema but that the store refuses as a whole.
+def is_database_fault(exc: BaseException) -> bool:
+    """Tell a database that is down or locked (the run's problem) from a document it refuses."""
+    return isinstance(exc, OperationalError | InterfaceError) and not isinstance(
+        exc, DataError | IntegrityError
+    )
 
-    It contradicts itself: a feature listed twice, a value too long for its column.
+
+def refused_message(source: str, exc: BaseException) -> str:
+    """Explain a document that passed its schema but that the store cannot keep as a whole.
+
+    It contradicts itself (a feature listed twice), or holds a value too long or too large
+    for its column.
     """
+    detail = exc.orig if isinstance(exc, DBAPIError) else exc
+    first = (str(detail).strip().splitlines() or [""])[0][:200]
+    who = "the database refused" if isinstance(exc, DBAPIError) else "portfleet could not store"
     return (
-        f"{source}: the database refused the document ({type(exc).__name__}: "
-        f"{str(exc.orig).splitlines()[0][:200]}); nothing of it was kept. "
-        "Check the probe output for duplicated or oversized entries."
+        f"{source}: {who} the document ({type(exc).__name__}: {first}); "
+        "nothing of it was kept. Check the probe output for duplicated or oversized entries."
     )
 
 

@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from winrm.exceptions import (
@@ -73,6 +74,7 @@ class Endpoint:
     cert_pem: str | None = None
     cert_key_pem: str | None = None
     operation_timeout: int = 20
+    allow_unencrypted_basic: bool = False
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -256,7 +258,26 @@ def _converse(
     return ProbeOutput(bytes(stdout), bytes(stderr), exit_code, requests_made + 2)
 
 
+def refuse_plain_basic(host: str, url: str, transport: str, allowed: bool) -> None:
+    """Refuse Basic credentials bound for a plain-HTTP URL unless the host opted in (allowed).
+
+    Decided on the URL that is sent, whatever the config's ``https`` said.
+    """
+    plain = urlsplit(url).scheme.lower() != "https"
+    if transport == "basic" and plain and not allowed:
+        raise TransportError(
+            "auth",
+            f"{host}: basic authentication to {url} would send the password "
+            "in clear; give an https:// address (or https: true), or set "
+            "allow_unencrypted_basic: true for this host",
+        )
+
+
 def _protocol(endpoint: Endpoint) -> Protocol:
+    # The last word before anything is sent.
+    refuse_plain_basic(
+        endpoint.host, endpoint.url, endpoint.transport, endpoint.allow_unencrypted_basic
+    )
     read_timeout = endpoint.operation_timeout + 10
     protocol = Protocol(
         endpoint=endpoint.url,

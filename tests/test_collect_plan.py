@@ -104,6 +104,8 @@ hosts:
 """
     )
     monkeypatch.setattr(winrm.transport, "HAVE_KERBEROS", False)  # as without pykerberos
+    monkeypatch.setenv("PORTFLEET_USER", "portfleet")  # the default credential variables
+    monkeypatch.setenv("PORTFLEET_PASSWORD", "secret")
     with pytest.raises(SelectionError) as refused:
         plan_collection(config, [])
     assert str(refused.value) == (

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import tracemalloc
+import zlib
 from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.framing import FrameError, frame_document, unframe_document
+from collector.framing import BEGIN, END, FrameError, frame_document, unframe_document
 
 DOCUMENT = json.dumps(
     {"schema": "portfleet.probe/1", "host": {"name": "ws-é-日本"}}, ensure_ascii=False
@@ -52,3 +55,39 @@ def test_damaged_output_is_refused(damage: Callable[[bytes], bytes], message: st
 @given(st.binary(max_size=5000))
 def test_any_bytes_round_trip(document: bytes) -> None:
     assert unframe_document(frame_document(document)) == document
+
+
+def _bomb(inflated: int) -> bytes:
+    """Gzip ``inflated`` zero bytes, built piece by piece (the bytes never exist whole)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1024 * 1024)
+    parts = [packer.compress(zeros) for _ in range(inflated // len(zeros))]
+    return b"".join(parts) + packer.flush()
+
+
+def _frame(compressed: bytes, declared: int) -> bytes:
+    encoded = base64.b64encode(compressed).decode("ascii")
+    return (f"{BEGIN} 1\r\n{encoded}\r\n{END} {'0' * 64} {declared}\r\n").encode("ascii")
+
+
+def test_a_decompression_bomb_is_stopped_at_the_declared_length() -> None:
+    """512 MB of zeros in about 0.5 MB: refused having inflated about the declared length."""
+    framed = _frame(_bomb(512 * 1024 * 1024), declared=600_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FrameError, match="inflates past the 600000 bytes"):
+            unframe_document(framed)
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(framed) * 3 + 8 * 1024 * 1024  # the input and its decoding, not 512 MB
+
+
+def test_a_declared_length_over_the_ceiling_is_refused_before_inflating() -> None:
+    framed = _frame(_bomb(4 * 1024 * 1024), declared=4 * 1024 * 1024)
+    with pytest.raises(FrameError, match="over the 1048576-byte ceiling"):
+        unframe_document(framed, limit=1024 * 1024)
+    with pytest.raises(FrameError, match="over the"):
+        unframe_document(_frame(b"", declared=10**40))
+    document = b'{"schema": "x"}' * 1000
+    assert unframe_document(frame_document(document), limit=len(document)) == document

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 
 from collector.cli import cli
 from collector.exitcodes import ExitCode
+from collector.store.database import open_store
 from tests.conftest import import_seed
 
 WRITES = [
@@ -94,6 +95,7 @@ def test_engine_specific_writes_are_refused(seeded: str) -> None:
 
 
 def test_reporting_pragmas_are_allowed_on_sqlite(sqlite_url: str) -> None:
+    open_store(sqlite_url).dispose()  # sql never creates the store it reads
     result = _sql(sqlite_url, "PRAGMA table_info(hosts)", "--format", "csv")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1].startswith("0,id,INTEGER")

@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 import migrations
@@ -52,7 +53,7 @@ def create_store_engine(url: str, *, writer: bool = True) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _make_sqlite_parent(parsed)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        engine = _create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_on_connect)
         begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
@@ -60,7 +61,75 @@ def create_store_engine(url: str, *, writer: bool = True) -> Engine:
         # go of the GIL, and with 32 collector threads getting it back is what the lock waits on.
         engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return _create_engine(parsed, pool_pre_ping=True)
+
+
+class StoreNotReadable(Exception):
+    """A store a reading command cannot read as it is: absent, or not at this schema."""
+
+
+def open_reader(url: str) -> Engine:
+    """Open the store for reading only: never create, migrate or alter it (not even its journal).
+
+    SQLite is opened read-only (``mode=ro``) with writes refused on the connection; PostgreSQL
+    sessions are read-only by default. The store must be at this portfleet's schema revision,
+    else ``StoreNotReadable`` says to run ``portfleet db upgrade``.
+    """
+    parsed = make_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.is_file():
+            raise StoreNotReadable(f"no database at {path}")
+        readonly = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
+        engine = _create_engine(make_url(readonly), connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_reader_on_connect)
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+    elif parsed.get_backend_name() == "postgresql":
+        options = {"options": "-c default_transaction_read_only=on"}
+        engine = _create_engine(parsed, pool_pre_ping=True, connect_args=options)
+    else:
+        engine = _create_engine(parsed, pool_pre_ping=True)
+    try:
+        current = current_revision(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    if current != head_revision():
+        engine.dispose()
+        raise StoreNotReadable(
+            f"{describe_url(url)} is at schema revision {current or '(none)'}, this portfleet "
+            f"needs {head_revision()}; run `portfleet db upgrade` (reading commands never "
+            "change the database)"
+        )
+    return engine
+
+
+def _create_engine(url: URL, **options: object) -> Engine:
+    """Create an engine; a driver that is not installed is named with what installs it."""
+    try:
+        return create_engine(url, **options)
+    except ImportError as exc:  # SQLAlchemy imports the driver here
+        raise NoSuchModuleError(driver_hint(url, exc)) from None
+
+
+def driver_hint(url: URL, exc: ImportError) -> str:
+    """Say which package a URL's driver is in, and how to install it."""
+    missing = exc.name or str(exc)
+    if url.get_backend_name() == "postgresql":
+        if url.get_driver_name() == "psycopg":
+            return (
+                f"the PostgreSQL driver ({missing}) is not installed: "
+                "pip install 'portfleet[postgres]'"
+            )
+        return (
+            f"the driver {url.get_driver_name()!r} ({missing}) is not installed; portfleet "
+            "installs psycopg: pip install 'portfleet[postgres]' and write postgresql+psycopg://…"
+        )
+    return (
+        f"the driver for {url.drivername}:// ({missing}) is not installed; portfleet supports "
+        "SQLite (a file path) and PostgreSQL (postgresql+psycopg://…, "
+        "pip install 'portfleet[postgres]')"
+    )
 
 
 def write_lock(engine: Engine) -> AbstractContextManager[object]:
@@ -117,6 +186,17 @@ def open_store(url: str) -> Engine:
     return engine
 
 
+def sqlite_path(url: str) -> Path | None:
+    """Return the file of a SQLite URL, None for another database or an in-memory one."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return Path(database[5:].split("?", 1)[0])
+    return Path(database).expanduser()
+
+
 def _normalise_url(value: str) -> str:
     """Accept a bare file path as a SQLite database."""
     if "://" in value:
@@ -128,6 +208,15 @@ def _make_sqlite_parent(url: URL) -> None:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_reader_on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+    # A reader changes nothing: no journal switch, and any write is refused on the connection.
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
 
 
 def _sqlite_on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
