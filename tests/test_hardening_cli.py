@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command as alembic_command
 from click.testing import CliRunner, Result
 
 from collector.cli import cli
 from collector.exitcodes import ExitCode
-from collector.store.database import open_store
+from collector.store.database import alembic_config, create_store_engine, open_store
 from tests.documents import probe_document
 
 MARKUP_NAME = "x[/bold]y"
@@ -153,18 +154,43 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_sql_leaves_a_rollback_journal_database_byte_for_byte(tmp_path: Path) -> None:
-    db = tmp_path / "store.db"
+@pytest.mark.parametrize(
+    "command",
+    [["sql", "SELECT COUNT(*) FROM v_attempts"], ["explain", "dev-ws-01", "52150"],
+     ["report", "--out", "{out}"]],
+)  # fmt: skip
+def test_reading_commands_leave_a_rollback_journal_database_byte_for_byte(
+    tmp_path: Path, command: list[str]
+) -> None:
+    db = tmp_path / "store" / "store.db"
+    db.parent.mkdir()
     assert _import_hosts(tmp_path, db, "dev-ws-01").exit_code == 0
     with sqlite3.connect(db) as connection:
         connection.execute("PRAGMA journal_mode=DELETE")
     connection.close()
     before = _digest(db)
-    files = sorted(tmp_path.iterdir())
-    result = _run("--db", str(db), "sql", "SELECT COUNT(*) FROM v_attempts")
+    files = sorted(db.parent.iterdir())
+    out = str(tmp_path / "report.html")
+    result = _run("--db", str(db), *(part.format(out=out) for part in command))
     assert result.exit_code == 0, result.output
     assert _digest(db) == before
-    assert sorted(tmp_path.iterdir()) == files  # no -wal, -shm or journal left behind
+    assert sorted(db.parent.iterdir()) == files  # no -wal, -shm or journal left behind
+
+
+def test_reading_commands_refuse_a_store_at_an_older_revision(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    with engine.begin() as connection:
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        alembic_command.upgrade(config, "0001")
+    engine.dispose()
+    before = _digest(db)
+    for arguments in (["explain", "dev-ws-01", "80"], ["report", "--out", str(tmp_path / "r")]):
+        result = _run("--db", str(db), *arguments)
+        assert result.exit_code == ExitCode.DATABASE, result.output
+        assert "run `portfleet db upgrade`" in " ".join(result.stderr.split())
+    assert _digest(db) == before
 
 
 @pytest.fixture
