@@ -20,9 +20,8 @@ from collector import __version__
 from collector.framing import FrameError, has_frame, unframe_document
 from collector.parsers.bindfailures import encode_runs, parse_bind_failures
 from collector.parsers.errors import ParseError
-from collector.parsers.hotfix import _YEARS as HOTFIX_YEARS
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text
-from collector.windows import WSAEACCES
+from collector.windows import PLAUSIBLE_YEARS, WSAEACCES
 
 SCHEMA_ID = "portfleet.probe/1"
 # The deepest a valid document nests is 6 (bind_sweep → failures → a run); NAT entries may
@@ -223,13 +222,14 @@ _TIME_FIELDS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _stored_time(value: str) -> datetime:
-    """Read an RFC 3339 date-time as store.snapshots does (an offset, UTC when it has none).
+def read_time(value: str) -> datetime:
+    """Read a document's RFC 3339 date-time as the store keeps it (UTC when it has no offset).
 
     Raise ValueError (a leap second, a lower-case z) or OverflowError (a year that an offset
     pushes out of 1-9999) when Python cannot hold it.
     """
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    # A host time without offset is taken as UTC; the probe always writes the offset.
     parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     parsed.astimezone(UTC)  # raises OverflowError for year 1 or 9999 pushed over the edge
     return parsed
@@ -245,16 +245,16 @@ def _check_times(document: dict[str, Any], name: str) -> None:
                 if len(value) == 10:  # a date
                     year = date.fromisoformat(value).year
                 else:
-                    year = _stored_time(value).astimezone(UTC).year
+                    year = read_time(value).astimezone(UTC).year
             except (ValueError, OverflowError):
                 raise DocumentError(
                     f"{name}: at {where}: {value[:40]!r} is not a time portfleet can keep; "
                     "write e.g. 2024-03-01T09:30:00+01:00 (upper-case T and Z, seconds 00-59)"
                 ) from None
-            if year not in HOTFIX_YEARS:
+            if year not in PLAUSIBLE_YEARS:
                 raise DocumentError(
                     f"{name}: at {where}: the year {year} is outside "
-                    f"{HOTFIX_YEARS.start}-{HOTFIX_YEARS.stop - 1}; an unset Windows date "
+                    f"{PLAUSIBLE_YEARS.start}-{PLAUSIBLE_YEARS.stop - 1}; an unset Windows date "
                     "(FILETIME 0 is 1601) or a wrong clock, not a real time"
                 )
 

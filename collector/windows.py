@@ -77,6 +77,11 @@ WINNAT_SERVICE = "winnat"
 RUNNING = "Running"
 
 
+# The years a date from a host can really have: Windows reports an unset date as FILETIME 0
+# (1601), and a clock far in the future is wrong, not a time to store.
+PLAUSIBLE_YEARS = range(1980, 2201)
+
+
 def describe_code(code: int) -> str:
     """Name a Winsock error code for people: ``10013 (WSAEACCES, access forbidden)``."""
     try:

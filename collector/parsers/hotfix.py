@@ -73,6 +73,7 @@ from collector.parsers.errors import ParseError
 from collector.parsers.notes import CUT_ADVICE, ParseWarning, is_omission, peel
 from collector.parsers.shape import read_digits
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, numbered_lines
+from collector.windows import PLAUSIBLE_YEARS
 
 DateOrder = Literal["mdy", "dmy", "ymd"]
 TableKind = Literal["table", "list", "systeminfo"]
@@ -194,7 +195,6 @@ _MAX_ITEMS = 999_999
 
 _TICKS_PER_DAY = 864_000_000_000
 _FILETIME_EPOCH = date(1601, 1, 1)
-_YEARS = range(1980, 2201)
 
 
 def parse_hotfix(
@@ -853,9 +853,10 @@ def _to_date(stamp: _Stamp, order: DateOrder | None, line: int, row: str) -> dat
         month, day, year = (int(field) for field in stamp.fields)
     else:
         day, month, year = (int(field) for field in stamp.fields)
-    if year not in _YEARS:
+    if year not in PLAUSIBLE_YEARS:
         raise ParseError(
-            f"year {year} in {_stamp_text(stamp)!r} is outside {_YEARS.start}-{_YEARS.stop - 1}"
+            f"year {year} in {_stamp_text(stamp)!r} is outside "
+            f"{PLAUSIBLE_YEARS.start}-{PLAUSIBLE_YEARS.stop - 1}"
             " (a non-Gregorian calendar?)",
             line,
             row,

@@ -8,7 +8,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import cache, lru_cache
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from collector.diagnosis import FINDING_COLUMNS, Facts, diagnose, host_state
+from collector.document import read_time
 from collector.parsers.dynamicport import parse_dynamicport
 from collector.parsers.errors import ParseError
 from collector.parsers.excluded import parse_excluded
@@ -547,11 +548,7 @@ def _sweep_seconds(sweeps: list[dict[str, Any]] | None) -> float | None:
 
 
 def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    # A host time without offset is taken as UTC; the probe always writes the offset.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None if value is None else read_time(value)
 
 
 def _parse_date(value: str | date | None) -> date | None:
