@@ -20,17 +20,20 @@ ran) or ``unknown`` (it did not). Findings, in the order the rules are tried:
 
 Without a bind sweep, excluded ranges and listeners still give ``reserved`` and ``in-use``
 findings. Each finding carries its evidence (the range and who owns it, the failing run, the
-listener, the dynamic range and whether it was captured), a reason in words, and the ordered
-fixes that ``plan_fixes`` — the one remediation policy — picks for it.
+listener, the dynamic range and whether it was captured) and the ordered fixes that
+``plan_fixes`` — the one remediation policy — picks for it. ``word`` says why in a sentence,
+from those fields, wherever a finding is shown; the sentence itself is not stored.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, fields, replace
 from enum import StrEnum
 from itertools import pairwise
+from types import SimpleNamespace
+from typing import Any
 
 from collector.windows import (
     DEFAULT_DYNAMIC_START,
@@ -149,7 +152,6 @@ class Finding:
     start: int
     end: int
     diagnosis: str
-    reason: str
     dynamic_start: int  # the dynamic range it was judged against
     dynamic_end: int
     dynamic_captured: bool  # False: Windows' default, assumed
@@ -388,10 +390,8 @@ def _failing(
             dynamic_start=low,
             dynamic_end=high,
             dynamic_captured=captured,
-            reason="",
             fixes="",
         )
-        finding = replace(finding, reason=_failing_reason(finding, facts.excluded is not None))
         previous = found[-1] if found else None
         if previous is not None and _same(previous, finding) and previous.end + 1 == first:
             found[-1] = replace(previous, end=finding.end)
@@ -404,8 +404,16 @@ def _same(a: Finding, b: Finding) -> bool:
     return replace(a, start=0, end=0) == replace(b, start=0, end=0)
 
 
-def _failing_reason(f: Finding, excluded_known: bool) -> str:
-    code = describe_code(f.error_code or 0)
+def word(finding: Mapping[str, Any], excluded_known: bool) -> str:
+    """Say why, in a sentence, from a finding's fields (a ``Finding``'s names, as stored).
+
+    The sentence is not stored: it is worded from the evidence each time a finding is shown,
+    the same way by every output. ``excluded_known``: the snapshot captured excluded ranges.
+    """
+    f = SimpleNamespace(**finding)
+    if f.error_code is None:
+        return _word_unfailed(f)
+    code = describe_code(f.error_code)
     dynamic = describe_dynamic(f.dynamic_start, f.dynamic_end, f.dynamic_captured)
     who = describe_holder(f.pid, f.process, f.start) if f.pid is not None else ""
     if f.diagnosis == Diagnosis.RESERVED:
@@ -455,6 +463,29 @@ def _failing_reason(f: Finding, excluded_known: bool) -> str:
     )
 
 
+def _word_unfailed(f: SimpleNamespace) -> str:
+    """Word a finding of a port that did not fail: held, reserved without a sweep, or at risk."""
+    if f.diagnosis == Diagnosis.IN_USE:
+        who = describe_holder(f.pid, f.process, f.start)
+        return (
+            f"{who} listens on it, so another program cannot bind it, although the bind "
+            "sweep recorded no failure there."
+        )
+    if f.diagnosis == Diagnosis.RESERVED:
+        owner = "administered" if f.administered else f"run time, {RUNTIME_OWNER}"
+        return (
+            f"No bind sweep was recorded, but it lies inside the excluded range "
+            f"{f.range_start}–{f.range_end} ({owner}), so binds fail with "
+            f"{describe_code(WSAEACCES)}."
+        )
+    dynamic = describe_dynamic(f.dynamic_start, f.dynamic_end, f.dynamic_captured)
+    return (
+        f"Free now, but it lies inside {dynamic}, where WinNAT/Hyper-V already reserve "
+        "blocks of ports on this host; they are placed anew at every boot, so the next "
+        "reboot may take it."
+    )
+
+
 def describe_dynamic(low: int, high: int, captured: bool) -> str:
     """Describe the dynamic range used, saying when it is the assumed default."""
     assumed = " (the Windows default, assumed because the dynamic range was not captured)"
@@ -469,17 +500,12 @@ def _unswept_reservations(
     for protocol, ranges in excluded.items():
         for start, end, admin, family in ranges:
             low, high, captured = _dynamic(facts, protocol, family)
-            owner = "administered" if admin else f"run time, {RUNTIME_OWNER}"
-            reason = (
-                f"No bind sweep was recorded, but it lies inside the excluded range {start}–{end} "
-                f"({owner}), so binds fail with {describe_code(WSAEACCES)}."
-            )
             edges = sorted(
                 {start, end + 1} | {cut for cut in (low, high + 1) if start < cut <= end}
             )
             for first, after in pairwise(edges):
                 found.append(
-                    Finding(protocol, family, first, after - 1, Diagnosis.RESERVED, reason, low,
+                    Finding(protocol, family, first, after - 1, Diagnosis.RESERVED, low,
                             high, captured, administered=admin, range_start=start, range_end=end)
                 )  # fmt: skip
     return found
@@ -510,11 +536,6 @@ def _held(facts: Facts, listeners: _Listeners, found: Sequence[Finding]) -> list
         if _inside(covered[protocol], port):
             continue
         _, address, _, pid, process = rows[0]
-        who = describe_holder(pid, process, port)
-        reason = (
-            f"{who} listens on it, so another program cannot bind it, although the bind "
-            "sweep recorded no failure there."
-        )
         family = _family_of(address)
         result.append(
             Finding(
@@ -523,7 +544,6 @@ def _held(facts: Facts, listeners: _Listeners, found: Sequence[Finding]) -> list
                 port,
                 port,
                 Diagnosis.IN_USE,
-                reason,
                 *_dynamic(facts, protocol, family),
                 pid=pid,
                 process=process,
@@ -545,12 +565,6 @@ def _reserving(facts: Facts, found: Sequence[Finding]) -> bool:
 def _at_risk(facts: Facts, found: Sequence[Finding]) -> list[Finding]:
     """Return the free TCP ports of the dynamic range, where the next boot may place a block."""
     low, high, captured = _dynamic(facts, "tcp", "ipv4")
-    dynamic = describe_dynamic(low, high, captured)
-    reason = (
-        f"Free now, but it lies inside {dynamic}, where WinNAT/Hyper-V already reserve "
-        "blocks of ports on this host; they are placed anew at every boot, so the next "
-        "reboot may take it."
-    )
     result = []
     cursor = low
     for start, end in [*_covered(found, "tcp"), (high + 1, high + 1)]:
@@ -559,9 +573,7 @@ def _at_risk(facts: Facts, found: Sequence[Finding]) -> list[Finding]:
         if start > cursor:
             gap_end = min(start - 1, high)
             result.append(
-                Finding(
-                    "tcp", "ipv4", cursor, gap_end, Diagnosis.AT_RISK, reason, low, high, captured
-                )
+                Finding("tcp", "ipv4", cursor, gap_end, Diagnosis.AT_RISK, low, high, captured)
             )
         cursor = max(cursor, end + 1)
         if cursor > high:

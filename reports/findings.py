@@ -27,6 +27,7 @@ from collector.diagnosis import (
     host_state,
     serves,
     status_of,
+    word,
 )
 from collector.store.frames import read_frame, to_ints, to_utc
 from reports.model import COLUMNS
@@ -42,17 +43,18 @@ SELECT s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, s.source, s.o
 _FEATURES = "SELECT snapshot_id, name, state FROM features WHERE snapshot_id IN :ids"
 _SERVICES = "SELECT snapshot_id, name, status FROM services WHERE snapshot_id IN :ids"
 _FINDINGS = """
-SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis, reason,
+SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis,
        dynamic_start, dynamic_end, dynamic_captured, in_dynamic, error_code, administered,
        range_start, range_end, block_start, block_end, pid, process, holder, fixes
   FROM findings WHERE set_id IN :ids ORDER BY id"""
 # Every snapshot of a host, and the TCP findings of each that cover one port.
 _HOST_SNAPSHOTS = """
 SELECT id AS snapshot_id, taken_at, finding_set_id,
-       CASE WHEN bind_failure_set_id IS NULL THEN 0 ELSE 1 END AS swept
+       CASE WHEN bind_failure_set_id IS NULL THEN 0 ELSE 1 END AS swept,
+       CASE WHEN excluded_set_id IS NULL THEN 0 ELSE 1 END AS excluded_known
   FROM snapshots WHERE host_id = :host_id ORDER BY taken_at, id"""
 _COVERING = """
-SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis, reason,
+SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis,
        dynamic_start, dynamic_end, dynamic_captured, in_dynamic, error_code, administered,
        range_start, range_end, block_start, block_end, pid, process, holder, fixes
   FROM findings WHERE set_id IN :ids AND protocol = 'tcp'
@@ -112,6 +114,8 @@ def load_state(connection: Connection, snapshot_ids: Sequence[int]) -> SnapshotS
         return found.drop(columns=[column, "set_id"])
 
     findings = _typed(by_set(_FINDINGS, "finding_set_id"))
+    known = meta.set_index("snapshot_id")["excluded_known"]
+    findings["excluded_known"] = findings["snapshot_id"].map(known).astype(bool)
     excluded = by_set(_EXCLUDED, "excluded_set_id")
     excluded["administered"] = excluded["administered"].astype(bool)
     excluded = excluded.sort_values(["snapshot_id", "protocol", "start"], ignore_index=True)
@@ -139,6 +143,8 @@ def port_history(connection: Connection, host_id: int, port: int) -> pd.DataFram
     pointers = snapshots[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
     rows = read_frame(connection, _COVERING, pointers["finding_set_id"].tolist(), port=port)
     found = _typed(pointers.merge(rows, left_on="finding_set_id", right_on="set_id"))
+    known = snapshots.set_index("snapshot_id")["excluded_known"].astype(bool)
+    found["excluded_known"] = found["snapshot_id"].map(known)
     cells = snapshots.assign(port=port)
     answers = answer_ports(found.drop(columns=["finding_set_id", "set_id"]), cells)
     return snapshots.assign(status=[answer.status.value for answer in answers])
@@ -173,12 +179,12 @@ def tcp4_dynamic(state: SnapshotState) -> pd.DataFrame:
 def failing(state: SnapshotState) -> pd.DataFrame:
     """Return the findings of ports that failed to bind, with each snapshot's host and time."""
     found = state.findings[state.findings["error_code"].notna()]
-    meta = state.meta[["snapshot_id", "host", "taken_at", "excluded_known"]]
-    return found.merge(meta, on="snapshot_id")
+    return found.merge(state.meta[["snapshot_id", "host", "taken_at"]], on="snapshot_id")
 
 
 def expand_failures(findings: pd.DataFrame) -> pd.DataFrame:
     """Return one row per failing port (the ``failures`` frame) from failing findings."""
+    findings = findings.assign(reason=_words(findings))
     frame = findings.rename(
         columns={"diagnosis": "classification", "block_start": "failure_start",
                  "block_end": "failure_end", "range_start": "excluded_start",
@@ -195,6 +201,21 @@ def expand_failures(findings: pd.DataFrame) -> pd.DataFrame:
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     ports["port"] = to_ints(frame["start"])[rows] + np.arange(lengths.sum()) - starts
     return ports.loc[:, list(COLUMNS["failures"])]
+
+
+def _words(findings: pd.DataFrame) -> list[str]:
+    """Word each finding (``collector.diagnosis.word``); alike findings are worded once."""
+    fields = [c for c in findings.columns if c not in ("snapshot_id", "host", "taken_at")]
+    rows = findings[fields].astype(object).where(findings[fields].notna(), None)
+    cache: dict[tuple[Any, ...], str] = {}
+    words = []
+    for values in rows.itertuples(index=False, name=None):
+        said = cache.get(values)
+        if said is None:
+            row = dict(zip(fields, values, strict=True))
+            said = cache[values] = word(row, bool(row["excluded_known"]))
+        words.append(said)
+    return words
 
 
 def findings_of(engine: Engine, snapshot_id: int) -> pd.DataFrame:
@@ -256,7 +277,7 @@ def _answer(
     kind = str(finding["diagnosis"])
     serving = kind == Diagnosis.IN_USE and serves(finding["process"], wanted)
     fixes = () if serving else tuple(str(finding["fixes"]).split())
-    reason = str(finding["reason"])
+    reason = word(finding, bool(finding["excluded_known"]))
     if serving:
         reason += f" It is the service this port is wanted for ({wanted}): fine."
     return PortAnswer(status_of(kind), kind, reason, _evidence(finding, families), fixes,

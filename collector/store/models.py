@@ -209,7 +209,6 @@ class Finding(Base):
     start_port: Mapped[int] = mapped_column(Integer)
     end_port: Mapped[int] = mapped_column(Integer)
     diagnosis: Mapped[str] = mapped_column(String(32))
-    reason: Mapped[str] = mapped_column(Text)
     dynamic_start: Mapped[int] = mapped_column(Integer)
     dynamic_end: Mapped[int] = mapped_column(Integer)
     dynamic_captured: Mapped[bool] = mapped_column(Boolean)

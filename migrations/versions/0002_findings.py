@@ -49,7 +49,7 @@ SELECT h.name AS host, s.id AS snapshot_id, s.taken_at, f.protocol, f.family,
        f.range_start AS excluded_start, f.range_end AS excluded_end,
        f.block_start AS failure_start, f.block_end AS failure_end,
        f.pid, f.process, f.holder, f.dynamic_start, f.dynamic_end, f.dynamic_captured,
-       f.in_dynamic, f.reason, f.fixes,
+       f.in_dynamic, f.fixes,
        CASE WHEN s.id = ({_LATEST}) THEN 1 ELSE 0 END AS latest
   FROM snapshots s
   JOIN hosts h ON h.id = s.host_id
@@ -58,7 +58,7 @@ SELECT h.name AS host, s.id AS snapshot_id, s.taken_at, f.protocol, f.family,
     "v_failing_ports": """
 SELECT l.host, l.snapshot_id, l.taken_at, f.protocol, f.family, p.port, f.error_code,
        f.block_start AS failure_start, f.block_end AS failure_end,
-       f.diagnosis AS classification, f.reason,
+       f.diagnosis AS classification,
        f.range_start AS excluded_start, f.range_end AS excluded_end, f.administered,
        f.pid, f.process, f.holder, l.excluded_known,
        CASE WHEN f.dynamic_captured THEN f.in_dynamic END AS in_dynamic_range, f.fixes
@@ -107,7 +107,6 @@ def upgrade() -> None:
         sa.Column("start_port", sa.Integer(), nullable=False),
         sa.Column("end_port", sa.Integer(), nullable=False),
         sa.Column("diagnosis", sa.String(length=32), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("dynamic_start", sa.Integer(), nullable=False),
         sa.Column("dynamic_end", sa.Integer(), nullable=False),
         sa.Column("dynamic_captured", sa.Boolean(), nullable=False),
