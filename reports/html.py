@@ -87,7 +87,7 @@ def render_report(data: ReportData) -> str:
         "database": data.database,
         "sections": SECTIONS,
         "wanted_ports": [int(port) for port in data.wanted_ports],
-        "cards": _summary_cards(data, host_rows, wanted_rows, len(unexplained)),
+        "cards": _summary_cards(data, host_rows, wanted_rows),
         "hosts": host_rows,
         "stale_hosts": [row for row in host_rows if row["stale"]],
         "failed_attempts": _records(data.failed_attempts),
@@ -209,23 +209,34 @@ def _status_kind(status: JsonValue, serving: JsonValue = False) -> str:
 
 
 def _summary_cards(
-    data: ReportData, hosts: list[Row], wanted: list[Row], unexplained: int
+    data: ReportData, hosts: list[Row], wanted: list[Row]
 ) -> list[tuple[str, str, str]]:
     reserved = [row for row in wanted if row["status"] == PortStatus.RESERVED]
     held = [row for row in wanted if _status_kind(row["status"], row.get("serving")) == "inuse"]
+    classes = data.failures.classification.value_counts()
+    probable, unexplained = (int(classes.get(kind, 0)) for kind in
+                             (Diagnosis.PROBABLY_RESERVED, Diagnosis.UNEXPLAINED))  # fmt: skip
     return [
         ("Hosts", str(len(hosts)), f"{sum(row['snapshot_id'] is not None for row in hosts)} seen"),
         ("Not seen lately", str(sum(_truthy(row["stale"]) for row in hosts)), "see freshness"),
         (
             "Wanted ports reserved",
             str(len(reserved)),
-            f"on {len({row['host'] for row in reserved})} hosts; "
+            f"on {_hosts(len({row['host'] for row in reserved}))}; "
             f"{len(held)} more in use by another program",
         ),
-        ("Failing ports", str(len(data.failures)), f"{unexplained} unexplained"),
-        ("Range changes", str(len(data.events)), f"on {data.events.host.nunique()} hosts"),
+        (
+            "Failing ports",
+            str(len(data.failures)),
+            f"{probable} probably reserved, {unexplained} unexplained",
+        ),
+        ("Range changes", str(len(data.events)), f"on {_hosts(data.events.host.nunique())}"),
         ("Failed attempts", str(len(data.failed_attempts)), "recent collections"),
     ]
+
+
+def _hosts(count: int) -> str:
+    return f"{count} host" if count == 1 else f"{count} hosts"
 
 
 def _wanted_matrix(data: ReportData, hosts: list[str], wanted: list[Row]) -> dict[str, object]:
