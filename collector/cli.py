@@ -763,7 +763,8 @@ def simulate_command(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with SimulatedFleet(fleet, work_dir, lambda: night, https=https, latency=latency) as served:
         addresses = served.addresses()
-        config = fleet_config(fleet, addresses, night).model_dump(mode="json", exclude_none=True)
+        checked = PortfleetConfig.model_validate(fleet_config(fleet, addresses, night))
+        config = checked.model_dump(mode="json", exclude_none=True)
         if addresses.ca_file:  # relative to the config, as every path in a config is
             ca_file = os.path.relpath(Path(addresses.ca_file).absolute(), work_dir.absolute())
             config["defaults"]["ca_file"] = ca_file

@@ -14,6 +14,7 @@ from rich.console import Console
 from sqlalchemy import Engine, text
 
 from collector.collect import collect, plan_collection
+from collector.config import PortfleetConfig
 from collector.importer import import_paths
 from collector.simulator.cluster import FleetProcess, fleet_config
 from collector.simulator.fleet import Fleet, FleetSpec
@@ -74,8 +75,8 @@ def run_demo(
         for night in range(spec.nights):
             served.night = night
             # A loopback fleet answers at once: no need to wait long before retrying a reset.
-            config = fleet_config(
-                fleet, served.addresses, night, collect={"retry_delay_seconds": 0.2}
+            config = PortfleetConfig.model_validate(
+                fleet_config(fleet, served.addresses, night, collect={"retry_delay_seconds": 0.2})
             )
             plan = plan_collection(
                 config, [], concurrency=spec.hosts, deadline_seconds=1.5, retries=1, run_kind="demo"

@@ -22,7 +22,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from collector.config import PortfleetConfig
 from collector.simulator.certs import write_server_cert
 from collector.simulator.envelope import ACCESS_DENIED
 from collector.simulator.fleet import Fleet, FleetSpec
@@ -61,8 +60,12 @@ class FleetAddresses:
 
 def fleet_config(
     fleet: Fleet, addresses: FleetAddresses, night: int, **sections: Any
-) -> PortfleetConfig:
-    """Return a config that reaches every host as it is on ``night`` (outages included)."""
+) -> dict[str, Any]:
+    """Return the content of a config file that reaches every host as it is on ``night``.
+
+    Outages included. The caller validates it as portfleet's config; the simulator stays on its
+    side of the house.
+    """
     hosts = []
     for host in fleet.hosts:
         outage = fleet.outage(host.name, night)
@@ -86,7 +89,7 @@ def fleet_config(
         "hosts": hosts,
         **sections,
     }
-    return PortfleetConfig.model_validate(body)
+    return body
 
 
 class SimulatedFleet:

@@ -1,0 +1,86 @@
+"""The layers of docs/architecture.md, checked from every module's imports (function-level too)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.conftest import REPO
+
+# What each side may take from the product besides itself (prefixes of module names).
+_REPORTS_MAY_USE = ("collector.store", "collector.windows", "collector.diagnosis")
+_SIMULATOR_MAY_USE = ("collector.windows", "collector.document", "collector.framing")
+# The only modules that wire the reports and the simulated hosts into the product.
+_WIRING = ("collector.cli", "collector.demo")
+
+
+def imports_of(source: str) -> Iterator[str]:
+    """Yield every module a source imports, at any depth (``from a.b import c`` gives ``a.b``)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _rule(module: str, name: str) -> str | None:
+    """Say why ``module`` must not import ``name``, or None when it may."""
+    if _within(name, ("tests", "bench")) and not module.startswith(("tests.", "bench.")):
+        return "the product never imports its tests"
+    if module.startswith("reports.") and not _within(name, ("reports", *_REPORTS_MAY_USE)):
+        return "reports read only the store and the facts"
+    simulated = module.startswith("collector.simulator.")
+    if simulated and not _within(name, ("collector.simulator", *_SIMULATOR_MAY_USE)):
+        return "the simulator uses only document types"
+    wired = _within(name, ("reports", "collector.simulator"))
+    if wired and module.startswith("collector.") and not simulated and module not in _WIRING:
+        return "only the CLI and the demo wire it in"
+    return None
+
+
+def violations(module: str, source: str) -> list[str]:
+    """Return one line per import of ``module`` that crosses a layer it must not cross."""
+    found = []
+    for name in imports_of(source):
+        ours = _within(name, ("collector", "reports", "migrations", "bench", "tests"))
+        if not ours or name == "collector":  # collector itself: only __version__ lives there
+            continue
+        why = _rule(module, name)
+        if why is not None:
+            found.append(f"{module} imports {name}: {why}")
+    return found
+
+
+def _modules() -> Iterator[tuple[str, Path]]:
+    for package in ("collector", "reports", "migrations"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            yield ".".join(part for part in parts if part != "__init__"), path
+
+
+def test_every_module_keeps_to_its_layer() -> None:
+    checked = list(_modules())
+    assert len(checked) > 50
+    found = [line for module, path in checked for line in violations(module, path.read_text())]
+    assert found == []
+
+
+def test_a_planted_violation_is_caught() -> None:
+    assert violations("reports.html", "from collector.collect import collect\n") == [
+        "reports.html imports collector.collect: reports read only the store and the facts"
+    ]
+    late = "def f():\n    from reports.report import build_report\n"
+    assert violations("collector.collect", late) == [
+        "collector.collect imports reports.report: only the CLI and the demo wire it in"
+    ]
+    assert violations("collector.cli", late) == []
+    assert violations("collector.simulator.cluster", "from collector.config import X\n") == [
+        "collector.simulator.cluster imports collector.config: the simulator uses only document "
+        "types"
+    ]
+    assert violations("reports.html", "from collector.store.frames import read_frame\n") == []
