@@ -42,6 +42,7 @@ from collector.windows import (
     RUNNING,
     RUNTIME_OWNER,
     SYSTEM_PORTS,
+    WELL_KNOWN_PIDS,
     WINDOWS_PROCESSES,
     WINNAT_SERVICE,
     WSAEACCES,
@@ -269,7 +270,7 @@ def host_state(
 
 def holder_of(pid: int | None, process: str | None) -> Holder:
     """Tell whether Windows itself or another program holds a port."""
-    if pid in (0, 4) or _bare(process or "") in WINDOWS_PROCESSES:
+    if pid in WELL_KNOWN_PIDS or _bare(process or "") in WINDOWS_PROCESSES:
         return Holder.WINDOWS
     return Holder.PROCESS
 
@@ -277,7 +278,7 @@ def holder_of(pid: int | None, process: str | None) -> Holder:
 def describe_holder(pid: int | None, process: str | None, port: int | None = None) -> str:
     """Name a listening process for people, saying when it is Windows itself."""
     name = f"{process} (PID {pid})" if process else f"PID {pid} (process name not captured)"
-    if pid in (0, 4):
+    if pid in WELL_KNOWN_PIDS:
         service = SYSTEM_PORTS.get(port) if port is not None else None
         return f"{name}, the Windows kernel" + (f", for {service}" if service else "")
     if holder_of(pid, process) == Holder.WINDOWS:

@@ -42,22 +42,17 @@ SELECT s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, s.source, s.o
  WHERE s.id IN :ids"""
 _FEATURES = "SELECT snapshot_id, name, state FROM features WHERE snapshot_id IN :ids"
 _SERVICES = "SELECT snapshot_id, name, status FROM services WHERE snapshot_id IN :ids"
-_FINDINGS = """
-SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis,
+_FINDING_FIELDS = """set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis,
        dynamic_start, dynamic_end, dynamic_captured, in_dynamic, error_code, administered,
-       range_start, range_end, block_start, block_end, pid, process, holder, fixes
-  FROM findings WHERE set_id IN :ids ORDER BY id"""
+       range_start, range_end, block_start, block_end, pid, process, holder, fixes"""
+_FINDINGS = f"SELECT {_FINDING_FIELDS} FROM findings WHERE set_id IN :ids ORDER BY id"
 # Every snapshot of a host, and the TCP findings of each that cover one port.
 _HOST_SNAPSHOTS = """
 SELECT id AS snapshot_id, taken_at, finding_set_id,
        CASE WHEN bind_failure_set_id IS NULL THEN 0 ELSE 1 END AS swept,
        CASE WHEN excluded_set_id IS NULL THEN 0 ELSE 1 END AS excluded_known
   FROM snapshots WHERE host_id = :host_id ORDER BY taken_at, id"""
-_COVERING = """
-SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis,
-       dynamic_start, dynamic_end, dynamic_captured, in_dynamic, error_code, administered,
-       range_start, range_end, block_start, block_end, pid, process, holder, fixes
-  FROM findings WHERE set_id IN :ids AND protocol = 'tcp'
+_COVERING = f"""SELECT {_FINDING_FIELDS} FROM findings WHERE set_id IN :ids AND protocol = 'tcp'
    AND start_port <= :port AND end_port >= :port ORDER BY id"""
 _EXCLUDED = """SELECT DISTINCT set_id, protocol, start_port AS start, end_port AS "end",
        administered FROM excluded_ranges WHERE set_id IN :ids"""

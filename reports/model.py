@@ -12,6 +12,8 @@ from datetime import datetime
 
 import pandas as pd
 
+from collector.store.history import REPORT_EVENT_COLUMNS
+
 # fmt: off
 COLUMNS: dict[str, tuple[str, ...]] = {
     # one row per host: its latest snapshot, freshness, and attempt record
@@ -75,19 +77,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     # the port map: one row per reserved/blocked range of each host's latest snapshot
     "port_map": ("host", "start", "end", "kind", "label"),
     # change events between consecutive snapshots of a host
-    "events": (
-        "host",
-        "kind",
-        "at",
-        "previous_at",
-        "protocol",
-        "start",
-        "end",
-        "previous_start",
-        "previous_end",
-        "ports",
-        "causes",
-    ),
+    "events": REPORT_EVENT_COLUMNS,
     # fleet correlation: one row per candidate cause, best first
     "correlation": (
         "cause",

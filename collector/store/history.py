@@ -35,11 +35,14 @@ from sqlalchemy import Connection, delete, insert
 from collector.store.frames import read_frame, to_utc
 from collector.store.models import CandidateCause, ChangeEvent
 
-# The report's events frame (reports.model "events"), then what explain and SQL also need.
-EVENT_COLUMNS = (
+# The columns the report's events frame shows (reports.model takes them from here)...
+REPORT_EVENT_COLUMNS = (
     "host", "kind", "at", "previous_at", "protocol", "start", "end", "previous_start",
-    "previous_end", "ports", "causes", "family", "administered", "snapshot_id",
-    "previous_snapshot_id",
+    "previous_end", "ports", "causes",
+)  # fmt: skip
+# ...then what explain, the correlation and SQL also need.
+EVENT_COLUMNS = (
+    *REPORT_EVENT_COLUMNS, "family", "administered", "snapshot_id", "previous_snapshot_id",
 )  # fmt: skip
 CAUSE_COLUMNS = (
     "host_id", "host", "snapshot_id", "seen_at", "window_start", "cause_at", "kind", "cause",
