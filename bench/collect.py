@@ -33,7 +33,7 @@ from collector.collect import collect, plan_collection
 from collector.config import PortfleetConfig
 from collector.simulator.cluster import PASSWORD_ENV, USER_ENV, FleetAddresses, FleetProcess
 from collector.simulator.fleet import FleetSpec
-from collector.store.database import open_store
+from collector.store.database import Store
 
 
 def _split_cores(shared: bool) -> tuple[set[int], set[int]] | None:
@@ -65,12 +65,11 @@ def _config(addresses: FleetAddresses, names: list[str], transport: str) -> Port
 
 
 def _run(url: str, config: PortfleetConfig, concurrency: int) -> float:
-    engine = open_store(url)
-    plan = plan_collection(config, [], concurrency=concurrency, retries=0)
-    started = time.perf_counter()
-    outcomes = collect(engine, config, plan)
-    elapsed = time.perf_counter() - started
-    engine.dispose()
+    with Store.open(url) as store:
+        plan = plan_collection(config, [], concurrency=concurrency, retries=0)
+        started = time.perf_counter()
+        outcomes = collect(store, config, plan)
+        elapsed = time.perf_counter() - started
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise SystemExit(f"{len(failed)} hosts failed, e.g. {failed[0].host}: {failed[0].message}")

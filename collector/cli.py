@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -19,6 +19,9 @@ from collector import __version__
 from collector.config import ConfigError, PortfleetConfig, find_config_path, load_config
 from collector.exitcodes import ExitCode
 from collector.parsers.text import DEFAULT_CODEPAGE
+
+if TYPE_CHECKING:
+    from collector.store.database import Store
 
 err = Console(stderr=True, highlight=False)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -31,12 +34,12 @@ class Settings:
         self._db = db
         self._config_path = config_path
         self._config: PortfleetConfig | None = None
-        self._engines: list[Any] = []
+        self._stores: list[Store] = []
 
     def close(self) -> None:
-        """Dispose of every engine this command opened (connections are not left to the GC)."""
-        for engine in self._engines:
-            engine.dispose()
+        """Close every store this command opened (connections are not left to the GC)."""
+        for store in self._stores:
+            store.close()
 
     @property
     def config(self) -> PortfleetConfig:
@@ -70,20 +73,29 @@ class Settings:
                 ExitCode.DATABASE,
             )
 
-    def open_engine(self) -> Any:
-        """Open the store and migrate it to head, or exit with a clear message."""
+    def open_store(self, how: Callable[[str], Store] | None = None) -> Store:
+        """Open the store (migrated to head unless ``how`` says otherwise), or exit clearly."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        from collector.store.database import describe_url, open_store
+        from collector.store.database import Store, StoreNotReadable, describe_url
 
         url = self.database_url
         try:
-            engine = open_store(url)
+            store = (how or Store.open)(url)
+        except StoreNotReadable as exc:
+            fail(str(exc), ExitCode.DATABASE)
         except (SQLAlchemyError, OSError) as exc:
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
             fail(f"cannot open the database {describe_url(url)}: {reason}", ExitCode.DATABASE)
-        self._engines.append(engine)
-        return engine
+        self._stores.append(store)
+        return store
+
+    def read_store(self) -> Store:
+        """Open the store for reading only: it must exist and be at this schema, or exit."""
+        from collector.store.database import Store
+
+        self.require_database()
+        return self.open_store(Store.reader)
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:
@@ -254,8 +266,8 @@ def import_command(
     from collector.importer import import_paths
 
     when = _parse_taken_at(taken_at)
-    engine = settings.open_engine()
-    results = import_paths(engine, paths, host_name, when, codepage)
+    store = settings.open_store()
+    results = import_paths(store, paths, host_name, when, codepage)
     failed = 0
     for result in results:
         for name in result.skipped:
@@ -361,14 +373,11 @@ def _require_revision(url: str, revision: str) -> None:
     """Refuse a server database that is not at ``revision``, reading only."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from collector.store.database import create_store_engine, current_revision, describe_url
+    from collector.store.database import Store, describe_url
 
     try:
-        engine = create_store_engine(url, writer=False)
-        try:
-            current = current_revision(engine)
-        finally:
-            engine.dispose()
+        with Store.unmigrated(url, writer=False) as store:
+            current = store.revision()
     except SQLAlchemyError as exc:
         reason = f"{type(exc).__name__}: {_first_line(exc)}"
         fail(f"cannot open the database {describe_url(url)}: {reason}", ExitCode.DATABASE)
@@ -449,28 +458,20 @@ def db_group() -> None:
 @click.pass_obj
 def db_upgrade(settings: Settings) -> None:
     """Bring the database to the newest schema (every command does this itself too)."""
-    from collector.store.database import current_revision, describe_url
-
-    engine = settings.open_engine()
-    click.echo(f"{describe_url(settings.database_url)} is at revision {current_revision(engine)}")
+    store = settings.open_store()
+    click.echo(f"{store.name} is at revision {store.revision()}")
 
 
 @db_group.command("current", context_settings=CONTEXT)
 @click.pass_obj
 def db_current(settings: Settings) -> None:
     """Print the database's schema revision without changing anything."""
-    from collector.store.database import (
-        create_store_engine,
-        current_revision,
-        describe_url,
-        head_revision,
-    )
+    from collector.store.database import Store, head_revision
 
-    engine = create_store_engine(settings.database_url)
-    current = current_revision(engine)
-    engine.dispose()
+    store = settings.open_store(Store.unmigrated)
+    current = store.revision()
     state = "up to date" if current == head_revision() else f"head is {head_revision()}"
-    click.echo(f"{describe_url(settings.database_url)}: revision {current or '(empty)'}, {state}")
+    click.echo(f"{store.name}: revision {current or '(empty)'}, {state}")
 
 
 @db_group.command("reclassify", context_settings=CONTEXT)
@@ -485,12 +486,10 @@ def db_reclassify(settings: Settings) -> None:
     Example:
       portfleet db reclassify
     """
-    from collector.store.database import write_lock
     from collector.store.findings import reclassify
     from collector.store.history import refresh_history
 
-    engine = settings.open_engine()
-    with write_lock(engine), engine.begin() as connection:
+    with settings.open_store().transaction() as connection:
         result = reclassify(connection)
         history = refresh_history(connection)
     click.echo(result.describe())
@@ -510,11 +509,9 @@ def db_reparse(settings: Settings) -> None:
     Example:
       portfleet db reparse
     """
-    from collector.store.database import write_lock
     from collector.store.reparse import reparse
 
-    engine = settings.open_engine()
-    with write_lock(engine), engine.begin() as connection:
+    with settings.open_store().transaction() as connection:
         result = reparse(connection)
     click.echo(result.describe())
 
@@ -574,10 +571,10 @@ def collect_command(
     except SelectionError as exc:
         fail(str(exc), ExitCode.USAGE)
     configure_logging(log_file, verbose)
-    engine = settings.open_engine()
+    store = settings.open_store()
     with progress_bar(len(plan.hosts), "collecting") as bar:
         outcomes = collect(
-            engine, config, plan, on_done=(lambda _o: bar.advance(bar.task_ids[0])) if bar else None
+            store, config, plan, on_done=(lambda _o: bar.advance(bar.task_ids[0])) if bar else None
         )
     print_summary(outcomes, Console())
     if any(o.status == "failed" for o in outcomes):
@@ -657,18 +654,13 @@ def explain_command(settings: Settings, host: str, port: int, as_json: bool) -> 
     Example:
       portfleet explain dev-ws-07 49786
     """
-    from collector.store.database import StoreNotReadable, open_reader
     from reports.explain import UnknownHostError, explain
 
-    settings.require_database()
-    try:
-        engine = open_reader(settings.database_url)
-    except StoreNotReadable as exc:
-        fail(str(exc), ExitCode.DATABASE)
+    store = settings.read_store()
     config = settings.config
     try:
         answer = explain(
-            engine,
+            store,
             host,
             port,
             wanted_process=config.wanted_services.get(port),
@@ -676,8 +668,6 @@ def explain_command(settings: Settings, host: str, port: int, as_json: bool) -> 
         )
     except UnknownHostError as exc:
         fail(str(exc), ExitCode.USAGE)
-    finally:
-        engine.dispose()
     if as_json:
         click.echo(
             json.dumps(answer.to_json(), indent=1, ensure_ascii=False, default=_json_default)

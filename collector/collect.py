@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine
 from winrm import transport as winrm_transport
 
 from collector.config import Credential, HostEntry, PortfleetConfig
@@ -40,7 +39,7 @@ from collector.importer import (
 )
 from collector.probe import probe_arguments, probe_script
 from collector.runs import in_flight
-from collector.store.database import write_lock
+from collector.store.database import Store
 from collector.store.snapshots import PreparedSnapshot, prepare_snapshot
 from collector.transport import (
     CONSTRAINED_MARKER,
@@ -240,19 +239,19 @@ def build_endpoint(
 
 
 def collect(
-    engine: Engine,
+    store: Store,
     config: PortfleetConfig,
     plan: CollectPlan,
     on_done: Callable[[HostOutcome], None] | None = None,
 ) -> list[HostOutcome]:
     """Collect every planned host, ``plan.concurrency`` at a time; return one outcome per host."""
-    run_id = start_run(engine, plan.run_kind)
+    run_id = start_run(store, plan.run_kind)
     script = probe_script()
     outcomes: list[HostOutcome] = []
     try:
-        host_ids = register_hosts(engine, ((e.name, e.address, e.groups) for e in plan.hosts))
+        host_ids = register_hosts(store, ((e.name, e.address, e.groups) for e in plan.hosts))
         with (
-            _Recorder(engine, run_id, limit=2 * plan.concurrency) as recorder,
+            _Recorder(store, run_id, limit=2 * plan.concurrency) as recorder,
             ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="collect") as pool,
         ):
             for entry in plan.hosts:
@@ -269,7 +268,7 @@ def collect(
                 pool.shutdown(wait=False, cancel_futures=True)  # hosts not yet started
                 raise
     finally:
-        finish_run(engine, run_id)
+        finish_run(store, run_id)
     order = {entry.name: position for position, entry in enumerate(plan.hosts)}
     return sorted(outcomes, key=lambda o: order[o.host])
 
@@ -282,8 +281,8 @@ class _Recorder:
     one transaction with its attempt. At most ``limit`` documents wait, so memory stays flat.
     """
 
-    def __init__(self, engine: Engine, run_id: int, limit: int) -> None:
-        self._engine, self._run_id = engine, run_id
+    def __init__(self, store: Store, run_id: int, limit: int) -> None:
+        self._db, self._run_id = store, run_id
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._room = threading.BoundedSemaphore(limit)
         self._finished: queue.SimpleQueue[HostOutcome | BaseException] = queue.SimpleQueue()
@@ -313,7 +312,7 @@ class _Recorder:
         self._writer.submit(self.guard, self._begin, host_id, source, started_at)
 
     def _begin(self, host_id: int, source: str, started_at: datetime) -> None:
-        with write_lock(self._engine), self._engine.begin() as connection:
+        with self._db.transaction() as connection:
             in_flight(connection, self._run_id, host_id, source, started_at)
 
     def failure(
@@ -329,7 +328,7 @@ class _Recorder:
         landing = (host_id, source) if last else None
         args = (exc.error_class, str(exc), entry.name, host_id, landing)
         self._writer.submit(
-            self.guard, record_failure, self._engine, self._run_id, source, started_at, *args
+            self.guard, record_failure, self._db, self._run_id, source, started_at, *args
         )
 
     def finish(self, outcome: HostOutcome) -> None:
@@ -344,7 +343,7 @@ class _Recorder:
     def _store(self, entry: HostEntry, host_id: int, took: _Took, output: _Document) -> None:
         try:
             stored = store_document(
-                self._engine,
+                self._db,
                 self._run_id,
                 output.body,
                 output.document,
@@ -361,7 +360,7 @@ class _Recorder:
                 raise
             message = refused_message(output.source, exc)
             record_failure(
-                self._engine,
+                self._db,
                 self._run_id,
                 output.source,
                 took.started_at,

@@ -11,14 +11,14 @@ from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from collector.collect import collect, plan_collection
 from collector.config import PortfleetConfig
 from collector.importer import import_paths
 from collector.simulator.cluster import FleetProcess, fleet_config
 from collector.simulator.fleet import Fleet, FleetSpec
-from collector.store.database import open_store
+from collector.store.database import Store
 
 # The seed report's capture (see collector/data/seed/README.md); its time is not known exactly.
 SEED_HOST = "seed-workstation"
@@ -60,7 +60,7 @@ def run_demo(
     for stale in out_dir.glob("portfleet.db*"):
         stale.unlink()
     url = f"sqlite:///{database.resolve()}"
-    engine = open_store(url)
+    store = Store.open(url)
     model = replace(spec, nights=max(spec.nights, MODEL_NIGHTS))
     fleet = Fleet(model)
     console.print(
@@ -81,16 +81,16 @@ def run_demo(
             plan = plan_collection(
                 config, [], concurrency=spec.hosts, deadline_seconds=1.5, retries=1, run_kind="demo"
             )
-            collect(engine, config, plan)
+            collect(store, config, plan)
             if night % 10 == 9 or night == spec.nights - 1:
                 elapsed = time.monotonic() - started
                 console.print(f"  night {night + 1}/{spec.nights} collected ({elapsed:.0f} s)")
-    _import_seed(engine, out_dir)
+    _import_seed(store, out_dir)
     # The report's "now" is the morning after the last simulated night, not today's date.
     last_night = max(fleet.collection_time(host, spec.nights - 1) for host in fleet.hosts)
     report_path = _build_report(url, out_dir, last_night + timedelta(hours=6)) if report else None
-    attempts, snapshots = _counts(engine)
-    engine.dispose()
+    attempts, snapshots = _counts(store)
+    store.close()
     result = DemoResult(
         database,
         report_path,
@@ -104,11 +104,11 @@ def run_demo(
     return result
 
 
-def _import_seed(engine: Engine, out_dir: Path) -> None:
+def _import_seed(store: Store, out_dir: Path) -> None:
     capture = out_dir / "seed-capture"
     shutil.rmtree(capture, ignore_errors=True)
     shutil.copytree(seed_capture_folder(), capture)
-    (result,) = import_paths(engine, [capture], SEED_HOST, SEED_TAKEN_AT)
+    (result,) = import_paths(store, [capture], SEED_HOST, SEED_TAKEN_AT)
     if result.outcome == "failed":
         raise RuntimeError(f"the bundled seed capture did not import: {result.message}")
 
@@ -121,8 +121,8 @@ def _build_report(url: str, out_dir: Path, now: datetime) -> Path:
     )
 
 
-def _counts(engine: Engine) -> tuple[int, int]:
-    with engine.connect() as connection:
+def _counts(store: Store) -> tuple[int, int]:
+    with store.connect() as connection:
         attempts = connection.execute(text("SELECT COUNT(*) FROM attempts")).scalar_one()
         snapshots = connection.execute(text("SELECT COUNT(*) FROM snapshots")).scalar_one()
     return int(attempts), int(snapshots)

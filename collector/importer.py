@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from collector.document import (
@@ -23,7 +23,7 @@ from collector.parsers.text import DEFAULT_CODEPAGE
 from collector.runs import finish_run as finish_run
 from collector.runs import in_flight, landed
 from collector.runs import start_run as start_run
-from collector.store.database import write_lock
+from collector.store.database import Store
 from collector.store.models import Attempt, Host
 from collector.store.snapshots import PreparedSnapshot, prepare_snapshot, write_snapshot
 
@@ -70,36 +70,36 @@ def ensure_host(
 
 
 def register_hosts(
-    engine: Engine, hosts: Iterable[tuple[str, str | None, Iterable[str]]]
+    store: Store, hosts: Iterable[tuple[str, str | None, Iterable[str]]]
 ) -> dict[str, int]:
     """Create or update every (name, address, groups) in one transaction; return ids by name.
 
     A collection registers its hosts once, up front: a host never reached still shows its
     address, and each store then skips the look-up inside the write lock.
     """
-    with write_lock(engine), engine.begin() as connection:
+    with store.transaction() as connection:
         return {
             name: ensure_host(connection, name, address, groups) for name, address, groups in hosts
         }
 
 
 def import_paths(
-    engine: Engine,
+    store: Store,
     paths: Iterable[Path],
     host_name: str | None = None,
     taken_at: datetime | None = None,
     codepage: str = DEFAULT_CODEPAGE,
 ) -> list[ImportResult]:
     """Import each file (a probe document) or folder (raw captures) in its own transaction."""
-    run_id = start_run(engine, "import")
+    run_id = start_run(store, "import")
     try:
-        return [_import_one(engine, run_id, path, host_name, taken_at, codepage) for path in paths]
+        return [_import_one(store, run_id, path, host_name, taken_at, codepage) for path in paths]
     finally:
-        finish_run(engine, run_id)
+        finish_run(store, run_id)
 
 
 def record_failure(
-    engine: Engine,
+    store: Store,
     run_id: int,
     source: str,
     started_at: datetime,
@@ -113,7 +113,7 @@ def record_failure(
 
     ``landing`` names the in-flight mark (host id, or input source) this last try replaces.
     """
-    with write_lock(engine), engine.begin() as connection:
+    with store.transaction() as connection:
         if landing is not None:
             landed(connection, run_id, *landing)
         if host_id is None and host_name:
@@ -124,7 +124,7 @@ def record_failure(
 
 
 def store_document(
-    engine: Engine,
+    store: Store,
     run_id: int,
     body: bytes,
     document: dict[str, Any],
@@ -145,7 +145,7 @@ def store_document(
     name = host_name or document["host"]["name"]
     # Parsed by the caller already (collect does it within the host's deadline), or now.
     prepared = prepared or prepare_snapshot(body, document, transport)
-    with write_lock(engine), engine.begin() as connection:
+    with store.transaction() as connection:
         if landing is not None:
             landed(connection, run_id, *landing)
         if host_id is None:
@@ -205,7 +205,7 @@ def _add_attempt(
 
 
 def _import_one(
-    engine: Engine,
+    store: Store,
     run_id: int,
     path: Path,
     host_name: str | None,
@@ -216,7 +216,7 @@ def _import_one(
     source = str(path)
     skipped: tuple[str, ...] = ()
     landing = (None, source)
-    with write_lock(engine), engine.begin() as connection:
+    with store.transaction() as connection:
         in_flight(connection, run_id, None, source, started_at)
     try:
         if path.is_dir():
@@ -231,11 +231,11 @@ def _import_one(
             body = extract_document(_read(path), source)
         document = load_document(body, source)
         result = store_document(
-            engine, run_id, body, document, source, "file", started_at, landing=landing
+            store, run_id, body, document, source, "file", started_at, landing=landing
         )
     except DocumentError as exc:
         record_failure(
-            engine, run_id, source, started_at, "bad_document", str(exc), host_name, None, landing
+            store, run_id, source, started_at, "bad_document", str(exc), host_name, None, landing
         )
         return ImportResult(source, "failed", host=host_name, message=str(exc), skipped=skipped)
     except Exception as exc:  # whatever one input raises is that input's failure
@@ -243,7 +243,7 @@ def _import_one(
             raise
         message = refused_message(source, exc)
         record_failure(
-            engine, run_id, source, started_at, "bad_document", message, host_name, None, landing
+            store, run_id, source, started_at, "bad_document", message, host_name, None, landing
         )
         return ImportResult(source, "failed", host=host_name, message=message, skipped=skipped)
     result.skipped = skipped

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from collector import __version__
-from collector.store.database import write_lock
+from collector.store.database import Store
 from collector.store.models import Attempt, CollectionRun, Host
 
 log = logging.getLogger(__name__)
@@ -44,28 +44,28 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def start_run(engine: Engine, kind: str) -> int:
+def start_run(store: Store, kind: str) -> int:
     """Close runs a killed process left open (saying so), then open this one and hold its lock."""
-    for notice in close_interrupted_runs(engine):
+    for notice in close_interrupted_runs(store):
         log.warning("%s", notice)
     values = {"kind": kind, "started_at": now(), "portfleet_version": __version__}
-    with engine.begin() as connection:
+    with store.transaction() as connection:
         run_id = int(
             connection.execute(
                 insert(CollectionRun).values(values).returning(CollectionRun.id)
             ).scalar_one()
         )
-    _hold(engine, run_id)
+    _hold(store.engine, run_id)
     return run_id
 
 
-def finish_run(engine: Engine, run_id: int) -> None:
+def finish_run(store: Store, run_id: int) -> None:
     """Record the end of a run, derive the fleet's history again, and let go of the lock.
 
     The change events and candidate causes depend on every snapshot of a host, so a run that
     stored any (in whatever order they came) derives them anew, once, in one transaction.
     """
-    with engine.begin() as connection:
+    with store.transaction() as connection:
         # Hosts still in flight when a run ends early (Ctrl-C, an error) were not finished.
         message = f"interrupted: run {run_id} was stopped before this was done"
         connection.execute(
@@ -75,20 +75,20 @@ def finish_run(engine: Engine, run_id: int) -> None:
             update(CollectionRun).where(CollectionRun.id == run_id).values(finished_at=now())
         )
     try:
-        refresh(engine)
+        refresh(store)
     finally:
-        _release(engine, run_id)
+        _release(store.engine, run_id)
 
 
-def refresh(engine: Engine) -> None:
+def refresh(store: Store) -> None:
     """Derive the change events and candidate causes from the stored snapshots, and store them."""
     from collector.store.history import refresh_history  # pandas: only once a run is over
 
-    with write_lock(engine), engine.begin() as connection:
+    with store.transaction() as connection:
         refresh_history(connection)
 
 
-def close_interrupted_runs(engine: Engine) -> list[str]:
+def close_interrupted_runs(store: Store) -> list[str]:
     """Close every unfinished run whose process is gone; return one sentence per run closed.
 
     Its in-flight attempts become interrupted failures; the run ends at its last record.
@@ -98,13 +98,13 @@ def close_interrupted_runs(engine: Engine) -> list[str]:
         .where(CollectionRun.finished_at.is_(None))
         .order_by(CollectionRun.id)
     )
-    with engine.connect() as connection:
+    with store.connect() as connection:
         open_runs = connection.execute(unfinished).all()
     notices = []
     for run_id, kind, started_at in open_runs:
-        if _alive(engine, int(run_id), started_at):
+        if _alive(store.engine, int(run_id), started_at):
             continue
-        notices.append(_close(engine, int(run_id), kind, started_at))
+        notices.append(_close(store, int(run_id), kind, started_at))
     return notices
 
 
@@ -112,8 +112,8 @@ def _flying(run_id: int) -> Any:
     return (Attempt.run_id == run_id) & Attempt.message.like(f"{IN_FLIGHT}%")
 
 
-def _close(engine: Engine, run_id: int, kind: str, started_at: datetime) -> str:
-    with engine.begin() as connection:
+def _close(store: Store, run_id: int, kind: str, started_at: datetime) -> str:
+    with store.transaction() as connection:
         hosts = [
             row.name or row.source
             for row in connection.execute(

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
 
 from collector.diagnosis import Diagnosis, describe_holder
+from collector.store.database import Store
 from collector.store.frames import read_frame, to_utc
 from collector.store.history import load_history
 from collector.windows import RUNTIME_OWNER
@@ -46,8 +46,7 @@ _HOSTS = "SELECT id AS host_id, name AS host FROM hosts"
 
 
 def build_report_data(
-    engine: Engine,
-    database_label: str,
+    store: Store,
     wanted_ports: Sequence[int],
     now: datetime | None = None,
     stale_after_days: float = DEFAULT_STALE_DAYS,
@@ -59,7 +58,7 @@ def build_report_data(
     """
     now = now or datetime.now(UTC)
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    with engine.connect() as connection:
+    with store.connect() as connection:
         history = load_history(connection)
         causes = load_causes(connection)
         events = load_events(connection)
@@ -74,7 +73,7 @@ def build_report_data(
     segments = failing(state)
     return ReportData(
         generated_at=now,
-        database=database_label,
+        database=store.name,
         wanted_ports=tuple(sorted({int(p) for p in wanted_ports})),
         hosts=hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]],
         failed_attempts=_failed_attempts(attempts, now),

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from collector.diagnosis import (
     Diagnosis,
@@ -26,6 +26,7 @@ from collector.diagnosis import (
     describe_dynamic,
     in_dynamic_range,
 )
+from collector.store.database import Store
 from collector.store.frames import read_frame, to_utc
 from collector.store.history import load_history
 from collector.windows import (
@@ -198,7 +199,7 @@ class Explanation:
 
 
 def explain(
-    engine: Engine,
+    store: Store,
     host: str,
     port: int,
     *,
@@ -216,7 +217,7 @@ def explain(
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1–65535")
     now = now or datetime.now(UTC)
-    with engine.connect() as connection:
+    with store.connect() as connection:
         host_id, name = _find_host(connection, host)
         latest = read_frame(connection, _LATEST, host_id=host_id)
         if latest.empty:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from collector.diagnosis import (
     Diagnosis,
@@ -29,6 +29,7 @@ from collector.diagnosis import (
     status_of,
     word,
 )
+from collector.store.database import Store
 from collector.store.frames import read_frame, to_ints, to_utc
 from reports.model import COLUMNS
 
@@ -213,9 +214,9 @@ def _words(findings: pd.DataFrame) -> list[str]:
     return words
 
 
-def findings_of(engine: Engine, snapshot_id: int) -> pd.DataFrame:
+def findings_of(store: Store, snapshot_id: int) -> pd.DataFrame:
     """Return the failing ports of one snapshot (any snapshot, not only the latest), per port."""
-    with engine.connect() as connection:
+    with store.connect() as connection:
         return expand_failures(failing(load_state(connection, [snapshot_id])))
 
 

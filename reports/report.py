@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from collector.store.database import describe_url, open_reader
+from collector.store.database import Store
 from reports.analysis import DEFAULT_STALE_DAYS, build_report_data
 from reports.html import write_report
 
@@ -23,13 +23,8 @@ def build_report(
 
     Raise ``StoreNotReadable`` when there is no store there, or one at another schema revision.
     """
-    engine = open_reader(url)
-    try:
-        data = build_report_data(
-            engine, describe_url(url), wanted_ports, now, stale_days, wanted_services
-        )
-    finally:
-        engine.dispose()
+    with Store.reader(url) as store:
+        data = build_report_data(store, wanted_ports, now, stale_days, wanted_services)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(data, out)
     return out

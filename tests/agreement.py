@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
+from collector.store.database import Store
 from reports.analysis import build_report_data
 from reports.explain import explain
 
@@ -38,11 +39,11 @@ class Answers:
 
 
 def gather(
-    engine: Engine, ports: Sequence[int], services: Mapping[int, str], now: datetime
+    store: Store, ports: Sequence[int], services: Mapping[int, str], now: datetime
 ) -> Answers:
     """Ask the three outputs of one store."""
     answers = Answers()
-    data = build_report_data(engine, "test", ports, now=now, wanted_services=services)
+    data = build_report_data(store, ports, now=now, wanted_services=services)
     failures = data.failures[data.failures.protocol == "tcp"].sort_values("family")
     for row in failures.drop_duplicates(["host", "port"]).to_dict("records"):
         answers.report[(str(row["host"]), int(row["port"]))] = str(row["classification"])
@@ -50,7 +51,7 @@ def gather(
         key = (str(row["host"]), int(row["port"]))
         answers.report[key] = str(row["classification"])
         answers.report_fixes[key] = tuple(row["fixes"])
-    with engine.connect() as connection:
+    with store.connect() as connection:
         for host, port, _, kind in connection.execute(text(_FAILING)):
             answers.view.setdefault((host, int(port)), kind)
         ends = connection.execute(text(_ENDS)).all()
@@ -67,7 +68,7 @@ def gather(
     asked = {(host, int(port)) for host, start, end in ends for port in (start, end)} | wanted
     for host, port in sorted(asked):
         told = (host, port) in wanted  # the whole answer, story included, where a team looks
-        answer = explain(engine, host, port, wanted_process=services.get(port), now=now,
+        answer = explain(store, host, port, wanted_process=services.get(port), now=now,
                          story=told)  # fmt: skip
         answers.explain[(host, port)] = answer.classification
         answers.explain_fixes[(host, port)] = tuple(fix.action for fix in answer.fixes)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from collector.store.database import create_store_engine, open_store
+from collector.store.database import Store, create_store_engine
 from tests.pgcluster import Cluster, start_cluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,8 +73,7 @@ def empty_engine(db_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Engine]:
-    """An engine on a database migrated to head."""
-    engine = open_store(db_url)
-    yield engine
-    engine.dispose()
+def store(db_url: str) -> Iterator[Store]:
+    """A store migrated to head, open for writing."""
+    with Store.open(db_url) as opened:
+        yield opened

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from collector.cli import cli
 from collector.demo import WANTED_PORTS, WANTED_SERVICES, run_demo
 from collector.simulator.fleet import Fleet, FleetSpec
-from collector.store.database import create_store_engine
+from collector.store.database import Store
 from reports.analysis import build_report_data
 from reports.explain import explain
 from reports.html import render_report
@@ -29,23 +29,22 @@ SEED_NOW = datetime(2018, 6, 2, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, datetime]]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, datetime]]:
     """A demo store: the simulated fleet collected over real WinRM, and the seed."""
     out = tmp_path_factory.mktemp("demo")
     result = run_demo(out, Console(file=io.StringIO()), SPEC, report=False)
-    engine = create_store_engine(f"sqlite:///{result.database}", writer=False)
+    store = Store.reader(f"sqlite:///{result.database}")
     fleet = Fleet(SPEC)
     last = max(fleet.collection_time(host, SPEC.nights - 1) for host in fleet.hosts)
-    yield engine, last + timedelta(hours=6)
-    engine.dispose()
+    yield store, last + timedelta(hours=6)
+    store.close()
 
 
 @pytest.fixture
-def seed(sqlite_url: str) -> Iterator[Engine]:
+def seed(sqlite_url: str) -> Iterator[Store]:
     import_seed(sqlite_url)
-    engine = create_store_engine(sqlite_url, writer=False)
-    yield engine
-    engine.dispose()
+    with Store.reader(sqlite_url) as store:
+        yield store
 
 
 def test_the_comparator_catches_a_planted_mismatch() -> None:
@@ -67,20 +66,20 @@ def test_the_comparator_catches_a_planted_mismatch() -> None:
     assert "('h', 2): view says free, report says at-risk" in disagreements(agreeing)
 
 
-def test_sql_explain_and_the_report_agree_on_the_demo(demo: tuple[Engine, datetime]) -> None:
+def test_sql_explain_and_the_report_agree_on_the_demo(demo: tuple[Store, datetime]) -> None:
     engine, now = demo
     answers = gather(engine, WANTED_PORTS, WANTED_SERVICES, now)
     assert len(answers.view) > 1000 and len(answers.explain) > 100
     assert disagreements(answers) == []
 
 
-def test_sql_explain_and_the_report_agree_on_the_seed(seed: Engine) -> None:
+def test_sql_explain_and_the_report_agree_on_the_seed(seed: Store) -> None:
     answers = gather(seed, (445, 5357, 7680, 8080, 49786, 60000), {}, SEED_NOW)
     assert disagreements(answers) == []
 
 
-def test_the_seed_says_three_in_use_and_180_probably_reserved_everywhere(seed: Engine) -> None:
-    data = build_report_data(seed, "test", [445, 5357, 7680, 49786], now=SEED_NOW)
+def test_the_seed_says_three_in_use_and_180_probably_reserved_everywhere(seed: Store) -> None:
+    data = build_report_data(seed, [445, 5357, 7680, 49786], now=SEED_NOW)
     with seed.connect() as connection:
         classes: dict[str, int] = dict(connection.execute(text(
             "SELECT classification, COUNT(*) FROM v_failing_ports GROUP BY 1")).all())  # fmt: skip
@@ -111,9 +110,9 @@ def test_the_seed_says_three_in_use_and_180_probably_reserved_everywhere(seed: E
     assert wanted.loc[445, "fixes"] == ["use-another-port"]
 
 
-def test_the_summary_counts_what_sql_counts(demo: tuple[Engine, datetime]) -> None:
+def test_the_summary_counts_what_sql_counts(demo: tuple[Store, datetime]) -> None:
     engine, now = demo
-    data = build_report_data(engine, "test", WANTED_PORTS, now=now, wanted_services=WANTED_SERVICES)
+    data = build_report_data(engine, WANTED_PORTS, now=now, wanted_services=WANTED_SERVICES)
     listed = ", ".join(map(str, WANTED_PORTS))
     with engine.connect() as connection:
         reserved = connection.execute(text(
@@ -132,7 +131,7 @@ def test_the_summary_counts_what_sql_counts(demo: tuple[Engine, datetime]) -> No
     assert "postgres" in " ".join(own.reason)
 
 
-def test_explain_names_the_planted_update_with_its_rank(demo: tuple[Engine, datetime]) -> None:
+def test_explain_names_the_planted_update_with_its_rank(demo: tuple[Store, datetime]) -> None:
     engine, now = demo
     fleet = Fleet(SPEC)
     told = []
@@ -158,7 +157,7 @@ def test_explain_names_the_planted_update_with_its_rank(demo: tuple[Engine, date
     text_answer = answer.to_text()
     assert f"update: {fleet.truth.kb}" in text_answer and "fleet correlation rank 1" in text_answer
     as_json = CliRunner().invoke(
-        cli, ["--db", str(engine.url.database), "explain", answer.host, str(answer.port), "--json"]
+        cli, ["--db", str(engine.path), "explain", answer.host, str(answer.port), "--json"]
     )
     assert as_json.exit_code == 0, as_json.output
     data = json.loads(as_json.stdout)
@@ -167,11 +166,12 @@ def test_explain_names_the_planted_update_with_its_rank(demo: tuple[Engine, date
 
 
 def test_reparsing_and_reclassifying_the_demo_change_nothing(
-    demo: tuple[Engine, datetime], tmp_path: Path
+    demo: tuple[Store, datetime], tmp_path: Path
 ) -> None:
     engine, _ = demo
     copy = tmp_path / "copy.db"
-    original = Path(str(engine.url.database))
+    original = engine.path
+    assert original is not None
     for suffix in ("", "-wal"):
         if Path(f"{original}{suffix}").exists():
             Path(f"{copy}{suffix}").write_bytes(Path(f"{original}{suffix}").read_bytes())

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 
 from collector.importer import import_paths, record_failure, start_run
-from collector.store.database import create_store_engine
+from collector.store.database import Store
 from reports.explain import Explanation, UnknownHostError, explain
 from tests.conftest import SEED_CAPTURE
 from tests.documents import probe_document
@@ -21,21 +20,20 @@ SEED_TIME = datetime.fromisoformat("2018-06-01T12:00:00+02:00")
 
 
 @pytest.fixture
-def reader(db_url: str) -> Iterator[Engine]:
+def reader(store: Store, db_url: str) -> Iterator[Store]:
     """A read-only engine on the test database, as `portfleet explain` makes one."""
-    engine = create_store_engine(db_url, writer=False)
-    yield engine
-    engine.dispose()
+    with Store.reader(db_url) as opened:
+        yield opened
 
 
 @pytest.fixture
-def seed(store: Engine, reader: Engine) -> Engine:
+def seed(store: Store, reader: Store) -> Store:
     (result,) = import_paths(store, [SEED_CAPTURE], "seed-workstation", SEED_TIME)
     assert result.outcome == "stored", result.message
     return reader
 
 
-def test_the_seed_port_49786_is_probably_reserved_with_the_fix(seed: Engine) -> None:
+def test_the_seed_port_49786_is_probably_reserved_with_the_fix(seed: Store) -> None:
     answer = explain(seed, "seed-workstation", 49786)
     text = answer.to_text()
     assert text.splitlines()[0] == (
@@ -73,7 +71,7 @@ def test_the_seed_port_49786_is_probably_reserved_with_the_fix(seed: Engine) -> 
     assert not any("delete" in c for fix in data["fixes"] for c in fix["commands"])
 
 
-def test_other_seed_ports(seed: Engine) -> None:
+def test_other_seed_ports(seed: Store) -> None:
     held = explain(seed, "seed-workstation", 445)
     assert (held.status, held.process, held.pid, held.error_code) == ("in-use", "System", 4, 10013)
     # Windows itself holds it: never a winnat fix, but what to do about it.
@@ -91,7 +89,7 @@ def test_other_seed_ports(seed: Engine) -> None:
     assert [fix.action for fix in at_risk.fixes] == ["reserve-ports"]
 
 
-def test_an_unknown_host_names_the_close_ones(seed: Engine) -> None:
+def test_an_unknown_host_names_the_close_ones(seed: Store) -> None:
     with pytest.raises(UnknownHostError, match=r"did you mean seed-workstation\?"):
         explain(seed, "seed-workstaton", 49786)
     with pytest.raises(UnknownHostError, match="no host has a close name"):
@@ -108,7 +106,7 @@ def night(day: int, *ranges: tuple[int, int, bool], **changes: Any) -> dict[str,
     return document
 
 
-def test_reserved_since_the_start_of_the_unbroken_run(store: Engine, reader: Engine) -> None:
+def test_reserved_since_the_start_of_the_unbroken_run(store: Store, reader: Store) -> None:
     star, block, other = (50000, 50059, True), (52100, 52199, False), (53000, 53099, False)
     save(store, night(18, star, block), night(19, star, other), night(20, star, block),
          night(21, star, block))  # fmt: skip
@@ -129,7 +127,7 @@ def test_reserved_since_the_start_of_the_unbroken_run(store: Engine, reader: Eng
     }
 
 
-def test_no_sweep_or_no_snapshot_is_unknown(store: Engine, reader: Engine) -> None:
+def test_no_sweep_or_no_snapshot_is_unknown(store: Store, reader: Store) -> None:
     save(store, probe_document(bind_sweep=[]))
     unswept = explain(reader, "dev-ws-01", 8080)
     assert (unswept.status, unswept.blocked) == ("unknown", False)

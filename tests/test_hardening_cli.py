@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 from collector.cli import cli
 from collector.exitcodes import ExitCode
-from collector.store.database import alembic_config, create_store_engine, open_store
+from collector.store.database import Store, alembic_config, create_store_engine, open_store
 from tests.documents import probe_document
 
 MARKUP_NAME = "x[/bold]y"
@@ -309,23 +309,23 @@ def test_runs_are_closed_only_when_their_process_is_gone(db_url: str, tmp_path: 
     """On SQLite (a lock file) and PostgreSQL (an advisory lock) alike."""
     from collector.runs import close_interrupted_runs, finish_run, start_run
 
-    engine = open_store(db_url)
-    mine = start_run(engine, "import")
+    store = Store.open(db_url)
+    mine = start_run(store, "import")
     # Another process opens a run and dies without closing it.
     code = (
-        "import os, sys; from collector.store.database import open_store; "
+        "import os, sys; from collector.store.database import Store; "
         "from collector.runs import start_run; "
-        "print(start_run(open_store(sys.argv[1]), 'collect')); sys.stdout.flush(); os._exit(0)"
+        "print(start_run(Store.open(sys.argv[1]), 'collect')); sys.stdout.flush(); os._exit(0)"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, db_url], capture_output=True, text=True, timeout=60
     )
     killed = int(done.stdout)
-    notices = close_interrupted_runs(engine)
+    notices = close_interrupted_runs(store)
     assert [n.split(" (")[0] for n in notices] == [f"run {killed}"]
-    assert close_interrupted_runs(engine) == []  # closed once; this process's run stays open
-    finish_run(engine, mine)
-    engine.dispose()
+    assert close_interrupted_runs(store) == []  # closed once; this process's run stays open
+    finish_run(store, mine)
+    store.close()
 
 
 def test_explain_shows_a_hosts_process_name_without_its_escapes(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from collector.cli import cli
 from collector.document import DocumentError, load_document
@@ -20,7 +20,7 @@ from collector.exitcodes import ExitCode
 from collector.importer import start_run, store_document
 from collector.simulator.responder import ProbeResponder
 from collector.simulator.wsman import WsmanServer
-from collector.store.database import create_store_engine, open_store
+from collector.store.database import Store, create_store_engine
 from tests.documents import probe_document
 
 
@@ -256,18 +256,17 @@ _changes = st.lists(
 
 
 @pytest.fixture(scope="module")
-def fuzz_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, int]]:
-    engine = open_store(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'store.db'}")
-    yield engine, start_run(engine, "import")
-    engine.dispose()
+def fuzz_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, int]]:
+    with Store.open(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'store.db'}") as store:
+        yield store, start_run(store, "import")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=_changes)
 def test_fuzzed_documents_are_stored_or_refused_clearly(
-    fuzz_store: tuple[Engine, int], changes: list[tuple[tuple[Any, ...], Any]]
+    fuzz_store: tuple[Store, int], changes: list[tuple[tuple[Any, ...], Any]]
 ) -> None:
-    engine, run_id = fuzz_store
+    store, run_id = fuzz_store
     document = probe_document()
     for path, value in changes:
         _set(path, value)(document)
@@ -278,4 +277,4 @@ def test_fuzzed_documents_are_stored_or_refused_clearly(
         assert str(exc).startswith("fuzz.json: ")
         return
     # Accepted: the store must keep it whole (a parse problem is kept as a section error).
-    store_document(engine, run_id, body, loaded, "fuzz.json", "file", datetime.now(UTC))
+    store_document(store, run_id, body, loaded, "fuzz.json", "file", datetime.now(UTC))

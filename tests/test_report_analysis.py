@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import fisher_exact
-from sqlalchemy import Engine
 
 from collector.document import load_document
 from collector.importer import finish_run, record_failure, start_run, store_document
 from collector.simulator.fleet import Fleet, FleetSpec
 from collector.simulator.host import LOW_DYNAMIC
-from collector.store.database import create_store_engine
+from collector.store.database import Store
 from reports.analysis import build_report_data
 from reports.correlation import correlate
 from reports.findings import findings_of
@@ -45,7 +44,7 @@ def sweep(*failures: tuple[int, int, int], family: str = "ipv4") -> dict[str, An
             "failures": [list(f) for f in failures]}  # fmt: skip
 
 
-def save(engine: Engine, *documents: dict[str, Any]) -> list[int]:
+def save(engine: Store, *documents: dict[str, Any]) -> list[int]:
     """Store documents as a collector would, and return their snapshot ids."""
     run = start_run(engine, "import")
     ids = []
@@ -61,11 +60,10 @@ def save(engine: Engine, *documents: dict[str, Any]) -> list[int]:
 
 
 @pytest.fixture
-def reader(db_url: str) -> Iterator[Engine]:
+def reader(store: Store, db_url: str) -> Iterator[Store]:
     """A read-only engine on the test database, as the report makes one."""
-    engine = create_store_engine(db_url, writer=False)
-    yield engine
-    engine.dispose()
+    with Store.reader(db_url) as opened:
+        yield opened
 
 
 # --- classification ------------------------------------------------------------------------
@@ -99,13 +97,13 @@ def unknown_ranges_host() -> dict[str, Any]:
     return document
 
 
-def test_every_class_of_failing_port(store: Engine, reader: Engine) -> None:
+def test_every_class_of_failing_port(store: Store, reader: Store) -> None:
     older = known_host(taken_at="2026-11-19T02:00:00+01:00")
     older["bind_sweep"] = [sweep((52100, 52199, 10013))]
     first, _, _ = save(store, older, known_host(), unknown_ranges_host())
     run = start_run(store, "collect")
     record_failure(store, run, "10.0.0.9", _now(), "unreachable", "connection refused", "ghost")
-    data = build_report_data(reader, "test", [445, 2000, 8080], now=_now())
+    data = build_report_data(reader, [445, 2000, 8080], now=_now())
     data.validate()
     ghost = data.hosts.set_index("host").loc["ghost"]
     assert ghost.snapshot_id is pd.NA
@@ -215,10 +213,10 @@ def series() -> list[dict[str, Any]]:
 
 
 def test_events_between_consecutive_snapshots_with_their_causes(
-    store: Engine, reader: Engine
+    store: Store, reader: Store
 ) -> None:
     save(store, *series())
-    data = build_report_data(reader, "test", [], now=_now())
+    data = build_report_data(reader, [], now=_now())
     events = data.events
     day2, day4 = pd.Timestamp("2026-11-21T02:00Z"), pd.Timestamp("2026-11-23T02:00Z")
     found = {
@@ -328,9 +326,7 @@ def bodies() -> dict[tuple[str, int], bytes]:
     }
 
 
-def test_the_planted_kb_ranks_first_across_the_simulated_fleet(
-    store: Engine, reader: Engine
-) -> None:
+def test_the_planted_kb_ranks_first_across_the_simulated_fleet(store: Store, reader: Store) -> None:
     f = fleet()
     run = start_run(store, "demo")
     for night in range(f.spec.nights):
@@ -345,7 +341,7 @@ def test_the_planted_kb_ranks_first_across_the_simulated_fleet(
             store_document(store, run, body, json.loads(body), host.address, "winrm", at)
     finish_run(store, run)
     last = max(f.collection_time(h, f.spec.nights - 1) for h in f.hosts)
-    data = build_report_data(reader, "fleet", [5432, 6379, 8080], now=last)
+    data = build_report_data(reader, [5432, 6379, 8080], now=last)
     data.validate()
     truth = f.truth
     table = data.correlation

@@ -37,7 +37,7 @@ from collector.simulator.host import (
     WINNAT_RESTART,
     HostState,
 )
-from collector.store.database import open_store
+from collector.store.database import Store
 from collector.windows import WINNAT_BLOCK as BLOCK_SIZE
 from collector.windows import WSAEACCES, WSAEADDRINUSE, default_dynamic
 
@@ -584,17 +584,17 @@ def test_documents_import_into_the_store(tmp_path: Path):
         next(iter(sorted(f.truth.affected_hosts))),
         next(h.name for h in f.hosts if h.culture == "zh-CN"),
     ]
-    engine = open_store(f"sqlite:///{tmp_path / 'fleet.db'}")
-    run_id = start_run(engine, "demo")
+    store = Store.open(f"sqlite:///{tmp_path / 'fleet.db'}")
+    run_id = start_run(store, "demo")
     started = datetime(2026, 9, 1, tzinfo=UTC)
     for name in names:
         for night in range(NIGHTS):
             body = documents()[(name, night)].encode()
             document = validated(name, night)
-            result = store_document(engine, run_id, body, document, name, "winrm", started)
+            result = store_document(store, run_id, body, document, name, "winrm", started)
             assert (result.outcome, result.problems) == ("stored", []), (name, night)
-    finish_run(engine, run_id)
-    with engine.connect() as connection:
+    finish_run(store, run_id)
+    with store.connect() as connection:
         latest = connection.execute(
             text(
                 "SELECT host, os_build, excluded_known, excluded_ranges, failing_ports, errors "
@@ -602,7 +602,7 @@ def test_documents_import_into_the_store(tmp_path: Path):
             )
         ).all()
         snapshots = connection.execute(text("SELECT COUNT(*) FROM snapshots")).scalar_one()
-    engine.dispose()
+    store.close()
     assert snapshots == 3 * NIGHTS
     assert [row.host for row in latest] == sorted(names)
     for row in latest:

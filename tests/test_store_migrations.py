@@ -12,6 +12,7 @@ from collector.demo import seed_capture_folder
 from collector.document import build_capture_document, load_document
 from collector.importer import import_paths
 from collector.store.database import (
+    Store,
     alembic_config,
     current_revision,
     head_revision,
@@ -124,37 +125,37 @@ def test_an_older_store_is_diagnosed_by_the_upgrade(empty_engine: Engine) -> Non
     assert unclassified == 0
 
 
-def test_reclassify_rewrites_exactly_the_snapshots_a_rule_change_touches(store: Engine) -> None:
+def test_reclassify_rewrites_exactly_the_snapshots_a_rule_change_touches(store: Store) -> None:
     times = {"seed-a": "2018-06-01T12:00:00+02:00", "seed-b": "2018-06-02T12:00:00+02:00"}
     for host, when in times.items():
         (stored,) = import_paths(store, [SEED_CAPTURE], host, datetime.fromisoformat(when))
         assert stored.outcome == "stored", stored.message
-    with store.begin() as connection:
+    with store.transaction() as connection:
         assert reclassify(connection).changed == 0
         # Two hosts, the same capture: one set of findings. Make it look like an older rule's.
         sets = connection.execute(text("SELECT id FROM finding_sets")).scalars().all()
         assert len(sets) == 1
         connection.execute(text("UPDATE finding_sets SET sha256 = 'an older rule'"))
-    with store.begin() as connection:
+    with store.transaction() as connection:
         result = reclassify(connection)
         assert (result.snapshots, result.changed) == (2, 2)
         assert (result.sets_created, result.sets_removed) == (1, 1)
         assert "2 got new findings" in result.describe()
         left = connection.execute(text("SELECT sha256 FROM finding_sets")).scalars().all()
         assert left != ["an older rule"] and len(left) == 1
-    with store.begin() as connection:
+    with store.transaction() as connection:
         assert reclassify(connection).describe().endswith("nothing changed")
 
 
 _POINTERS = "SELECT id, listener_set_id, finding_set_id FROM snapshots ORDER BY id"
 
 
-def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Engine) -> None:
+def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Store) -> None:
     times = {"seed-a": "2018-06-01T12:00:00+02:00", "seed-b": "2018-06-02T12:00:00+02:00"}
     for host, when in times.items():
         (stored,) = import_paths(store, [SEED_CAPTURE], host, datetime.fromisoformat(when))
         assert stored.outcome == "stored", stored.message
-    with store.begin() as connection:
+    with store.transaction() as connection:
         assert reparse(connection).describe() == "2 snapshots read again; nothing changed"
         before = connection.execute(text(_POINTERS)).all()
         # As an older parser would have left it: seed-b read no listeners, and no range.
@@ -165,7 +166,7 @@ def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Engine) -> No
         connection.execute(text(
             "INSERT INTO dynamic_ranges (snapshot_id, protocol, family, start_port, port_count) "
             "VALUES (:id, 'tcp', 'ipv4', 1024, 64511)"), {"id": before[1].id})  # fmt: skip
-    with store.begin() as connection:
+    with store.transaction() as connection:
         result = reparse(connection)
         assert (result.snapshots, result.changed) == (2, 1)
         assert result.describe() == (

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import inspect, text
 
 from collector.document import load_document
 from collector.importer import finish_run, record_failure, start_run, store_document
+from collector.store.database import Store
 from reports.analysis import build_report_data
 from reports.explain import explain
 from tests.conftest import REPO
@@ -34,8 +35,8 @@ def _documented() -> dict[str, list[str]]:
     return views
 
 
-def test_views_doc_matches_the_database(store: Engine) -> None:
-    inspector = inspect(store)
+def test_views_doc_matches_the_database(store: Store) -> None:
+    inspector = inspect(store.engine)
     actual = {
         name: [c["name"] for c in inspector.get_columns(name)]
         for name in inspector.get_view_names()
@@ -54,15 +55,15 @@ def _worked() -> list[str]:
     return re.findall(r"```sql\n(.*?)```", questions, flags=re.DOTALL)
 
 
-def _rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+def _rows(engine: Store, sql: str) -> list[tuple[Any, ...]]:
     with engine.connect() as connection:
         return [tuple(row) for row in connection.execute(text(sql))]
 
 
-def test_which_kb_came_before_the_ranges_grew(store: Engine) -> None:
+def test_which_kb_came_before_the_ranges_grew(store: Store) -> None:
     save(store, *series())
     (sql, _, _) = _worked()
-    data = build_report_data(store, "test", [], now=datetime(2026, 11, 25, tzinfo=UTC))
+    data = build_report_data(store, [], now=datetime(2026, 11, 25, tzinfo=UTC))
     grew = data.events[data.events.kind == "range-appeared"]
     causes: list[tuple[str, list[dict[str, Any]]]] = list(
         zip(grew["host"], grew["causes"], strict=True)
@@ -76,7 +77,7 @@ def test_which_kb_came_before_the_ranges_grew(store: Engine) -> None:
     assert pd.Timestamp(rows[0][2], tz="UTC") == pd.Timestamp("2026-11-21T02:00Z")
 
 
-def test_since_when_a_port_has_been_blocked(store: Engine) -> None:
+def test_since_when_a_port_has_been_blocked(store: Store) -> None:
     star, block, other = (50000, 50059, True), (52100, 52199, False), (53000, 53099, False)
     save(store, night(18, star, block), night(19, star, other), night(20, star, block),
          night(21, star, block))  # fmt: skip
@@ -90,7 +91,7 @@ def test_since_when_a_port_has_been_blocked(store: Engine) -> None:
     assert free == [(None,)] and explain(store, "dev-ws-01", 8080).since is None
 
 
-def test_which_hosts_failed_three_nights_running(store: Engine) -> None:
+def test_which_hosts_failed_three_nights_running(store: Store) -> None:
     (_, _, sql) = _worked()
     document = probe_document()
     for night_ in range(3):

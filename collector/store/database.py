@@ -1,18 +1,25 @@
-"""Find the database, open it, and bring its schema to head with Alembic."""
+"""The store: find the database, open it for a command, bring its schema to head with Alembic.
+
+Every command reaches the database through one ``Store``: ``Store.open`` for commands that write
+(it migrates to head first), ``Store.reader`` for commands that only read (it never creates,
+migrates or alters anything), ``Store.unmigrated`` for the ``db`` commands that look at the
+revision before deciding.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 import weakref
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -22,6 +29,74 @@ import migrations
 DB_ENV = "PORTFLEET_DB"
 _LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
+
+
+class Store:
+    """One database, open for one command: its engine, schema revision and transactions."""
+
+    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
+        self.engine = engine
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open the store at ``url`` for writing, migrated to head (created when absent)."""
+        return cls(open_store(url))
+
+    @classmethod
+    def reader(cls, url: str) -> Store:
+        """Open the store for reading only; ``StoreNotReadable`` when absent or not at head."""
+        return cls(open_reader(url), readonly=True)
+
+    @classmethod
+    def unmigrated(cls, url: str, *, writer: bool = True) -> Store:
+        """Open the store as it is, at whatever revision (for ``db status`` and ``db upgrade``)."""
+        return cls(create_store_engine(url, writer=writer), readonly=not writer)
+
+    @property
+    def name(self) -> str:
+        """The database's URL with any password hidden, for messages."""
+        return describe_url(self.engine.url.render_as_string(hide_password=False))
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, None for a server database."""
+        return sqlite_path(self.engine.url.render_as_string(hide_password=False))
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self.engine.dialect.name)
+
+    def connect(self) -> AbstractContextManager[Connection]:
+        """Return a connection for reading (closed on leaving the ``with``)."""
+        return self.engine.connect()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Write in one transaction, queued behind this process's other writers (SQLite)."""
+        if self.readonly:
+            raise PermissionError(f"{self.name} is open for reading only")
+        with write_lock(self.engine), self.engine.begin() as connection:
+            yield connection
+
+    def revision(self) -> str | None:
+        """Return the schema revision the database is at (None when never migrated)."""
+        return current_revision(self.engine)
+
+    def upgrade(self) -> bool:
+        """Migrate to head; return True when anything was applied."""
+        return upgrade_to_head(self.engine)
+
+    def close(self) -> None:
+        """Close every connection of the store."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def default_database_path() -> Path:
