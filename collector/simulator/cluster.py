@@ -51,11 +51,24 @@ class FleetAddresses:
     password: str = ""
     ca_file: str | None = None
 
+    def credentials(self) -> dict[str, str]:
+        """Return the environment variables the configs name, with their throwaway values."""
+        return {
+            USER_ENV: SIM_USER,
+            PASSWORD_ENV: self.password,
+            WRONG_PASSWORD_ENV: "not-" + self.password,
+        }
+
     def export_credentials(self) -> None:
         """Put the credentials the configs name into this process's environment."""
-        os.environ[USER_ENV] = SIM_USER
-        os.environ[PASSWORD_ENV] = self.password
-        os.environ[WRONG_PASSWORD_ENV] = "not-" + self.password
+        os.environ.update(self.credentials())
+
+    def write_credentials(self, path: Path) -> None:
+        """Write the credentials as an environment file only its owner can read."""
+        path.touch(mode=0o600)
+        os.chmod(path, 0o600)
+        lines = (f"{name}={value}\n" for name, value in self.credentials().items())
+        path.write_text("".join(lines), encoding="utf-8")
 
 
 def fleet_config(

@@ -1,0 +1,265 @@
+"""Commands that bring data in: ``parse``, ``import``, ``collect``, ``probe-script``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from collector.cli.root import CONTEXT, Settings, cli, err, fail
+from collector.exitcodes import ExitCode
+from collector.parsers.text import DEFAULT_CODEPAGE
+
+
+@cli.command("parse", context_settings=CONTEXT)
+@click.argument(
+    "kind", type=click.Choice(["excluded", "dynamicport", "netstat", "hotfix", "bind-failures"])
+)
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--codepage",
+    default=DEFAULT_CODEPAGE,
+    show_default=True,
+    help="OEM code page of non-UTF bytes (437, 850, 932, …).",
+)
+def parse_command(kind: str, file: Path, as_json: bool, codepage: str) -> None:
+    """Print what a saved Windows command output holds.
+
+    KIND is the command that printed FILE (- reads stdin). Any display language, aligned or
+    pasted with collapsed spaces, UTF-8, UTF-16 or an OEM code page. A paste cut short or with
+    a damaged row is refused, naming the line (exit 2); a note after a row is stripped with a
+    warning. To read a known excerpt, start FILE with a comment line such as
+    "# command: netstat -ano  # truncated".
+
+    \b
+    Example:
+      netsh int ipv4 show excludedportrange protocol=tcp > ex.txt   (on Windows)
+      portfleet parse excluded ex.txt --json
+    """
+    from rich.markup import escape
+
+    from collector.parsers import PARSERS, ParseError, ParseWarning
+
+    data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    parser = PARSERS[kind]
+    warnings: list[ParseWarning] = []
+    try:
+        result = parser.parse(data, codepage, warnings=warnings)
+    except ParseError as exc:
+        # The quoted line is the host's text: "[svchost.exe]" must not be read as markup.
+        fail(
+            escape(f"{file}: {exc}; FILE should hold the output of: {parser.command}"),
+            ExitCode.USAGE,
+        )
+    # Stripped notes and doubtful ends go to stderr, one line each; stdout keeps only the data.
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(f'{file}: {warning}')}", soft_wrap=True)
+    rows = parser.to_json(result)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1, ensure_ascii=False))
+        return
+    _print_parsed(kind, rows)
+
+
+def _print_parsed(kind: str, rows: list[Any]) -> None:
+    console = Console()
+    if kind == "excluded":
+        for table_json in rows:
+            ranges = table_json["ranges"]
+            _print_rows(
+                console,
+                f"excluded ranges, protocol {table_json['protocol'] or 'unknown'}",
+                [
+                    {
+                        "start": r["start"],
+                        "end": r["end"],
+                        "ports": r["end"] - r["start"] + 1,
+                        "administered": "*" if r["administered"] else "",
+                    }
+                    for r in ranges
+                ],
+            )
+        return
+    _print_rows(console, kind, rows)
+
+
+def _print_rows(console: Console, title: str, rows: Sequence[dict[str, Any]]) -> None:
+    from collector.console import plain
+
+    table = Table(title=f"{title} ({len(rows)})", title_justify="left")
+    for column in rows[0] if rows else ["(none)"]:
+        table.add_column(str(column), overflow="fold")
+    for row in rows:
+        table.add_row(*(plain("" if v is None else v) for v in row.values()))
+    console.print(table)
+
+
+@cli.command("import", context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--host", "host_name", metavar="NAME", help="Host a capture folder belongs to.")
+@click.option(
+    "--taken-at",
+    "taken_at",
+    metavar="ISO-TIME",
+    help="When a capture folder's commands ran, with offset.",
+)
+@click.option(
+    "--codepage",
+    default=DEFAULT_CODEPAGE,
+    show_default=True,
+    help="OEM code page of captured non-UTF bytes.",
+)
+@click.pass_obj
+def import_command(
+    settings: Settings,
+    paths: tuple[Path, ...],
+    host_name: str | None,
+    taken_at: str | None,
+    codepage: str,
+) -> None:
+    """Store probe documents (JSON files) or folders of raw captures.
+
+    A probe document is what `portfleet probe-script` writes on a host without WinRM. A capture
+    folder holds command outputs copied by hand, named after their command: netstat-ano.txt,
+    bind-failures.txt, excludedportrange-ipv4-tcp.txt, dynamicport-ipv4-tcp.txt, get-hotfix.txt.
+    Other files are named and skipped. Each input is one transaction; importing the same input
+    twice stores it once.
+
+    \b
+    Examples:
+      portfleet import nightly/*.json
+      portfleet import ./capture --host dev-ws-07 --taken-at 2024-03-01T09:30:00+01:00
+    """
+    from collector.console import plain
+    from collector.importer import import_paths
+
+    when = _parse_taken_at(taken_at)
+    store = settings.open_store()
+    results = import_paths(store, paths, host_name, when, codepage)
+    failed = 0
+    for result in results:
+        for name in result.skipped:
+            err.print(plain(f"skipped {name}: not named after a known command"))
+        if result.outcome == "failed":
+            failed += 1
+            err.print(Text.assemble(("failed", "red"), " ", plain(result.message)), soft_wrap=True)
+        else:
+            verb = "stored" if result.outcome == "stored" else "already stored"
+            line = f"{verb} {result.source} → host {result.host}, snapshot {result.snapshot_id}"
+            err.print(plain(line), soft_wrap=True)
+            for problem in result.problems:
+                kept = Text.assemble("  ", ("kept, but unreadable:", "yellow"), " ", plain(problem))
+                err.print(kept, soft_wrap=True)
+    if failed:
+        sys.exit(int(ExitCode.SOME_FAILED))
+
+
+def _parse_taken_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(
+            f"--taken-at {value!r} is not an ISO time; write e.g. 2024-03-01T09:30:00+01:00",
+            ExitCode.USAGE,
+        )
+    if parsed.tzinfo is None:
+        fail(
+            f"--taken-at {value!r} has no offset; write e.g. {value}+01:00 or {value}Z",
+            ExitCode.USAGE,
+        )
+    return parsed
+
+
+@cli.command("collect", context_settings=CONTEXT)
+@click.argument("selectors", nargs=-1, metavar="[HOST|PATTERN|@GROUP]...")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 512),
+    help="Hosts at once (config: collect.concurrency).",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1),
+    help="Seconds one host may take (config: probe.deadline_seconds).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    help="Retries of transient faults (config: collect.retries).",
+)
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append plain log lines to this file.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug lines too.")
+@click.pass_obj
+def collect_command(
+    settings: Settings,
+    selectors: tuple[str, ...],
+    concurrency: int | None,
+    deadline: float | None,
+    retries: int | None,
+    log_file: Path | None,
+    verbose: bool,
+) -> None:
+    """Take one snapshot of every configured host (or the selected ones) over WinRM.
+
+    Run it nightly from cron, a systemd timer or Task Scheduler (see README). Every attempt is
+    stored, failed ones too; exit code 1 means some hosts failed and the others were stored.
+
+    \b
+    Examples:
+      portfleet --config /etc/portfleet/config.yaml collect
+      portfleet collect @backend dev-ws-1* --concurrency 8 --log /var/log/portfleet.log
+    """
+    from collector.collect import SelectionError, collect, plan_collection
+    from collector.console import configure_logging, print_summary, progress_bar
+
+    config = settings.config
+    try:
+        plan = plan_collection(
+            config, selectors, concurrency=concurrency, deadline_seconds=deadline, retries=retries
+        )
+    except SelectionError as exc:
+        fail(str(exc), ExitCode.USAGE)
+    configure_logging(log_file, verbose)
+    store = settings.open_store()
+    with progress_bar(len(plan.hosts), "collecting") as bar:
+        outcomes = collect(
+            store, config, plan, on_done=(lambda _o: bar.advance(bar.task_ids[0])) if bar else None
+        )
+    print_summary(outcomes, Console())
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(int(ExitCode.SOME_FAILED))
+
+
+@cli.command("probe-script", context_settings=CONTEXT)
+def probe_script_command() -> None:
+    """Print the PowerShell probe, for hosts where WinRM is off.
+
+    Save it on the host and run it from Task Scheduler as an administrator; it writes one probe
+    document that `portfleet import` takes.
+
+    \b
+    Example (on the host, nightly):
+      powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\\ProgramData\\portfleet\\probe.ps1
+        -OutFile \\\\fileserver\\portfleet\\%COMPUTERNAME%.json
+    """
+    from collector.probe import probe_script
+
+    click.echo(probe_script(), nl=False)

@@ -1,0 +1,74 @@
+"""The ``db`` commands: the store's schema revision, and deriving stored data again."""
+
+from __future__ import annotations
+
+import click
+
+from collector.cli.root import CONTEXT, Settings, cli
+
+
+@cli.group("db", context_settings=CONTEXT)
+def db_group() -> None:
+    """Look after the store's schema."""
+
+
+@db_group.command("upgrade", context_settings=CONTEXT)
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Bring the database to the newest schema (every command does this itself too)."""
+    store = settings.open_store()
+    click.echo(f"{store.name} is at revision {store.revision()}")
+
+
+@db_group.command("current", context_settings=CONTEXT)
+@click.pass_obj
+def db_current(settings: Settings) -> None:
+    """Print the database's schema revision without changing anything."""
+    from collector.store.database import Store, head_revision
+
+    store = settings.open_store(Store.unmigrated)
+    current = store.revision()
+    state = "up to date" if current == head_revision() else f"head is {head_revision()}"
+    click.echo(f"{store.name}: revision {current or '(empty)'}, {state}")
+
+
+@db_group.command("reclassify", context_settings=CONTEXT)
+@click.pass_obj
+def db_reclassify(settings: Settings) -> None:
+    """Diagnose every stored snapshot again with today's rules, and derive the history again.
+
+    Run it after upgrading portfleet when the CHANGELOG says a diagnosis rule changed. One
+    transaction: a failure changes nothing. Prints how many snapshots got new findings.
+
+    \b
+    Example:
+      portfleet db reclassify
+    """
+    from collector.store.findings import reclassify
+    from collector.store.history import refresh_history
+
+    with settings.open_store().transaction() as connection:
+        result = reclassify(connection)
+        history = refresh_history(connection)
+    click.echo(result.describe())
+    click.echo(f"history: {history.events} change events, {history.causes} candidate causes")
+
+
+@db_group.command("reparse", context_settings=CONTEXT)
+@click.pass_obj
+def db_reparse(settings: Settings) -> None:
+    """Read every stored document again with today's parsers, and store what they now read.
+
+    Run it after upgrading portfleet when the CHANGELOG says a parser improved: the raw text of
+    every snapshot is kept, so old nights benefit too. Findings and history follow. One
+    transaction: a failure changes nothing. Prints which parts of how many snapshots changed.
+
+    \b
+    Example:
+      portfleet db reparse
+    """
+    from collector.store.reparse import reparse
+
+    with settings.open_store().transaction() as connection:
+        result = reparse(connection)
+    click.echo(result.describe())
