@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import json
 import os
 import pstats
@@ -29,7 +28,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,33 +36,23 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from unittest.mock import patch
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, func, insert, select
 
 from collector.simulator.host import LOW_DYNAMIC as MOVED_DYNAMIC
 from collector.simulator.render import merge_runs
-from collector.store.database import open_store
-from collector.store.findings import reclassify
+from collector.store.database import Store
 from collector.store.history import refresh_history
-from collector.store.models import (
-    Attempt,
-    Base,
-    BindFailure,
-    BindFailureSet,
-    CollectionRun,
-    Document,
-    DynamicRange,
-    ExcludedRange,
-    ExcludedSet,
-    Feature,
-    Host,
-    Listener,
-    ListenerSet,
-    Service,
-    Snapshot,
-    SnapshotError,
-    Update,
+from collector.store.models import Base, CollectionRun
+from collector.store.rows import (
+    ContentSet,
+    PreparedSnapshot,
+    content_rows,
+    document_digest,
+    finding_set,
+    update_key,
 )
-from collector.store.snapshots import content_digest, update_key
+from collector.store.snapshots import write_snapshot
+from collector.store.writer import add_attempt, ensure_host
 from collector.windows import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, default_dynamic
 from collector.windows import WINNAT_BLOCK as BLOCK
 
@@ -82,12 +71,6 @@ FEATURES = (
     "Microsoft-Windows-Subsystem-Linux", "VirtualMachinePlatform",
 )  # fmt: skip
 # Parents before children, so the foreign keys hold at every flush.
-_ORDER: tuple[type[Base], ...] = (
-    Host, CollectionRun, Document, ExcludedSet, ExcludedRange, BindFailureSet, BindFailure,
-    ListenerSet, Listener, Snapshot, Attempt, DynamicRange, Feature, Service, SnapshotError,
-    Update,
-)  # fmt: skip
-_FLUSH_ROWS = 400_000
 # (pid key, process, protocol, port, addresses): the usual Windows listeners; "lan" is the host's.
 _Endpoint = tuple[str, str, str, int, tuple[str, ...]]
 _WINDOWS: tuple[_Endpoint, ...] = (
@@ -173,9 +156,9 @@ class _Host:
     features: dict[str, str] = field(default_factory=dict)
     next_ubr: int = 0
     extra_blocks: int = 0
-    excluded_set: int | None = None
-    bind_set: int | None = None
-    listener_set: int | None = None
+    excluded: ContentSet | None = None
+    failures: ContentSet | None = None
+    listeners: ContentSet | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,101 +184,45 @@ class RunFigures:
     frames: tuple[tuple[str, int, float], ...]  # name, rows, MB (shared objects once)
 
 
-class _Writer:
-    """Buffers rows per table, gives them ids, and writes them in large executemany batches."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self.buffers: dict[type[Base], list[dict[str, Any]]] = {model: [] for model in _ORDER}
-        self.last_id: dict[type[Base], int] = dict.fromkeys(_ORDER, 0)
-        self.sets: dict[tuple[str, str], int] = {}
-        self.buffered = 0
-        self.written: dict[str, int] = {}
-
-    def add(self, model: type[Base], row: dict[str, Any], *, with_id: bool = True) -> int:
-        """Queue one row; return the id it will have."""
-        self.last_id[model] += 1
-        if with_id:
-            row["id"] = self.last_id[model]
-        self.buffers[model].append(row)
-        self.buffered += 1
-        return self.last_id[model]
-
-    def content_set(
-        self,
-        model: type[ExcludedSet | BindFailureSet | ListenerSet],
-        row_model: type[Base],
-        columns: Sequence[str],
-        rows: Sequence[tuple[Any, ...]],
-    ) -> int:
-        """Return the id of the set holding exactly ``rows``, queueing it the first time."""
-        digest = content_digest(rows)
-        known = self.sets.get((model.__tablename__, digest))
-        if known is not None:
-            return known
-        set_id = self.add(model, {"sha256": digest})
-        for row in rows:
-            self.add(row_model, {"set_id": set_id, **dict(zip(columns, row, strict=True))})
-        self.sets[(model.__tablename__, digest)] = set_id
-        return set_id
-
-    def flush_if_full(self) -> None:
-        """Write and commit when enough rows are waiting."""
-        if self.buffered >= _FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write every queued row, parents first, in one transaction."""
-        for model, rows in self.buffers.items():
-            if rows:
-                self.connection.execute(insert(model), rows)
-                name = str(model.__tablename__)
-                self.written[name] = self.written.get(name, 0) + len(rows)
-                rows.clear()
-        self.connection.commit()
-        self.buffered = 0
-
-
 def generate_store(
     url: str, path: Path, hosts: int, nights: int, seed: int, blocks: tuple[int, int] = (5, 40)
 ) -> Generated:
-    """Write a realistic fleet history straight into a fresh store at ``url``."""
+    """Write a realistic fleet history into a fresh store at ``url``, through the store's writer.
+
+    Each night is one run and one transaction; each host's night is handed to the writer as
+    the typed rows a probe document would have become (``collector.store.rows``), so content
+    sets, findings and updates are stored exactly as a real collection stores them.
+    """
     started = time.perf_counter()
-    engine = open_store(url)
-    try:
-        with engine.connect() as connection:
-            writer = _Writer(connection)
-            fleet = _make_hosts(random.Random(seed), hosts, nights, seed, blocks)
+    fleet = _make_hosts(random.Random(seed), hosts, nights, seed, blocks)
+    diagnosed: dict[tuple[Any, ...], ContentSet] = {}
+    with Store.open(url) as store:
+        with store.transaction() as connection:
             for host in fleet:
-                writer.add(
-                    Host,
-                    {"id": host.id, "name": host.name, "address": host.address,
-                     "groups": ["developers"], "created_at": START - timedelta(days=30)},
-                    with_id=False,
-                )  # fmt: skip
-            for night in range(nights):
-                at = START + timedelta(days=night, hours=2)
-                writer.add(
-                    CollectionRun,
+                host.id = ensure_host(connection, host.name, host.address, ["developers"])
+        for night in range(nights):
+            at = START + timedelta(days=night, hours=2)
+            with store.transaction() as connection:
+                run_id = connection.execute(
+                    insert(CollectionRun).returning(CollectionRun.id),
                     {"kind": "collect", "started_at": at, "finished_at": at + timedelta(minutes=9),
                      "portfleet_version": "0.4.0"},
-                )  # fmt: skip
+                ).scalar_one()  # fmt: skip
                 for host in fleet:
-                    _collect(writer, host, night)
-                writer.flush_if_full()
-            writer.flush()
-            # The diagnosis the write path makes per document, and the history a run's end
-            # derives, made here for the whole store.
-            reclassify(connection)
+                    _collect(connection, host, int(run_id), night, diagnosed)
+        # The history a run's end derives, derived here once for the whole store.
+        with store.transaction() as connection:
             refresh_history(connection)
-            connection.commit()
-    finally:
-        engine.dispose()
+        with store.connect() as connection:
+            counts = {
+                name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+                for name, table in Base.metadata.tables.items()
+            }
     # Fold the write-ahead log into the file, so the size printed is the store's.
     with closing(sqlite3.connect(path)) as raw:
         raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-    return Generated(writer.written, time.perf_counter() - started, size, _report_now(nights))
+    return Generated(counts, time.perf_counter() - started, size, _report_now(nights))
 
 
 def _report_now(nights: int) -> datetime:
@@ -461,7 +388,13 @@ def _schedule(
     return sorted(events, key=lambda event: event.at)
 
 
-def _collect(writer: _Writer, host: _Host, night: int) -> None:
+def _collect(
+    connection: Connection,
+    host: _Host,
+    run_id: int,
+    night: int,
+    diagnosed: dict[tuple[Any, ...], ContentSet],
+) -> None:
     """Write one night of one host: an attempt, and a snapshot unless the attempt failed."""
     rng = host.rng
     taken_at = START + timedelta(days=night, hours=2, seconds=rng.randint(2, 170))
@@ -470,77 +403,94 @@ def _collect(writer: _Writer, host: _Host, night: int) -> None:
         rebooted |= _apply(host, host.events[host.position])
         host.position += 1
     if rebooted:
-        _boot(writer, host)
-    run_id = night + 1
+        _boot(host)
     source = f"https://{host.address}:5986/wsman"
     if rng.random() < host.failure_rate:
-        writer.add(
-            Attempt,
-            {"run_id": run_id, "host_id": host.id, "source": source, "started_at": taken_at,
-             "finished_at": taken_at + timedelta(seconds=rng.randint(1, 120)), "status": "failed",
-             "error_class": host.error_class,
-             "message": _ERRORS[host.error_class].format(address=host.address),
-             "snapshot_id": None},
-        )  # fmt: skip
+        finished = taken_at + timedelta(seconds=rng.randint(1, 120))
+        message = _ERRORS[host.error_class].format(address=host.address)
+        add_attempt(connection, run_id, host.id, source, taken_at, "failed", host.error_class,
+                    message, finished_at=finished)  # fmt: skip
         return
+    received = taken_at + timedelta(seconds=rng.randint(40, 95))
+    prepared = _prepared(host, night, taken_at, rng.uniform(40, 95), diagnosed)
+    finished = taken_at + timedelta(seconds=rng.randint(40, 95))
+    stored = write_snapshot(connection, prepared, host.id, received)
+    add_attempt(connection, run_id, host.id, source, taken_at, "ok", None, None,
+                stored.snapshot_id, finished_at=finished)  # fmt: skip
+    host.pending = []
+
+
+def _prepared(
+    host: _Host,
+    night: int,
+    taken_at: datetime,
+    sweep_seconds: float,
+    diagnosed: dict[tuple[Any, ...], ContentSet],
+) -> PreparedSnapshot:
+    """Return the rows the writer gets for one host's night, as a document would give them."""
     body = json.dumps(
         {"format": "portfleet-bench", "host": host.name, "night": night,
          "taken_at": taken_at.isoformat(), "boot": host.booted_at.isoformat()}
     ).encode()  # fmt: skip
-    document_id = writer.add(
-        Document,
-        {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body),
-         "body": zlib.compress(body, 9)},
-    )  # fmt: skip
-    snapshot_id = writer.add(
-        Snapshot,
-        {"host_id": host.id, "document_id": document_id, "source": "winrm", "taken_at": taken_at,
-         "received_at": taken_at + timedelta(seconds=rng.randint(40, 95)),
-         "probe_version": PROBE_VERSION, "os_build": f"{BUILD}.{host.ubr}",
-         "last_boot_at": host.booted_at, "bios_version": host.bios, "bios_date": host.bios_date,
-         "fast_startup": host.fast_startup, "docker_version": host.docker,
-         "wsl_version": host.wsl, "sweep_seconds": rng.uniform(40, 95),
-         "excluded_set_id": host.excluded_set, "bind_failure_set_id": host.bind_set,
-         "listener_set_id": host.listener_set},
-    )  # fmt: skip
-    writer.add(
-        Attempt,
-        {"run_id": run_id, "host_id": host.id, "source": source, "started_at": taken_at,
-         "finished_at": taken_at + timedelta(seconds=rng.randint(40, 95)), "status": "ok",
-         "error_class": None, "message": None, "snapshot_id": snapshot_id},
-    )  # fmt: skip
-    if host.excluded_set is None:
-        writer.add(
-            SnapshotError,
-            {"snapshot_id": snapshot_id, "section": "excluded_ipv4_tcp", "code": "timeout",
-             "message": "netsh int ipv4 show excludedportrange protocol=tcp did not finish"},
-        )  # fmt: skip
-    for protocol in ("tcp", "udp"):
-        start, count = host.dynamic if protocol == "tcp" else default_dynamic(protocol, "ipv4")
-        for family in ("ipv4", "ipv6"):
-            writer.add(
-                DynamicRange,
-                {"snapshot_id": snapshot_id, "protocol": protocol, "family": family,
-                 "start_port": start, "port_count": count},
-            )  # fmt: skip
-    for name, state in host.features.items():
-        writer.add(Feature, {"snapshot_id": snapshot_id, "name": name, "state": state})
-    for name, status, start_type in _services(host):
-        writer.add(
-            Service,
-            {"snapshot_id": snapshot_id, "name": name, "status": status, "start_type": start_type},
-        )
-    for patch_row in host.pending:
-        writer.add(
-            Update,
-            {"host_id": host.id, "update_key": patch_row.key, "kb": patch_row.kb,
-             "title": patch_row.title, "description": patch_row.description,
-             "installed_by": "NT AUTHORITY\\SYSTEM" if patch_row.kb else None,
-             "installed_on": patch_row.installed_at.date() if patch_row.kb else None,
-             "installed_at": patch_row.installed_at, "result_code": 2,
-             "first_snapshot_id": snapshot_id},
-        )  # fmt: skip
-    host.pending = []
+    digest = document_digest(body)
+    sets: dict[str, ContentSet | None] = {
+        "excluded_set_id": host.excluded,
+        "bind_failure_set_id": host.failures,
+        "listener_set_id": host.listeners,
+    }
+    ranges = {"tcp": host.dynamic, "udp": default_dynamic("udp", "ipv4")}
+    dynamic = [
+        {"protocol": protocol, "family": family, "start_port": start, "port_count": count}
+        for protocol, (start, count) in ranges.items()
+        for family in ("ipv4", "ipv6")
+    ]
+    features = [{"name": name, "state": state} for name, state in host.features.items()]
+    services = [
+        {"name": name, "status": status, "start_type": start_type}
+        for name, status, start_type in _services(host)
+    ]
+    # Most nights repeat the night before: diagnose each distinct state once.
+    key = (
+        *(content.digest if content else None for content in sets.values()),
+        tuple(sorted(host.features.items())),
+        tuple(_services(host)),
+        host.dynamic,
+        host.wsl is not None,
+    )
+    if key not in diagnosed:
+        diagnosed[key] = finding_set(sets, dynamic, features, services, host.wsl is not None)
+    sets["finding_set_id"] = diagnosed[key]
+    errors = []
+    if host.excluded is None:
+        errors.append({"section": "excluded_ipv4_tcp", "code": "timeout",
+                       "message": "netsh int ipv4 show excludedportrange protocol=tcp did not "
+                       "finish"})  # fmt: skip
+    updates = {
+        patch.key: {"kb": patch.kb, "title": patch.title, "description": patch.description,
+                    "installed_by": "NT AUTHORITY\\SYSTEM" if patch.kb else None,
+                    "installed_on": patch.installed_at.date() if patch.kb else None,
+                    "installed_at": patch.installed_at, "result_code": 2}
+        for patch in host.pending
+    }  # fmt: skip
+    snapshot_row = {
+        "source": "winrm", "taken_at": taken_at, "probe_version": PROBE_VERSION,
+        "os_build": f"{BUILD}.{host.ubr}", "last_boot_at": host.booted_at,
+        "bios_version": host.bios, "bios_date": host.bios_date,
+        "fast_startup": host.fast_startup, "docker_version": host.docker,
+        "wsl_version": host.wsl, "sweep_seconds": sweep_seconds,
+    }  # fmt: skip
+    return PreparedSnapshot(
+        digest=digest,
+        document_row={"sha256": digest, "size": len(body), "body": zlib.compress(body, 9)},
+        snapshot_row=snapshot_row,
+        sets=sets,
+        dynamic=dynamic,
+        features=features,
+        services=services,
+        updates=updates,
+        errors=errors,
+        problems=[],
+    )
 
 
 def _apply(host: _Host, event: _Event) -> bool:
@@ -575,8 +525,8 @@ def _apply(host: _Host, event: _Event) -> bool:
     return False
 
 
-def _boot(writer: _Writer, host: _Host) -> None:
-    """Draw what a fresh boot looks like (PIDs, block placement) and point at its sets."""
+def _boot(host: _Host) -> None:
+    """Draw what a fresh boot looks like (PIDs, block placement) and the rows it gives."""
     rng = host.rng
     hyperv = host.features["Microsoft-Hyper-V"] == "Enabled"
     endpoints = [*_WINDOWS, *(_HYPERV if hyperv else ())]
@@ -596,9 +546,7 @@ def _boot(writer: _Writer, host: _Host) -> None:
         for key, process, protocol, port, addresses in endpoints
         for address in addresses
     )
-    host.listener_set = writer.content_set(
-        ListenerSet, Listener, ("protocol", "address", "port", "pid", "process"), listeners
-    )
+    host.listeners = content_rows(listeners)
     excluded = [(start, end, False) for start, end in blocks]
     if host.administered is not None:
         excluded.append((*host.administered, True))
@@ -606,8 +554,7 @@ def _boot(writer: _Writer, host: _Host) -> None:
         rows = sorted(
             ("tcp", family, s, e, a) for family in ("ipv4", "ipv6") for s, e, a in excluded
         )
-        columns = ("protocol", "family", "start_port", "end_port", "administered")
-        host.excluded_set = writer.content_set(ExcludedSet, ExcludedRange, columns, rows)
+        host.excluded = content_rows(rows)
     failures = []
     for family in ("ipv4", "ipv6"):
         runs = [(start, end, WSAEACCES) for start, end, _ in excluded]
@@ -617,8 +564,7 @@ def _boot(writer: _Writer, host: _Host) -> None:
             ):
                 runs.append((port, port, WSAEACCES if pid == SYSTEM_PID else WSAEADDRINUSE))
         failures += [("tcp", family, *run) for run in merge_runs(runs)]
-    columns = ("protocol", "family", "start_port", "end_port", "error_code")
-    host.bind_set = writer.content_set(BindFailureSet, BindFailure, columns, sorted(failures))
+    host.failures = content_rows(sorted(failures))
 
 
 def _place(

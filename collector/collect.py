@@ -27,20 +27,18 @@ from winrm import transport as winrm_transport
 from collector.config import Credential, HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
 from collector.framing import FrameError, unframe_document
-from collector.importer import (
-    finish_run,
+from collector.probe import probe_arguments, probe_script
+from collector.runs import finish_run, in_flight, start_run
+from collector.store.database import Store
+from collector.store.rows import PreparedSnapshot, prepare_snapshot
+from collector.store.writer import (
     is_database_fault,
     now,
     record_failure,
     refused_message,
     register_hosts,
-    start_run,
     store_document,
 )
-from collector.probe import probe_arguments, probe_script
-from collector.runs import in_flight
-from collector.store.database import Store
-from collector.store.snapshots import PreparedSnapshot, prepare_snapshot
 from collector.transport import (
     CONSTRAINED_MARKER,
     Endpoint,

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from collector.importer import import_paths, record_failure, start_run
+from collector.importer import import_paths
+from collector.runs import start_run
 from collector.store.database import Store
+from collector.store.writer import record_failure
 from reports.explain import Explanation, UnknownHostError, explain
 from tests.conftest import SEED_CAPTURE
 from tests.documents import probe_document

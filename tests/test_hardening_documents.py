@@ -17,10 +17,11 @@ from sqlalchemy import text
 from collector.cli import cli
 from collector.document import DocumentError, load_document
 from collector.exitcodes import ExitCode
-from collector.importer import start_run, store_document
+from collector.runs import start_run
 from collector.simulator.responder import ProbeResponder
 from collector.simulator.wsman import WsmanServer
 from collector.store.database import Store, create_store_engine
+from collector.store.writer import store_document
 from tests.documents import probe_document
 
 

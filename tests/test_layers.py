@@ -13,6 +13,8 @@ _REPORTS_MAY_USE = ("collector.store", "collector.windows", "collector.diagnosis
 _SIMULATOR_MAY_USE = ("collector.windows", "collector.document", "collector.framing")
 # The only modules that wire the reports and the simulated hosts into the product.
 _WIRING = ("collector.cli", "collector.demo")
+# The write path's first step: a document to typed rows, touching no database.
+_DATABASE_FREE = ("collector.store.rows",)
 
 
 def imports_of(source: str) -> Iterator[str]:
@@ -47,6 +49,12 @@ def violations(module: str, source: str) -> list[str]:
     """Return one line per import of ``module`` that crosses a layer it must not cross."""
     found = []
     for name in imports_of(source):
+        if module in _DATABASE_FREE and _within(name, ("sqlalchemy", "alembic", "collector.store")):
+            if name != module:
+                found.append(
+                    f"{module} imports {name}: turning a document into rows needs no database"
+                )
+            continue
         ours = _within(name, ("collector", "reports", "migrations", "bench", "tests"))
         if not ours or name == "collector":  # collector itself: only __version__ lives there
             continue
@@ -85,3 +93,6 @@ def test_a_planted_violation_is_caught() -> None:
         "types"
     ]
     assert violations("reports.html", "from collector.store.frames import read_frame\n") == []
+    assert violations("collector.store.rows", "from sqlalchemy import select\n") == [
+        "collector.store.rows imports sqlalchemy: turning a document into rows needs no database"
+    ]

@@ -14,10 +14,11 @@ import pytest
 from scipy.stats import fisher_exact
 
 from collector.document import load_document
-from collector.importer import finish_run, record_failure, start_run, store_document
+from collector.runs import finish_run, start_run
 from collector.simulator.fleet import Fleet, FleetSpec
 from collector.simulator.host import LOW_DYNAMIC
 from collector.store.database import Store
+from collector.store.writer import record_failure, store_document
 from reports.analysis import build_report_data
 from reports.correlation import correlate
 from reports.findings import findings_of

@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import text
 
 from collector.document import load_document
-from collector.importer import finish_run, start_run, store_document
 from collector.parsers.dynamicport import parse_dynamicport
 from collector.parsers.excluded import parse_excluded
 from collector.parsers.netstat import parse_netstat
+from collector.runs import finish_run, start_run
 from collector.simulator import locales
 from collector.simulator.fleet import OUTAGES, Fleet, FleetSpec
 from collector.simulator.host import (
@@ -38,6 +38,7 @@ from collector.simulator.host import (
     HostState,
 )
 from collector.store.database import Store
+from collector.store.writer import store_document
 from collector.windows import WINNAT_BLOCK as BLOCK_SIZE
 from collector.windows import WSAEACCES, WSAEADDRINUSE, default_dynamic
 

@@ -21,7 +21,8 @@ from collector.store.database import (
 from collector.store.findings import reclassify
 from collector.store.models import Base, Document, Host, Snapshot
 from collector.store.reparse import reparse
-from collector.store.snapshots import SETS, prepare_snapshot
+from collector.store.rows import prepare_snapshot
+from collector.store.snapshots import SETS
 from tests.conftest import SEED_CAPTURE, SEED_TIME
 
 VIEWS = {

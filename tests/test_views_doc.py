@@ -11,8 +11,9 @@ import pandas as pd
 from sqlalchemy import inspect, text
 
 from collector.document import load_document
-from collector.importer import finish_run, record_failure, start_run, store_document
+from collector.runs import finish_run, start_run
 from collector.store.database import Store
+from collector.store.writer import record_failure, store_document
 from reports.analysis import build_report_data
 from reports.explain import explain
 from tests.conftest import REPO

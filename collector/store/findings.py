@@ -22,14 +22,8 @@ from collector.store.models import (
     Service,
     Snapshot,
 )
-from collector.store.snapshots import (
-    SETS,
-    ContentSet,
-    content_rows,
-    drop_unused_sets,
-    finding_set,
-    store_set,
-)
+from collector.store.rows import ContentSet, content_rows, finding_set
+from collector.store.snapshots import SETS, drop_unused_sets, store_set
 
 _CHUNK = 500
 _REPOINT = (

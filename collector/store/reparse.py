@@ -21,13 +21,8 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from collector.store.history import refresh_history
 from collector.store.models import Document, DynamicRange, Snapshot, SnapshotError
-from collector.store.snapshots import (
-    SETS,
-    drop_unused_sets,
-    merge_updates,
-    prepare_snapshot,
-    store_set,
-)
+from collector.store.rows import prepare_snapshot
+from collector.store.snapshots import SETS, drop_unused_sets, merge_updates, store_set
 
 _CHUNK = 200
 _PARTS = {
