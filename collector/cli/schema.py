@@ -60,8 +60,10 @@ def db_reparse(settings: Settings) -> None:
     """Read every stored document again with today's parsers, and store what they now read.
 
     Run it after upgrading portfleet when the CHANGELOG says a parser improved: the raw text of
-    every snapshot is kept, so old nights benefit too. Findings and history follow. One
-    transaction: a failure changes nothing. Prints which parts of how many snapshots changed.
+    every snapshot is kept, so old nights benefit too. Findings and history follow. Each
+    snapshot is rewritten in a transaction of its own, so a nightly collect is never held up
+    and a stopped reparse leaves every snapshot whole: run it again to finish. Prints which
+    parts of how many snapshots changed.
 
     \b
     Example:
@@ -69,6 +71,5 @@ def db_reparse(settings: Settings) -> None:
     """
     from collector.store.reparse import reparse
 
-    with settings.open_store().transaction() as connection:
-        result = reparse(connection)
+    result = reparse(settings.open_store())
     click.echo(result.describe())

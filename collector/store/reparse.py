@@ -5,8 +5,11 @@ text already collected. ``reparse`` prepares each stored document again (the sam
 ``prepare_snapshot`` a new one goes through, findings included), points the snapshot at the
 content sets it now yields, replaces its dynamic ranges and section errors where they differ,
 adds updates it now reads (updates are never removed: another snapshot may know them), removes
-the sets nothing points at any more, and derives the history again. The caller's transaction
-holds all of it.
+the sets nothing points at any more, and derives the history again.
+
+Each snapshot is rewritten in a transaction of its own, so a long reparse never holds the store
+from a nightly ``collect``, and one stopped half-way leaves every snapshot whole (read either
+way); the clean-up and the history come last, in one more transaction.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from collector.store.database import Store
 from collector.store.history import refresh_history
 from collector.store.models import Document, DynamicRange, Snapshot, SnapshotError
 from collector.store.rows import prepare_snapshot
-from collector.store.snapshots import SETS, drop_unused_sets, merge_updates, store_set
+from collector.store.snapshots import SETS, drop_unused_sets, look_up, merge_updates, store_set
 
 _CHUNK = 200
 _PARTS = {
@@ -49,45 +53,49 @@ class Reparsed:
         return f"{self.snapshots} snapshots read again; {self.changed} changed: {parts}"
 
 
-def reparse(connection: Connection) -> Reparsed:
+def reparse(store: Store) -> Reparsed:
     """Parse every stored document again and store what changed (see the module doc)."""
     query = select(
         Snapshot.id, Snapshot.host_id, Snapshot.source, Document.body,
         *(getattr(Snapshot, column) for column in SETS),
     ).join(Document, Document.id == Snapshot.document_id).order_by(Snapshot.id)  # fmt: skip
-    ids = list(connection.scalars(select(Snapshot.id).order_by(Snapshot.id)))
-    known = {column: _digests(connection, column) for column in SETS}
+    with store.connect() as connection:
+        ids = list(connection.scalars(select(Snapshot.id).order_by(Snapshot.id)))
+        before = {column: _set_ids(connection, column) for column in SETS}
     parts: Counter[str] = Counter()
     changed = 0
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        for row in connection.execute(query.where(Snapshot.id.in_(chunk))).all():
-            touched = _reparse_one(connection, row, known)
+        with store.connect() as connection:
+            rows = connection.execute(query.where(Snapshot.id.in_(ids[start : start + _CHUNK])))
+            chunk = rows.all()
+        for row in chunk:
+            with store.transaction() as connection:
+                touched = _reparse_one(connection, row)
             parts.update(touched)
             changed += bool(touched)
-    for column in SETS:
-        drop_unused_sets(connection, column, known[column].values())
-    refresh_history(connection)
+    with store.transaction() as connection:
+        for column in SETS:
+            drop_unused_sets(connection, column, before[column])
+        refresh_history(connection)
     return Reparsed(len(ids), changed, parts)
 
 
-def _digests(connection: Connection, column: str) -> dict[str, int]:
+def _set_ids(connection: Connection, column: str) -> list[int]:
     model = SETS[column][0]
-    return {digest: set_id for set_id, digest in connection.execute(select(model.id, model.sha256))}
+    return list(connection.scalars(select(model.id)))
 
 
-def _reparse_one(connection: Connection, row: Any, known: dict[str, dict[str, int]]) -> list[str]:
+def _reparse_one(connection: Connection, row: Any) -> list[str]:
     """Prepare one stored document again and rewrite what differs; return the parts changed."""
     body = zlib.decompress(row.body)
     prepared = prepare_snapshot(body, json.loads(body), row.source)
     touched = []
     pointers: dict[str, int | None] = {}
+    found = look_up(connection, prepared)
     for column, content in prepared.sets.items():
         new: int | None = None
         if content is not None:
-            new = known[column].get(content.digest)
-            if new is None:
-                new = known[column][content.digest] = store_set(connection, column, content)
+            new = found.get(column) or store_set(connection, column, content)
         if new != getattr(row, column):
             pointers[column] = new
             touched.append(_PARTS[column])

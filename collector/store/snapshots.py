@@ -129,7 +129,7 @@ def write_snapshot(
     connection: Connection, prepared: PreparedSnapshot, host_id: int, received_at: datetime
 ) -> StoredSnapshot:
     """Store a prepared document once per content, with its rows, in the caller's transaction."""
-    found = _look_up(connection, prepared)
+    found = look_up(connection, prepared)
     if "document" in found:
         return StoredSnapshot(found["document"], created=False)
     document_id = connection.execute(_NEW_DOCUMENT, prepared.document_row).scalar_one()
@@ -153,7 +153,7 @@ def write_snapshot(
     return StoredSnapshot(snapshot_id, created=True, problems=prepared.problems)
 
 
-def _look_up(connection: Connection, prepared: PreparedSnapshot) -> dict[str, int]:
+def look_up(connection: Connection, prepared: PreparedSnapshot) -> dict[str, int]:
     """Find, in one statement, the snapshot of these bytes and the content sets already kept."""
     digests = {"document": prepared.digest} | {
         column: content.digest if content is not None else ""
