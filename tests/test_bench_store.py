@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from bench.report import generate_store
+from bench.fleet import generate_store
 from collector.store.database import Store
 from collector.store.findings import reclassify
 from reports.analysis import build_report_data
