@@ -16,10 +16,9 @@ import zlib
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from collector.simulator.host import LOW_DYNAMIC as MOVED_DYNAMIC
 from collector.simulator.render import merge_runs
@@ -167,7 +166,7 @@ class Generated:
 
 
 def generate_store(
-    url: str, path: Path, hosts: int, nights: int, seed: int, blocks: tuple[int, int] = (5, 40)
+    url: str, hosts: int, nights: int, seed: int, blocks: tuple[int, int] = (5, 40)
 ) -> Generated:
     """Write a realistic fleet history into a fresh store at ``url``, through the store's writer.
 
@@ -200,11 +199,20 @@ def generate_store(
                 name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
                 for name, table in Base.metadata.tables.items()
             }
-    # Fold the write-ahead log into the file, so the size printed is the store's.
-    with closing(sqlite3.connect(path)) as raw:
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+        size = store_bytes(store)
     return Generated(counts, time.perf_counter() - started, size, report_now(nights))
+
+
+def store_bytes(store: Store) -> int:
+    """Return the store's size on disk: the SQLite file (its log folded in), or the database."""
+    if store.path is not None:
+        with closing(sqlite3.connect(store.path)) as raw:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return sum(p.stat().st_size for p in store.path.parent.glob(store.path.name + "*"))
+    with store.connect() as connection:
+        return int(
+            connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+        )
 
 
 def report_now(nights: int) -> datetime:

@@ -18,21 +18,23 @@ import json
 import os
 import pstats
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from unittest.mock import patch
 
-from bench.fleet import generate_store, report_now
+from sqlalchemy import text
+
+from bench.fleet import generate_store, report_now, store_bytes
+from collector.store.database import Store, describe_url
 
 P = ParamSpec("P")
 
@@ -177,6 +179,11 @@ def _workspace(keep: Path | None) -> Iterator[Path]:
         yield Path(work) / "bench.db"
 
 
+def _hosts_in(store: Store) -> int:
+    with store.connect() as connection:
+        return int(connection.execute(text("SELECT COUNT(*) FROM hosts")).scalar_one())
+
+
 def _print_profile(path: Path) -> None:
     stats = pstats.Stats(str(path))
     for order in ("tottime", "cumulative"):
@@ -217,9 +224,14 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="write the store (and report) here and keep it")
     parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="generate into this database (SQLite or PostgreSQL, empty) instead of a file",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
-        help="use the store already at --keep (made with the same --nights), do not generate",
+        help="use the store already at --keep or --db (made with the same --nights)",
     )
     parser.add_argument(
         "--profile", type=Path, help="after the timed runs, one cProfile'd run; stats to this file"
@@ -231,8 +243,8 @@ def main() -> None:
     if args.measure:
         _measure_main(args)
         return
-    if args.reuse and args.keep is None:
-        parser.error("--reuse needs --keep PATH")
+    if args.reuse and args.keep is None and args.db is None:
+        parser.error("--reuse needs --keep PATH or --db URL")
     if args.hosts < 1 or args.nights < 2 or args.repeat < 1:
         parser.error("--hosts and --repeat must be at least 1, --nights at least 2")
     try:
@@ -243,28 +255,27 @@ def main() -> None:
         parser.error("--blocks wants 0 <= LOW <= HIGH")
     cpus = len(os.sched_getaffinity(0))
     with _workspace(args.keep) as database:
-        url = f"sqlite:///{database}"
+        url = args.db or f"sqlite:///{database}"
         out = database.with_suffix(".html")
-        if args.reuse:
-            if not database.is_file():
-                parser.error(f"--reuse: no store at {database}")
-            now = report_now(args.nights)
-            with closing(sqlite3.connect(database)) as raw:
-                (hosts,) = raw.execute("SELECT COUNT(*) FROM hosts").fetchone()
-            print(f"hosts={hosts} nights={args.nights} (as given) cpus={cpus}")
-            print(f"store: reused {database} ({database.stat().st_size / 2**20:.0f} MB)")
-        else:
-            if database.exists():
-                parser.error(f"{database} exists; delete it or pass --reuse")
+        with Store.open(url) as store:
+            hosts = _hosts_in(store)
+            if args.reuse:
+                if not hosts:
+                    parser.error(f"--reuse: no generated store at {store.name}")
+                now = report_now(args.nights)
+                size = store_bytes(store) / 2**20
+                print(f"hosts={hosts} nights={args.nights} (as given) cpus={cpus}")
+                print(f"store: reused {store.name} ({size:.0f} MB)")
+            elif hosts:
+                parser.error(f"{store.name} holds hosts already; use an empty one or --reuse")
+        if not args.reuse:
             print(f"hosts={args.hosts} nights={args.nights} blocks={low}-{high} "
                   f"seed={args.seed} cpus={cpus}")  # fmt: skip
-            generated = generate_store(
-                url, database, args.hosts, args.nights, args.seed, (low, high)
-            )
+            generated = generate_store(url, args.hosts, args.nights, args.seed, (low, high))
             now = generated.now
             rows = ", ".join(f"{name} {count:,}" for name, count in generated.rows.items())
             print(f"generated in {generated.seconds:.1f} s: "
-                  f"{generated.database_bytes / 2**20:.0f} MB at {database}")  # fmt: skip
+                  f"{generated.database_bytes / 2**20:.0f} MB at {describe_url(url)}")  # fmt: skip
             print(f"rows: {rows}")
         runs = [
             _run_child(url, out, now, None, frames=attempt == 0) for attempt in range(args.repeat)

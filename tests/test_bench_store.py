@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import text
 
 from bench.fleet import generate_store
@@ -12,11 +10,12 @@ from collector.store.findings import reclassify
 from reports.analysis import build_report_data
 
 
-def test_a_generated_store_is_stored_as_collection_stores_it(tmp_path: Path) -> None:
-    path = tmp_path / "bench.db"
-    url = f"sqlite:///{path}"
-    generated = generate_store(url, path, hosts=12, nights=15, seed=3)
+def test_a_generated_store_is_stored_as_collection_stores_it(db_url: str) -> None:
+    """On SQLite and PostgreSQL, as `bench.report --db URL` generates into either."""
+    url = db_url
+    generated = generate_store(url, hosts=12, nights=15, seed=3)
     assert generated.rows["snapshots"] > 150 and generated.rows["change_events"] > 0
+    assert generated.database_bytes > 100_000
     with Store.open(url) as store:
         with store.connect() as connection:
             orphans = connection.execute(
