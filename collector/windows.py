@@ -39,6 +39,12 @@ DEFAULT_DYNAMIC: dict[tuple[str, str], tuple[int, int]] = {
     for family in ("ipv4", "ipv6")
 }
 
+# What `netsh int … set dynamicport` accepts: at least 255 ports, starting at 1025 or above,
+# ending at 65535 at most (KB 929851; "the smallest range of ports possible is 255").
+DYNAMIC_MIN_COUNT = 255
+DYNAMIC_MIN_START = 1025
+MAX_PORT = 65535  # a port is 16 bits
+
 # The kernel's processes: netsh and netstat print PIDs only.
 SYSTEM_IDLE_PID = 0
 SYSTEM_PID = 4

@@ -79,10 +79,10 @@ from collector.parsers.notes import (
 )
 from collector.parsers.shape import read_digits
 from collector.parsers.text import DEFAULT_CODEPAGE, decode_text, header_comments, numbered_lines
+from collector.windows import MAX_PORT
 
 __all__ = ["DEFAULT_CODEPAGE", "Connection", "netstat_to_json", "parse_netstat"]
 
-_MAX_PORT = 65535
 _MAX_PID = 0xFFFFFFFF
 
 # Canonical names are the ones English netstat prints. Sources for the other words:
@@ -688,9 +688,9 @@ def _port(text: str, number: int, line: str) -> int:
     if not _DIGITS.fullmatch(text):
         raise ParseError(f"bad port {text!r}", number, line)
     value = read_digits(text)
-    if value > _MAX_PORT:
+    if value > MAX_PORT:
         shown = text if len(text) <= 8 else f"{text[:8]}..."
-        raise ParseError(f"port {shown} out of range 0..{_MAX_PORT}", number, line)
+        raise ParseError(f"port {shown} out of range 0..{MAX_PORT}", number, line)
     return value
 
 

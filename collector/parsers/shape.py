@@ -12,6 +12,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from collector.windows import MAX_PORT
+
 __all__ = [
     "DASH_BLOCK",
     "MAX_PORT",
@@ -22,7 +24,6 @@ __all__ = [
     "strip_prefixes",
 ]
 
-MAX_PORT = 65535
 
 # The underline of excludedportrange's two column headers: two runs of dashes.
 DASH_BLOCK = re.compile(r"-{3,}\s+-{3,}")
