@@ -13,6 +13,9 @@ _REPORTS_MAY_USE = ("collector.store", "collector.windows", "collector.diagnosis
 _SIMULATOR_MAY_USE = ("collector.windows", "collector.document", "collector.framing")
 # The only modules that wire the reports and the simulated hosts into the product.
 _WIRING = ("collector.cli", "collector.demo")
+# pywinrm and the authentication packages it and its extras bring: the WinRM transport's alone.
+_PYWINRM = ("winrm", "requests_ntlm", "requests_credssp", "kerberos")
+_WINRM_TRANSPORT = "collector.winrm"
 
 
 def imports_of(source: str) -> Iterator[str]:
@@ -47,6 +50,9 @@ def violations(module: str, source: str) -> list[str]:
     """Return one line per import of ``module`` that crosses a layer it must not cross."""
     found = []
     for name in imports_of(source):
+        if _within(name, _PYWINRM) and module != _WINRM_TRANSPORT:
+            found.append(f"{module} imports {name}: only {_WINRM_TRANSPORT} speaks WinRM")
+            continue
         ours = _within(name, ("collector", "reports", "migrations", "bench", "tests"))
         if not ours or name == "collector":  # collector itself: only __version__ lives there
             continue
@@ -84,3 +90,13 @@ def test_a_planted_violation_is_caught() -> None:
         "types"
     ]
     assert violations("reports.html", "from collector.store.frames import read_frame\n") == []
+    assert violations("collector.collect", "from winrm import transport\n") == [
+        "collector.collect imports winrm: only collector.winrm speaks WinRM"
+    ]
+    assert violations("collector.plan", "def f():\n    import winrm.exceptions\n") == [
+        "collector.plan imports winrm.exceptions: only collector.winrm speaks WinRM"
+    ]
+    assert violations("collector.transport", "import requests_credssp.exceptions\n") == [
+        "collector.transport imports requests_credssp.exceptions: only collector.winrm speaks WinRM"
+    ]
+    assert violations("collector.winrm", "from winrm.protocol import Protocol\n") == []
