@@ -82,6 +82,7 @@ class Transport(Protocol):
         """Run ``script`` on ``host`` before ``deadline`` (a ``time.monotonic()`` instant).
 
         Raise ``TransportError`` for anything that kept the probe's output from coming back.
+        Stop at ``deadline`` where it can: collect stops waiting then, and records a timeout.
         """
         ...
 
