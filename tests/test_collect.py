@@ -38,18 +38,17 @@ def _document(name: str) -> dict[str, Any]:
     return document
 
 
-def _config(
-    *hosts: str, retries: int = 2, deadline: float = 30, extra: str = ""
-) -> PortfleetConfig:
+def _config(*hosts: str, retries: int = 2, deadline: float = 30) -> PortfleetConfig:
     listed = "\n".join(f"  - {{name: {h}}}" for h in hosts)
     return parse_config(
         f"""
+# Variables nobody sets: only the WinRM transport would need them.
 defaults: {{credential: {{username_env: PF_NOBODY, password_env: PF_NONE}}}}
 collect: {{retries: {retries}, retry_delay_seconds: 0, concurrency: 4}}
 probe: {{deadline_seconds: {deadline}}}
 hosts:
 {listed}
-{extra}"""
+"""
     )
 
 
@@ -165,7 +164,7 @@ def test_a_host_past_its_deadline_is_cut_and_the_others_are_stored(night: Night)
     assert silent.message == (
         "dev-ws-02: no answer (probe and parsing) within the 0.5 s deadline; cut"
     )
-    assert 0.5 <= silent.seconds < 2
+    assert 0.5 <= silent.seconds < 5
     assert outcomes["dev-ws-01"].status == outcomes["dev-ws-03"].status == "ok"
     assert night.attempts("dev-ws-02") == [("canned://dev-ws-02", "failed", "timeout")]
     # Each try is given the instant its host's deadline falls, not a fresh allowance.
