@@ -29,8 +29,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from collector.collect import collect, plan_collection
+from collector.collect import collect
 from collector.config import PortfleetConfig
+from collector.plan import plan_collection
 from collector.simulator.cluster import PASSWORD_ENV, USER_ENV, FleetAddresses, FleetProcess
 from collector.simulator.fleet import FleetSpec
 from collector.store.database import Store

@@ -1,33 +1,29 @@
-"""Nightly collection: every selected host, in parallel, one snapshot each, every try recorded.
+"""Nightly collection: every planned host, in parallel, one snapshot each, every try recorded.
 
 One host's failure never touches another's data: each host runs in its own thread with its own
 deadline, and each stored snapshot is one transaction with its attempt. One writer thread
-records everything, so collecting threads never wait on the database.
+records everything, so collecting threads never wait on the database. How a host is reached is
+the transport's (``collector.transport``); WinRM unless the caller gives another.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import functools
-import importlib.util
 import logging
-import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from winrm import transport as winrm_transport
-
-from collector.config import Credential, HostEntry, PortfleetConfig
+from collector.config import HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
 from collector.framing import FrameError, unframe_document
-from collector.probe import probe_arguments, probe_script
+from collector.plan import CollectPlan
+from collector.probe import probe_script
 from collector.runs import finish_run, in_flight, start_run
 from collector.store.database import Store
 from collector.store.rows import PreparedSnapshot, prepare_snapshot
@@ -39,15 +35,8 @@ from collector.store.writer import (
     register_hosts,
     store_document,
 )
-from collector.transport import (
-    CONSTRAINED_MARKER,
-    Endpoint,
-    ProbeOutput,
-    TransportError,
-    clixml_text,
-    refuse_plain_basic,
-    run_probe,
-)
+from collector.transport import ProbeOutput, Transport, TransportError, clixml_text
+from collector.winrm import WinrmTransport
 
 log = logging.getLogger(__name__)
 
@@ -65,196 +54,31 @@ class HostOutcome:
     snapshot_id: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class CollectPlan:
-    """What ``collect`` does: which hosts, how many at once, how long each may take."""
-
-    hosts: tuple[HostEntry, ...]
-    concurrency: int
-    deadline_seconds: float
-    retries: int
-    retry_delay_seconds: float
-    probe_arguments: dict[str, Any]
-    run_kind: str = "collect"
-
-
-class SelectionError(ValueError):
-    """Host selectors that match nothing, a config without hosts, or a missing extra."""
-
-
-# Transports pywinrm supports only with an extra installed; it records which imported.
-_EXTRAS = {
-    "kerberos": ("HAVE_KERBEROS", "pykerberos builds against MIT Kerberos: libkrb5-dev"),
-    "credssp": ("HAVE_CREDSSP", "requests-credssp"),
-}
-_KEYRING_HINT = "configure a backend (PYTHON_KEYRING_BACKEND) or use password_env"
-
-
-def select_hosts(config: PortfleetConfig, selectors: Sequence[str]) -> tuple[HostEntry, ...]:
-    """Pick hosts by name, glob pattern (``dev-ws-*``) or group (``@backend``); none = all."""
-    if not config.hosts:
-        raise SelectionError(
-            "the config lists no hosts; add them under 'hosts:' (see config.example.yaml)"
-        )
-    if not selectors:
-        return config.hosts
-    chosen: dict[str, HostEntry] = {}
-    for selector in selectors:
-        if selector.startswith("@"):
-            matches = [h for h in config.hosts if selector[1:] in h.groups]
-        else:
-            matches = [
-                h for h in config.hosts if fnmatch.fnmatchcase(h.name.lower(), selector.lower())
-            ]
-        if not matches:
-            raise SelectionError(
-                f"no configured host matches {selector!r} (names, patterns like dev-*, or @group)"
-            )
-        chosen.update((h.name, h) for h in matches)
-    return tuple(h for h in config.hosts if h.name in chosen)
-
-
-def check_extras(config: PortfleetConfig, hosts: Sequence[HostEntry]) -> None:
-    """Refuse, before reaching any host, transports or keyrings whose packages are missing."""
-    needs: dict[tuple[str, str], list[str]] = {}  # (what needs it, the extra) -> hosts
-    for entry in hosts:
-        settings = entry.settings(config.defaults)
-        transport = settings.transport
-        flag, _ = _EXTRAS.get(transport, ("", ""))
-        if flag and not getattr(winrm_transport, flag, False):
-            needs.setdefault((f"transport {transport}", transport), []).append(entry.name)
-        if settings.credential.keyring_service and importlib.util.find_spec("keyring") is None:
-            needs.setdefault(("keyring_service", "keyring"), []).append(entry.name)
-    if needs:
-        raise SelectionError(
-            "; ".join(_needs(what, extra, names) for (what, extra), names in sorted(needs.items()))
-        )
-
-
-def check_credentials(
-    config: PortfleetConfig, hosts: Sequence[HostEntry], environ: Mapping[str, str] | None = None
-) -> None:
-    """Refuse, before reaching any host, credential variables that are not set.
-
-    An unset variable is the same mistake for every host that names it: one configuration
-    error, not an ``auth`` failure recorded per host.
-    """
-    environ = os.environ if environ is None else environ
-    unset: dict[tuple[str, str], list[str]] = {}  # (variable, what it holds) -> hosts
-    for entry in hosts:
-        credential = entry.settings(config.defaults).credential
-        wanted = []
-        if credential.username is None and credential.username_env:
-            wanted.append((credential.username_env, "user name"))
-        if credential.password_env:
-            wanted.append((credential.password_env, "password"))
-        for variable, what in wanted:
-            if not environ.get(variable) and (what == "user name" or variable not in environ):
-                unset.setdefault((variable, what), []).append(entry.name)
-    if unset:
-        raise SelectionError(
-            "; ".join(
-                f"environment variable {variable} ({what}) is not set, needed by {_shown(names)}"
-                for (variable, what), names in sorted(unset.items())
-            )
-            + ". Set it in the environment collect runs in (see README, Collecting every night)"
-        )
-
-
-def _shown(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
-def _needs(what: str, extra: str, names: list[str]) -> str:
-    shown = _shown(names)
-    note = f" ({_EXTRAS[extra][1]})" if extra in _EXTRAS else ""
-    return f"{what} for {shown} needs pip install 'portfleet[{extra}]'{note}"
-
-
-def plan_collection(
-    config: PortfleetConfig,
-    selectors: Sequence[str],
-    concurrency: int | None = None,
-    deadline_seconds: float | None = None,
-    retries: int | None = None,
-    run_kind: str = "collect",
-) -> CollectPlan:
-    """Combine the config with command-line overrides (None keeps the config's value)."""
-    arguments = probe_arguments(
-        bind_sweep=config.probe.bind_sweep,
-        sweep_udp=config.probe.sweep_udp,
-        update_history_limit=config.probe.update_history_limit,
-    )
-    hosts = select_hosts(config, selectors)
-    check_extras(config, hosts)
-    check_credentials(config, hosts)
-    return CollectPlan(
-        hosts=hosts,
-        concurrency=concurrency if concurrency is not None else config.collect.concurrency,
-        deadline_seconds=deadline_seconds
-        if deadline_seconds is not None
-        else config.probe.deadline_seconds,
-        retries=retries if retries is not None else config.collect.retries,
-        retry_delay_seconds=config.collect.retry_delay_seconds,
-        probe_arguments=arguments,
-        run_kind=run_kind,
-    )
-
-
-def build_endpoint(
-    entry: HostEntry, config: PortfleetConfig, environ: Mapping[str, str] | None = None
-) -> Endpoint:
-    """Resolve a host's URL, transport and credentials (from the environment or a keyring)."""
-    settings = entry.settings(config.defaults)
-    url = host_url(entry, settings.https, settings.port)
-    # Before any credential is read, on the URL that will be sent.
-    refuse_plain_basic(entry.name, url, settings.transport, settings.allow_unencrypted_basic)
-    if settings.transport == "basic" and urlsplit(url).scheme.lower() != "https":
-        log.warning(
-            "%s: basic authentication over unencrypted HTTP (allow_unencrypted_basic)", entry.name
-        )
-    if not settings.verify_tls:
-        log.warning(
-            "%s: TLS certificate validation is off for this host (verify_tls: false)", entry.name
-        )
-    credential = settings.credential
-    username, password = _credentials(
-        entry.name, credential, os.environ if environ is None else environ
-    )
-    return Endpoint(
-        host=entry.name,
-        url=url,
-        transport=settings.transport,
-        username=username,
-        password=password,
-        verify_tls=settings.verify_tls,
-        ca_file=str(settings.ca_file) if settings.ca_file else None,
-        cert_pem=str(credential.cert_pem) if credential.cert_pem else None,
-        cert_key_pem=str(credential.cert_key_pem) if credential.cert_key_pem else None,
-        operation_timeout=config.probe.operation_timeout_seconds,
-        allow_unencrypted_basic=settings.allow_unencrypted_basic,
-    )
-
-
 def collect(
     store: Store,
     config: PortfleetConfig,
     plan: CollectPlan,
     on_done: Callable[[HostOutcome], None] | None = None,
+    transport: Transport | None = None,
 ) -> list[HostOutcome]:
-    """Collect every planned host, ``plan.concurrency`` at a time; return one outcome per host."""
+    """Collect every planned host, ``plan.concurrency`` at a time; return one outcome per host.
+
+    ``transport`` reaches the hosts: the WinRM one built from ``config`` unless given.
+    """
+    transport = transport or WinrmTransport(config)
+    limit = config.probe.max_document_mb * 1024 * 1024
     run_id = start_run(store, plan.run_kind)
     script = probe_script()
     outcomes: list[HostOutcome] = []
     try:
         host_ids = register_hosts(store, ((e.name, e.address, e.groups) for e in plan.hosts))
         with (
-            _Recorder(store, run_id, limit=2 * plan.concurrency) as recorder,
+            _Recorder(store, run_id, transport.kind, limit=2 * plan.concurrency) as recorder,
             ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="collect") as pool,
         ):
             for entry in plan.hosts:
                 host_id = host_ids[entry.name]
-                work = (collect_host, recorder, entry, config, plan, script, host_id)
+                work = (collect_host, recorder, transport, entry, plan, script, host_id, limit)
                 pool.submit(recorder.guard, *work)
             try:
                 for _ in plan.hosts:
@@ -279,8 +103,8 @@ class _Recorder:
     one transaction with its attempt. At most ``limit`` documents wait, so memory stays flat.
     """
 
-    def __init__(self, store: Store, run_id: int, limit: int) -> None:
-        self._db, self._run_id = store, run_id
+    def __init__(self, store: Store, run_id: int, kind: str, limit: int) -> None:
+        self._db, self._run_id, self._kind = store, run_id, kind
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._room = threading.BoundedSemaphore(limit)
         self._finished: queue.SimpleQueue[HostOutcome | BaseException] = queue.SimpleQueue()
@@ -346,7 +170,7 @@ class _Recorder:
                 output.body,
                 output.document,
                 output.source,
-                "winrm",
+                self._kind,
                 took.started_at,
                 host_name=entry.name,
                 host_id=host_id,
@@ -413,15 +237,17 @@ class _Document:
 
 def collect_host(
     recorder: _Recorder,
+    transport: Transport,
     entry: HostEntry,
-    config: PortfleetConfig,
     plan: CollectPlan,
     script: str,
     host_id: int,
+    limit: int,
 ) -> None:
     """Try one host (registered as ``host_id``) up to 1 + retries times; record every try.
 
-    Only transient faults are tried again. The recorder stores the result and reports the host.
+    Only transient faults are tried again. The recorder stores the result and reports the host;
+    a document over ``limit`` bytes is refused.
     """
     began = time.monotonic()
     tries = 0
@@ -431,13 +257,10 @@ def collect_host(
         started_at = now()
         source = entry.address or entry.name
         try:
-            endpoint = build_endpoint(entry, config)
-            source = endpoint.url
-            limit = config.probe.max_document_mb * 1024 * 1024
-            parse = functools.partial(_parse_output, entry, limit, endpoint.url)
-            got = _run_with_deadline(
-                endpoint, script, plan.probe_arguments, plan.deadline_seconds, parse
-            )
+            source = transport.where(entry)
+            parse = functools.partial(_parse_output, entry, limit, source, transport.kind)
+            run = functools.partial(transport.run, entry, script, plan.probe_arguments)
+            got = _run_with_deadline(entry, run, plan.deadline_seconds, parse)
         except TransportError as exc:
             again = exc.transient and tries <= plan.retries
             recorder.failure(entry, host_id, source, started_at, exc, last=not again)
@@ -452,20 +275,21 @@ def collect_host(
         return
 
 
-def _parse_output(entry: HostEntry, limit: int, url: str, output: ProbeOutput) -> _Document:
+def _parse_output(
+    entry: HostEntry, limit: int, source: str, kind: str, output: ProbeOutput
+) -> _Document:
     """Unframe, validate and parse a host's output; whatever parsing raises is a bad document."""
     body, document = _document_from(entry, output, limit)
     try:
-        prepared = prepare_snapshot(body, document, "winrm")
+        prepared = prepare_snapshot(body, document, kind)
     except Exception as exc:
         raise TransportError("bad_document", refused_message(entry.name, exc)) from None
-    return _Document(body, document, url, prepared)
+    return _Document(body, document, source, prepared)
 
 
 def _run_with_deadline(
-    endpoint: Endpoint,
-    script: str,
-    arguments: dict[str, Any],
+    entry: HostEntry,
+    run: Callable[[float], ProbeOutput],
     seconds: float,
     parse: Callable[[ProbeOutput], _Document],
 ) -> _Document:
@@ -479,19 +303,18 @@ def _run_with_deadline(
 
     def work() -> None:
         try:
-            box.append(parse(run_probe(endpoint, script, arguments, deadline)))
+            box.append(parse(run(deadline)))
         except BaseException as exc:  # handed to the waiting thread
             box.append(exc)
 
     # A daemon thread: one that is blocked on a silent host must not keep the process alive.
-    worker = threading.Thread(target=work, name=f"winrm-{endpoint.host}", daemon=True)
+    worker = threading.Thread(target=work, name=f"probe-{entry.name}", daemon=True)
     worker.start()
     worker.join(timeout=seconds + 0.2)
     if not box:
         raise TransportError(
             "timeout",
-            f"{endpoint.host}: no answer (probe and parsing) within the {seconds:g} s deadline; "
-            "cut",
+            f"{entry.name}: no answer (probe and parsing) within the {seconds:g} s deadline; cut",
         )
     result = box[0]
     if isinstance(result, BaseException):
@@ -502,13 +325,6 @@ def _run_with_deadline(
 def _document_from(
     entry: HostEntry, output: ProbeOutput, limit: int
 ) -> tuple[bytes, dict[str, Any]]:
-    if CONSTRAINED_MARKER.encode() in output.stdout:
-        raise TransportError(
-            "probe_error",
-            f"{entry.name}: PowerShell runs in ConstrainedLanguage mode (AppLocker/WDAC) for this "
-            "account; allow the probe (sign it, or an exemption for the collecting account) or run "
-            "it from a scheduled task as SYSTEM and import its file",
-        )
     try:
         body = unframe_document(output.stdout, limit)
     except FrameError as exc:
@@ -531,68 +347,6 @@ def _document_from(
             "check the address (a reused IP would file its data under the wrong host)",
         )
     return body, document
-
-
-def _credentials(
-    host: str, credential: Credential, environ: Mapping[str, str]
-) -> tuple[str | None, str | None]:
-    username = credential.username
-    if username is None and credential.username_env:
-        username = environ.get(credential.username_env)
-        if not username:
-            raise TransportError(
-                "auth",
-                f"{host}: environment variable {credential.username_env} (user name) is not set",
-            )
-    password: str | None = None
-    if credential.password_env:
-        password = environ.get(credential.password_env)
-        if password is None:
-            raise TransportError(
-                "auth",
-                f"{host}: environment variable {credential.password_env} (password) is not set",
-            )
-    elif credential.keyring_service:
-        password = _keyring_password(host, credential.keyring_service, username or "")
-    return username, password
-
-
-def _keyring_password(host: str, service: str, username: str) -> str:
-    try:
-        import keyring
-        from keyring.errors import KeyringError
-    except ImportError:
-        raise TransportError(
-            "auth", f"{host}: keyring_service needs `pip install 'portfleet[keyring]'`"
-        ) from None
-    try:
-        password: str | None = keyring.get_password(service, username)
-    except KeyringError as exc:  # no backend, a locked one, a D-Bus failure
-        raise TransportError(
-            "auth",
-            f"{host}: the keyring gave no answer for service {service!r} "
-            f"({type(exc).__name__}: {exc}); {_KEYRING_HINT}",
-        ) from None
-    if password is None:
-        raise TransportError(
-            "auth", f"{host}: no password for {username!r} in keyring service {service!r}"
-        )
-    return password
-
-
-def host_url(entry: HostEntry, https: bool, port: int | None) -> str:
-    """Return the one URL a host is reached at: its address's own, else built from settings.
-
-    A scheme written in the address wins over ``https``; whoever checks the transport's safety
-    reads the scheme of this URL, never the setting.
-    """
-    address = entry.address or entry.name
-    if "://" in address:
-        return address
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"  # an IPv6 literal
-    scheme = "https" if https else "http"
-    return f"{scheme}://{address}:{port or (5986 if https else 5985)}/wsman"
 
 
 def _stderr_text(stderr: bytes) -> str:

@@ -13,9 +13,10 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import text
 
-from collector.collect import collect, plan_collection
+from collector.collect import collect
 from collector.config import PortfleetConfig
 from collector.importer import import_paths
+from collector.plan import plan_collection
 from collector.simulator.cluster import FleetProcess, fleet_config
 from collector.simulator.fleet import Fleet, FleetSpec
 from collector.store.database import Store

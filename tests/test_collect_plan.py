@@ -11,9 +11,10 @@ import keyring.backends.fail
 import pytest
 import winrm.transport
 
-from collector.collect import SelectionError, build_endpoint, plan_collection, select_hosts
 from collector.config import parse_config
-from collector.transport import TransportError
+from collector.endpoint import build_endpoint
+from collector.plan import plan_collection, select_hosts
+from collector.transport import SelectionError, TransportError
 
 CONFIG = parse_config(
     """

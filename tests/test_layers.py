@@ -15,6 +15,9 @@ _SIMULATOR_MAY_USE = ("collector.windows", "collector.document", "collector.fram
 _WIRING = ("collector.cli", "collector.demo")
 # The write path's first step: a document to typed rows, touching no database.
 _DATABASE_FREE = ("collector.store.rows",)
+# pywinrm and the authentication packages it and its extras bring: the WinRM transport's alone.
+_PYWINRM = ("winrm", "requests_ntlm", "requests_credssp", "kerberos")
+_WINRM_TRANSPORT = "collector.winrm"
 
 
 def imports_of(source: str) -> Iterator[str]:
@@ -54,6 +57,9 @@ def violations(module: str, source: str) -> list[str]:
                 found.append(
                     f"{module} imports {name}: turning a document into rows needs no database"
                 )
+            continue
+        if _within(name, _PYWINRM) and module != _WINRM_TRANSPORT:
+            found.append(f"{module} imports {name}: only {_WINRM_TRANSPORT} speaks WinRM")
             continue
         ours = _within(name, ("collector", "reports", "migrations", "bench", "tests"))
         if not ours or name == "collector":  # collector itself: only __version__ lives there
@@ -96,3 +102,13 @@ def test_a_planted_violation_is_caught() -> None:
     assert violations("collector.store.rows", "from sqlalchemy import select\n") == [
         "collector.store.rows imports sqlalchemy: turning a document into rows needs no database"
     ]
+    assert violations("collector.collect", "from winrm import transport\n") == [
+        "collector.collect imports winrm: only collector.winrm speaks WinRM"
+    ]
+    assert violations("collector.plan", "def f():\n    import winrm.exceptions\n") == [
+        "collector.plan imports winrm.exceptions: only collector.winrm speaks WinRM"
+    ]
+    assert violations("collector.transport", "import requests_credssp.exceptions\n") == [
+        "collector.transport imports requests_credssp.exceptions: only collector.winrm speaks WinRM"
+    ]
+    assert violations("collector.winrm", "from winrm.protocol import Protocol\n") == []

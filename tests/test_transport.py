@@ -11,20 +11,15 @@ from typing import Any
 import pytest
 import winrm
 
+from collector.endpoint import Endpoint
 from collector.framing import unframe_document
 from collector.probe import probe_arguments, probe_script
 from collector.simulator.certs import CertFiles, write_server_cert
 from collector.simulator.envelope import ACCESS_DENIED
 from collector.simulator.responder import METHOD_BLOCKED, ProbeResponder
 from collector.simulator.wsman import Behaviour, WsmanServer
-from collector.transport import (
-    CONSTRAINED_MARKER,
-    Endpoint,
-    TransportError,
-    bootstrap_command,
-    classify,
-    run_probe,
-)
+from collector.transport import TransportError
+from collector.winrm import CONSTRAINED_MARKER, bootstrap_command, classify, run_probe
 from tests.documents import probe_document
 
 PASSWORD = "Pässw0rd!with'quote"

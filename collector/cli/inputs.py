@@ -227,8 +227,10 @@ def collect_command(
       portfleet --config /etc/portfleet/config.yaml collect
       portfleet collect @backend dev-ws-1* --concurrency 8 --log /var/log/portfleet.log
     """
-    from collector.collect import SelectionError, collect, plan_collection
+    from collector.collect import collect
     from collector.console import configure_logging, print_summary, progress_bar
+    from collector.plan import plan_collection
+    from collector.transport import SelectionError
 
     config = settings.config
     try:
