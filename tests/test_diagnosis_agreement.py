@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -179,3 +180,64 @@ def test_reparsing_and_reclassifying_the_demo_change_nothing(
         result = CliRunner().invoke(cli, ["--db", str(copy), "db", command])
         assert result.exit_code == 0, result.output
         assert "nothing changed" in result.output.splitlines()[0], command
+
+
+# A port of a safe range that any evidence snapshot reserved, held, failed or had as dynamic.
+_UNSAFE = """
+WITH evidence AS (SELECT s.id, s.excluded_set_id, s.bind_failure_set_id, s.listener_set_id
+                    FROM snapshots s JOIN hosts h ON h.id = s.host_id
+                   WHERE (s.excluded_set_id IS NOT NULL OR s.bind_failure_set_id IS NOT NULL)
+                     AND h.groups LIKE :member)
+SELECT 'reserved' FROM evidence e JOIN excluded_ranges r ON r.set_id = e.excluded_set_id
+ WHERE r.protocol = 'tcp' AND r.start_port <= :end AND r.end_port >= :start
+UNION ALL
+SELECT 'failing' FROM evidence e JOIN bind_failures b ON b.set_id = e.bind_failure_set_id
+ WHERE b.protocol = 'tcp' AND b.start_port <= :end AND b.end_port >= :start
+UNION ALL
+SELECT 'held' FROM evidence e JOIN listeners l ON l.set_id = e.listener_set_id
+ WHERE l.protocol = 'tcp' AND l.port BETWEEN :start AND :end
+UNION ALL
+SELECT 'dynamic' FROM evidence e JOIN dynamic_ranges d ON d.snapshot_id = e.id
+ WHERE d.protocol = 'tcp' AND d.start_port <= :end AND d.start_port + d.port_count - 1 >= :start
+UNION ALL
+SELECT 'default dynamic' FROM evidence e
+ WHERE (SELECT COUNT(*) FROM dynamic_ranges d WHERE d.snapshot_id = e.id
+           AND d.protocol = 'tcp') < 2 AND :end >= 49152
+"""
+
+
+def test_safe_ports_hold_in_every_snapshot_of_the_demo(demo: tuple[Store, datetime]) -> None:
+    store, _ = demo
+    assert store.path is not None
+    for group in ("qa", "team-platform", "developers"):
+        done = CliRunner().invoke(
+            cli, ["--db", str(store.path), "safe-ports", "--group", group, "--count", "50",
+                  "--json", "--port", "5001", "--port", "49786"],
+        )  # fmt: skip
+        assert done.exit_code == 0, done.output
+        answer = json.loads(done.stdout)
+        assert answer["evidence"]["host_nights"] > 0
+        ports = [item["ports"] for item in answer["ranges"]]
+        assert ports == sorted(ports, reverse=True)
+        for item in answer["ranges"]:
+            assert item["start"] >= 1024
+            with store.connect() as connection:
+                member = {"member": f'%"{group}"%'}
+                rows = connection.execute(text(_UNSAFE), item | member).all()
+            assert rows == [], (group, item, rows[:3])
+    # The qa hosts run Windows' default dynamic range: 49786 needs the range shrunk.
+    moves = answer_of(store, "qa")["dynamic_moves"]
+    assert {move["port"] for move in moves} == {49786}
+    assert all(move["proposed"]["start"] == 49787 for move in moves)
+
+
+def answer_of(store: Store, group: str) -> dict[str, Any]:
+    """Ask `safe-ports --json` for a group with the demo's wanted ports."""
+    assert store.path is not None
+    done = CliRunner().invoke(
+        cli, ["--db", str(store.path), "safe-ports", "--group", group, "--json",
+              "--port", "5001", "--port", "49786"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    loaded: dict[str, Any] = json.loads(done.stdout)
+    return loaded

@@ -241,3 +241,81 @@ def explain_command(settings: Settings, host: str, port: int, as_json: bool) -> 
         from collector.console import visible
 
         click.echo(visible(answer.to_text()))  # process names and KB titles come from hosts
+
+
+@cli.command("safe-ports", context_settings=CONTEXT)
+@click.option("--group", metavar="G", help="Only the hosts of this config group.")
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Show the N largest ranges.",
+)
+@click.option(
+    "--port",
+    "ports",
+    type=click.IntRange(1, 65535),
+    multiple=True,
+    help="A wanted port to check against the dynamic ranges (repeatable; else the config's).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def safe_ports_command(
+    settings: Settings, group: str | None, count: int, ports: tuple[int, ...], as_json: bool
+) -> None:
+    """List the TCP port ranges a team can move its services to, from the whole history.
+
+    A range is safe when, on every host (of the group) and every night stored, none of its
+    ports was reserved, held by a program or failing, and none lay in a dynamic range.
+
+    \b
+    Example:
+      portfleet safe-ports --group developers --count 5
+    """
+    from reports.safeports import UnknownGroupError, find_safe_ports
+
+    store = settings.read_store()
+    wanted = ports or settings.config.wanted_ports
+    try:
+        answer = find_safe_ports(store, group, wanted)
+    except UnknownGroupError as exc:
+        fail(str(exc), ExitCode.USAGE)
+    if as_json:
+        click.echo(json.dumps(answer.to_json(count), indent=1, ensure_ascii=False))
+        return
+    from collector.console import visible
+
+    click.echo(visible(_safe_ports_text(answer, count)))
+
+
+def _safe_ports_text(answer: Any, count: int) -> str:
+    """Word the safe-ports answer for a terminal."""
+    from reports.safeports import MOVE_CAVEATS
+
+    who = f"group {answer.group}" if answer.group else "the fleet"
+    if not answer.host_nights:
+        return (
+            f"No snapshot of {who} read the excluded ranges or swept the ports yet: nothing can "
+            "be called safe. "
+            "Collect first (portfleet collect, or portfleet import)."
+        )
+    span = f"{answer.first:%Y-%m-%d} – {answer.last:%Y-%m-%d}"
+    lines = [
+        f"Safe TCP ports for {who}: free on {len(answer.hosts) - len(answer.unproven)} hosts in "
+        f"{answer.host_nights:,} host-nights over {answer.nights} nights ({span}), outside "
+        "every dynamic range:"
+    ]
+    lines += [f"  {rank}. {item}" for rank, item in enumerate(answer.ranges[:count], 1)]
+    if not answer.ranges:
+        lines.append("  none: every port from 1024 up was reserved, held or dynamic somewhere")
+    if answer.unproven:
+        lines.append("Not proven on (no excluded ranges read yet): " + ", ".join(answer.unproven))
+    if answer.moves:
+        lines.append("Wanted ports inside a dynamic range, and the range that leaves them out:")
+        for move in answer.moves:
+            where = f"  {move.host} port {move.port} ({move.family}, range {move.current})"
+            commands = move.commands()
+            lines.append(f"{where}: {commands[0] if commands else 'no range netsh accepts'}")
+        lines += ["Before running it:", *(f"  - {caveat}" for caveat in MOVE_CAVEATS)]
+    return "\n".join(lines)
