@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from collector.clock import now
 from collector.config import HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
 from collector.framing import FrameError, unframe_document
@@ -29,7 +30,6 @@ from collector.store.database import Store
 from collector.store.rows import PreparedSnapshot, prepare_snapshot
 from collector.store.writer import (
     is_database_fault,
-    now,
     record_failure,
     refused_message,
     register_hosts,

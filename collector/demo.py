@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import text
 
+from collector.clock import simulated
 from collector.collect import collect
 from collector.config import PortfleetConfig
 from collector.importer import import_paths
@@ -82,13 +83,17 @@ def run_demo(
             plan = plan_collection(
                 config, [], concurrency=spec.hosts, deadline_seconds=1.5, retries=1, run_kind="demo"
             )
-            collect(store, config, plan)
+            # Stamp the night's runs and attempts with the simulated night, not today.
+            began = min(fleet.collection_time(host, night) for host in fleet.hosts)
+            with simulated(began - timedelta(minutes=1)):
+                collect(store, config, plan)
             if night % 10 == 9 or night == spec.nights - 1:
                 elapsed = time.monotonic() - started
                 console.print(f"  night {night + 1}/{spec.nights} collected ({elapsed:.0f} s)")
-    _import_seed(store, out_dir)
     # The report's "now" is the morning after the last simulated night, not today's date.
     last_night = max(fleet.collection_time(host, spec.nights - 1) for host in fleet.hosts)
+    with simulated(last_night + timedelta(hours=1)):
+        _import_seed(store, out_dir)
     report_path = _build_report(url, out_dir, last_night + timedelta(hours=6)) if report else None
     attempts, snapshots = _counts(store)
     store.close()

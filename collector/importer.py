@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+from collector.clock import now
 from collector.document import (
     DocumentError,
     build_capture_document,
@@ -18,7 +19,6 @@ from collector.store.database import Store
 from collector.store.writer import (
     ImportResult,
     is_database_fault,
-    now,
     record_failure,
     refused_message,
     store_document,

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from collector import __version__
+from collector.clock import now
 from collector.store.database import Store
 from collector.store.models import Attempt, CollectionRun, Host
 
@@ -37,11 +38,6 @@ _UNLOCKED_AGE = timedelta(hours=24)
 _GUARD = threading.Lock()
 _FILES: dict[str, int] = {}  # lock file -> the one descriptor this process keeps open
 _HELD: dict[tuple[str, int], Any] = {}  # (database, run id) -> what holds its lock
-
-
-def now() -> datetime:
-    """Return the current time in UTC."""
-    return datetime.now(UTC)
 
 
 def start_run(store: Store, kind: str) -> int:

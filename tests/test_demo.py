@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -49,6 +50,29 @@ def test_the_demo_collects_sixty_nights_of_every_healthy_host(tmp_path: Path) ->
         assert nights[host] < 60
     assert (out / "report.html").stat().st_size > 100_000
     _assert_localized_text_arrived_intact(database, fleet)
+    _assert_attempts_are_stamped_with_their_night(database, fleet)
+
+
+def _assert_attempts_are_stamped_with_their_night(database: Path, fleet: Fleet) -> None:
+    """Failed attempts fall on their simulated night, beside the snapshots of the same run."""
+    engine = create_store_engine(f"sqlite:///{database}", writer=False)
+    with engine.connect() as connection:
+        runs = connection.execute(
+            text(
+                "SELECT a.run_id, MIN(a.started_at), MAX(a.started_at), MIN(s.taken_at) "
+                "FROM attempts a LEFT JOIN snapshots s ON s.id = a.snapshot_id "
+                "GROUP BY a.run_id ORDER BY a.run_id"
+            )
+        ).all()
+    engine.dispose()
+    start = datetime.combine(fleet.spec.start, time(), UTC)
+    for run_id, first, last, taken in runs:
+        first, last = (datetime.fromisoformat(v).replace(tzinfo=UTC) for v in (first, last))
+        assert start - timedelta(days=1) <= first <= last <= start + timedelta(days=61), run_id
+        if taken is not None:  # the seed's import: a 2018 capture, stored after the last night
+            at = datetime.fromisoformat(taken).astimezone(UTC)
+            if at.year == start.year:
+                assert abs(at - first) < timedelta(hours=14), (run_id, first, at)
 
 
 def _assert_localized_text_arrived_intact(database: Path, fleet: Fleet) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from collector.clock import now
 from collector.runs import landed
 from collector.store.database import Store
 from collector.store.models import Attempt, Host
@@ -45,11 +46,6 @@ class ImportResult:
     message: str = ""
     skipped: tuple[str, ...] = field(default_factory=tuple)
     problems: list[str] = field(default_factory=list)
-
-
-def now() -> datetime:
-    """Return the current time in UTC."""
-    return datetime.now(UTC)
 
 
 def ensure_host(
