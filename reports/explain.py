@@ -45,6 +45,7 @@ from reports.findings import (
     port_history,
     tcp4_dynamic,
 )
+from reports.odds import Odds, at_risk_odds
 from reports.remediation import Remedy, word_fixes
 
 _LATEST = "SELECT snapshot_id FROM v_latest_snapshots WHERE host_id = :host_id"
@@ -109,6 +110,7 @@ class Explanation:
     causes: tuple[dict[str, Any], ...] = ()  # candidate causes of that window, with their rank
     warnings: tuple[str, ...] = ()
     fixes: tuple[Remedy, ...] = field(default=())
+    odds: tuple[Odds, ...] = ()  # for an at-risk port: how often the fleet saw it taken
 
     @property
     def blocked(self) -> bool:
@@ -147,6 +149,8 @@ class Explanation:
             "excluded_known": self.excluded_known,
             "evidence": list(self.evidence),
             "warnings": list(self.warnings),
+            "odds": [{"days": o.days, "host_nights": o.nights, "reserved": o.reserved,
+                      "rate": o.rate} for o in self.odds],
             "fixes": [{"action": f.action, "commands": list(f.commands), "why": f.why,
                        "caveats": list(f.caveats)} for f in self.fixes],
         }  # fmt: skip
@@ -155,6 +159,9 @@ class Explanation:
         """Return the answer for a person, in a few lines."""
         lines = [f"{self.host} TCP {self.port}: {self._headline()}", self.reason]
         lines += [f"Warning: {warning}" for warning in self.warnings]
+        if self.odds:
+            lines.append("Odds, from the fleet's own history of this port when it was at risk:")
+            lines += [f"  - {odds.describe()}" for odds in self.odds]
         if self.evidence:
             lines.append("Evidence:")
             lines += [f"  - {item}" for item in self.evidence]
@@ -254,6 +261,8 @@ def explain(
         evidence=_evidence(meta, families, details, port),
         changes=tuple(changed.get("changes", ())), causes=tuple(changed.get("causes", ())),
         warnings=_warnings(taken_at, now, stale_days), fixes=tuple(fixes), **details,
+        odds=at_risk_odds(store, [port])[port]
+        if story and answer.status == PortStatus.AT_RISK else (),
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from collector.store.database import Store
 from reports.analysis import build_report_data
 from reports.explain import explain
 from reports.html import render_report
+from reports.odds import MIN_NIGHTS, Odds, at_risk_odds
 from tests.agreement import Answers, disagreements, gather
 from tests.conftest import import_seed
 
@@ -241,3 +242,47 @@ def answer_of(store: Store, group: str) -> dict[str, Any]:
     assert done.exit_code == 0, done.output
     loaded: dict[str, Any] = json.loads(done.stdout)
     return loaded
+
+
+_PORT_NIGHTS = """
+SELECT s.host_id, s.taken_at,
+       (SELECT f.diagnosis FROM findings f WHERE f.set_id = s.finding_set_id
+           AND f.protocol = 'tcp' AND f.family = 'ipv4'
+           AND f.start_port <= :port AND f.end_port >= :port) AS diagnosis
+  FROM snapshots s ORDER BY s.host_id, s.taken_at"""
+
+
+def test_at_risk_odds_count_what_followed_each_at_risk_night(
+    demo: tuple[Store, datetime],
+) -> None:
+    store, _ = demo
+    ports = (49786, 50500, 56000)
+    odds = at_risk_odds(store, ports)
+    for port in ports:
+        with store.connect() as connection:
+            rows = connection.execute(text(_PORT_NIGHTS), {"port": port}).all()
+        nights: dict[int, list[tuple[datetime, str | None]]] = {}
+        for host_id, taken_at, diagnosis in rows:
+            at = datetime.fromisoformat(str(taken_at)).replace(tzinfo=UTC)
+            nights.setdefault(int(host_id), []).append((at, diagnosis))
+        for found in odds[port]:
+            window = timedelta(days=found.days)
+            base = hits = 0
+            for history in nights.values():
+                last = history[-1][0]
+                for at, diagnosis in history:
+                    if diagnosis != "at-risk" or at + window > last:
+                        continue
+                    base += 1
+                    hits += any(
+                        at < later <= at + window and kind in ("reserved", "probably-reserved")
+                        for later, kind in history
+                    )
+            assert (found.nights, found.reserved) == (base, hits), (port, found.days)
+    assert any(o.reserved for o in odds[56000]), "the demo's blocks do take at-risk ports"
+
+
+def test_too_little_history_gives_no_rate() -> None:
+    assert Odds(5000, 7, MIN_NIGHTS - 1, 3).rate is None
+    assert "too little history" in Odds(5000, 7, MIN_NIGHTS - 1, 3).describe()
+    assert Odds(5000, 7, MIN_NIGHTS, 5).rate == 5 / MIN_NIGHTS
