@@ -1,0 +1,253 @@
+<#
+portfleet prevent script: reserve the team's TCP ports as administered ('*') excluded port ranges
+before Hyper-V/WinNAT take them at the next boot.
+
+A dry run unless -Apply is given (or the variant was generated to apply); -Detect only says
+whether every port is protected (exit 1 when one is not: an Intune detection script). Safe to
+run again: a port an administered range covers already is left alone. A port a program holds,
+or one inside a range Hyper-V/WinNAT reserved at run time, is reported and never forced. It
+never deletes a range and never changes the dynamic port range. Windows PowerShell 5.1, no
+network access. Prints one JSON result; logs to the Application event log (source portfleet)
+and to a file.
+
+Exit codes: 0 every port protected (or, in a dry run, nothing stands in the way); 1 a port is
+not protected (detect) or a command failed; 2 a port needs a person (held by a program, or
+inside a run-time range: turn Hyper-V off, run this, turn it on, or reboot first); 3 -Apply
+without elevation.
+#>
+[CmdletBinding()]
+param(
+    [switch]$Apply,
+    [switch]$Detect,
+    [switch]$IPv6,
+    [string]$LogPath = ''
+)
+
+Set-StrictMode -Version 2.0
+$ErrorActionPreference = 'Stop'
+
+# Filled in by `portfleet prevent-script`: first port and port count of each wanted range
+# (two flat lists: a nested list of one element would unroll).
+$WantedStarts = @()
+$WantedCounts = @()
+$BakedMode = 'dry-run'
+$ScriptVersion = '1'
+
+$EventSource = 'portfleet'
+$SystemPid = 4
+
+function Write-PreventLog([string]$Message, [string]$Level) {
+    $line = '{0} {1} {2}' -f (Get-Date).ToUniversalTime().ToString('o'), $Level, $Message
+    try {
+        $folder = Split-Path -Parent $script:LogFile
+        if (-not (Test-Path -LiteralPath $folder)) {
+            New-Item -ItemType Directory -Path $folder -Force | Out-Null
+        }
+        Add-Content -LiteralPath $script:LogFile -Value $line -Encoding UTF8
+    } catch {
+        Write-Verbose ('cannot write the log file: ' + $_.Exception.Message)
+    }
+    $entryType = 'Information'
+    $eventId = 1000
+    if ($Level -eq 'WARN') { $entryType = 'Warning'; $eventId = 1001 }
+    if ($Level -eq 'ERROR') { $entryType = 'Error'; $eventId = 1002 }
+    try {
+        Write-EventLog -LogName Application -Source $EventSource -EventId $eventId -EntryType $entryType -Message $Message
+    } catch {
+        Write-Verbose ('cannot write the event log: ' + $_.Exception.Message)
+    }
+}
+
+function Test-Elevated {
+    $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
+    $principal = New-Object Security.Principal.WindowsPrincipal($identity)
+    return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
+
+function Get-ExcludedRanges([string]$Family) {
+    # Only lines of two numbers (and a '*') count: the headers are in the display language.
+    $found = @()
+    if ($Family -eq 'ipv6') {
+        $text = netsh.exe int ipv6 show excludedportrange protocol=tcp
+    } else {
+        $text = netsh.exe int ipv4 show excludedportrange protocol=tcp
+    }
+    if ($LASTEXITCODE -ne 0) { throw ('netsh show excludedportrange failed with ' + $LASTEXITCODE) }
+    foreach ($line in $text) {
+        if ($line -match '^\s*(\d+)\s+(\d+)\s*(\*?)\s*$') {
+            $found += New-Object PSObject -Property @{
+                Start = [int]$Matches[1]; End = [int]$Matches[2]; Administered = ($Matches[3] -eq '*')
+            }
+        }
+    }
+    return ,$found
+}
+
+function Get-Holders([int]$First, [int]$Last) {
+    $holders = @()
+    $listening = @(Get-NetTCPConnection -State Listen -ErrorAction SilentlyContinue)
+    foreach ($connection in $listening) {
+        $port = [int]$connection.LocalPort
+        if ($port -ge $First -and $port -le $Last) {
+            $owner = [int]$connection.OwningProcess
+            $name = 'System'
+            if ($owner -ne $SystemPid) {
+                $process = Get-Process -Id $owner -ErrorAction SilentlyContinue
+                $name = 'PID ' + $owner
+                if ($null -ne $process) { $name = $process.ProcessName }
+            }
+            $holders += ('{0} (PID {1}) on {2}' -f $name, $owner, $port)
+        }
+    }
+    return ,$holders
+}
+
+function Get-PortState([int]$First, [int]$Count, $Excluded) {
+    $last = $First + $Count - 1
+    $state = New-Object PSObject -Property @{
+        start = $First; end = $last; status = ''; reason = ''; families = @()
+    }
+    foreach ($family in $Excluded.Keys) {
+        $ranges = $Excluded[$family]
+        $covered = $false
+        foreach ($item in $ranges) {
+            if ($item.Administered -and $item.Start -le $First -and $item.End -ge $last) { $covered = $true }
+        }
+        if ($covered) { continue }
+        foreach ($item in $ranges) {
+            if ($item.Start -le $last -and $item.End -ge $First) {
+                $kind = 'a range Hyper-V/WinNAT reserved at run time'
+                if ($item.Administered) { $kind = 'an administered range that covers it only in part' }
+                $state.status = 'needs-hyperv-sequence'
+                $state.reason = ('{0}-{1} is inside {2} ({3}-{4}, {5}): turn Hyper-V off, run this, turn it on, or reboot first' -f $First, $last, $kind, $item.Start, $item.End, $family)
+                return $state
+            }
+        }
+        $state.families += $family
+    }
+    if ($state.families.Count -eq 0) {
+        $state.status = 'protected'
+        $state.reason = 'an administered range covers it'
+        return $state
+    }
+    $holders = Get-Holders $First $last
+    if ($holders.Count -gt 0) {
+        $state.status = 'held'
+        $state.reason = ('held by ' + ($holders -join ', ') + ': stop it first, or leave the port to it')
+        return $state
+    }
+    $state.status = 'to-reserve'
+    $state.reason = 'free: an administered range would keep Hyper-V/WinNAT off it'
+    return $state
+}
+
+function Read-Excluded {
+    $excluded = [ordered]@{ ipv4 = (Get-ExcludedRanges 'ipv4') }
+    if ($IPv6) { $excluded['ipv6'] = (Get-ExcludedRanges 'ipv6') }
+    return $excluded
+}
+
+function Add-Reservations($States) {
+    $winnat = Get-Service -Name winnat -ErrorAction SilentlyContinue
+    $running = ($null -ne $winnat) -and ($winnat.Status -eq 'Running')
+    if ($running) {
+        net.exe stop winnat | Out-Null
+        if ($LASTEXITCODE -ne 0) { throw ('net stop winnat failed with ' + $LASTEXITCODE) }
+        Write-PreventLog 'stopped winnat to reserve ports' 'INFO'
+    }
+    try {
+        foreach ($state in $States) {
+            foreach ($family in $state.families) {
+                $count = $state.end - $state.start + 1
+                if ($family -eq 'ipv6') {
+                    netsh.exe int ipv6 add excludedportrange protocol=tcp startport=$($state.start) numberofports=$count store=persistent | Out-Null
+                } else {
+                    netsh.exe int ipv4 add excludedportrange protocol=tcp startport=$($state.start) numberofports=$count store=persistent | Out-Null
+                }
+                # IPv4 and IPv6 may share one list: the second add can find the range there.
+                if ($LASTEXITCODE -ne 0 -and $family -eq 'ipv4') {
+                    throw ('netsh add excludedportrange {0}-{1} failed with {2}' -f $state.start, $state.end, $LASTEXITCODE)
+                }
+                Write-PreventLog ('reserved TCP {0}-{1} ({2})' -f $state.start, $state.end, $family) 'INFO'
+            }
+        }
+    } finally {
+        if ($running) {
+            net.exe start winnat | Out-Null
+            if ($LASTEXITCODE -ne 0) { Write-PreventLog ('net start winnat failed with ' + $LASTEXITCODE) 'ERROR' }
+        }
+    }
+}
+
+$script:LogFile = $LogPath
+if (-not $script:LogFile) { $script:LogFile = Join-Path $env:ProgramData 'portfleet\prevent.log' }
+$mode = $BakedMode
+if ($Apply) { $mode = 'apply' }
+if ($Detect) { $mode = 'detect' }
+$elevated = Test-Elevated
+$exitCode = 0
+if ($elevated) {
+    try {
+        if (-not [Diagnostics.EventLog]::SourceExists($EventSource)) {
+            New-EventLog -LogName Application -Source $EventSource
+        }
+    } catch {
+        Write-Verbose ('cannot register the event source: ' + $_.Exception.Message)
+    }
+}
+
+$states = @()
+$excluded = Read-Excluded
+for ($i = 0; $i -lt $WantedStarts.Count; $i++) {
+    $states += Get-PortState $WantedStarts[$i] $WantedCounts[$i] $excluded
+}
+$pending = @($states | Where-Object { $_.status -eq 'to-reserve' })
+$applied = $false
+if ($mode -eq 'apply' -and $pending.Count -gt 0) {
+    if (-not $elevated) {
+        Write-PreventLog 'not elevated: run as an administrator or as SYSTEM to reserve ports' 'ERROR'
+        $exitCode = 3
+    } else {
+        try {
+            Add-Reservations $pending
+            $applied = $true
+        } catch {
+            Write-PreventLog ('reserving failed: ' + $_.Exception.Message) 'ERROR'
+            $exitCode = 1
+        }
+        $excluded = Read-Excluded
+        $states = @()
+        for ($i = 0; $i -lt $WantedStarts.Count; $i++) {
+            $states += Get-PortState $WantedStarts[$i] $WantedCounts[$i] $excluded
+        }
+    }
+}
+
+foreach ($state in $states) {
+    $level = 'INFO'
+    if ($state.status -ne 'protected' -and $state.status -ne 'to-reserve') { $level = 'WARN' }
+    Write-PreventLog ('TCP {0}-{1}: {2} ({3})' -f $state.start, $state.end, $state.status, $state.reason) $level
+}
+$unprotected = @($states | Where-Object { $_.status -ne 'protected' })
+$needPerson = @($states | Where-Object { $_.status -eq 'held' -or $_.status -eq 'needs-hyperv-sequence' })
+if ($exitCode -eq 0) {
+    if ($mode -eq 'detect' -and $unprotected.Count -gt 0) { $exitCode = 1 }
+    elseif ($needPerson.Count -gt 0) { $exitCode = 2 }
+    elseif ($mode -eq 'apply' -and $unprotected.Count -gt 0) { $exitCode = 1 }
+}
+
+$result = [ordered]@{
+    format = 'portfleet-prevent'
+    version = [int]$ScriptVersion
+    host = $env:COMPUTERNAME
+    taken_at = (Get-Date).ToUniversalTime().ToString('o')
+    mode = $mode
+    elevated = $elevated
+    applied = $applied
+    exit_code = $exitCode
+    ports = @($states | ForEach-Object {
+        [ordered]@{ start = $_.start; end = $_.end; status = $_.status; reason = $_.reason }
+    })
+}
+$result | ConvertTo-Json -Depth 4
+exit $exitCode

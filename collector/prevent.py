@@ -1,0 +1,79 @@
+"""The prevent script: reserve a team's ports on its Windows hosts before Hyper-V takes them.
+
+``prevent_script`` fills the shipped PowerShell 5.1 template (``prevent.ps1``) with the wanted
+ports, contiguous ones as one range, and the mode the variant runs in when started without
+switches: a dry run (the default, `-Apply` to act), Intune's detection script (exits 1 while a
+port is not protected) or its remediation script and a GPO startup script (both apply). The
+script decides on the host itself from what netsh and Get-NetTCPConnection say tonight, so one
+script serves every host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+
+from collector.windows import MAX_PORT
+
+_STARTS_LINE = re.compile(r"^\$WantedStarts = @\(\)$", re.MULTILINE)
+_COUNTS_LINE = re.compile(r"^\$WantedCounts = @\(\)$", re.MULTILINE)
+_MODE_LINE = re.compile(r"^\$BakedMode = 'dry-run'$", re.MULTILINE)
+# What the template says it is for, where a generated copy names its hosts and ports.
+_HEADER_END = "#>\n"
+_UNSAFE = re.compile(r"[^A-Za-z0-9 .,:;()_@-]")
+
+
+class Variant(StrEnum):
+    """What the script does when run without switches."""
+
+    DRY_RUN = "dry-run"  # say what it would do; -Apply to do it
+    DETECT = "detect"  # Intune detection: exit 1 while a port is not protected
+    APPLY = "apply"  # Intune remediation, GPO startup script
+
+
+@cache
+def _template() -> str:
+    return resources.files("collector").joinpath("prevent.ps1").read_text(encoding="ascii")
+
+
+def port_ranges(ports: Iterable[int]) -> list[tuple[int, int]]:
+    """Return the ports as (start, count) runs of consecutive ports, in order."""
+    found: list[tuple[int, int]] = []
+    for port in sorted(set(ports)):
+        if not 1 <= port <= MAX_PORT:
+            raise ValueError(f"port {port} is outside 1-{MAX_PORT}")
+        if found and found[-1][0] + found[-1][1] == port:
+            found[-1] = (found[-1][0], found[-1][1] + 1)
+        else:
+            found.append((port, 1))
+    return found
+
+
+def prevent_script(
+    ports: Iterable[int], variant: Variant = Variant.DRY_RUN, hosts: Iterable[str] = ()
+) -> str:
+    """Return the prevent script for ``ports``, running as ``variant`` without switches."""
+    ranges = port_ranges(ports)
+    if not ranges:
+        raise ValueError("no wanted ports: give --port, or wanted_ports in the config")
+    starts = ", ".join(str(start) for start, _ in ranges)
+    counts = ", ".join(str(count) for _, count in ranges)
+    script = _STARTS_LINE.sub(f"$WantedStarts = @({starts})", _template(), count=1)
+    script = _COUNTS_LINE.sub(f"$WantedCounts = @({counts})", script, count=1)
+    script = _MODE_LINE.sub(f"$BakedMode = '{variant.value}'", script, count=1)
+    shown = ", ".join(str(s) if c == 1 else f"{s}-{s + c - 1}" for s, c in ranges)
+    names = sorted(set(hosts))
+    note = f"Generated for TCP {shown}" + (f" on {', '.join(names)}" if names else "")
+    return script.replace(_HEADER_END, f"\n{_comment(note)}; runs as {variant.value}.\n#>\n", 1)
+
+
+def _comment(text: str) -> str:
+    """Keep a comment plain ASCII that cannot close the comment block (no '#', '<' or '>').
+
+    Windows PowerShell 5.1 reads a script without a BOM as ANSI, and host names come from a
+    config a script must not be steered by.
+    """
+    return _UNSAFE.sub("?", text)

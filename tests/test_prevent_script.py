@@ -1,0 +1,118 @@
+"""The prevent script, checked without Windows: it parses, and does only what it must."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.cli import cli
+from collector.prevent import Variant, port_ranges, prevent_script
+from tests.test_probe_script import (
+    _argument_word,
+    _commands,
+    _native_name,
+    _parse_ps,
+    _syntax_problems,
+)
+
+# What the script may run: reads, the log and event log it writes, and its own functions.
+_ALLOWED = frozenset(
+    name.casefold()
+    for name in (
+        "Add-Content", "ConvertTo-Json", "ForEach-Object", "Get-Date", "Get-NetTCPConnection",
+        "Get-Process", "Get-Service", "Join-Path", "New-EventLog", "New-Item", "New-Object",
+        "Out-Null", "Set-StrictMode", "Split-Path", "Test-Path", "Where-Object", "Write-EventLog", "Write-Verbose",
+        "netsh.exe", "net.exe",
+        "Add-Reservations", "Get-ExcludedRanges", "Get-Holders", "Get-PortState",
+        "Read-Excluded", "Test-Elevated", "Write-PreventLog",
+    )
+)  # fmt: skip
+
+
+def _problems(source: str) -> list[str]:
+    """Commands outside the allow-list, and netsh or net used for anything but the ranges."""
+    problems = []
+    for command in _commands(_parse_ps(source)):
+        where = f"line {command.line}: {command.name!r}"
+        words = [_argument_word(argument) for argument in command.arguments]
+        native = _native_name(command.name)
+        if command.name.casefold() not in _ALLOWED:
+            problems.append(f"{where} is not in the allow-list")
+        if native == "netsh":
+            verbs = [word for word in words if word in ("show", "add", "delete", "set", "reset")]
+            if (
+                words[:1] != ["int"]
+                or "excludedportrange" not in words
+                or verbs not in (["show"], ["add"])
+            ):
+                problems.append(f"{where} does more than show or add an excluded range")
+            if "add" in verbs and ("store" not in words or "protocol" not in words):
+                problems.append(f"{where} adds a range that would not last, or not for TCP")
+        if native == "net" and (len(words) != 2 or words[0] not in ("stop", "start") or
+                                words[1] != "winnat"):  # fmt: skip
+            problems.append(f"{where} does more than stop or start winnat")
+    return problems
+
+
+@pytest.mark.parametrize("variant", list(Variant))
+def test_every_variant_parses_and_keeps_to_the_allow_list(variant: Variant) -> None:
+    script = prevent_script([5001, 5432, 8080, 8081], variant, ["dev-ws-01"])
+    assert script.isascii()
+    assert _syntax_problems(_parse_ps(script)) == []
+    assert _problems(script) == []
+    assert f"$BakedMode = '{variant.value}'" in script
+    assert "$WantedStarts = @(5001, 5432, 8080)" in script
+    assert "$WantedCounts = @(1, 1, 2)" in script
+
+
+@pytest.mark.parametrize(
+    ("snippet", "reason"),
+    [
+        ("netsh.exe int ipv4 delete excludedportrange protocol=tcp startport=1 numberofports=1",
+         "does more than show or add"),
+        ("netsh.exe int ipv4 set dynamicport tcp start=10000 num=1000",
+         "does more than show or add"),
+        ("netsh.exe int ipv4 add excludedportrange protocol=tcp startport=1 numberofports=1",
+         "would not last"),
+        ("net.exe stop hns", "does more than stop or start winnat"),
+        ("Remove-Item C:\\x", "not in the allow-list"),
+        ("Restart-Computer", "not in the allow-list"),
+    ],
+)  # fmt: skip
+def test_the_checker_catches(snippet: str, reason: str) -> None:
+    assert any(reason in problem for problem in _problems(snippet + "\n"))
+
+
+def test_ports_merge_into_ranges_and_bad_ones_are_refused() -> None:
+    assert port_ranges([8081, 8080, 5432, 8082, 5432]) == [(5432, 1), (8080, 3)]
+    with pytest.raises(ValueError, match="outside 1-65535"):
+        port_ranges([70000])
+    with pytest.raises(ValueError, match="no wanted ports"):
+        prevent_script([])
+
+
+def test_host_names_cannot_close_the_comment_block() -> None:
+    script = prevent_script([5432], Variant.APPLY, ["dev-ws-01", "x#>Remove-Item C:\\ -Recurse<#"])
+    assert script.count("#>") == 1 and script.count("<#") == 1
+    assert _problems(script) == [] and _syntax_problems(_parse_ps(script)) == []
+
+
+def test_intune_gets_a_detection_and_a_remediation_script(tmp_path: Path) -> None:
+    out = tmp_path / "intune"
+    done = CliRunner().invoke(
+        cli, ["prevent-script", "--intune", str(out), "--port", "5432", "--port", "8080"]
+    )
+    assert done.exit_code == 0, done.output
+    detect = (out / "portfleet-detect.ps1").read_bytes()
+    remediate = (out / "portfleet-remediate.ps1").read_bytes()
+    assert b"$BakedMode = 'detect'\r\n" in detect
+    assert b"$BakedMode = 'apply'\r\n" in remediate
+    assert b"\n" not in detect.replace(b"\r\n", b"")
+
+
+def test_without_ports_the_command_says_where_they_come_from() -> None:
+    done = CliRunner().invoke(cli, ["prevent-script"])
+    assert done.exit_code == 2
+    assert "give --port, or wanted_ports in the config" in done.stderr
