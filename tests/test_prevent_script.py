@@ -23,7 +23,8 @@ _ALLOWED = frozenset(
     for name in (
         "Add-Content", "ConvertTo-Json", "ForEach-Object", "Get-Date", "Get-NetTCPConnection",
         "Get-Process", "Get-Service", "Join-Path", "New-EventLog", "New-Item", "New-Object",
-        "Out-Null", "Set-StrictMode", "Split-Path", "Test-Path", "Where-Object", "Write-EventLog", "Write-Verbose",
+        "Out-Null", "Set-StrictMode", "Split-Path", "Test-Path", "Where-Object", "Write-EventLog",
+        "Write-Verbose",
         "netsh.exe", "net.exe",
         "Add-Reservations", "Get-ExcludedRanges", "Get-Holders", "Get-PortState",
         "Read-Excluded", "Test-Elevated", "Write-PreventLog",

@@ -251,6 +251,10 @@ def upgrade_to_head(engine: Engine) -> bool:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        # What a new revision added a place for, derived now, by today's code at today's schema.
+        from collector.store.derived import derive_missing
+
+        derive_missing(connection)
     return True
 
 

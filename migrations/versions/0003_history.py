@@ -109,10 +109,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_change_events_snapshot_id"), ["snapshot_id"])
     for name, body in VIEWS.items():
         op.execute(f"CREATE VIEW {name} AS {body}")
-    # The history of the snapshots stored before this revision, derived now.
-    from collector.store.history import refresh_history
-
-    refresh_history(op.get_bind())
+    # The history of the snapshots stored before this revision is derived once the store is at
+    # head (collector.store.derived).
 
 
 def downgrade() -> None:
