@@ -32,7 +32,7 @@ from reports.findings import (
     load_state,
     tcp4_dynamic,
 )
-from reports.model import COLUMNS, ReportData
+from reports.model import COLUMNS, ReportData, typed
 from reports.remediation import plan_remediation
 
 RECENT_DAYS = 7.0
@@ -67,17 +67,16 @@ def build_report_data(
         generated_at=now,
         database=store.name,
         wanted_ports=tuple(sorted({int(p) for p in wanted_ports})),
-        hosts=hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]],
-        failed_attempts=_failed_attempts(attempts, now),
-        failures=expand_failures(segments).sort_values(
-            ["host", "protocol", "family", "port"], ignore_index=True
-        ),
-        wanted=wanted.sort_values(["host", "port"], ignore_index=True),
-        port_map=_port_map(state, segments),
-        events=events,
-        correlation=correlation,
-        remediation=plan_remediation(wanted, hosts),
-    )
+        hosts=typed("hosts", hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]]),
+        failed_attempts=typed("failed_attempts", _failed_attempts(attempts, now)),
+        failures=typed("failures", expand_failures(segments).sort_values(
+            ["host", "protocol", "family", "port"], ignore_index=True)),
+        wanted=typed("wanted", wanted.sort_values(["host", "port"], ignore_index=True)),
+        port_map=typed("port_map", _port_map(state, segments)),
+        events=typed("events", events),
+        correlation=typed("correlation", correlation),
+        remediation=typed("remediation", plan_remediation(wanted, hosts)),
+    )  # fmt: skip
 
 
 def _hosts(

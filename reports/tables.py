@@ -9,6 +9,9 @@ order, and gives each its kind once, on read — so nothing downstream converts 
 - ``UTC``: aware UTC timestamps, ``NaT`` for NULL (SQLite gives text, PostgreSQL naive UTC).
 - ``STR`` / ``NULLABLE_STR``: text as the driver gives it, missing for NULL.
 
+``FLOAT`` (``float64``, NaN when missing) and ``LIST`` (a Python list per cell) are made by the
+analysis, never read; ``reports.model`` declares its frames with the same kinds.
+
 A query whose SQL has ``IN :ids`` takes the ids as a list, sent in chunks.
 """
 
@@ -39,15 +42,20 @@ class Kind(StrEnum):
     UTC = "UTC time"
     STR = "str"
     NULLABLE_STR = "nullable str"
+    FLOAT = "float"
+    LIST = "list"
 
 
 INT, NULLABLE_INT, BOOL, NULLABLE_BOOL = Kind.INT, Kind.NULLABLE_INT, Kind.BOOL, Kind.NULLABLE_BOOL
 UTC, STR, NULLABLE_STR = Kind.UTC, Kind.STR, Kind.NULLABLE_STR
+FLOAT, LIST = Kind.FLOAT, Kind.LIST
 _DTYPES: dict[Kind, np.dtype[Any] | ExtensionDtype] = {
     INT: np.dtype(np.int64),
     NULLABLE_INT: pd.Int64Dtype(),
     BOOL: np.dtype(np.bool_),
     NULLABLE_BOOL: pd.BooleanDtype(),
+    FLOAT: np.dtype(np.float64),
+    UTC: pd.DatetimeTZDtype("us", "UTC"),
 }
 
 
@@ -160,13 +168,30 @@ def read(
         raise ValueError(
             f"query {name!r} gave columns {list(frame.columns)}, not {list(query.columns)}"
         )
-    converted: dict[str, pd.Series] = {}
-    for column, kind in query.columns.items():
-        if kind == UTC:
-            converted[column] = to_utc(frame[column])
-        elif kind in _DTYPES and frame[column].dtype != _DTYPES[kind]:
-            converted[column] = frame[column].astype(_DTYPES[kind])
-    return frame.assign(**converted) if converted else frame
+    converted = {c: to_utc(frame[c]) for c, kind in query.columns.items() if kind == UTC}
+    return conform(frame.assign(**converted) if converted else frame, query.columns)
+
+
+def conform(frame: pd.DataFrame, columns: Mapping[str, Kind]) -> pd.DataFrame:
+    """Give each of ``columns`` the dtype of its kind where it has another (an empty frame)."""
+    cast: dict[str, Any] = {
+        column: _DTYPES.get(kind, object)
+        for column, kind in columns.items()
+        if not holds(kind, frame[column])
+    }
+    return frame.astype(cast) if cast else frame
+
+
+def holds(kind: Kind, column: pd.Series) -> bool:
+    """Tell whether ``column`` has the dtype of ``kind`` (lists: a list in every cell)."""
+    dtype = column.dtype
+    if kind == UTC:
+        return isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"
+    if kind in _DTYPES:
+        return bool(dtype == _DTYPES[kind])
+    if kind == LIST:
+        return pd.api.types.is_object_dtype(dtype) and all(isinstance(v, list) for v in column)
+    return pd.api.types.is_string_dtype(dtype)
 
 
 @cache

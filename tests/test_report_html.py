@@ -289,6 +289,16 @@ def test_frames_missing_a_column_are_refused(data: ReportData) -> None:
         render_report(replace(data, port_map=data.port_map.drop(columns=["kind"])))
 
 
+def test_frames_of_another_kind_are_refused(data: ReportData) -> None:
+    # Counts that became floats, causes that became text: the page would have to guess.
+    hosts = data.hosts.astype({"failing_ports": "float64"})
+    with pytest.raises(ValueError, match=r"'hosts' has failing_ports \(float64, not nullable int"):
+        render_report(replace(data, hosts=hosts))
+    events = data.events.assign(causes=data.events.causes.map(str))
+    with pytest.raises(ValueError, match="'events' has causes"):
+        render_report(replace(data, events=events))
+
+
 def test_write_report_writes_the_rendered_page(empty: ReportData, tmp_path: Path) -> None:
     path = tmp_path / "report.html"
     write_report(empty, path)
