@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 from collections.abc import Iterator
 from importlib import resources
@@ -115,3 +116,15 @@ def test_an_empty_store_reads_the_same_kinds(store: Store) -> None:
             assert frame.empty, name
             wrong = [c for c, kind in query.columns.items() if not _holds(kind, frame[c])]
             assert wrong == [], (name, frame.dtypes[wrong].to_dict())
+
+
+def test_reports_read_the_store_only_through_named_queries() -> None:
+    # query.py runs the ad-hoc `sql` statement; tables.py every other read.
+    readers = []
+    for path in sorted((REPO / "reports").glob("*.py")):
+        if path.name in ("tables.py", "query.py"):
+            continue
+        source = path.read_text(encoding="utf-8")
+        if re.search(r"\bread_frame\b|\bread_sql\b|\.execute\(|\btext\(|\bSELECT\b", source):
+            readers.append(path.name)
+    assert readers == []
