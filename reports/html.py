@@ -345,10 +345,8 @@ _INFINITE = {"Infinity": "∞", "-Infinity": "-∞"}
 
 
 def _format_when(value: JsonValue) -> str:
-    if value is None:
-        return _DASH
-    text = str(value)
-    return text.replace("T", " ")[:16] if "T" in text else text
+    # Times reach the page as ISO text (YYYY-MM-DDTHH:MM…); the page shows them to the minute.
+    return _DASH if value is None else str(value).replace("T", " ")[:16]
 
 
 def _format_number(value: JsonValue, digits: int = 1) -> str:
