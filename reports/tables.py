@@ -173,7 +173,11 @@ def read(
 
 
 def conform(frame: pd.DataFrame, columns: Mapping[str, Kind]) -> pd.DataFrame:
-    """Give each of ``columns`` the dtype of its kind where it has another (an empty frame)."""
+    """Give each of ``columns`` the dtype of its kind where it has another.
+
+    SQLite's 0/1 flags, NULLs read as NaN, an empty frame's object columns: each is cast once.
+    A cast that cannot hold (a NULL in an ``INT`` column) raises instead of guessing.
+    """
     cast: dict[str, Any] = {
         column: _DTYPES.get(kind, object)
         for column, kind in columns.items()
