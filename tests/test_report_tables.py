@@ -128,3 +128,16 @@ def test_reports_read_the_store_only_through_named_queries() -> None:
         if re.search(r"\bread_frame\b|\bread_sql\b|\.execute\(|\btext\(|\bSELECT\b", source):
             readers.append(path.name)
     assert readers == []
+
+
+def test_conform_casts_once_and_refuses_a_null_where_none_may_be() -> None:
+    kinds = {"port": Kind.INT, "pid": Kind.NULLABLE_INT, "known": Kind.BOOL, "at": Kind.UTC}
+    # As SQLite gives them: a NULL makes floats, a flag is 0/1.
+    at = pd.to_datetime(pd.Series(["2024-05-14T03:00:00Z", None]), utc=True)
+    read = pd.DataFrame({"port": [80, 443], "pid": [4.0, np.nan], "known": [1, 0], "at": at})
+    typed = tables.conform(read, kinds)
+    assert [str(dtype) for dtype in typed.dtypes[:3]] == ["int64", "Int64", "bool"]
+    assert typed.pid.tolist() == [4, pd.NA] and typed.known.tolist() == [True, False]
+    assert tables.conform(typed, kinds) is typed  # nothing left to convert
+    with pytest.raises((ValueError, TypeError)):
+        tables.conform(read.assign(port=[80.0, np.nan]), kinds)
