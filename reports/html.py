@@ -88,7 +88,7 @@ def render_report(data: ReportData) -> str:
         "generated_at": _plain(data.generated_at),
         "database": data.database,
         "sections": SECTIONS,
-        "wanted_ports": [int(port) for port in data.wanted_ports],
+        "wanted_ports": list(data.wanted_ports),
         "cards": _summary_cards(data, host_rows, wanted_rows),
         "hosts": host_rows,
         "stale_hosts": [row for row in host_rows if row["stale"]],
