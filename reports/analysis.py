@@ -19,9 +19,8 @@ import pandas as pd
 
 from collector.diagnosis import Diagnosis, describe_holder
 from collector.store.database import Store
-from collector.store.frames import read_frame, to_utc
-from collector.store.history import load_history
 from collector.windows import RUNTIME_OWNER
+from reports import tables
 from reports.correlation import correlate_fleet
 from reports.events import load_causes, load_events
 from reports.findings import (
@@ -33,16 +32,11 @@ from reports.findings import (
     load_state,
     tcp4_dynamic,
 )
-from reports.model import COLUMNS, ReportData
+from reports.model import COLUMNS, ReportData, typed
 from reports.remediation import plan_remediation
 
 RECENT_DAYS = 7.0
 DEFAULT_STALE_DAYS = 3.0
-_ATTEMPTS = """
-SELECT a.id, a.host_id, h.name AS host, a.source, a.started_at, a.status, a.error_class,
-       a.message
-  FROM attempts a LEFT JOIN hosts h ON h.id = a.host_id"""
-_HOSTS = "SELECT id AS host_id, name AS host FROM hosts"
 
 
 def build_report_data(
@@ -59,14 +53,12 @@ def build_report_data(
     now = now or datetime.now(UTC)
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     with store.connect() as connection:
-        history = load_history(connection)
-        causes = load_causes(connection)
+        correlation = correlate_fleet(connection, load_causes(connection))
         events = load_events(connection)
         latest = latest_snapshots(connection)
         state = load_state(connection, latest["snapshot_id"].tolist())
-        attempts = read_frame(connection, _ATTEMPTS)
-        names = read_frame(connection, _HOSTS)
-    attempts["started_at"] = to_utc(attempts["started_at"])
+        attempts = tables.read(connection, "attempts")
+        names = tables.read(connection, "hosts")
     hosts = _hosts(names, state, attempts, now, stale_after_days)
     wanted = build_wanted_matrix(state, wanted_ports, wanted_services)
     wanted = _with_unseen(wanted, hosts, wanted_ports)
@@ -75,17 +67,16 @@ def build_report_data(
         generated_at=now,
         database=store.name,
         wanted_ports=tuple(sorted({int(p) for p in wanted_ports})),
-        hosts=hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]],
-        failed_attempts=_failed_attempts(attempts, now),
-        failures=expand_failures(segments).sort_values(
-            ["host", "protocol", "family", "port"], ignore_index=True
-        ),
-        wanted=wanted.sort_values(["host", "port"], ignore_index=True),
-        port_map=_port_map(state, segments),
-        events=events,
-        correlation=correlate_fleet(history, causes),
-        remediation=plan_remediation(wanted, hosts),
-    )
+        hosts=typed("hosts", hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]]),
+        failed_attempts=typed("failed_attempts", _failed_attempts(attempts, now)),
+        failures=typed("failures", expand_failures(segments).sort_values(
+            ["host", "protocol", "family", "port"], ignore_index=True)),
+        wanted=typed("wanted", wanted.sort_values(["host", "port"], ignore_index=True)),
+        port_map=typed("port_map", _port_map(state, segments)),
+        events=typed("events", events),
+        correlation=typed("correlation", correlation),
+        remediation=typed("remediation", plan_remediation(wanted, hosts)),
+    )  # fmt: skip
 
 
 def _hosts(
@@ -127,13 +118,15 @@ def _hosts(
     frame["stale"] = ~(frame["days_since_snapshot"] <= stale_after_days)
     ordered = attempts.sort_values(["started_at", "id"])
     last = ordered.groupby("host_id").tail(1).set_index("host_id")
+    # reindex, not map: map refuses an empty frame of times (a store with no attempt yet).
+    last = last.reindex(frame["host_id"].to_numpy())
     for column, source in (
         ("last_attempt_at", "started_at"),
         ("last_status", "status"),
         ("last_error_class", "error_class"),
         ("last_message", "message"),
     ):
-        frame[column] = frame["host_id"].map(last[source])  # fmt: skip
+        frame[column] = last[source].array  # fmt: skip
     # Failures in a row since the last attempt that got something.
     good = ordered["status"] != "failed"
     streak = good.groupby(ordered["host_id"]).cumsum()

@@ -32,9 +32,10 @@ from functools import cache
 import numpy as np
 import pandas as pd
 from scipy.stats import fisher_exact
+from sqlalchemy import Connection
 
-from collector.store.history import History
 from collector.windows import MIN_BLOCK
+from reports import tables
 from reports.model import COLUMNS
 
 DEFAULT_WINDOW_DAYS = 7.0
@@ -42,16 +43,21 @@ DEFAULT_MIN_HOSTS = 3
 CORRELATION_COLUMNS = (*COLUMNS["correlation"], "hosts_unexposed_with_event", "pending_hosts")
 
 
-def measure_reservations(history: History, min_block: int = MIN_BLOCK) -> pd.DataFrame:
-    """Return, per snapshot with known excluded ranges, the ports held in run-time blocks."""
-    ranges = history.ranges
+def measure_reservations(
+    snapshots: pd.DataFrame, ranges: pd.DataFrame, min_block: int = MIN_BLOCK
+) -> pd.DataFrame:
+    """Return, per snapshot with known excluded ranges, the ports held in run-time blocks.
+
+    ``snapshots`` and ``ranges`` are the ``reservation_snapshots`` and ``excluded_ranges``
+    tables (``reports.tables``).
+    """
     ports = ranges["end"] - ranges["start"] + 1
     blocks = ranges[~ranges["administered"] & (ports >= min_block)]
     per_set = (blocks["end"] - blocks["start"] + 1).groupby(blocks["set_id"]).sum()
-    known = history.snapshots[history.snapshots["excluded_set_id"].notna()]
+    # Growth compares each snapshot with the host's earlier ones: oldest first.
+    known = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], kind="stable")
     levels = known[["host_id", "host", "snapshot_id", "taken_at"]].copy()
-    sets = known["excluded_set_id"].astype("int64")
-    levels["level"] = sets.map(per_set).fillna(0).astype("int64").to_numpy()
+    levels["level"] = known["excluded_set_id"].map(per_set).fillna(0).astype("int64").to_numpy()
     return levels.reset_index(drop=True)
 
 
@@ -151,13 +157,15 @@ def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def correlate_fleet(
-    history: History,
+    connection: Connection,
     causes: pd.DataFrame,
     window_days: float = DEFAULT_WINDOW_DAYS,
     min_hosts: int = DEFAULT_MIN_HOSTS,
 ) -> pd.DataFrame:
     """Correlate candidate causes with reservation growth over the whole fleet."""
-    levels = measure_reservations(history)
+    snapshots = tables.read(connection, "reservation_snapshots")
+    ranges = tables.read(connection, "excluded_ranges", snapshots["excluded_set_id"].tolist())
+    levels = measure_reservations(snapshots, ranges)
     return correlate(
         causes, find_growth(levels), list_observed_hosts(levels), window_days, min_hosts
     )

@@ -27,14 +27,13 @@ from collector.diagnosis import (
     in_dynamic_range,
 )
 from collector.store.database import Store
-from collector.store.frames import read_frame, to_utc
-from collector.store.history import load_history
 from collector.windows import (
     DEFAULT_DYNAMIC_START,
     RUNTIME_OWNER,
     default_dynamic,
     describe_code,
 )
+from reports import tables
 from reports.analysis import DEFAULT_STALE_DAYS
 from reports.correlation import DEFAULT_WINDOW_DAYS, correlate_fleet
 from reports.events import load_causes
@@ -47,12 +46,6 @@ from reports.findings import (
 )
 from reports.odds import Odds, at_risk_odds
 from reports.remediation import Remedy, word_fixes
-
-_LATEST = "SELECT snapshot_id FROM v_latest_snapshots WHERE host_id = :host_id"
-# The change events of the window a streak began in (the same rows the report shows).
-_CHANGES = """
-SELECT kind, protocol, start_port, end_port, previous_start, previous_end, at, previous_at
-  FROM v_change_events WHERE snapshot_id = :snapshot_id ORDER BY event_id"""
 
 
 class UnknownHostError(LookupError):
@@ -226,7 +219,7 @@ def explain(
     now = now or datetime.now(UTC)
     with store.connect() as connection:
         host_id, name = _find_host(connection, host)
-        latest = read_frame(connection, _LATEST, host_id=host_id)
+        latest = tables.read(connection, "host_latest_snapshot", host_id=host_id)
         if latest.empty:
             reason = "No snapshot of this host is stored yet (see its collection attempts)."
             return Explanation(name, port, PortStatus.UNKNOWN, Diagnosis.UNKNOWN, reason)
@@ -267,13 +260,13 @@ def explain(
 
 
 def _find_host(connection: Connection, host: str) -> tuple[int, str]:
-    names = read_frame(connection, "SELECT id, name FROM hosts")
-    exact = names[names["name"] == host]
+    names = tables.read(connection, "hosts")
+    exact = names[names["host"] == host]
     if exact.empty:  # Windows host names ignore case
-        exact = names[names["name"].str.casefold() == host.casefold()]
+        exact = names[names["host"].str.casefold() == host.casefold()]
     if len(exact) == 1:
-        return int(exact["id"].iloc[0]), str(exact["name"].iloc[0])
-    known = sorted(names["name"])
+        return int(exact["host_id"].iloc[0]), str(exact["host"].iloc[0])
+    known = sorted(names["host"])
     folded = {n.casefold(): n for n in known}
     close = [n for n in known if host.casefold() in n.casefold() or n.casefold() in host.casefold()]
     close += [folded[n] for n in difflib.get_close_matches(host.casefold(), folded, 5, 0.5)]
@@ -307,18 +300,17 @@ def _story(connection: Connection, host: str, streaks: list[Streak]) -> dict[str
     since = began_at - pd.Timedelta(days=DEFAULT_WINDOW_DAYS)
     mine = causes[(causes["host"] == host) & (causes["seen_at"] <= began_at)
                   & (causes["seen_at"] > since)]  # fmt: skip
-    events = read_frame(connection, _CHANGES, snapshot_id=began)
+    # The change events of the window the streak began in (the same rows the report shows).
+    events = tables.read(connection, "snapshot_changes", snapshot_id=began)
     ranks: dict[tuple[str, str], int] = {}
     if not mine.empty:
-        table = correlate_fleet(load_history(connection), causes)
+        table = correlate_fleet(connection, causes)
         ranked = table[table["rank"].notna()]
         keys = zip(ranked["cause_kind"], ranked["cause"], ranked["rank"], strict=True)
         ranks = {(str(kind), str(cause)): int(rank) for kind, cause, rank in keys}
-    for column in ("at", "previous_at"):
-        events[column] = to_utc(events[column])
     changes = [
-        {"kind": row["kind"], "protocol": row["protocol"], "start": _int(row["start_port"]),
-         "end": _int(row["end_port"]), "previous_start": _int(row["previous_start"]),
+        {"kind": row["kind"], "protocol": row["protocol"], "start": _int(row["start"]),
+         "end": _int(row["end"]), "previous_start": _int(row["previous_start"]),
          "previous_end": _int(row["previous_end"]), "at": row["at"].isoformat(),
          "previous_at": row["previous_at"].isoformat()}
         for row in events.to_dict("records")

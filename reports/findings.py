@@ -30,38 +30,11 @@ from collector.diagnosis import (
     word,
 )
 from collector.store.database import Store
-from collector.store.frames import read_frame, to_ints, to_utc
+from reports import tables
 from reports.model import COLUMNS
 
-# The latest snapshot of each host is what v_latest_snapshots says, nowhere else.
-_LATEST = "SELECT host_id, snapshot_id FROM v_latest_snapshots"
-_META = """
-SELECT s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, s.source, s.os_build,
-       s.last_boot_at, s.docker_version, s.wsl_version, s.excluded_set_id,
-       s.bind_failure_set_id, s.listener_set_id, s.finding_set_id
-  FROM snapshots s JOIN hosts h ON h.id = s.host_id
- WHERE s.id IN :ids"""
-_FEATURES = "SELECT snapshot_id, name, state FROM features WHERE snapshot_id IN :ids"
-_SERVICES = "SELECT snapshot_id, name, status FROM services WHERE snapshot_id IN :ids"
-_FINDING_FIELDS = """set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis,
-       dynamic_start, dynamic_end, dynamic_captured, in_dynamic, error_code, administered,
-       range_start, range_end, block_start, block_end, pid, process, holder, fixes"""
-_FINDINGS = f"SELECT {_FINDING_FIELDS} FROM findings WHERE set_id IN :ids ORDER BY id"
-# Every snapshot of a host, and the TCP findings of each that cover one port.
-_HOST_SNAPSHOTS = """
-SELECT id AS snapshot_id, taken_at, finding_set_id,
-       CASE WHEN bind_failure_set_id IS NULL THEN 0 ELSE 1 END AS swept,
-       CASE WHEN excluded_set_id IS NULL THEN 0 ELSE 1 END AS excluded_known
-  FROM snapshots WHERE host_id = :host_id ORDER BY taken_at, id"""
-_COVERING = f"""SELECT {_FINDING_FIELDS} FROM findings WHERE set_id IN :ids AND protocol = 'tcp'
-   AND start_port <= :port AND end_port >= :port ORDER BY id"""
-_EXCLUDED = """SELECT DISTINCT set_id, protocol, start_port AS start, end_port AS "end",
-       administered FROM excluded_ranges WHERE set_id IN :ids"""
-_DYNAMIC = """SELECT snapshot_id, protocol, family, start_port AS start, port_count AS count
-  FROM dynamic_ranges WHERE snapshot_id IN :ids"""
 # The wanted frame's columns besides the report's: what remediation and explain also need.
 WANTED_EXTRAS = ("snapshot_id", "finding")
-_NULLABLE = ("error_code", "range_start", "range_end", "block_start", "block_end", "pid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,57 +62,46 @@ class PortAnswer:
 
 def latest_snapshots(connection: Connection) -> pd.DataFrame:
     """Return each host's latest snapshot id (host_id, snapshot_id)."""
-    return read_frame(connection, _LATEST)
+    return tables.read(connection, "latest_snapshots")
 
 
 def load_state(connection: Connection, snapshot_ids: Sequence[int]) -> SnapshotState:
     """Read the findings, excluded ranges and dynamic ranges of some snapshots."""
-    meta = read_frame(connection, _META, snapshot_ids)
-    for column in ("taken_at", "last_boot_at"):
-        meta[column] = to_utc(meta[column])
+    meta = tables.read(connection, "snapshot_meta", snapshot_ids)
     meta["excluded_known"] = meta["excluded_set_id"].notna()
     meta["swept"] = meta["bind_failure_set_id"].notna()
     meta["host_state"] = pd.Series(_host_states(connection, meta), index=meta.index, dtype=object)
     meta["hyperv"] = [state.hyperv for state in meta["host_state"]]
     meta["winnat"] = [state.winnat for state in meta["host_state"]]
 
-    def by_set(sql: str, column: str) -> pd.DataFrame:
+    def by_set(query: str, column: str) -> pd.DataFrame:
         pointers = meta[["snapshot_id", column]].dropna().astype("int64")
-        rows = read_frame(connection, sql, pointers[column].tolist())
+        rows = tables.read(connection, query, pointers[column].tolist())
         found = pointers.merge(rows, left_on=column, right_on="set_id")
         return found.drop(columns=[column, "set_id"])
 
-    findings = _typed(by_set(_FINDINGS, "finding_set_id"))
+    findings = by_set("findings", "finding_set_id")
     known = meta.set_index("snapshot_id")["excluded_known"]
     findings["excluded_known"] = findings["snapshot_id"].map(known).astype(bool)
-    excluded = by_set(_EXCLUDED, "excluded_set_id")
-    excluded["administered"] = excluded["administered"].astype(bool)
+    excluded = by_set("excluded_ranges", "excluded_set_id")
     excluded = excluded.sort_values(["snapshot_id", "protocol", "start"], ignore_index=True)
     return SnapshotState(
         meta=meta,
         findings=findings.sort_values(["snapshot_id", "protocol", "family", "start"],
                                       ignore_index=True, kind="stable"),
         excluded=excluded,
-        dynamic=read_frame(connection, _DYNAMIC, snapshot_ids),
+        dynamic=tables.read(connection, "dynamic_ranges", snapshot_ids),
     )  # fmt: skip
-
-
-def _typed(findings: pd.DataFrame) -> pd.DataFrame:
-    """Give findings read from the store their types: nullable integers and flags."""
-    findings = findings.astype(dict.fromkeys(_NULLABLE, "Int64") | {"administered": "boolean"})
-    for column in ("dynamic_captured", "in_dynamic"):
-        findings[column] = findings[column].astype(bool)
-    return findings
 
 
 def port_history(connection: Connection, host_id: int, port: int) -> pd.DataFrame:
     """Return every snapshot of a host, oldest first, with the status TCP ``port`` had in it."""
-    snapshots = read_frame(connection, _HOST_SNAPSHOTS, host_id=host_id)
-    snapshots["taken_at"] = to_utc(snapshots["taken_at"])
+    snapshots = tables.read(connection, "host_snapshots", host_id=host_id)
     pointers = snapshots[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
-    rows = read_frame(connection, _COVERING, pointers["finding_set_id"].tolist(), port=port)
-    found = _typed(pointers.merge(rows, left_on="finding_set_id", right_on="set_id"))
-    known = snapshots.set_index("snapshot_id")["excluded_known"].astype(bool)
+    ids = pointers["finding_set_id"].tolist()
+    rows = tables.read(connection, "port_findings", ids, port=port)
+    found = pointers.merge(rows, left_on="finding_set_id", right_on="set_id")
+    known = snapshots.set_index("snapshot_id")["excluded_known"]
     found["excluded_known"] = found["snapshot_id"].map(known)
     cells = snapshots.assign(port=port)
     answers = answer_ports(found.drop(columns=["finding_set_id", "set_id"]), cells)
@@ -149,8 +111,8 @@ def port_history(connection: Connection, host_id: int, port: int) -> pd.DataFram
 def _host_states(connection: Connection, meta: pd.DataFrame) -> list[HostState]:
     """Return each snapshot's host state, as the diagnosis saw it when it was stored."""
     ids = meta["snapshot_id"].tolist()
-    features = read_frame(connection, _FEATURES, ids).groupby("snapshot_id")
-    services = read_frame(connection, _SERVICES, ids).groupby("snapshot_id")
+    features = tables.read(connection, "features", ids).groupby("snapshot_id")
+    services = tables.read(connection, "services", ids).groupby("snapshot_id")
     found_features, found_services = dict(iter(features)), dict(iter(services))
     states = []
     for snapshot_id, wsl in zip(meta["snapshot_id"], meta["wsl_version"], strict=True):
@@ -191,11 +153,12 @@ def expand_failures(findings: pd.DataFrame) -> pd.DataFrame:
         ~frame["dynamic_captured"]
     )  # fmt: skip
     columns = [c for c in COLUMNS["failures"] if c != "port"]
-    lengths = to_ints(frame["end"] - frame["start"] + 1)
+    lengths = (frame["end"] - frame["start"] + 1).to_numpy(dtype=np.int64)
     rows = np.repeat(np.arange(len(frame), dtype=np.int64), lengths)
     ports = frame[columns].take(rows).reset_index(drop=True)
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    ports["port"] = to_ints(frame["start"])[rows] + np.arange(lengths.sum()) - starts
+    firsts = frame["start"].to_numpy(dtype=np.int64)
+    ports["port"] = firsts[rows] + np.arange(lengths.sum()) - starts
     return ports.loc[:, list(COLUMNS["failures"])]
 
 

@@ -1,5 +1,8 @@
 """The self-contained HTML report: one file, no network, every host string escaped.
 
+It renders the frames ``reports.model`` declares, as the analysis gives them, and nothing else:
+a value of a kind the model does not declare is an error, not something to guess at.
+
 The page is rendered by Jinja2 with autoescape on for every template. Data the page's script
 needs (the charts) travels as JSON inside a ``<script type="application/json">`` block with
 ``<``, ``>`` and ``&`` written as ``\\u003c``-style escapes, so no host string can close the
@@ -14,13 +17,12 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import numpy as np
 import pandas as pd
@@ -28,7 +30,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from collector.diagnosis import Diagnosis, PortStatus
-from reports.model import ReportData
+from reports.model import COLUMNS, ReportData
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 Row: TypeAlias = dict[str, JsonValue]
@@ -75,27 +77,28 @@ def render_report(data: ReportData) -> str:
     plotly_js = _inline_code(_plotly_js(), "script")
     report_js = _inline_code(_static_text("report.js"), "script")
     css = _inline_code(_static_text("report.css"), "style")
-    hosts = _host_order(data)
     # Each frame becomes records once; the sections below share them.
-    host_rows = _host_rows(data.hosts)
-    wanted_rows = _records(data.wanted)
-    correlation_rows = _records(data.correlation)
+    host_rows = _sorted(_records(data.hosts, "hosts"), "host")
+    hosts = [str(row["host"]) for row in host_rows]
+    wanted_rows = _records(data.wanted, "wanted")
+    correlation_rows = _records(data.correlation, "correlation")
     unexplained = data.failures[~data.failures.classification.isin(_EXPLAINED)]
     events = _event_rows(data.events)
     context: dict[str, object] = {
         "generated_at": _plain(data.generated_at),
         "database": data.database,
         "sections": SECTIONS,
-        "wanted_ports": [int(port) for port in data.wanted_ports],
+        "wanted_ports": list(data.wanted_ports),
         "cards": _summary_cards(data, host_rows, wanted_rows),
         "hosts": host_rows,
         "stale_hosts": [row for row in host_rows if row["stale"]],
-        "failed_attempts": _records(data.failed_attempts),
+        "failed_attempts": _records(data.failed_attempts, "failed_attempts"),
         "matrix": _wanted_matrix(data, hosts, wanted_rows),
         "has_port_map": not data.port_map.empty,
-        "events": sorted(events, key=lambda row: _text(row["at"]), reverse=True),
-        "ranked": _ranked_causes(correlation_rows),
-        "too_few": [r for r in correlation_rows if not _truthy(r["enough_hosts"])],
+        "events": sorted(events, key=lambda row: str(row["at"]), reverse=True),
+        # The correlation lists ranked causes first, best first.
+        "ranked": [row for row in correlation_rows if row["enough_hosts"]],
+        "too_few": [row for row in correlation_rows if not row["enough_hosts"]],
         "unexplained": _unexplained(unexplained, host_rows),
         "remediation": _remediation(data.remediation),
         "chart_data": _script_json(_chart_data(data, hosts, events)),
@@ -113,112 +116,62 @@ def write_report(data: ReportData, path: Path) -> None:
 
 
 def _plain(value: object) -> JsonValue:
-    """Turn one pandas/numpy/stdlib value into JSON-safe Python (NaN, NaT, NA -> None)."""
+    """Turn one value of a declared kind into JSON-safe Python (NaN, NaT, NA -> None)."""
     if value is None or value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, np.datetime64 | np.timedelta64) and np.isnat(value):
         return None
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
         return int(value)
-    if isinstance(value, float | np.floating | Decimal):
+    if isinstance(value, float | np.floating):
         number = float(value)
         if math.isnan(number):
             return None
         if math.isinf(number):
             # JSON has no infinity; JavaScript's Number() reads these back.
             return "Infinity" if number > 0 else "-Infinity"
-        # pandas stores whole numbers as floats once a column has a gap; give them back.
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+        return number
     if isinstance(value, str):
         return value
-    if isinstance(value, np.datetime64):
-        return _plain(pd.Timestamp(value))
     if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, timedelta | np.timedelta64):
-        return _plain(pd.Timedelta(value).total_seconds() / 86400)
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset | np.ndarray | pd.Series | pd.Index):
-        return [_plain(item) for item in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
+    raise TypeError(f"the report has no way to show {type(value).__name__} {value!r}")
 
 
-def _iso(moment: datetime) -> str:
-    stamp = pd.Timestamp(moment)
-    # Naive times in the store are UTC already.
-    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _records(frame: pd.DataFrame) -> list[Row]:
-    columns = [str(column) for column in frame.columns]
+def _records(frame: pd.DataFrame, name: str) -> list[Row]:
+    """Return the rows of a frame's declared columns as plain values."""
+    columns = list(COLUMNS[name])
     return [
         {column: _plain(value) for column, value in zip(columns, row, strict=True)}
-        for row in frame.itertuples(index=False, name=None)
+        for row in frame.loc[:, columns].itertuples(index=False, name=None)
     ]
 
 
-def _columns(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, JsonValue]:
-    return {name: [_plain(value) for value in frame[name].tolist()] for name in names}
-
-
 def _sorted(rows: list[Row], key: str) -> list[Row]:
-    return sorted(rows, key=lambda row: _text(row[key]).casefold())
+    return sorted(rows, key=lambda row: str(row[key]).casefold())
 
 
-def _text(value: JsonValue) -> str:
-    return "" if value is None else str(value)
-
-
-def _number(value: JsonValue, missing: float = 0.0) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return missing
-
-
-def _truthy(value: JsonValue) -> bool:
-    if isinstance(value, str):
-        return value.strip().casefold() in {"1", "true", "yes", "y"}
-    return bool(value)
-
-
-def _host_rows(frame: pd.DataFrame) -> list[Row]:
-    rows = _sorted(_records(frame), "host")
-    for row in rows:
-        row["stale"] = _truthy(row["stale"])
-    return rows
-
-
-def _host_order(data: ReportData) -> list[str]:
-    names = {str(host) for frame in (data.hosts, data.port_map, data.wanted) for host in frame.host}
-    return sorted(names, key=str.casefold)
-
-
-def _status_kind(status: JsonValue, serving: JsonValue = False) -> str:
-    word = _text(status).strip().casefold()
-    if word == PortStatus.IN_USE and _truthy(serving):
+def _status_kind(status: JsonValue, serving: JsonValue) -> str:
+    if status == PortStatus.IN_USE and serving:
         return "ok"
-    return _CELL_KINDS.get(PortStatus(word), "unknown") if word in set(PortStatus) else "unknown"
+    return _CELL_KINDS[PortStatus(str(status))]
 
 
 def _summary_cards(
     data: ReportData, hosts: list[Row], wanted: list[Row]
 ) -> list[tuple[str, str, str]]:
     reserved = [row for row in wanted if row["status"] == PortStatus.RESERVED]
-    held = [row for row in wanted if _status_kind(row["status"], row.get("serving")) == "inuse"]
+    held = [row for row in wanted if _status_kind(row["status"], row["serving"]) == "inuse"]
     classes = data.failures.classification.value_counts()
     probable, unexplained = (int(classes.get(kind, 0)) for kind in
                              (Diagnosis.PROBABLY_RESERVED, Diagnosis.UNEXPLAINED))  # fmt: skip
     return [
         ("Hosts", str(len(hosts)), f"{sum(row['snapshot_id'] is not None for row in hosts)} seen"),
-        ("Not seen lately", str(sum(_truthy(row["stale"]) for row in hosts)), "see freshness"),
+        ("Not seen lately", str(sum(bool(row["stale"]) for row in hosts)), "see freshness"),
         (
             "Wanted ports reserved",
             str(len(reserved)),
@@ -240,35 +193,26 @@ def _hosts(count: int) -> str:
 
 
 def _wanted_matrix(data: ReportData, hosts: list[str], wanted: list[Row]) -> dict[str, object]:
-    cells: dict[tuple[str, int], Row] = {}
+    # The analysis gives every host a cell for every wanted port (unknown where never seen).
+    cells = {(row["host"], row["port"]): row for row in wanted}
     for row in wanted:
-        if isinstance(row["port"], int):
-            row["kind"] = _status_kind(row["status"], row.get("serving"))
-            cells[(_text(row["host"]), row["port"])] = row
-    ports = sorted({int(port) for port in data.wanted_ports} | {port for _, port in cells})
-    wanted_hosts = [host for host in hosts if any((host, port) in cells for port in ports)]
-    rows = [(host, [cells.get((host, port)) for port in ports]) for host in wanted_hosts]
+        row["kind"] = _status_kind(row["status"], row["serving"])
+    ports = list(data.wanted_ports)
+    rows = [(host, [cells[(host, port)] for port in ports]) for host in hosts] if ports else []
     return {"ports": ports, "rows": rows}
 
 
-def _ranked_causes(correlation: list[Row]) -> list[Row]:
-    rows = [row for row in correlation if _truthy(row["enough_hosts"])]
-    return sorted(rows, key=lambda row: _number(row["rank"], math.inf))
-
-
 def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
-    if failures.empty:
-        return []
-    known = {_text(row["host"]): row["excluded_known"] for row in hosts}
+    """Group the failing ports of one cause into runs, one row each."""
+    known = {row["host"]: row["excluded_known"] for row in hosts}
     keys = ["host", "protocol", "family", "classification", "error_code", "failure_start"]
-    groups: dict[tuple[str, ...], list[Row]] = {}
-    for row in _records(failures):
-        groups.setdefault(tuple(_text(row[key]) for key in keys), []).append(row)
+    groups: dict[tuple[JsonValue, ...], list[Row]] = {}
+    for row in _records(failures, "failures"):
+        groups.setdefault(tuple(row[key] for key in keys), []).append(row)
     runs: list[Row] = []
     for rows in groups.values():
-        ports = [row["port"] for row in rows if isinstance(row["port"], int)]
+        ports = [cast(int, row["port"]) for row in rows]
         first = rows[0]
-        excluded_known = known.get(_text(first["host"]))
         runs.append(
             {
                 "host": first["host"],
@@ -277,70 +221,60 @@ def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
                 "classification": first["classification"],
                 "reason": first["reason"],
                 "error_code": first["error_code"],
-                "first_port": min(ports) if ports else None,
-                "last_port": max(ports) if ports else None,
+                "first_port": min(ports),
+                "last_port": max(ports),
                 "ports": len(rows),
                 "in_dynamic_range": first["in_dynamic_range"],
                 "taken_at": first["taken_at"],
-                "excluded_unknown": excluded_known is not None and not _truthy(excluded_known),
+                "excluded_unknown": known[first["host"]] is False,
             }
         )
-    return sorted(runs, key=lambda run: (_text(run["host"]).casefold(), _number(run["first_port"])))
+    return sorted(runs, key=lambda run: (str(run["host"]).casefold(), run["first_port"]))
 
 
 def _remediation(frame: pd.DataFrame) -> list[tuple[str, list[Row]]]:
     by_host: dict[str, list[Row]] = {}
-    for row in _records(frame):
-        commands = row["commands"]
-        row["commands"] = (
-            "\n".join(map(_text, commands)) if isinstance(commands, list) else commands
-        )
-        by_host.setdefault(_text(row["host"]), []).append(row)
+    for row in _records(frame, "remediation"):
+        row["caveats"] = list(str(row["caveats"]).splitlines())
+        by_host.setdefault(str(row["host"]), []).append(row)
     return sorted(by_host.items(), key=lambda item: item[0].casefold())
 
 
 def _event_rows(frame: pd.DataFrame) -> list[Row]:
-    rows = _records(frame)
+    rows = _records(frame, "events")
     for row in rows:
-        row["causes"] = [_cause_text(cause) for cause in _as_list(row["causes"])]
+        causes = row["causes"]
+        assert isinstance(causes, list)
+        row["causes"] = [_cause_text(cause) for cause in causes]
     return rows
 
 
-def _as_list(value: JsonValue) -> list[JsonValue]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [item for item in value if item is not None]
-    if isinstance(value, str):
-        return [line for line in value.splitlines() if line.strip()]
-    return [value]
-
-
 def _cause_text(cause: JsonValue) -> str:
-    # The analysis hands causes as {"kind", "cause", "detail", "at"}; plain strings work too.
-    if not isinstance(cause, dict):
-        return _text(cause)
-    text = _text(cause.get("cause")) or _text(cause.get("kind"))
-    if cause.get("detail"):
-        text += f" — {_text(cause['detail'])}"
-    when = _format_when(cause.get("at"))
-    if cause.get("at") and when not in text:
+    """Word a cause ``{"kind", "cause", "detail", "at"}`` as the timeline lists it."""
+    assert isinstance(cause, dict)
+    text = str(cause["cause"])
+    if cause["detail"]:
+        text += f" — {cause['detail']}"
+    when = _format_when(cause["at"])
+    # A reboot's detail says when it booted already.
+    if cause["at"] and when not in text:
         text += f" ({when})"
     return text
 
 
 def _chart_data(data: ReportData, hosts: list[str], events: list[Row]) -> dict[str, JsonValue]:
     dynamic = data.hosts.dropna(subset=["dynamic_start", "dynamic_count"])
-    starts = [_number(_plain(value)) for value in dynamic.dynamic_start.tolist()]
-    counts = [_number(_plain(value)) for value in dynamic.dynamic_count.tolist()]
+    starts = [int(start) for start in dynamic.dynamic_start]
+    counts = [int(count) for count in dynamic.dynamic_count]
+    port_map = data.port_map
     return {
         "hosts": [*hosts],
-        "wanted_ports": [int(port) for port in data.wanted_ports],
-        "port_map": _columns(data.port_map, ("host", "start", "end", "kind", "label")),
+        "wanted_ports": list(data.wanted_ports),
+        "port_map": {name: [_plain(v) for v in port_map[name]] for name in COLUMNS["port_map"]},
         "dynamic": {
-            "host": [_plain(host) for host in dynamic.host.tolist()],
-            "start": [int(start) for start in starts],
-            "end": [int(start + count - 1) for start, count in zip(starts, counts, strict=True)],
+            "host": [str(host) for host in dynamic.host],
+            "start": [start for start in starts],
+            "end": [start + count - 1 for start, count in zip(starts, counts, strict=True)],
         },
         "events": {name: [row[name] for row in events] for name in _EVENT_FIELDS},
     }
@@ -401,65 +335,49 @@ def _environment() -> Environment:
         pvalue=_format_pvalue,
         ratio=_format_ratio,
         yesno=_format_yesno,
-        items=_as_items,
     )
     environment.globals["port_range"] = _format_port_range
     return environment
 
 
 _DASH = "—"
+_INFINITE = {"Infinity": "∞", "-Infinity": "-∞"}
 
 
 def _format_when(value: JsonValue) -> str:
-    text = _text(value)
-    if not text:
-        return _DASH
-    return text.replace("T", " ")[:16] if "T" in text else text
+    # Times reach the page as ISO text (YYYY-MM-DDTHH:MM…); the page shows them to the minute.
+    return _DASH if value is None else str(value).replace("T", " ")[:16]
 
 
 def _format_number(value: JsonValue, digits: int = 1) -> str:
-    if value is None or value == "":
+    if value is None:
         return _DASH
-    if isinstance(value, str):
-        return {"Infinity": "∞", "-Infinity": "-∞"}.get(value, value)
-    if isinstance(value, bool):
-        return str(int(value))
+    if isinstance(value, str):  # an infinite float, as _plain writes it
+        return _INFINITE[value]
     if isinstance(value, float) and not value.is_integer():
         return f"{value:.{digits}f}"
-    if isinstance(value, int | float):
-        return str(int(value))
-    return _text(value)
+    assert isinstance(value, int | float)
+    return str(int(value))
 
 
 def _format_pvalue(value: JsonValue) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if value is None:
         return _DASH
+    assert isinstance(value, float)
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _format_ratio(value: JsonValue) -> str:
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return f"{value:.2f}"
-    return _format_number(value)
+    return f"{value:.2f}" if isinstance(value, float) else _format_number(value)
 
 
 def _format_yesno(value: JsonValue) -> str:
-    if value is None:
-        return _DASH
-    if isinstance(value, str) and value.strip().casefold() not in {"0", "1", "true", "false"}:
-        return value
-    return "yes" if _truthy(value) else "no"
-
-
-def _as_items(value: JsonValue) -> list[str]:
-    return [_text(item) for item in _as_list(value)]
+    return _DASH if value is None else "yes" if value else "no"
 
 
 def _format_port_range(start: JsonValue, end: JsonValue) -> str:
-    if start is None and end is None:
+    if start is None:  # an appeared range has no previous one, a disappeared none now
         return _DASH
-    if start == end or end is None:
+    if start == end:
         return _format_number(start)
-    if start is None:
-        return _format_number(end)
     return f"{_format_number(start)}–{_format_number(end)}"

@@ -19,16 +19,11 @@ import pandas as pd
 
 from collector.diagnosis import Diagnosis
 from collector.store.database import Store
-from collector.store.frames import read_frame, to_utc
+from reports import tables
 
 WINDOWS = (7, 30)  # days ahead
 MIN_NIGHTS = 20  # host-nights under which a rate says too little
 
-_SNAPSHOTS = "SELECT id AS snapshot_id, host_id, taken_at, finding_set_id FROM snapshots"
-_COVERING = """
-SELECT DISTINCT f.set_id, f.diagnosis FROM findings f
- WHERE f.protocol = 'tcp' AND f.family = 'ipv4' AND f.start_port <= :port AND f.end_port >= :port
-   AND f.diagnosis IN ('at-risk', 'reserved', 'probably-reserved')"""
 _RESERVED = (Diagnosis.RESERVED, Diagnosis.PROBABLY_RESERVED)
 
 
@@ -62,9 +57,8 @@ class Odds:
 def at_risk_odds(store: Store, ports: Sequence[int]) -> dict[int, tuple[Odds, ...]]:
     """Return, per port, the fleet's odds for each of ``WINDOWS``."""
     with store.connect() as connection:
-        snapshots = read_frame(connection, _SNAPSHOTS)
-        covering = {port: read_frame(connection, _COVERING, port=port) for port in ports}
-    snapshots["taken_at"] = to_utc(snapshots["taken_at"])
+        snapshots = tables.read(connection, "snapshot_findings")
+        covering = {port: tables.read(connection, "port_diagnoses", port=port) for port in ports}
     return {port: _odds(port, snapshots, covering[port]) for port in ports}
 
 

@@ -23,12 +23,12 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from collector.store.database import Store
-from collector.store.frames import read_frame, to_utc
 from collector.windows import (
     DYNAMIC_MIN_COUNT,
     MAX_PORT,
     default_dynamic,
 )
+from reports import tables
 
 LOWEST_PORT = 1024  # below it, ports are Windows' own services'
 # What to know before running the netsh command a dynamic move proposes.
@@ -40,20 +40,6 @@ MOVE_CAVEATS = (
     "A policy (GPO, Intune) or an installer that sets the range may set it back.",
 )
 _FAMILIES = ("ipv4", "ipv6")
-
-_HOSTS = "SELECT id AS host_id, name AS host, groups FROM hosts"
-_SNAPSHOTS = """
-SELECT id AS snapshot_id, host_id, taken_at, excluded_set_id, bind_failure_set_id,
-       listener_set_id
-  FROM snapshots WHERE host_id IN :ids"""
-_EXCLUDED = """SELECT DISTINCT start_port, end_port FROM excluded_ranges
- WHERE protocol = 'tcp' AND set_id IN :ids"""
-_FAILURES = """SELECT DISTINCT start_port, end_port FROM bind_failures
- WHERE protocol = 'tcp' AND set_id IN :ids"""
-_LISTENERS = """SELECT DISTINCT port AS start_port, port AS end_port FROM listeners
- WHERE protocol = 'tcp' AND set_id IN :ids"""
-_DYNAMIC = """SELECT snapshot_id, family, start_port, port_count FROM dynamic_ranges
- WHERE protocol = 'tcp' AND snapshot_id IN :ids"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,18 +138,16 @@ def find_safe_ports(
     command that moves the range off them.
     """
     with store.connect() as connection:
-        hosts = read_frame(connection, _HOSTS)
+        hosts = tables.read(connection, "host_groups")
         if group is not None:
             hosts = hosts[hosts["groups"].map(lambda value: group in _groups(value))]
             if hosts.empty:
                 raise UnknownGroupError(f"no host of the store is in the group {group!r}")
-        snapshots = read_frame(connection, _SNAPSHOTS, hosts["host_id"].tolist())
+        snapshots = tables.read(connection, "host_evidence", hosts["host_id"].tolist())
         known = snapshots["excluded_set_id"].notna() | snapshots["bind_failure_set_id"].notna()
-        evidence = snapshots[known].copy()
-        evidence["taken_at"] = to_utc(evidence["taken_at"])
+        evidence = snapshots[known]
         taken = _blocked(connection, evidence)
-        ids = evidence["snapshot_id"].astype(int).tolist()
-        dynamic = read_frame(connection, _DYNAMIC, ids) if ids else None
+        dynamic = tables.read(connection, "dynamic_ranges", evidence["snapshot_id"].tolist())
     ranges = _dynamic_ranges(evidence, dynamic)
     free = ~taken
     free[:LOWEST_PORT] = False
@@ -196,30 +180,30 @@ def _groups(value: object) -> list[str]:
 def _blocked(connection: Connection, evidence: pd.DataFrame) -> np.ndarray:
     """Mark every port that was ever reserved, held or failing in the evidence."""
     taken = np.zeros(MAX_PORT + 1, dtype=bool)
-    for sql, column in (
-        (_EXCLUDED, "excluded_set_id"),
-        (_FAILURES, "bind_failure_set_id"),
-        (_LISTENERS, "listener_set_id"),
+    for name, column in (
+        ("tcp_excluded_spans", "excluded_set_id"),
+        ("tcp_failure_spans", "bind_failure_set_id"),
+        ("tcp_listener_spans", "listener_set_id"),
     ):
-        sets = evidence[column].dropna().astype(int).unique().tolist()
-        if not sets:
-            continue
-        for start, end in read_frame(connection, sql, sets).itertuples(index=False):
-            taken[int(start) : int(end) + 1] = True
+        sets = evidence[column].dropna().unique().tolist()
+        for start, end in tables.read(connection, name, sets).itertuples(index=False):
+            taken[start : end + 1] = True
     return taken
 
 
 def _dynamic_ranges(
-    evidence: pd.DataFrame, rows: pd.DataFrame | None
+    evidence: pd.DataFrame, rows: pd.DataFrame
 ) -> dict[tuple[int, str], tuple[int, int]]:
     """Return each evidence snapshot's TCP dynamic range per family: (first, last) port.
 
     A family whose range was not captured gets Windows' default, where it would have been.
     """
     found: dict[tuple[int, str], tuple[int, int]] = {}
-    if rows is not None:
-        for snapshot_id, family, start, count in rows.itertuples(index=False):
-            found[(int(snapshot_id), str(family))] = (int(start), int(start) + int(count) - 1)
+    tcp = rows[rows["protocol"] == "tcp"]
+    for snapshot_id, family, start, count in zip(
+        tcp["snapshot_id"], tcp["family"], tcp["start"], tcp["count"], strict=True
+    ):
+        found[(int(snapshot_id), str(family))] = (int(start), int(start) + int(count) - 1)
     for snapshot_id in evidence["snapshot_id"].astype(int):
         for family in _FAMILIES:
             if (snapshot_id, family) not in found:

@@ -2,6 +2,7 @@
 
 Uses Debian's Chromium (``apt-get install chromium``), never a browser Playwright downloads.
 Each page is loaded once per module (parsing Plotly takes seconds here); the checks share it.
+The reports are the analysis of stores filled from probe documents (``tests.report_store``).
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from playwright.sync_api import (
 )
 
 from reports.html import write_report
-from tests.report_data import (
+from reports.model import ReportData
+from tests.report_store import (
     HOSTILE_HOST,
     HOSTILE_NAT,
     HOSTILE_PROCESS,
     HOSTILE_TITLE,
-    PROBE_COMMAND,
-    big_fleet_report_data,
-    build_report_data,
-    empty_report_data,
+    KB_INSTALLED,
+    big_fleet,
+    fill_report_store,
+    report_of,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -106,9 +108,16 @@ def _open(context: BrowserContext, path: Path) -> _Loaded:
 
 
 @pytest.fixture(scope="module")
-def report(context: BrowserContext, tmp_path_factory: pytest.TempPathFactory) -> _Loaded:
+def data(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
+    return report_of(tmp_path_factory.mktemp("store") / "store.db", fill_report_store)
+
+
+@pytest.fixture(scope="module")
+def report(
+    context: BrowserContext, data: ReportData, tmp_path_factory: pytest.TempPathFactory
+) -> _Loaded:
     path = tmp_path_factory.mktemp("report") / "report.html"
-    write_report(build_report_data(), path)
+    write_report(data, path)
     loaded = _open(context, path)
     loaded.page.wait_for_selector("#port-map-plot .main-svg")
     return loaded
@@ -166,8 +175,8 @@ def test_port_map_shows_host_strings_as_text(report: _Loaded) -> None:
     text, markup = page.evaluate(_HOVER, ["in-use", "6666"])
     assert HOSTILE_HOST in text
     assert HOSTILE_PROCESS in text
-    # Plotly reads <b>, <a> and entities in labels; a NAT's name must come out as typed.
-    text, markup = page.evaluate(_HOVER, ["excluded", "for NAT"])
+    # Plotly reads <b>, <a> and entities in labels; a process name must come out as typed.
+    text, markup = page.evaluate(_HOVER, ["in-use", "PID 7777"])
     assert HOSTILE_NAT in text
     assert markup == 1  # the host name, which the report itself sets in bold; no link
     report.assert_quiet()
@@ -189,10 +198,10 @@ def test_table_sorts_numerically_both_ways(report: _Loaded) -> None:
     report.assert_quiet()
 
 
-def test_table_filters_as_you_type(report: _Loaded) -> None:
+def test_table_filters_as_you_type(report: _Loaded, data: ReportData) -> None:
     page = report.page
     rows = page.locator("#hosts-table tbody tr:visible")
-    hosts = build_report_data().hosts.host.tolist()
+    hosts = data.hosts.host.tolist()
     expected = sum("build" in host for host in hosts)
     assert 0 < expected < len(hosts) == rows.count()
     box = page.locator('input[data-filter-target="hosts-table"]')
@@ -208,35 +217,44 @@ def test_table_filters_as_you_type(report: _Loaded) -> None:
     report.assert_quiet()
 
 
-def test_hostile_strings_show_as_text_and_never_run(report: _Loaded) -> None:
+def test_hostile_strings_show_as_text_and_never_run(report: _Loaded, data: ReportData) -> None:
     page = report.page
     host = page.get_by_text(HOSTILE_HOST, exact=True)
     assert host.count() >= 5
     assert host.first.is_visible()
-    assert page.get_by_text(f"{HOSTILE_PROCESS} (PID 6666) listens on 8080.").count() == 1
-    assert page.get_by_text(HOSTILE_TITLE, exact=True).count() >= 1
+    remedies = data.remediation.set_index(["host", "action"])
+    why = str(remedies.loc[(HOSTILE_HOST, "stop-process"), "why"])
+    assert why.startswith(f"{HOSTILE_PROCESS} (PID 6666) listens on TCP 8080:")
+    assert page.get_by_text(why, exact=True).count() == 1
+    installed = KB_INSTALLED.replace("T", " ")[:16]
+    assert page.get_by_text(f"KB5036893 — {HOSTILE_TITLE} ({installed})", exact=True).count() >= 1
     assert page.locator('img[src="x"]').count() == 0
     assert page.locator("img").count() == 0
     assert page.locator("script").count() == 3
     # Opening the cell of a port a program holds shows the process in its evidence, as text.
     page.locator("#wanted-table td.cell-inuse summary").first.click()
-    assert page.get_by_text(f"held by {HOSTILE_PROCESS} (PID 6666)", exact=True).is_visible()
+    evidence = page.get_by_text(f"listener {HOSTILE_PROCESS} (PID 6666)", exact=False).first
+    assert evidence.is_visible()
     report.assert_quiet()
 
 
-def test_copy_button_copies_the_command_as_typed(report: _Loaded) -> None:
+def test_copy_button_copies_the_command_as_typed(report: _Loaded, data: ReportData) -> None:
     page = report.page
-    block = page.locator(".command", has_text="probe.ps1")
+    commands = data.remediation.set_index(["host", "action"]).loc[
+        (HOSTILE_HOST, "stop-process"), "commands"
+    ]
+    assert commands == 'tasklist /v /fi "PID eq 6666"\nnetstat -ano -p tcp | findstr :8080'
+    block = page.locator(".command", has_text='tasklist /v /fi "PID eq 6666"')
     block.locator("button.copy").click()
     copied = page.evaluate("() => navigator.clipboard.readText()")
-    assert copied == PROBE_COMMAND
+    assert copied == commands
     assert block.locator("button.copy").text_content() == "Copied"
     report.assert_quiet()
 
 
 def test_empty_report_loads_quietly(context: BrowserContext, tmp_path: Path) -> None:
     path = tmp_path / "empty.html"
-    write_report(empty_report_data(), path)
+    write_report(report_of(tmp_path / "store.db", None, ()), path)
     loaded = _open(context, path)
     assert loaded.page.get_by_text("Nothing to show", exact=False).count() >= 8
     assert loaded.page.locator(".js-plotly-plot").count() == 0
@@ -246,7 +264,8 @@ def test_empty_report_loads_quietly(context: BrowserContext, tmp_path: Path) -> 
 
 def test_port_map_draws_a_thousand_hosts(context: BrowserContext, tmp_path: Path) -> None:
     path = tmp_path / "big.html"
-    data = big_fleet_report_data(1000)
+    data = report_of(tmp_path / "store.db", big_fleet)
+    assert len(data.hosts) == 1000
     write_report(data, path)
     loaded = _open(context, path)
     plot = loaded.page.locator("#port-map-plot.js-plotly-plot")

@@ -1,6 +1,7 @@
 """Read the store into pandas frames: chunked ``IN`` lists, timestamps as aware UTC.
 
-The reports and the history derivation read through these; importing this module costs pandas.
+The history derivation reads through these, and the reports through ``reports.tables``, which
+declares each query's columns; importing this module costs pandas.
 """
 
 from __future__ import annotations
@@ -8,13 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import Connection, bindparam, text
 
 _CHUNK = 5000
-Ints = npt.NDArray[np.int64]
 
 
 def read_frame(
@@ -34,8 +32,3 @@ def read_frame(
 def to_utc(values: pd.Series) -> pd.Series:
     """Return timestamps as aware UTC (SQLite gives text, PostgreSQL naive UTC datetimes)."""
     return pd.to_datetime(values, utc=True, format="ISO8601")
-
-
-def to_ints(values: Any) -> Ints:
-    """Return values (a Series, a list, booleans) as an int64 array."""
-    return np.asarray(values, dtype=np.int64)

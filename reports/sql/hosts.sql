@@ -1,0 +1,1 @@
+SELECT id AS host_id, name AS host FROM hosts

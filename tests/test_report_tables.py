@@ -1,0 +1,148 @@
+"""The store read as typed frames: each named query's SQL file, its columns and their kinds."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Connection
+
+from collector.store.database import Store
+from reports import tables
+from reports.tables import QUERIES, Kind
+from tests.conftest import REPO
+from tests.report_store import fill_report_store
+
+
+@pytest.fixture
+def filled(db_url: str) -> Iterator[Store]:
+    """A store (SQLite, then PostgreSQL) filled with the report tests' fleet, read-only."""
+    with Store.open(db_url) as store:
+        fill_report_store(store)
+    with Store.reader(db_url) as reader:
+        yield reader
+
+
+def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dict[str, Any]]:
+    """Return ids and parameters that make the named query answer with rows."""
+    snapshots = tables.read(connection, "latest_snapshots")["snapshot_id"].tolist()
+    meta = tables.read(connection, "snapshot_meta", snapshots)
+    hosts = tables.read(connection, "hosts").set_index("host")["host_id"]
+    events = tables.read(connection, "change_events")
+    finding_sets = meta["finding_set_id"].dropna().tolist()
+    ids = {
+        "snapshot_meta": snapshots, "features": snapshots, "services": snapshots,
+        "dynamic_ranges": snapshots, "findings": finding_sets, "port_findings": finding_sets,
+        "excluded_ranges": meta["excluded_set_id"].dropna().tolist(),
+        "tcp_excluded_spans": meta["excluded_set_id"].dropna().tolist(),
+        "tcp_failure_spans": meta["bind_failure_set_id"].dropna().tolist(),
+        "tcp_listener_spans": meta["listener_set_id"].dropna().tolist(),
+        "host_evidence": hosts.tolist(),
+    }  # fmt: skip
+    params = {
+        "host_latest_snapshot": {"host_id": int(hosts["dev-ana"])},
+        "host_snapshots": {"host_id": int(hosts["dev-ana"])},
+        "port_findings": {"port": 50051},
+        "port_diagnoses": {"port": 50051},
+        "snapshot_changes": {"snapshot_id": int(events["snapshot_id"].iloc[0])},
+    }
+    return ids.get(name), params.get(name, {})
+
+
+def _holds(kind: Kind, column: pd.Series) -> bool:
+    """Tell whether a column has the dtype (and, when never NULL, the values) of ``kind``."""
+    dtype = column.dtype
+    if kind == Kind.INT:
+        return dtype == np.int64
+    if kind == Kind.NULLABLE_INT:
+        return isinstance(dtype, pd.Int64Dtype)
+    if kind == Kind.BOOL:
+        return dtype == np.bool_
+    if kind == Kind.NULLABLE_BOOL:
+        return isinstance(dtype, pd.BooleanDtype)
+    if kind == Kind.UTC:
+        return isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"
+    texts = pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
+    values = column.dropna()
+    whole = kind == Kind.NULLABLE_STR or len(values) == len(column)
+    return texts and whole and all(isinstance(value, str) for value in values)
+
+
+def test_every_query_has_its_sql_file_and_every_file_a_query() -> None:
+    folder = resources.files("reports") / "sql"
+    files = {entry.name.removesuffix(".sql") for entry in folder.iterdir() if entry.is_file()}
+    assert files == set(QUERIES)
+    for name in QUERIES:
+        assert tables.sql(name).lstrip().startswith(("SELECT", "--"))
+    with pytest.raises(KeyError, match="no query named"):
+        tables.sql("v_secrets")
+
+
+def test_an_installed_portfleet_finds_its_sql_templates_and_static_files() -> None:
+    # An installed (not editable) copy holds only what package data names.
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["reports"]
+    root = REPO / "reports"
+    shipped = [
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+    ]
+    assert {path.split("/")[0] for path in shipped} == {"sql", "templates", "static"}
+    missing = [p for p in shipped if not any(fnmatch.fnmatch(p, glob) for glob in patterns)]
+    assert missing == []
+
+
+def test_every_query_reads_rows_of_its_declared_kinds(filled: Store) -> None:
+    with filled.connect() as connection:
+        for name, query in QUERIES.items():
+            ids, params = _arguments(connection, name)
+            frame = tables.read(connection, name, ids, **params)
+            assert list(frame.columns) == list(query.columns), name
+            assert not frame.empty, name
+            wrong = [c for c, kind in query.columns.items() if not _holds(kind, frame[c])]
+            assert wrong == [], (name, frame.dtypes[wrong].to_dict())
+
+
+def test_an_empty_store_reads_the_same_kinds(store: Store) -> None:
+    with store.connect() as connection:
+        for name, query in QUERIES.items():
+            params = {key: 1 for key in ("host_id", "snapshot_id", "port") if f":{key}" in
+                      tables.sql(name)}  # fmt: skip
+            ids = [1] if ":ids" in tables.sql(name) else None
+            frame = tables.read(connection, name, ids, **params)
+            assert frame.empty, name
+            wrong = [c for c, kind in query.columns.items() if not _holds(kind, frame[c])]
+            assert wrong == [], (name, frame.dtypes[wrong].to_dict())
+
+
+def test_reports_read_the_store_only_through_named_queries() -> None:
+    # query.py runs the ad-hoc `sql` statement; tables.py every other read.
+    readers = []
+    for path in sorted((REPO / "reports").glob("*.py")):
+        if path.name in ("tables.py", "query.py"):
+            continue
+        source = path.read_text(encoding="utf-8")
+        if re.search(r"\bread_frame\b|\bread_sql\b|\.execute\(|\btext\(|\bSELECT\b", source):
+            readers.append(path.name)
+    assert readers == []
+
+
+def test_conform_casts_once_and_refuses_a_null_where_none_may_be() -> None:
+    kinds = {"port": Kind.INT, "pid": Kind.NULLABLE_INT, "known": Kind.BOOL, "at": Kind.UTC}
+    # As SQLite gives them: a NULL makes floats, a flag is 0/1.
+    at = pd.to_datetime(pd.Series(["2024-05-14T03:00:00Z", None]), utc=True)
+    read = pd.DataFrame({"port": [80, 443], "pid": [4.0, np.nan], "known": [1, 0], "at": at})
+    typed = tables.conform(read, kinds)
+    assert [str(dtype) for dtype in typed.dtypes[:3]] == ["int64", "Int64", "bool"]
+    assert typed.pid.tolist() == [4, pd.NA] and typed.known.tolist() == [True, False]
+    assert tables.conform(typed, kinds) is typed  # nothing left to convert
+    with pytest.raises((ValueError, TypeError)):
+        tables.conform(read.assign(port=[80.0, np.nan]), kinds)
