@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -53,6 +54,8 @@ def _serve(
     language_mode: str = "FullLanguage",
 ) -> tuple[WsmanServer, ProbeResponder]:
     responder = ProbeResponder(_document, sweep_seconds=sweep, language_mode=language_mode)
+    # AllowUnencrypted on: the endpoints send Basic over plain HTTP (allow_unencrypted_basic).
+    behaviour = replace(behaviour or Behaviour(), allow_unencrypted=True)
     server = WsmanServer(
         responder, username="portfleet", password=PASSWORD, behaviour=behaviour, tls=tls
     )
