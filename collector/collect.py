@@ -37,6 +37,7 @@ from collector.importer import (
     start_run,
     store_document,
 )
+from collector.parsers.clixml import stderr_text
 from collector.probe import probe_arguments, probe_script
 from collector.runs import in_flight
 from collector.store.database import Store
@@ -46,7 +47,6 @@ from collector.transport import (
     Endpoint,
     ProbeOutput,
     TransportError,
-    clixml_text,
     refuse_plain_basic,
     run_probe,
 )
@@ -598,7 +598,7 @@ def host_url(entry: HostEntry, https: bool, port: int | None) -> str:
 
 
 def _stderr_text(stderr: bytes) -> str:
-    text = clixml_text(stderr)
+    text = stderr_text(stderr)
     return f"; stderr: {text[:300]}" if text else ""
 
 

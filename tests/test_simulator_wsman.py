@@ -22,6 +22,7 @@ from winrm.protocol import Protocol
 
 from collector.simulator import envelope
 from collector.simulator.certs import CertFiles, write_client_cert, write_server_cert
+from collector.simulator.responder import ONLY_THE_PROBE, ProbeResponder
 from collector.simulator.wsman import (
     TOO_LONG,
     Behaviour,
@@ -640,3 +641,22 @@ def test_the_shell_echoes_its_working_directory_and_idle_timeout(serve: Serve) -
     created, _ = _raw(protocol, "Create", body=body)
     assert created.findtext("s:Body/rsp:Shell/rsp:WorkingDirectory", namespaces=NS) == "C:\\Windows"
     assert created.findtext("s:Body/rsp:Shell/rsp:IdleTimeOut", namespaces=NS) == "PT60.000S"
+
+
+def test_other_command_lines_get_cmd_exes_answers(serve: Serve) -> None:
+    server = serve(ProbeResponder(dict))
+    session = _session(server)
+    missing = session.run_cmd("frobnicate.exe", ["--now"])
+    assert (missing.status_code, missing.std_out) == (9009, b"")
+    assert missing.std_err == (
+        b"'frobnicate.exe' is not recognized as an internal or external command,\r\n"
+        b"operable program or batch file.\r\n"
+    )
+    # As recorded in stderr_rc: cmd keeps the space before each operator.
+    both = session.run_cmd("cmd.exe", ["/c echo out && echo err>&2 && exit 1"])
+    assert (both.std_out, both.std_err, both.status_code) == (b"out \r\n", b"err \r\n", 1)
+    assert session.run_cmd("cmd.exe", ["/c", "nosuch", "||", "echo", "fallback"]).std_out == (
+        b"fallback\r\n"
+    )
+    failed_ps = session.run_ps("Get-Date")  # the simulated host runs only the probe
+    assert failed_ps.status_code == 1 and failed_ps.std_err.startswith(ONLY_THE_PROBE.encode())

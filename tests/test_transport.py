@@ -133,7 +133,10 @@ def test_https_with_the_hosts_ca_and_slow_probes_through_operation_timeouts(
         endpoint = _endpoint(server, ca_file=str(certs.cert), operation_timeout=2)
         output = run_probe(endpoint, probe_script(), ARGUMENTS, time.monotonic() + 10)
         assert unframe_document(output.stdout)
-        assert [e.status for e in server.exchanges() if e.operation == "Receive"][:2] == [500, 500]
+        # The first module load's progress record (stderr, Running), then two Receives with
+        # nothing within OperationTimeout.
+        receives = [e.status for e in server.exchanges() if e.operation == "Receive"]
+        assert receives[:3] == [200, 500, 500]
         untrusted = _failure(_endpoint(server))
         assert untrusted.error_class == "protocol" and "ca_file" in str(untrusted)
         ignored = run_probe(
@@ -260,6 +263,8 @@ def test_a_constrained_language_host_answers_the_bootstraps_guard_and_nothing_el
             ca_trust_path=None,
         )
         careless = session.run_ps("$text = [Console]::In.ReadToEnd()")
-        assert careless.status_code == 1 and careless.std_err == METHOD_BLOCKED.encode()
+        # pywinrm reads the error record's lines out of the CLIXML on stderr.
+        assert careless.status_code == 1
+        assert careless.std_err.startswith(METHOD_BLOCKED.strip().encode())
     finally:
         server.stop()

@@ -27,6 +27,7 @@ import requests
 import yaml
 
 from collector.simulator import envelope
+from collector.simulator.cmdshell import run_cmd
 from collector.simulator.wsman import Behaviour, CommandRequest, CommandResult, WsmanServer
 
 RECORDINGS = Path(__file__).resolve().parent / "data" / "winrs-recordings"
@@ -154,35 +155,17 @@ def _powershell(script: str, request: CommandRequest) -> _Printed:
 
 
 def recorded_windows(request: CommandRequest) -> CommandResult:
-    """Answer a recorded command as the recorded Windows host did; time runs SCALE as fast."""
+    """Answer a recorded command as the recorded Windows host did; time runs SCALE as fast.
+
+    cmd.exe's lines go to the simulator's own cmd (collector.simulator.cmdshell); the few
+    PowerShell statements are played here.
+    """
     program = request.command.rsplit("\\", 1)[-1].lower().removesuffix(".exe")
-    if program == "powershell":
-        arguments = " ".join(request.arguments)
-        script = request.stdin.decode("utf-8") if arguments == "-" else arguments
-        printed = _powershell(script, request)
-    else:
-        printed = _cmd(request)
-    return _result(printed)
-
-
-def _cmd(request: CommandRequest) -> _Printed:
-    """Run what cmd.exe ran in the recordings: echo, set, exit, && and >&2."""
-    line = " ".join(request.arguments).removeprefix("/c").strip()
-    printed = _Printed()
-    for part in (p.strip() for p in line.split("&&")):
-        if part.startswith("exit "):
-            printed.exit_code = int(part.split()[1])
-            break
-        if part == "set":
-            variables = {"ComSpec": "C:\\Windows\\system32\\cmd.exe", **request.environment}
-            text = "".join(f"{k}={v}\r\n" for k, v in sorted(variables.items()))
-            printed.output.append((0.0, "stdout", text.encode()))
-        elif part.startswith("echo "):
-            text, stream = part[5:], "stdout"
-            if text.endswith(">&2"):
-                text, stream = text[:-3], "stderr"
-            printed.output.append((0.0, stream, f"{text}\r\n".encode()))
-    return printed
+    if program != "powershell":
+        return run_cmd(request)
+    arguments = " ".join(request.arguments)
+    script = request.stdin.decode("utf-8") if arguments == "-" else arguments
+    return _result(_powershell(script, request))
 
 
 def _result(printed: _Printed) -> CommandResult:
