@@ -255,7 +255,8 @@ def test_slow_command_gets_timeout_faults_that_pywinrm_retries_through(serve: Se
 
     assert result.std_out == b"Start-Sleep 30; 'late'\r\n"
     statuses = [e.status for e in server.exchanges() if e.operation == "Receive"]
-    assert statuses == [500, 500, 200]
+    # Two timeouts, or one where a loaded machine sent the second Receive late.
+    assert statuses in ([500, 500, 200], [500, 200])
     assert 0.45 < elapsed < 2.0
 
     protocol = _protocol(server)
