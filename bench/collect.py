@@ -7,7 +7,12 @@ nightly case, where most content sets are already stored); the first night is pr
 Target: 200 hosts, 100 ms per request, C = 32 -> within 1.3x the ideal, peak RSS < 400 MB.
 
     python -m bench.collect [--hosts 200] [--latency 0.1] [--concurrency 32] [--repeat 3]
-                            [--transport basic|ntlm]
+                            [--transport basic|ntlm] [--probe-seconds 3]
+
+Every probe runs 3 s on its host (--probe-seconds): about what the bind sweep of both families
+takes on this machine's sockets (the Mono run of the probe's C#, tests/test_probe_sweep_mono.py,
+takes 1-2 s per family), shorter than a real probe's other sections. OperationTimeout is 20 s,
+so the probes answer without a w:TimedOut fault; the progress record streams first.
 
 Basic (over HTTPS) by default, to measure the collector; NTLM adds its handshake's CPU, most of
 it pyspnego computing an LM hash in pure-Python DES for every connection.
@@ -88,6 +93,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--transport", choices=("basic", "ntlm"), default="basic")
     parser.add_argument("--shared-cores", action="store_true", help="do not pin the hosts")
+    parser.add_argument("--probe-seconds", type=float, default=3.0, help="each probe's run time")
     args = parser.parse_args()
     spec = FleetSpec(hosts=args.hosts, nights=10)
     split = _split_cores(args.shared_cores)
@@ -96,7 +102,14 @@ def main() -> None:
         if split is not None:
             os.sched_setaffinity(0, split[0])
         served = stack.enter_context(
-            FleetProcess(spec, Path(work), https=True, latency=args.latency)
+            FleetProcess(
+                spec,
+                Path(work),
+                https=True,
+                latency=args.latency,
+                time_scale=1.0,
+                probe_seconds=args.probe_seconds,
+            )
         )
         if split is not None:
             os.sched_setaffinity(0, split[1])
@@ -122,7 +135,7 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     latency_ms = args.latency * 1000
     print(f"hosts={args.hosts} latency={latency_ms:.0f}ms concurrency={args.concurrency}", end=" ")
-    print(f"transport={args.transport}", end=" ")
+    print(f"transport={args.transport} probe={args.probe_seconds:g}s", end=" ")
     if split is not None:
         print(f"cores: hosts {sorted(split[0])}, collector {sorted(split[1])}", end=" ")
     print(f"runs={args.repeat}")

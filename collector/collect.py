@@ -23,6 +23,7 @@ from collector.clock import now
 from collector.config import HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
 from collector.framing import FrameError, unframe_document
+from collector.parsers.clixml import stderr_text
 from collector.plan import CollectPlan
 from collector.probe import probe_script
 from collector.runs import finish_run, in_flight, start_run
@@ -35,7 +36,7 @@ from collector.store.writer import (
     register_hosts,
     store_document,
 )
-from collector.transport import ProbeOutput, Transport, TransportError, clixml_text
+from collector.transport import ProbeOutput, Transport, TransportError
 from collector.winrm import WinrmTransport
 
 log = logging.getLogger(__name__)
@@ -350,7 +351,7 @@ def _document_from(
 
 
 def _stderr_text(stderr: bytes) -> str:
-    text = clixml_text(stderr)
+    text = stderr_text(stderr)
     return f"; stderr: {text[:300]}" if text else ""
 
 

@@ -31,6 +31,12 @@ WANTED_SERVICES = {5001: "dotnet", 5432: "postgres", 8080: "java"}
 # The simulated fleet's story (an update, a Docker upgrade, days between nights) needs three
 # nights to unfold; a shorter demo models three and collects only the first ones.
 MODEL_NIGHTS = 3
+# The hosts' clocks run 400 times as fast: a probe takes 0.11-0.25 s instead of its modelled
+# 44-100 s, and an OperationTimeout of 40 s lasts 0.1 s. So every probe spans several Receives
+# (the progress record at once, one or two w:TimedOut faults, then the document), as on
+# Windows, and 60 nights still take about a minute.
+TIME_SCALE = 1 / 400
+OPERATION_TIMEOUT = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +76,7 @@ def run_demo(
     )
     with (
         tempfile.TemporaryDirectory(prefix="portfleet-demo-") as workdir,
-        FleetProcess(model, Path(workdir), https=True) as served,
+        FleetProcess(model, Path(workdir), https=True, time_scale=TIME_SCALE) as served,
     ):
         assert served.addresses is not None
         served.addresses.export_credentials()
@@ -78,7 +84,13 @@ def run_demo(
             served.night = night
             # A loopback fleet answers at once: no need to wait long before retrying a reset.
             config = PortfleetConfig.model_validate(
-                fleet_config(fleet, served.addresses, night, collect={"retry_delay_seconds": 0.2})
+                fleet_config(
+                    fleet,
+                    served.addresses,
+                    night,
+                    collect={"retry_delay_seconds": 0.2},
+                    probe={"operation_timeout_seconds": OPERATION_TIMEOUT},
+                )
             )
             plan = plan_collection(
                 config, [], concurrency=spec.hosts, deadline_seconds=1.5, retries=1, run_kind="demo"

@@ -14,11 +14,9 @@ Exceptions::
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from collector.config import HostEntry
 
@@ -85,35 +83,3 @@ class Transport(Protocol):
         Stop at ``deadline`` where it can: collect stops waiting then, and records a timeout.
         """
         ...
-
-
-def clixml_text(stderr: bytes) -> str:
-    """Return the readable text of PowerShell's stderr (CLIXML error records, or plain text)."""
-    text = stderr.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    if not text.startswith("#< CLIXML"):
-        return text.strip()
-    parts = re.findall(r'<S S="(?:Error|Warning)">(.*?)</S>', text, flags=re.DOTALL)
-    joined = "".join(parts).replace("_x000D__x000A_", "\n")
-    return html.unescape(
-        re.sub(r"_x([0-9A-F]{4})_", lambda m: chr(int(m.group(1), 16)), joined)
-    ).strip()
-
-
-# The simulator's tests (tests/test_simulator_credssp.py, another team's file) still take the
-# WinRM endpoint and exchange from here; collector.endpoint and collector.winrm hold them now.
-# Drop this once that file imports them from there.
-if TYPE_CHECKING:
-    from collector.endpoint import Endpoint as Endpoint
-    from collector.winrm import run_probe as run_probe
-else:
-
-    def __getattr__(name: str) -> Any:
-        if name == "Endpoint":
-            from collector.endpoint import Endpoint
-
-            return Endpoint
-        if name == "run_probe":
-            from collector.winrm import run_probe
-
-            return run_probe
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import spnego
 
+from collector.endpoint import Endpoint
 from collector.framing import unframe_document
 from collector.probe import probe_arguments, probe_script
 from collector.simulator.certs import write_server_cert
@@ -20,7 +21,8 @@ from collector.simulator.ntlm import ACCOUNTS
 from collector.simulator.responder import ProbeResponder
 from collector.simulator.sealing import SealError, split_parts
 from collector.simulator.wsman import WsmanServer
-from collector.transport import Endpoint, TransportError, run_probe
+from collector.transport import TransportError
+from collector.winrm import run_probe
 from tests.documents import probe_document
 
 USER, PASSWORD = "portfleet", "Pässw0rd-credssp"

@@ -16,7 +16,7 @@ from winrm.exceptions import InvalidCredentialsError
 from collector.simulator.certs import write_server_cert
 from collector.simulator.ntlm import ACCOUNTS, NtlmConnection
 from collector.simulator.sealing import SealError
-from collector.simulator.wsman import CommandRequest, CommandResult, WsmanServer
+from collector.simulator.wsman import Behaviour, CommandRequest, CommandResult, WsmanServer
 
 USER, PASSWORD = "portfleet", "Pässw0rd-ntlm"
 
@@ -86,7 +86,8 @@ def test_a_second_password_for_the_same_account_leaves_that_host_basic_only(
     servers: list[WsmanServer],
 ) -> None:
     first = _start(servers)
-    second = _start(servers, password="another-one")
+    # AllowUnencrypted on, for the Basic-over-HTTP session below.
+    second = _start(servers, password="another-one", behaviour=Behaviour(allow_unencrypted=True))
     offered = requests.post(second.url, data=b"<x/>", timeout=5).headers["WWW-Authenticate"]
     assert "Negotiate" not in offered and "Basic" in offered
     with pytest.raises(InvalidCredentialsError):

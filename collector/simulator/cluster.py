@@ -7,6 +7,12 @@ points the host at that server, at a closed port (offline), or at a wrong passwo
 
 ``FleetProcess`` runs the servers in a child process, so the collector and the simulated
 Windows hosts do not share one interpreter lock: that is how the demo and the benchmark run.
+
+The hosts' clocks run ``time_scale`` times as fast as real time: a probe takes as long as its
+document says it did (its duration_ms, 44-100 s in the model) times the scale, and a Receive
+waits OperationTimeout times the scale before the w:TimedOut fault. 1 (what ``simulate``
+serves unless PORTFLEET_SIM_TIME_SCALE says otherwise) is real time; the demo runs at 1/400.
+``probe_seconds`` instead gives every probe the same run time (the collection benchmark's).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
@@ -26,12 +32,13 @@ from collector.simulator.certs import write_server_cert
 from collector.simulator.envelope import ACCESS_DENIED
 from collector.simulator.fleet import Fleet, FleetSpec
 from collector.simulator.responder import ProbeResponder
-from collector.simulator.wsman import Behaviour, WsmanServer
+from collector.simulator.wsman import Behaviour, Exchange, WsmanServer
 
 USER_ENV = "PORTFLEET_SIM_USER"
 PASSWORD_ENV = "PORTFLEET_SIM_PASSWORD"
 WRONG_PASSWORD_ENV = "PORTFLEET_SIM_WRONG_PASSWORD"
 SIM_USER = "portfleet"
+TIME_SCALE_ENV = "PORTFLEET_SIM_TIME_SCALE"
 # Nothing listens on the discard port of loopback: an "offline" laptop refuses the connection.
 OFFLINE_URL = "http://127.0.0.1:9/wsman"
 
@@ -115,11 +122,16 @@ class SimulatedFleet:
         night: Callable[[], int],
         https: bool = False,
         latency: float = 0.0,
+        time_scale: float | None = None,
+        probe_seconds: float | None = None,
     ) -> None:
+        """Serve ``fleet``; ``time_scale`` None reads PORTFLEET_SIM_TIME_SCALE, else 1."""
+        self._probe_seconds = probe_seconds
         self.fleet = fleet
         self._night = night
         self._password = os.urandom(12).hex()
         self._tls = write_server_cert(workdir) if https else None
+        self.time_scale = resolve_time_scale(time_scale)
         healthy = Behaviour(latency=latency)
         self._servers = {host.name: self._server(host.name, healthy) for host in fleet.hosts}
         self._trouble: dict[tuple[str, str], WsmanServer] = {}
@@ -160,29 +172,69 @@ class SimulatedFleet:
             ca_file=str(self._tls.cert) if self._tls else None,
         )
 
+    def exchanges(self, name: str) -> list[Exchange]:
+        """Return every request host ``name``'s healthy server answered, in order."""
+        return self._servers[name].exchanges()
+
+    def probe_seconds(self, name: str) -> float:
+        """Return how long the probe runs on host ``name`` tonight, on the real clock."""
+        if self._probe_seconds is not None:
+            return self._probe_seconds
+        state = self.fleet.state(name, self._night())
+        return state.duration_ms / 1000 * self.time_scale
+
     def _server(self, name: str, behaviour: Behaviour) -> WsmanServer:
-        responder = ProbeResponder(lambda: self.fleet.document(name, self._night()))
+        responder = ProbeResponder(
+            lambda: self.fleet.document(name, self._night()),
+            sweep_seconds=lambda: self.probe_seconds(name),
+        )
+        host = self.fleet.host(name)
         return WsmanServer(
             responder,
             username=SIM_USER,
             password=self._password,
-            behaviour=behaviour,
+            behaviour=replace(
+                behaviour,
+                operation_timeout_scale=self.time_scale,
+                allow_unencrypted=host.allow_unencrypted,
+            ),
             tls=self._tls,
+            machine=name.upper(),
         )
+
+
+def resolve_time_scale(time_scale: float | None) -> float:
+    """Return the hosts' time scale: the one given, else PORTFLEET_SIM_TIME_SCALE, else 1."""
+    if time_scale is None:
+        text = os.environ.get(TIME_SCALE_ENV, "1")
+        try:
+            time_scale = float(text)
+        except ValueError:
+            raise ValueError(f"{TIME_SCALE_ENV}={text!r} is not a number") from None
+    if not 0 <= time_scale <= 1:
+        raise ValueError(f"a time scale is from 0 to 1 (real time), not {time_scale}")
+    return time_scale
 
 
 class FleetProcess:
     """A ``SimulatedFleet`` in a child process; setting ``night`` here changes what it serves."""
 
     def __init__(
-        self, spec: FleetSpec, workdir: Path, https: bool = False, latency: float = 0.0
+        self,
+        spec: FleetSpec,
+        workdir: Path,
+        https: bool = False,
+        latency: float = 0.0,
+        time_scale: float | None = None,
+        probe_seconds: float | None = None,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._night: Synchronized[int] = context.Value("i", 0)
         self._parent, child = context.Pipe()
+        scale = resolve_time_scale(time_scale)
         self._process = context.Process(
             target=_serve,
-            args=(spec, workdir, https, latency, self._night, child),
+            args=(spec, workdir, https, latency, scale, probe_seconds, self._night, child),
             daemon=True,
             name="portfleet-fleet",
         )
@@ -222,13 +274,15 @@ def _serve(
     workdir: Path,
     https: bool,
     latency: float,
+    time_scale: float,
+    probe_seconds: float | None,
     night: Synchronized[int],
     pipe: Connection,
 ) -> None:
     """Run in the child: serve the fleet until the parent says stop (or goes away)."""
     fleet = Fleet(spec)
     with SimulatedFleet(
-        fleet, workdir, lambda: int(night.value), https=https, latency=latency
+        fleet, workdir, lambda: int(night.value), https, latency, time_scale, probe_seconds
     ) as served:
         pipe.send(served.addresses())
         with contextlib.suppress(EOFError):  # the parent went away: stop as well

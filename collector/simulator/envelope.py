@@ -24,6 +24,8 @@ NS_SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 NS_FAULT = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
 
 RESOURCE_CMD = f"{NS_SHELL}/cmd"
+# PowerShell remoting (MS-PSRP) addresses a session configuration under this prefix.
+RESOURCE_POWERSHELL = "http://schemas.microsoft.com/powershell/"
 ANONYMOUS = f"{NS_ADDRESSING}/role/anonymous"
 FAULT_ACTION = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault"
 STATE_RUNNING = f"{NS_SHELL}/CommandState/Running"
@@ -57,6 +59,8 @@ _DECLARED = {
     "delete": ("s", "a", "w", "p"),
     "fault": ("s", "a", "x", "e", "n", "w", "p"),
 }
+_BACKSLASH = "\\"
+_QUOTE = {'"': "&quot;"}
 _DURATION = re.compile(
     r"P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d*)?)S)?)?"
 )
@@ -72,6 +76,7 @@ class WsmanRequest:
 
     action: str
     message_id: str
+    resource_uri: str | None
     operation_timeout: float | None
     max_envelope_size: int | None
     selectors: dict[str, str]
@@ -86,7 +91,11 @@ class WsmanRequest:
 
 @dataclass(frozen=True, slots=True)
 class WsmanFault:
-    """A SOAP 1.2 fault with a Microsoft WSManFault detail, as Windows sends it."""
+    """A SOAP 1.2 fault with a Microsoft WSManFault detail, as Windows sends it.
+
+    The Message is the Reason unless ``message`` says otherwise (Windows gives some faults a
+    generic Reason and a specific Message).
+    """
 
     code: int
     reason: str
@@ -95,6 +104,7 @@ class WsmanFault:
     fault_detail: str | None = None
     provider_fault: bool = False
     http_status: int = 500
+    message: str | None = None
 
 
 OPERATION_TIMEOUT = WsmanFault(
@@ -112,13 +122,39 @@ INVALID_PARAMETER = WsmanFault(
     fault_detail="http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/InvalidValue",
     provider_fault=True,
 )
+# ERROR_WSMAN_UNEXPECTED_SELECTORS: its text is the Reason, the shell's own is the Message
+# (recorded in bad_cmd_id).
+INVALID_SELECTORS_REASON = (
+    "The WS-Management service cannot process the request because the request contained "
+    "invalid selectors for the resource. "
+)
 UNKNOWN_COMMAND = WsmanFault(
     code=2150858843,
     subcode="w:InvalidSelectors",
-    reason="The Windows Remote Shell received a request to perform an operation on a command "
+    reason=INVALID_SELECTORS_REASON,
+    message="The Windows Remote Shell received a request to perform an operation on a command "
     "identifier that does not exist. Either the command has completed execution or the client "
     "specified an invalid command identifier. ",
     fault_detail="http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/UnexpectedSelectors",
+)
+# ERROR_FILE_NOT_FOUND as an HRESULT (0x80070002): with WINRS_SKIP_CMD_SHELL the program is
+# started without cmd.exe's PATH search, so a bare "powershell.exe" is not found (recorded in
+# no_cmd_shell).
+FILE_NOT_FOUND = WsmanFault(
+    code=2147942402,
+    value="s:Receiver",
+    reason="The system cannot find the file specified. ",
+    provider_fault=True,
+)
+# ERROR_WSMAN_MAX_ENVELOPE_SIZE_EXCEEDED (0x80338048): the smallest answer does not fit the
+# client's MaxEnvelopeSize. Code and text from the WinRM error table (Vanara's WsmSvc list);
+# the EncodingLimit subcode and its MaxEnvelopeSize detail from DSP0226.
+ENVELOPE_EXCEEDED = WsmanFault(
+    code=2150858824,
+    subcode="w:EncodingLimit",
+    reason="The response that the WS-Management service computed exceeds the maximum envelope "
+    "size in the request. ",
+    fault_detail="http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/MaxEnvelopeSize",
 )
 # ERROR_WSMAN_ACTION_NOT_SUPPORTED; the wording is ours, no recording shows this fault.
 ACTION_NOT_SUPPORTED = WsmanFault(
@@ -145,11 +181,29 @@ def unknown_shell(shell_id: str) -> WsmanFault:
     return WsmanFault(
         code=2150858843,
         subcode="w:InvalidSelectors",
-        reason=f"The request for the Windows Remote Shell with ShellId {shell_id} failed because "
-        "the shell was not found on the server. Possible causes are: the specified ShellId is "
-        "incorrect or the shell no longer exists on the server. Provide the correct ShellId or "
-        "create a new shell and retry the operation. ",
+        reason=INVALID_SELECTORS_REASON,
+        message=f"The request for the Windows Remote Shell with ShellId {shell_id} failed "
+        "because the shell was not found on the server. Possible causes are: the specified "
+        "ShellId is incorrect or the shell no longer exists on the server. Provide the correct "
+        "ShellId or create a new shell and retry the operation. ",
         fault_detail="http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/UnexpectedSelectors",
+    )
+
+
+def unknown_resource(resource_uri: str | None) -> WsmanFault:
+    """Return the fault for a ResourceURI this host serves nothing at (PowerShell remoting too).
+
+    ERROR_WSMAN_INVALID_RESOURCE_URI (2150858811) with the text Windows gives for a session
+    configuration it does not have (pywinrm#273, pypsrp#192); the DestinationUnreachable subcode
+    and InvalidResourceURI detail are DSP0226's for it.
+    """
+    return WsmanFault(
+        code=2150858811,
+        subcode="a:DestinationUnreachable",
+        reason="The WS-Management service cannot process the request. The resource URI "
+        f"({resource_uri or ''}) was not found in the WS-Management catalog. The catalog "
+        "contains the metadata that describes resources, or logical endpoints. ",
+        fault_detail="http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/InvalidResourceURI",
     )
 
 
@@ -172,6 +226,7 @@ def parse_request(data: bytes) -> WsmanRequest:
     return WsmanRequest(
         action=action,
         message_id=message_id,
+        resource_uri=_text(header, NS_WSMAN, "ResourceURI"),
         operation_timeout=parse_duration(timeout_text) if timeout_text else None,
         max_envelope_size=int(size_text) if size_text and size_text.isdigit() else None,
         selectors=_named(header, "SelectorSet", "Selector"),
@@ -195,12 +250,17 @@ def new_guid() -> str:
 
 
 def build_response(action: str, relates_to: str, body: str, kind: str = "transfer") -> bytes:
-    """Wrap a body fragment in a response envelope with Windows' header and namespaces."""
+    """Wrap a body fragment in a response envelope with Windows' header and namespaces.
+
+    Newer Windows (the recorded Server 2016 host; not the older one) adds a p:ActivityId, an
+    ETW activity GUID, after the MessageID.
+    """
     declared = " ".join(f'xmlns:{p}="{_PREFIXES[p]}"' for p in _DECLARED[kind])
     return (
         f'<s:Envelope xml:lang="en-US" {declared}><s:Header>'
         f"<a:Action>{escape(action)}</a:Action>"
         f"<a:MessageID>uuid:{new_guid()}</a:MessageID>"
+        f"<p:ActivityId>{new_guid()}</p:ActivityId>"
         f"<a:To>{ANONYMOUS}</a:To>"
         f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo>"
         f"</s:Header><s:Body>{body}</s:Body></s:Envelope>"
@@ -209,7 +269,7 @@ def build_response(action: str, relates_to: str, body: str, kind: str = "transfe
 
 def build_fault(fault: WsmanFault, relates_to: str, machine: str) -> bytes:
     """Return the envelope of a SOAP fault carrying a WSManFault detail."""
-    message = escape(fault.reason)
+    message = escape(fault.message if fault.message is not None else fault.reason)
     if fault.provider_fault:
         message = (
             '<f:ProviderFault provider="Shell cmd plugin" '
@@ -229,21 +289,36 @@ def build_fault(fault: WsmanFault, relates_to: str, machine: str) -> bytes:
 
 
 def shell_element(
-    shell_id: str, owner: str, client_ip: str, environment: dict[str, str] | None = None
+    shell_id: str,
+    owner: str,
+    client_ip: str,
+    environment: dict[str, str] | None = None,
+    working_directory: str | None = None,
+    idle_timeout: float = 7200.0,
 ) -> str:
-    """Return the rsp:Shell description Windows appends to a CreateResponse."""
+    """Return the rsp:Shell description Windows appends to a CreateResponse.
+
+    As recorded: the working directory is echoed, the idle timeout in milliseconds precision,
+    and a backslash in an environment variable's name is left out of the echo (not of the
+    variable itself).
+    """
     env = ""
     if environment:
         variables = "".join(
-            f"<rsp:Variable Name={attr(k)}>{escape(v)}</rsp:Variable>"
+            f"<rsp:Variable Name={attr(k.replace(_BACKSLASH, ''))}>"
+            f"{escape(v, _QUOTE)}</rsp:Variable>"
             for k, v in environment.items()
         )
         env = f"<rsp:Environment>{variables}</rsp:Environment>"
+    directory = ""
+    if working_directory is not None:
+        directory = f"<rsp:WorkingDirectory>{escape(working_directory)}</rsp:WorkingDirectory>"
     return (
         f'<rsp:Shell xmlns:rsp="{NS_SHELL}"><rsp:ShellId>{shell_id}</rsp:ShellId>'
         f"<rsp:ResourceUri>{RESOURCE_CMD}</rsp:ResourceUri><rsp:Owner>{escape(owner)}</rsp:Owner>"
-        f"<rsp:ClientIP>{escape(client_ip)}</rsp:ClientIP>{env}"
-        "<rsp:IdleTimeOut>PT7200.000S</rsp:IdleTimeOut><rsp:InputStreams>stdin</rsp:InputStreams>"
+        f"<rsp:ClientIP>{escape(client_ip)}</rsp:ClientIP>{env}{directory}"
+        f"<rsp:IdleTimeOut>PT{idle_timeout:.3f}S</rsp:IdleTimeOut>"
+        "<rsp:InputStreams>stdin</rsp:InputStreams>"
         "<rsp:OutputStreams>stdout stderr</rsp:OutputStreams>"
         "<rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime>"
         "<rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity></rsp:Shell>"

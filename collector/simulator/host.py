@@ -97,6 +97,9 @@ class SimHost:
     published: tuple[int, ...]  # ports its Docker containers publish (`docker run -p`)
     docker_expose: bool
     base_blocks: int  # 100-port blocks HNS/WinNAT reserve at each boot
+    # WinRM's AllowUnencrypted service setting; off, as Windows ships it, so Basic over plain
+    # HTTP is refused (NTLM and CredSSP seal their messages, HTTPS encrypts).
+    allow_unencrypted: bool = False
 
     @property
     def tz(self) -> timezone:

@@ -1,7 +1,10 @@
-"""The WinRS cmd shell of a simulated host: shells, commands, their stdin and buffered output.
+"""The WinRS cmd shell of a simulated host: shells, commands, their stdin and streamed output.
 
 Each operation takes a parsed request and returns the response envelope, or raises ShellFault
-with the fault Windows would send. Commands are run by a caller-given handler.
+with the fault Windows would send. Commands are run by a caller-given handler, which says what
+they print and when; a Receive answers with what has been printed so far (state Running) as
+soon as there is any, and the Done state with the exit code once the command has ended and all
+is delivered. A Receive that sees nothing within OperationTimeout gets the w:TimedOut fault.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ TOO_LONG = b"The command line is too long.\r\n"
 DEFAULT_ENVELOPE = 153600  # pywinrm's MaxEnvelopeSize; Windows fits each response under it
 _CHUNK = 4096  # raw bytes per rsp:Stream, about what a host forwards per console pipe read
 _DEFAULT_TIMEOUT = 60.0  # MaxTimeoutms, for a request without a usable OperationTimeout
+_IDLE_TIMEOUT = 7200.0  # IdleTimeout, Windows' default for a shell that does not ask
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +47,17 @@ class CommandRequest:
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
-    """What a command prints (str is encoded in the shell's code page), returns and how long."""
+    """What a command prints (str is encoded in the shell's code page), returns and how long.
+
+    ``output`` is printed while it runs: (seconds after the start, "stdout" or "stderr", text);
+    ``stdout`` and ``stderr`` are printed as it ends, ``duration`` seconds after the start.
+    """
 
     stdout: str | bytes = ""
     stderr: str | bytes = ""
     exit_code: int = 0
     duration: float = 0.0
+    output: tuple[tuple[float, str, str | bytes], ...] = ()
 
 
 CommandHandler = Callable[[CommandRequest], CommandResult]
@@ -111,11 +120,29 @@ class _Command:
     stdin: bytearray = field(default_factory=bytearray)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ran: bool = False
-    out: bytes = b""
+    pending: list[tuple[float, str, bytes]] = field(default_factory=list)  # (when, stream, data)
+    out: bytes = b""  # printed and not yet delivered
     err: bytes = b""
     exit_code: int = 0
     done_at: float = 0.0
     delivered: bool = False
+
+    def release(self, now: float) -> None:
+        """Move what has been printed by ``now`` into the undelivered output."""
+        while self.pending and self.pending[0][0] <= now:
+            _, stream, data = self.pending.pop(0)
+            if stream == "stderr":
+                self.err += data
+            else:
+                self.out += data
+
+    def ended(self, now: float) -> bool:
+        """Tell whether the command has exited and printed everything by ``now``."""
+        return now >= self.done_at and not self.pending
+
+    def next_event(self) -> float:
+        """Return when the command next prints or ends."""
+        return self.pending[0][0] if self.pending else self.done_at
 
 
 @dataclass(slots=True, eq=False)
@@ -124,6 +151,13 @@ class _Shell:
     environment: dict[str, str]
     working_directory: str | None
     commands: dict[str, _Command] = field(default_factory=dict)
+
+
+# A bare program name that WinRS, started without cmd.exe, would not find (CreateProcess does
+# not search PATH for it; the recorded no_cmd_shell answer). A path, or a name with a directory,
+# is taken as found.
+def _found_without_cmd(program: str) -> bool:
+    return "\\" in program or "/" in program or ":" in program
 
 
 def _tag(local: str) -> str:
@@ -161,15 +195,18 @@ class WinrsShells:
         node = request.body.find(_tag("Shell"))
         environment: dict[str, str] = {}
         directory = None
+        idle = _IDLE_TIMEOUT
         if node is not None:
             for var in node.iterfind(f"{_tag('Environment')}/{_tag('Variable')}"):
                 environment[var.get("Name", "")] = var.text or ""
             directory = node.findtext(_tag("WorkingDirectory"))
+            asked = env.parse_duration(node.findtext(_tag("IdleTimeOut")) or "")
+            idle = asked if asked is not None else idle
         shell_id = env.new_guid()
         with self._lock:
             self._shells[shell_id] = _Shell(int(codepage), environment, directory)
         body = env.created_element(address, shell_id) + env.shell_element(
-            shell_id, self._owner, client_ip, environment
+            shell_id, self._owner, client_ip, environment, directory, idle
         )
         return env.build_response(f"{env.NS_TRANSFER}/CreateResponse", request.message_id, body)
 
@@ -182,6 +219,8 @@ class WinrsShells:
         command = (line.findtext(_tag("Command")) or "").strip()
         arguments = tuple(a.text or "" for a in line.iterfind(_tag("Arguments")))
         skip = request.options.get("WINRS_SKIP_CMD_SHELL", "FALSE").upper() == "TRUE"
+        if skip and not _found_without_cmd(command.split()[0] if command else ""):
+            raise ShellFault(env.FILE_NOT_FOUND)
         command_id = env.new_guid()
         with self._lock:
             shell.commands[command_id] = _Command(command, arguments, skip, time.monotonic())
@@ -207,7 +246,7 @@ class WinrsShells:
         return env.build_response(f"{env.NS_SHELL}/SendResponse", request.message_id, body)
 
     def receive(self, request: env.WsmanRequest) -> bytes:
-        """Return output once the command ends, blocking up to the scaled OperationTimeout."""
+        """Return what was printed so far, waiting for some up to the scaled OperationTimeout."""
         shell = self._shell(request)
         desired = request.body.find(f"{_tag('Receive')}/{_tag('DesiredStream')}")
         command_id = desired.get("CommandId") if desired is not None else None
@@ -217,18 +256,24 @@ class WinrsShells:
         if command.delivered:
             raise ShellFault(env.UNKNOWN_COMMAND)
         self._run(shell, command)
-        remaining = command.done_at - time.monotonic()
-        if remaining > 0:
-            timeout = request.operation_timeout or _DEFAULT_TIMEOUT
-            limit = timeout * self._limits.operation_timeout_scale
-            self._wait(min(remaining, limit))
-            if remaining > limit:
+        timeout = request.operation_timeout or _DEFAULT_TIMEOUT
+        give_up = time.monotonic() + timeout * self._limits.operation_timeout_scale
+        while True:
+            now = time.monotonic()
+            with command.lock:
+                command.release(now)
+                if command.out or command.err or command.ended(now):
+                    break
+                wake = command.next_event()
+            if wake > give_up:
+                self._wait(max(0.0, give_up - now))
                 if self._limits.timeout_fault:
                     raise ShellFault(env.OPERATION_TIMEOUT)
                 return _receive_response(request, env.state_element(command_id, None))
+            self._wait(max(0.0, wake - now))
         cap = min(request.max_envelope_size or DEFAULT_ENVELOPE, self._limits.max_envelope_size)
         with command.lock:
-            return _drain(request, command_id, command, cap)
+            return _drain(request, command_id, command, cap, command.ended(time.monotonic()))
 
     def signal(self, request: env.WsmanRequest) -> bytes:
         """Forget a command (pywinrm signals terminate after the last Receive)."""
@@ -274,10 +319,19 @@ class WinrsShells:
                 except Exception as exc:
                     _LOG.exception("command handler failed")
                     raise ShellFault(env.HANDLER_FAILED) from exc
-            command.out = encode_output(result.stdout, shell.codepage)
-            command.err = encode_output(result.stderr, shell.codepage)
-            command.exit_code = result.exit_code & 0xFFFFFFFF  # Windows reports a DWORD
             command.done_at = command.started + max(0.0, result.duration)
+            printed = [
+                (command.started + max(0.0, at), stream, encode_output(data, shell.codepage))
+                for at, stream, data in result.output
+            ]
+            printed += [
+                (command.done_at, "stdout", encode_output(result.stdout, shell.codepage)),
+                (command.done_at, "stderr", encode_output(result.stderr, shell.codepage)),
+            ]
+            command.pending = sorted(
+                (item for item in printed if item[2]), key=lambda item: item[0]
+            )
+            command.exit_code = result.exit_code & 0xFFFFFFFF  # Windows reports a DWORD
             command.ran = True
 
     def _shell(self, request: env.WsmanRequest) -> _Shell:
@@ -296,22 +350,27 @@ class WinrsShells:
         return command
 
 
-def _drain(request: env.WsmanRequest, command_id: str, command: _Command, cap: int) -> bytes:
-    # Fill the response with output chunks up to cap bytes; only when nothing is left does it
-    # carry the End streams and the Done state, so a big output takes several Receives.
+def _drain(
+    request: env.WsmanRequest, command_id: str, command: _Command, cap: int, ended: bool
+) -> bytes:
+    # Fill the response with output chunks up to cap bytes; only when the command has ended and
+    # nothing is left does it carry the End streams and the Done state, so a big output takes
+    # several Receives.
     closing = (
         env.stream_element("stdout", command_id, end=True)
         + env.stream_element("stderr", command_id, end=True)
         + env.state_element(command_id, command.exit_code)
     )
     used = len(_receive_response(request, "")) + len(closing)
+    if used + len(env.stream_element("stdout", command_id, b"abc")) > cap:
+        raise ShellFault(env.ENVELOPE_EXCEEDED)  # not even one chunk of output would fit
     parts: list[str] = []
     for name in ("out", "err"):
         pending: bytes = getattr(command, name)
         empty = len(env.stream_element(f"std{name}", command_id))
         while pending:
             room = (cap - used - empty) // 4 * 3
-            take = min(_CHUNK, room) if room > 0 or parts else 3  # always make progress
+            take = min(_CHUNK, room)
             if take <= 0:
                 break
             part = env.stream_element(f"std{name}", command_id, pending[:take])
@@ -319,7 +378,7 @@ def _drain(request: env.WsmanRequest, command_id: str, command: _Command, cap: i
             used += len(part)
             pending = pending[take:]
         setattr(command, name, pending)
-    if command.out or command.err:
+    if command.out or command.err or not ended:
         parts.append(env.state_element(command_id, None))
     else:
         parts.append(closing)

@@ -2,8 +2,11 @@
 
 It serves POST /wsman over HTTP or HTTPS, checks Basic or TLS client-certificate auth on every
 request, and NTLM (channel binding over HTTPS) or CredSSP once per connection, with sealed
-messages over HTTP. It hands the WinRS operations to collector.simulator.winrs and adds the
-Windows failure modes a Behaviour asks for (latency, hangs, resets, faults, operation timeouts).
+messages over HTTP. It validates requests as WinRM does (unencrypted traffic over plain HTTP
+refused unless AllowUnencrypted, the SOAP content type, MaxEnvelopeSizekb, the cmd shell's
+ResourceURI only: PowerShell remoting is refused at Create), hands the WinRS operations to
+collector.simulator.winrs and adds the Windows failure modes a Behaviour asks for (latency,
+hangs, resets, faults, operation timeouts).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ _BASIC = ("WWW-Authenticate", 'Basic realm="WSMAN"')
 _CREDSSP = ("WWW-Authenticate", "CredSSP")
 _NTLM_SCHEMES = ("negotiate", "ntlm")  # requests_ntlm sends a raw NTLM token under either
 _NEGOTIATE_MESSAGE = b"NTLMSSP\x00\x01\x00\x00\x00"  # MS-NLMP 2.2.1.1: a handshake starts
+_SOAP = "application/soap+xml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,10 @@ class Behaviour:
     hang_on: frozenset[str] = frozenset()  # the same, for these operations only
     reset_on_receive: int = 0  # the first N Receive requests get a TCP RST instead of an answer
     fault_on: Mapping[str, env.WsmanFault] = field(default_factory=dict)
+    # WinRM's service settings, at Windows' defaults: unencrypted messages over plain HTTP
+    # (Basic without TLS) refused, requests up to 500 KB (winrm/config MaxEnvelopeSizekb).
+    allow_unencrypted: bool = False
+    max_envelope_size_kb: int = 500
 
     def __post_init__(self) -> None:
         """Reject operation names that would silently never match."""
@@ -236,13 +244,25 @@ class WsmanServer:
         return self._shells.count()
 
     def _answer(
-        self, authorised: bool, data: bytes, client_ip: str, sealed: bool = False
+        self,
+        authorised: bool,
+        data: bytes,
+        client_ip: str,
+        sealed: bool = False,
+        content_type: str | None = _SOAP,
     ) -> _Answer:
         if not authorised:
             return self._finish("Unauthorized", lambda: _Answer(401, b"", self._offers()))
         if not data:
             # pywinrm's first NTLM request over HTTP: an empty POST that only sets up sealing.
             return self._finish("Empty", lambda: _Answer(200, b""), sealed)
+        if not sealed and not (content_type or "").lower().startswith(_SOAP):
+            # HTTP.sys and WinRM take SOAP 1.2 only (ERROR_WSMAN_UNSUPPORTED_MEDIA, as 415).
+            return self._finish("Unsupported", lambda: _Answer(415, b""), sealed)
+        if len(data) > self.behaviour.max_envelope_size_kb * 1024:
+            # Over MaxEnvelopeSizekb: 413, which clients report as "the request size exceeded
+            # the configured MaxEnvelopeSize quota" (ansible.windows#391, masterzen/winrm#156).
+            return self._finish("TooLarge", lambda: _Answer(413, b""), sealed)
         try:
             request = env.parse_request(data)
         except env.MalformedRequest as exc:
@@ -302,13 +322,20 @@ class WsmanServer:
             "Delete": shells.delete,
         }
         try:
+            if (request.resource_uri or "").lower() != env.RESOURCE_CMD.lower():
+                # Only the cmd shell is served; PowerShell remoting's session configurations
+                # (.../powershell/Microsoft.PowerShell) are not there, as on a host without them.
+                raise ShellFault(env.unknown_resource(request.resource_uri))
             fault = self.behaviour.fault_on.get(operation)
             if fault is not None:
                 raise ShellFault(fault)
             step = steps.get(operation)
             if step is None:
                 raise ShellFault(env.ACTION_NOT_SUPPORTED)
-            return _Answer(200, step(request))
+            body = step(request)
+            if request.max_envelope_size is not None and len(body) > request.max_envelope_size:
+                raise ShellFault(env.ENVELOPE_EXCEEDED)
+            return _Answer(200, body)
         except ShellFault as exc:
             body = env.build_fault(exc.fault, request.message_id, self.machine)
             return _Answer(exc.fault.http_status, body)
@@ -437,7 +464,17 @@ class _Handler(BaseHTTPRequestHandler):
                 else None
             )
             authorised = session is not None or owner._authorised(authorization, peer)
-            answer = owner._answer(authorised, data, self.client_address[0], sealing is not None)
+            encrypted = sealing is not None or isinstance(self.connection, ssl.SSLSocket)
+            if data and not encrypted and not owner.behaviour.allow_unencrypted:
+                # AllowUnencrypted is off: Windows rejects the request as unauthorised.
+                authorised = False
+            answer = owner._answer(
+                authorised,
+                data,
+                self.client_address[0],
+                sealing is not None,
+                self.headers.get("Content-Type"),
+            )
         except SealError as exc:
             _LOG.debug("refused a sealed message: %s", exc)
             self.close_connection = True
