@@ -620,3 +620,48 @@ def test_documents_import_into_the_store(tmp_path: Path):
         }
         assert row.failing_ports == len(failing)
         assert row.errors == len(document["errors"])
+
+
+PREVENTED = (5001, 5432, 8080)
+
+
+def _taken(state: Any, port: int, administered: bool) -> bool:
+    return any(
+        r.start <= port <= r.end and r.administered == administered for r in state.excluded_tcp
+    )
+
+
+def test_the_prevent_script_protects_the_hosts_that_run_it_and_only_them() -> None:
+    spec = FleetSpec(prevent_ports=PREVENTED, prevent_night=35)
+    prevented, base = Fleet(spec), fleet()
+    assert prevented.prevented and set(prevented.prevented) < {h.name for h in base.hosts}
+    for host in base.hosts:
+        name = host.name
+        runs = name in prevented.prevented
+        last = NIGHTS if not runs else spec.prevent_night - 1
+        # Nothing changes before the script is deployed, nor ever on the hosts without it.
+        assert [prevented.state(name, n) for n in range(last)] == [
+            base.state(name, n) for n in range(last)
+        ], name
+        if not runs:
+            continue
+        after = [prevented.state(name, n) for n in range(spec.prevent_night, NIGHTS)]
+        for state in after:
+            for port in PREVENTED:
+                # Protected, or left inside a range this boot's reservations took, and said so.
+                if not _taken(state, port, administered=True):
+                    assert _taken(state, port, administered=False), (name, state.night, port)
+        final = after[-1]
+        assert all(_taken(final, port, administered=True) for port in PREVENTED), name
+    # Where a wanted port was taken at run time before, the script waits for a boot that
+    # leaves it free, and reserves it then.
+    hit = [
+        name
+        for name in prevented.prevented
+        if any(
+            _taken(prevented.state(name, n), port, administered=False)
+            for n in range(spec.prevent_night - 5, spec.prevent_night)
+            for port in PREVENTED
+        )
+    ]
+    assert hit, "the seed puts one prevented host's wanted port in a run-time range first"

@@ -58,6 +58,10 @@ class FleetSpec:
     start: date = date(2026, 9, 1)
     planted_kb: str = "KB5046613"
     planted_night: int = 20
+    # The prevent script: deployed as a startup script on some hosts that run WinNAT, on the day
+    # before this night, for these TCP ports; none when empty (or when the night is not in).
+    prevent_ports: tuple[int, ...] = ()
+    prevent_night: int = 35
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,7 @@ class _Plan:
     planted_day: int | None = None
     planted_blocks: int = 0
     cu_fails: bool = False
+    prevent_day: int | None = None
 
 
 class Fleet:
@@ -122,6 +127,10 @@ class Fleet:
         self._by_name = {host.name: host for host in self.hosts}
         self._months = patch_months(spec.seed, spec.start, spec.nights, spec.planted_kb)
         plans = self._make_plans()
+        # Hosts that run the prevent script from ``spec.prevent_night`` on.
+        self.prevented = tuple(
+            sorted(n for n, plan in plans.items() if plan.prevent_day is not None)
+        )
         self._states: dict[str, tuple[HostState, ...]] = {}
         installs: list[PlantedInstall] = []
         effects: list[PlantedEffect] = []
@@ -266,6 +275,16 @@ class Fleet:
             for key, value in values.items():
                 if key.endswith("_day"):
                     values[key] = max(0, min(value, last))
+        # Drawn last, so the fleet is the same with or without it up to its night.
+        if self.spec.prevent_ports and 1 <= self.spec.prevent_night <= last:
+            # One host whose range was moved low (where team ports get taken) runs it and
+            # one does not, so the nights after show the difference; half the others run it.
+            steady = [n for n in runs_winnat if n not in mid_way]
+            moved = [n for n in steady if "vs_day" in fields[n]]
+            others = [n for n in steady if n not in moved]
+            chosen = moved[:1] + rng.sample(others, len(others) // 2)
+            for name in chosen:
+                fields[name]["prevent_day"] = self.spec.prevent_night - 1
         return {name: _Plan(**values) for name, values in fields.items()}
 
     def _history(self, host: SimHost) -> tuple[list[SimUpdate], int]:
@@ -358,6 +377,11 @@ class Fleet:
             actions.append(Action(update.at, "update", update=update, blocks=plan.planted_blocks))
             later = min(plan.planted_day + rng.randint(1, 4), self.spec.nights - 2)
             actions.append(Action(at(later, 18, 22), "restart"))  # "restart to finish installing"
+        # Drawn last: the rest of the host's days are the same with or without it.
+        if plan.prevent_day is not None:  # IT deploys the startup script, then asks for a restart
+            ports = ",".join(str(port) for port in self.spec.prevent_ports)
+            actions.append(Action(at(plan.prevent_day, 9, 11), "prevent", ports))
+            actions.append(Action(at(plan.prevent_day, 17, 18), "restart"))
         return actions
 
     def _patch_days(self, plan: _Plan, rng: random.Random, at: _At) -> list[Action]:

@@ -24,6 +24,7 @@ DOCKER = "docker"
 WINNAT_RESTART = "winnat-restart"
 DYNAMIC_RANGE = "dynamic-range"
 FEATURE = "feature"
+PREVENT = "prevent"  # the prevent script reserved (or left) wanted ports
 HYPERV_FEATURES = ("Microsoft-Hyper-V-All", "Microsoft-Hyper-V")
 WSL_FEATURES = ("VirtualMachinePlatform", "Microsoft-Windows-Subsystem-Linux")
 FEATURES = (*HYPERV_FEATURES, *WSL_FEATURES, "Containers")

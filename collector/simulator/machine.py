@@ -22,6 +22,7 @@ from collector.simulator.host import (
     FULL_BOOT,
     HYPERV_FEATURES,
     LOW_DYNAMIC,
+    PREVENT,
     UPDATE,
     UPDATE_FAILED,
     WINNAT_RESTART,
@@ -136,6 +137,8 @@ class Machine:
         self.planted_pending = 0
         self.planted_installed_at: datetime | None = None
         self.planted_effects: list[PlantedEffect] = []
+        self.administered = list(host.administered)
+        self.prevent_ports: tuple[int, ...] = ()  # the prevent script, once deployed
         self._boot(first_boot, "first boot")
 
     @property
@@ -171,6 +174,10 @@ class Machine:
             # Only later reservations land in the new range (facts A6).
             self.dynamic_tcp = LOW_DYNAMIC
             return [SimEvent(at, DYNAMIC_RANGE, "tcp 1024/64511 (Visual Studio installer)")]
+        if kind == "prevent":
+            # A GPO startup script: it runs at every boot from now on (see _protect).
+            self.prevent_ports = tuple(int(port) for port in detail.split(","))
+            return [SimEvent(at, PREVENT, f"startup script deployed for TCP {detail}")]
         if kind == "feature":
             names = HYPERV_FEATURES if detail == "hyperv" else WSL_FEATURES
             for name in names:
@@ -187,7 +194,7 @@ class Machine:
         duration_ms: int,
     ) -> HostState:
         """Return the state a probe started at ``taken_at`` sees."""
-        excluded = list(self.host.administered)
+        excluded = list(self.administered)
         if self.winnat_running and not self.vanished:
             excluded += self.blocks
             excluded += [PortRange(port, port) for port in self.singles]
@@ -264,9 +271,35 @@ class Machine:
         if added:
             self.block_count += extra
             self.planted_effects.append(PlantedEffect(self.host.name, at, added))
+        events += self._protect(at)
         covered = self._covered()
         self.down = frozenset(p for p in (*TEAM_SERVICES, *self.host.published) if covered(p))
         return events
+
+    def _protect(self, at: datetime) -> list[SimEvent]:
+        """Run the prevent script at boot, before logon: reserve the wanted ports still free.
+
+        The team's services start after logon, so nothing of theirs holds a port yet; a port
+        that this boot's run-time reservations took stays blocked (it needs Hyper-V off, the
+        script, Hyper-V on), as the script says.
+        """
+        if not self.prevent_ports:
+            return []
+        runtime = [(r.start, r.end) for r in self.blocks] + [(p, p) for p in self.singles]
+        mine = [(r.start, r.end) for r in self.administered]
+        windows = {port for _, _, protocol, port, _ in _WINDOWS if protocol == "tcp"}
+        reserved, left = [], []
+        for port in self.prevent_ports:
+            if any(a <= port <= b for a, b in mine):
+                continue  # protected already: the script leaves it alone
+            if port in windows or any(a <= port <= b for a, b in runtime):
+                left.append(port)
+                continue
+            self.administered.append(PortRange(port, port, True))
+            reserved.append(port)
+        said = [f"reserved {reserved}"] if reserved else []
+        said += [f"left {left} (inside a run-time range or held)"] if left else []
+        return [SimEvent(at, PREVENT, "; ".join(said))] if said else []
 
     def _reserve(
         self, rng: random.Random, extra: int, busy: Iterable[int]
@@ -278,7 +311,7 @@ class Machine:
             return ()
         low, count = self.dynamic_tcp
         high = low + count - 1
-        taken = [(r.start, r.end) for r in self.host.administered] + [(p, p) for p in busy]
+        taken = [(r.start, r.end) for r in self.administered] + [(p, p) for p in busy]
         # Blocks of exactly 100 ports inside the dynamic range (facts C), in runs of adjacent
         # blocks as the captures show (excluded-en-1, excluded-de-4).
         sizes: list[int] = []
@@ -297,7 +330,7 @@ class Machine:
         return tuple(added)
 
     def _covered(self) -> Callable[[int], bool]:
-        ranges = [(r.start, r.end) for r in (*self.host.administered, *self.blocks)]
+        ranges = [(r.start, r.end) for r in (*self.administered, *self.blocks)]
         ranges += [(port, port) for port in self.singles]
         return lambda port: any(a <= port <= b for a, b in ranges)
 
