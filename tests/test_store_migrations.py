@@ -34,6 +34,7 @@ VIEWS = {
     "v_listeners",
     "v_updates",
     "v_attempts",
+    "v_fix_checks",
 }
 
 

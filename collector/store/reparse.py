@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from collector.store.fixes import refresh_fixes
 from collector.store.history import refresh_history
 from collector.store.models import Document, DynamicRange, Snapshot, SnapshotError
 from collector.store.snapshots import (
@@ -73,6 +74,7 @@ def reparse(connection: Connection) -> Reparsed:
     for column in SETS:
         drop_unused_sets(connection, column, known[column].values())
     refresh_history(connection)
+    refresh_fixes(connection)
     return Reparsed(len(ids), changed, parts)
 
 
