@@ -4,8 +4,9 @@
 its own, and returns the events not told yet (``told``: the outbox's keys):
 
 - ``blocked``: a wanted TCP port that is reserved (or blocked, unexplained) in its host's
-  latest snapshot, keyed by the snapshot its streak began in; worded as ``explain`` says it:
-  since when, the range and its owner, the candidate causes before it, the first fix;
+  latest snapshot, other than by an administered range (that is a fix, told as one), keyed by
+  the snapshot its streak began in; worded as ``explain`` says it: since when, the range and
+  its owner, the candidate causes before it, the first fix;
 - ``freed``: a wanted port told blocked that binds again (keyed by the night it came free);
 - ``fix-regressed`` / ``fix-held``: a fix whose latest checked night blocks it again / shows
   it holding (keyed by the night that streak began); detected fixes only where they cover a
@@ -76,11 +77,13 @@ def _port_events(
         found: list[tuple[str, int, str, int]] = []  # kind, port, host, since snapshot
         for cell in matrix.to_dict("records"):
             host, port, status = str(cell["host"]), int(cell["port"]), str(cell["status"])
+            blocked = status in BLOCKED and not _administered(cell["finding"])
+            clear = status in _CLEAR or (status in BLOCKED and not blocked)
             was_told = any(k.startswith(f"blocked:{host}:{port}:") for k in told)
-            if status not in BLOCKED and not (status in _CLEAR and was_told):
+            if not blocked and not (clear and was_told):
                 continue
             streaks = _streaks(port_history(connection, int(host_ids[host]), port))
-            if status in BLOCKED:
+            if blocked:
                 found.append(("blocked", port, host, streaks[-1][1]))
             elif (
                 len(streaks) >= 2
@@ -96,6 +99,11 @@ def _port_events(
         answer = explain(store, host, port, wanted_process=services.get(port), story=True)
         events.append(_blocked(key, answer) if kind == "blocked" else _freed(key, answer))
     return events
+
+
+def _administered(finding: object) -> bool:
+    """Tell a port reserved by an administered range (a fix, not a problem) from the others."""
+    return isinstance(finding, Mapping) and bool(finding.get("administered") or False)
 
 
 def _streaks(history: pd.DataFrame) -> list[tuple[str, int]]:

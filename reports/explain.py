@@ -45,6 +45,7 @@ from reports.findings import (
     port_history,
     tcp4_dynamic,
 )
+from reports.fixes import FixRecord, fix_history
 from reports.remediation import Remedy, word_fixes
 
 _LATEST = "SELECT snapshot_id FROM v_latest_snapshots WHERE host_id = :host_id"
@@ -109,6 +110,7 @@ class Explanation:
     causes: tuple[dict[str, Any], ...] = ()  # candidate causes of that window, with their rank
     warnings: tuple[str, ...] = ()
     fixes: tuple[Remedy, ...] = field(default=())
+    fix_history: tuple[FixRecord, ...] = ()  # fixes applied to the port, and how each held
 
     @property
     def blocked(self) -> bool:
@@ -149,6 +151,7 @@ class Explanation:
             "warnings": list(self.warnings),
             "fixes": [{"action": f.action, "commands": list(f.commands), "why": f.why,
                        "caveats": list(f.caveats)} for f in self.fixes],
+            "fix_history": [record.to_json() for record in self.fix_history],
         }  # fmt: skip
 
     def to_text(self) -> str:
@@ -174,6 +177,9 @@ class Explanation:
             lines += [f"  {command}" for command in fix.commands]
             lines.append(f"  Why: {fix.why}")
             lines += [f"  Caveat: {caveat}" for caveat in fix.caveats]
+        if self.fix_history:
+            lines.append("Fixes applied, and whether they held:")
+            lines += [f"  - {record.describe()}" for record in self.fix_history]
         return "\n".join(lines)
 
     def _headline(self) -> str:
@@ -230,6 +236,7 @@ def explain(
         services = {port: wanted_process} if wanted_process else None
         (answer,) = answer_ports(state.findings, cell, services)
         streaks = _streaks(connection, host_id, port)
+        applied = tuple(fix_history(connection, name, port))
         told = story and answer.status != PortStatus.FREE
         changed = _story(connection, name, streaks) if told else {}
     finding = dict(answer.finding or {})
@@ -253,7 +260,8 @@ def explain(
         earlier=tuple(s for s in streaks[:-1] if s.status == answer.status.value),
         evidence=_evidence(meta, families, details, port),
         changes=tuple(changed.get("changes", ())), causes=tuple(changed.get("causes", ())),
-        warnings=_warnings(taken_at, now, stale_days), fixes=tuple(fixes), **details,
+        warnings=_warnings(taken_at, now, stale_days), fixes=tuple(fixes), fix_history=applied,
+        **details,
     )  # fmt: skip
 
 
