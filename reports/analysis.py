@@ -33,6 +33,7 @@ from reports.findings import (
     load_state,
     tcp4_dynamic,
 )
+from reports.fixes import fix_history
 from reports.model import COLUMNS, ReportData
 from reports.remediation import plan_remediation
 
@@ -66,6 +67,7 @@ def build_report_data(
         state = load_state(connection, latest["snapshot_id"].tolist())
         attempts = read_frame(connection, _ATTEMPTS)
         names = read_frame(connection, _HOSTS)
+        fixes = tuple(fix_history(connection))
     attempts["started_at"] = to_utc(attempts["started_at"])
     hosts = _hosts(names, state, attempts, now, stale_after_days)
     wanted = build_wanted_matrix(state, wanted_ports, wanted_services)
@@ -85,6 +87,7 @@ def build_report_data(
         events=events,
         correlation=correlate_fleet(history, causes),
         remediation=plan_remediation(wanted, hosts),
+        fixes=fixes,
     )
 
 

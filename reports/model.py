@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -115,6 +116,7 @@ class ReportData:
     events: pd.DataFrame
     correlation: pd.DataFrame
     remediation: pd.DataFrame
+    fixes: tuple[Any, ...] = ()  # reports.fixes.FixRecord: fixes applied, and how each held
 
     def validate(self) -> None:
         """Raise ValueError when a frame lacks a column the report relies on."""

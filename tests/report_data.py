@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 
@@ -578,11 +579,9 @@ def _remediation() -> list[dict[str, object]]:
 
 def empty_report_data() -> ReportData:
     """Return a report with every frame empty, as for a new database."""
+    frames: dict[str, Any] = {name: empty_frame(name) for name in COLUMNS}
     return ReportData(
-        generated_at=GENERATED_AT,
-        database="sqlite:///empty.db",
-        wanted_ports=(),
-        **{name: empty_frame(name) for name in COLUMNS},
+        generated_at=GENERATED_AT, database="sqlite:///empty.db", wanted_ports=(), **frames
     )
 
 

@@ -35,6 +35,7 @@ SECTION_IDS = (
     "correlation",
     "unexplained",
     "remediation",
+    "fixes",
 )
 # Attributes through which a page can load or send something.
 URL_ATTRIBUTES = {"src", "href", "srcset", "action", "formaction", "poster", "data", "background"}

@@ -40,7 +40,7 @@ def _checks(store: Store) -> list[tuple[str, str, str, int | None]]:
     if store.dialect == "postgresql":
         query = query.replace("strftime('%d', taken_at)", "to_char(taken_at, 'DD')")
     with store.connect() as connection:
-        return [tuple(row) for row in connection.execute(text(query))]  # type: ignore[misc]
+        return [tuple(row) for row in connection.execute(text(query))]
 
 
 def test_a_fix_holds_then_regresses_and_each_turn_is_told_once(store: Store) -> None:
