@@ -94,7 +94,7 @@ def record_fix(
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1–65535")
     now = now or datetime.now(UTC)
-    applied_at = applied_at or now
+    applied_at = (applied_at or now).astimezone(UTC)
     with store.transaction() as connection:
         rows = connection.execute(select(Host.id, Host.name)).all()
         match = [r for r in rows if r.name == host] or [
