@@ -13,6 +13,8 @@ _REPORTS_MAY_USE = ("collector.store", "collector.windows", "collector.diagnosis
 _SIMULATOR_MAY_USE = ("collector.windows", "collector.document", "collector.framing")
 # The only modules that wire the reports and the simulated hosts into the product.
 _WIRING = ("collector.cli", "collector.demo")
+# The one module that sends messages out (Apprise); reading never sends.
+_SENDER = "collector.notify"
 
 
 def imports_of(source: str) -> Iterator[str]:
@@ -47,6 +49,9 @@ def violations(module: str, source: str) -> list[str]:
     """Return one line per import of ``module`` that crosses a layer it must not cross."""
     found = []
     for name in imports_of(source):
+        if _within(name, ("apprise",)) and module != _SENDER:
+            found.append(f"{module} imports {name}: only {_SENDER} sends messages")
+            continue
         ours = _within(name, ("collector", "reports", "migrations", "bench", "tests"))
         if not ours or name == "collector":  # collector itself: only __version__ lives there
             continue
@@ -85,3 +90,7 @@ def test_a_planted_violation_is_caught() -> None:
         "types"
     ]
     assert violations("reports.html", "from collector.store.frames import read_frame\n") == []
+    assert violations("reports.alerts", "import apprise\n") == [
+        "reports.alerts imports apprise: only collector.notify sends messages"
+    ]
+    assert violations("collector.notify", "import apprise\n") == []
