@@ -28,7 +28,7 @@ from collector.diagnosis import PortStatus
 from collector.store.database import Store
 from collector.store.frames import read_frame, to_utc
 from collector.store.outbox import Event
-from reports.explain import Explanation, explain
+from reports.explain import Explanation, explain, fleet_ranks
 from reports.findings import build_wanted_matrix, latest_snapshots, load_state, port_history
 from reports.fixes import FixRecord, fix_history
 
@@ -91,12 +91,20 @@ def _port_events(
                 and f"blocked:{host}:{port}:{streaks[-2][1]}" in told
             ):
                 found.append(("freed", port, host, streaks[-1][1]))
+    fresh = [
+        (kind, port, host, f"{kind}:{host}:{port}:{since}") for kind, port, host, since in found
+    ]
+    fresh = [item for item in fresh if item[3] not in told]
+    ranks: dict[tuple[str, str], int] = {}
+    if any(kind == "blocked" for kind, *_ in fresh):  # the fleet correlation, once per run
+        with store.connect() as connection:
+            ranks = fleet_ranks(connection)
     events = []
-    for kind, port, host, since in found:
-        key = f"{kind}:{host}:{port}:{since}"
-        if key in told:
-            continue
-        answer = explain(store, host, port, wanted_process=services.get(port), story=True)
+    for kind, port, host, key in fresh:
+        answer = explain(
+            store, host, port, wanted_process=services.get(port), story=kind == "blocked",
+            ranks=ranks,
+        )  # fmt: skip
         events.append(_blocked(key, answer) if kind == "blocked" else _freed(key, answer))
     return events
 

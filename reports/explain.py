@@ -13,6 +13,7 @@ warning when the snapshot is older than ``stale_days``.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -213,12 +214,14 @@ def explain(
     stale_days: float = DEFAULT_STALE_DAYS,
     now: datetime | None = None,
     story: bool = True,
+    ranks: Mapping[tuple[str, str], int] | None = None,
 ) -> Explanation:
     """Explain TCP ``port`` on ``host`` from the host's latest snapshot.
 
     ``wanted_process`` is the service the config says wants the port; ``now`` (for tests)
     defaults to the clock; ``story=False`` leaves out what changed (the fleet correlation),
-    for callers that ask about many ports.
+    for callers that ask about many ports; ``ranks`` (``fleet_ranks``) spares a caller that
+    explains many ports the fleet correlation each time.
     """
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1–65535")
@@ -238,7 +241,7 @@ def explain(
         streaks = _streaks(connection, host_id, port)
         applied = tuple(fix_history(connection, name, port))
         told = story and answer.status != PortStatus.FREE
-        changed = _story(connection, name, streaks) if told else {}
+        changed = _story(connection, name, streaks, ranks) if told else {}
     finding = dict(answer.finding or {})
     details = _details(state, finding, port)
     found = state.findings
@@ -295,7 +298,20 @@ def _streaks(connection: Connection, host_id: int, port: int) -> list[Streak]:
     return streaks
 
 
-def _story(connection: Connection, host: str, streaks: list[Streak]) -> dict[str, list[Any]]:
+def fleet_ranks(connection: Connection) -> dict[tuple[str, str], int]:
+    """Return the fleet correlation's rank of each ranked cause, by (kind, cause)."""
+    table = correlate_fleet(load_history(connection), load_causes(connection))
+    ranked = table[table["rank"].notna()]
+    keys = zip(ranked["cause_kind"], ranked["cause"], ranked["rank"], strict=True)
+    return {(str(kind), str(cause)): int(rank) for kind, cause, rank in keys}
+
+
+def _story(
+    connection: Connection,
+    host: str,
+    streaks: list[Streak],
+    known: Mapping[tuple[str, str], int] | None = None,
+) -> dict[str, list[Any]]:
     """Return the range events of the window the streak began in, and the causes before it."""
     if len(streaks) < 2:
         return {}
@@ -307,12 +323,9 @@ def _story(connection: Connection, host: str, streaks: list[Streak]) -> dict[str
     mine = causes[(causes["host"] == host) & (causes["seen_at"] <= began_at)
                   & (causes["seen_at"] > since)]  # fmt: skip
     events = read_frame(connection, _CHANGES, snapshot_id=began)
-    ranks: dict[tuple[str, str], int] = {}
+    ranks: Mapping[tuple[str, str], int] = {}
     if not mine.empty:
-        table = correlate_fleet(load_history(connection), causes)
-        ranked = table[table["rank"].notna()]
-        keys = zip(ranked["cause_kind"], ranked["cause"], ranked["rank"], strict=True)
-        ranks = {(str(kind), str(cause)): int(rank) for kind, cause, rank in keys}
+        ranks = fleet_ranks(connection) if known is None else known
     for column in ("at", "previous_at"):
         events[column] = to_utc(events[column])
     changes = [
