@@ -183,7 +183,8 @@ def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Store) -> Non
 
 
 def test_the_upgrade_to_0004_finds_the_fixes_of_the_stored_nights(store: Store) -> None:
-    from tests.test_watch import night, save
+    from tests.test_report_analysis import save
+    from tests.test_watch import night
 
     save(store, night(20, [(5400, 5499, False)]), night(21, [(5432, 5432, True)]))
     _with_connection(store.engine, "downgrade", "0003")  # a store from before fixes were kept
