@@ -166,8 +166,9 @@ def _send(url: str, message: Message, secrets: Sequence[str]) -> str:
     logging.getLogger("apprise").propagate = False
     sender = apprise.Apprise()
     if not sender.add(url):
-        return "the channel's address could not be read (check its url or url_env)"
-    with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+        return "Apprise could not read the channel's settings (its host, from and to, or its URL)"
+    capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
+    with capture as captured:
         try:
             delivered = sender.notify(
                 body=message.body, title=message.title, body_format=formats[message.markup]

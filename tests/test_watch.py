@@ -12,7 +12,9 @@ from collector.importer import finish_run, record_failure, start_run
 from collector.store.database import Store
 from collector.store.fixes import UnknownHostError, record_fix
 from reports.alerts import find_events
+from reports.analysis import build_report_data
 from reports.explain import explain
+from reports.html import render_report
 from tests.documents import probe_document
 from tests.test_report_analysis import excluded_text, save, sweep
 
@@ -94,6 +96,11 @@ def test_a_fix_holds_then_regresses_and_each_turn_is_told_once(store: Store) -> 
         "nights since; regressed 2026-11-22 02:00 UTC (TCP 5432 reserved); now: holds"
     ]
     assert answer.to_json()["fix_history"][0]["state"] == "holds"
+
+    page = render_report(build_report_data(store, WANTED))
+    section = page.split('<section id="fixes">', 1)[1].split("</section>", 1)[0]
+    assert section.count("<tr>") == 3  # the header, the recorded fix, the detected one
+    assert "restart-winnat" in section and "alice" in section and "2 / 3" in section
 
 
 def test_a_fix_for_an_unknown_host_is_refused(store: Store) -> None:
