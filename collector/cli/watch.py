@@ -92,8 +92,11 @@ def notify_command(settings: Settings, dry_run: bool) -> None:
       portfleet --config /etc/portfleet/config.yaml notify
     """
     if dry_run:
-        for event in pending_events(settings, dry_run=True):
+        events = pending_events(settings, dry_run=True)
+        for event in events:
             click.echo(describe_event(event))
+        channels = len(settings.config.notify.channels)
+        err.print(f"notify --dry-run: {len(events)} event(s), {channels} channel(s); nothing sent")
         return
     result = run_notify(settings)
     if result is not None and result.failed:
