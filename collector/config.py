@@ -116,6 +116,73 @@ class ReportOptions(_Strict):
     stale_days: float = Field(default=3, gt=0)
 
 
+class NotifyChannel(_Strict):
+    """Where ``notify`` sends: e-mail over SMTP, or a webhook (JSON, Slack, Teams workflow).
+
+    Secrets come from the environment: ``password_env`` for SMTP, ``url_env`` for a webhook
+    whose URL holds its token (Slack, Teams, most JSON hooks). ``url`` is only for a JSON hook
+    whose address is no secret.
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["email", "webhook", "slack", "teams"]
+    # e-mail
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username_env: str | None = None
+    password_env: str | None = None
+    sender: str | None = Field(default=None, alias="from")
+    to: tuple[str, ...] = ()
+    # webhooks
+    url: str | None = None
+    url_env: str | None = None
+    verify_tls: bool = True  # check the server's certificate (a channel's opt-out is logged)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("username_env", "password_env", "url_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotifyChannel:
+        if self.kind == "email":
+            if not (self.host and self.sender and self.to):
+                raise ValueError("an email channel needs host, from and to")
+            if self.password_env and not self.username_env:
+                raise ValueError("password_env needs username_env (the SMTP login)")
+        elif self.kind == "webhook":
+            if bool(self.url) == bool(self.url_env):
+                raise ValueError("a webhook channel needs url or url_env (one of them)")
+        elif self.url or not self.url_env:
+            raise ValueError(
+                f"a {self.kind} channel needs url_env: its URL holds a token, keep it in the "
+                "environment"
+            )
+        return self
+
+
+class NotifyOptions(_Strict):
+    """What ``notify`` tells, how, and how often it retries a channel that failed."""
+
+    digest: bool = False  # one message per run and channel, instead of one per event
+    failing_nights: int = Field(default=3, ge=1, le=365)
+    max_tries: int = Field(default=5, ge=1, le=100)
+    timeout_seconds: float = Field(default=20, gt=0, le=600)
+    channels: tuple[NotifyChannel, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> NotifyOptions:
+        names = [channel.name for channel in self.channels]
+        if len(names) != len(set(names)):
+            raise ValueError("channel names must be unique")
+        return self
+
+
 class PortfleetConfig(_Strict):
     """The whole configuration file."""
 
@@ -127,6 +194,7 @@ class PortfleetConfig(_Strict):
     defaults: HostDefaults = HostDefaults()
     probe: ProbeOptions = ProbeOptions()
     collect: CollectOptions = CollectOptions()
+    notify: NotifyOptions = NotifyOptions()
     hosts: tuple[HostEntry, ...] = ()
 
     @field_validator("wanted_ports")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -15,7 +16,7 @@ from sqlalchemy import text
 
 from collector.clock import simulated
 from collector.collect import collect
-from collector.config import PortfleetConfig
+from collector.config import NotifyOptions, PortfleetConfig
 from collector.importer import import_paths
 from collector.plan import plan_collection
 from collector.simulator.cluster import FleetProcess, fleet_config
@@ -37,6 +38,8 @@ MODEL_NIGHTS = 3
 # Windows, and 60 nights still take about a minute.
 TIME_SCALE = 1 / 400
 OPERATION_TIMEOUT = 40
+DEMO_FROM = "portfleet@demo.invalid"
+DEMO_TO = "it-team@demo.invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class DemoResult:
     attempts: int
     snapshots: int
     seconds: float
+    mail: Path | None = None  # the digest the loopback mail server received
+    config: Path | None = None
 
 
 def seed_capture_folder() -> Path:
@@ -107,6 +112,7 @@ def run_demo(
     with simulated(last_night + timedelta(hours=1)):
         _import_seed(store, out_dir)
     report_path = _build_report(url, out_dir, last_night + timedelta(hours=6)) if report else None
+    mail = _send_digest(store, out_dir, console)
     attempts, snapshots = _counts(store)
     store.close()
     result = DemoResult(
@@ -117,6 +123,8 @@ def run_demo(
         attempts,
         snapshots,
         time.monotonic() - started,
+        mail,
+        _write_config(out_dir, database),
     )
     _print_result(result, console)
     return result
@@ -139,6 +147,59 @@ def _build_report(url: str, out_dir: Path, now: datetime) -> Path:
     )
 
 
+def _demo_notify(port: int) -> NotifyOptions:
+    """Return the demo's notify: section: one digest to a mail server on loopback."""
+    channel = {"name": "demo-mail", "kind": "email", "host": "127.0.0.1", "port": port,
+               "security": "none", "from": DEMO_FROM, "to": [DEMO_TO]}  # fmt: skip
+    return NotifyOptions.model_validate({"digest": True, "channels": [channel]})
+
+
+def _send_digest(store: Store, out_dir: Path, console: Console) -> Path | None:
+    """Start a mail server on loopback, send it the fleet's digest, return the saved message."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Mailbox
+
+    from collector.notify import notify
+    from collector.store.outbox import told
+    from reports.alerts import find_events
+
+    maildir = out_dir / "mail"
+    shutil.rmtree(maildir, ignore_errors=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = Controller(Mailbox(maildir), hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        with store.connect() as connection:
+            keys = told(connection)
+        events = find_events(store, WANTED_PORTS, WANTED_SERVICES, told=keys)
+        result = notify(store, _demo_notify(port), events)
+    finally:
+        server.stop()
+    console.print(result.describe())
+    saved = sorted((maildir / "new").glob("*")) if (maildir / "new").is_dir() else []
+    return saved[-1] if saved else None
+
+
+def _write_config(out_dir: Path, database: Path) -> Path:
+    """Write the config the demo used, for `portfleet --config … notify --dry-run` and friends."""
+    path = out_dir / "config.yaml"
+    lines = [
+        "# What the demo ran with. Its mail server on loopback stopped with the demo.",
+        f"database: {database.resolve()}",
+        f"wanted_ports: [{', '.join(str(p) for p in WANTED_PORTS)}]",
+        "wanted_services: {" + ", ".join(f"{k}: {v}" for k, v in WANTED_SERVICES.items()) + "}",
+        "notify:",
+        "  digest: true",
+        "  channels:",
+        "    - {name: demo-mail, kind: email, host: 127.0.0.1, port: 25, security: none,",
+        f"       from: {DEMO_FROM}, to: [{DEMO_TO}]}}",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def _counts(store: Store) -> tuple[int, int]:
     with store.connect() as connection:
         attempts = connection.execute(text("SELECT COUNT(*) FROM attempts")).scalar_one()
@@ -154,8 +215,12 @@ def _print_result(result: DemoResult, console: Console) -> None:
     console.print(f"database: {result.database}")
     if result.report is not None:
         console.print(f"report:   {result.report}")
+    if result.mail is not None:
+        console.print(f"mail:     {result.mail}  (the digest the loopback mail server received)")
     db = result.database
     console.print(
         f'try:      portfleet --db {db} sql "SELECT host, COUNT(*) FROM v_attempts GROUP BY host"'
     )
     console.print(f"          portfleet --db {db} explain seed-workstation 49786")
+    if result.config is not None:
+        console.print(f"          portfleet --config {result.config} notify --dry-run")

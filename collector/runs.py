@@ -77,11 +77,13 @@ def finish_run(store: Store, run_id: int) -> None:
 
 
 def refresh(store: Store) -> None:
-    """Derive the change events and candidate causes from the stored snapshots, and store them."""
+    """Derive the change events, candidate causes and fix checks, and store them."""
+    from collector.store.fixes import refresh_fixes
     from collector.store.history import refresh_history  # pandas: only once a run is over
 
     with store.transaction() as connection:
         refresh_history(connection)
+        refresh_fixes(connection)  # detected fixes come from the change events
 
 
 def close_interrupted_runs(store: Store) -> list[str]:

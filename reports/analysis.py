@@ -32,6 +32,7 @@ from reports.findings import (
     load_state,
     tcp4_dynamic,
 )
+from reports.fixes import fix_history
 from reports.model import COLUMNS, ReportData, typed
 from reports.remediation import plan_remediation
 
@@ -59,6 +60,7 @@ def build_report_data(
         state = load_state(connection, latest["snapshot_id"].tolist())
         attempts = tables.read(connection, "attempts")
         names = tables.read(connection, "hosts")
+        fixes = tuple(fix_history(connection))
     hosts = _hosts(names, state, attempts, now, stale_after_days)
     wanted = build_wanted_matrix(state, wanted_ports, wanted_services)
     wanted = _with_unseen(wanted, hosts, wanted_ports)
@@ -76,6 +78,7 @@ def build_report_data(
         events=typed("events", events),
         correlation=typed("correlation", correlation),
         remediation=typed("remediation", plan_remediation(wanted, hosts)),
+        fixes=fixes,
     )  # fmt: skip
 
 

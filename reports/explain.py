@@ -13,6 +13,7 @@ warning when the snapshot is older than ``stale_days``.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ from reports.findings import (
     port_history,
     tcp4_dynamic,
 )
+from reports.fixes import FixRecord, fix_history
 from reports.odds import Odds, at_risk_odds
 from reports.remediation import Remedy, word_fixes
 
@@ -104,6 +106,7 @@ class Explanation:
     warnings: tuple[str, ...] = ()
     fixes: tuple[Remedy, ...] = field(default=())
     odds: tuple[Odds, ...] = ()  # for an at-risk port: how often the fleet saw it taken
+    fix_history: tuple[FixRecord, ...] = ()  # fixes applied to the port, and how each held
 
     @property
     def blocked(self) -> bool:
@@ -146,6 +149,7 @@ class Explanation:
                       "rate": o.rate} for o in self.odds],
             "fixes": [{"action": f.action, "commands": list(f.commands), "why": f.why,
                        "caveats": list(f.caveats)} for f in self.fixes],
+            "fix_history": [record.to_json() for record in self.fix_history],
         }  # fmt: skip
 
     def to_text(self) -> str:
@@ -174,6 +178,9 @@ class Explanation:
             lines += [f"  {command}" for command in fix.commands]
             lines.append(f"  Why: {fix.why}")
             lines += [f"  Caveat: {caveat}" for caveat in fix.caveats]
+        if self.fix_history:
+            lines.append("Fixes applied, and whether they held:")
+            lines += [f"  - {record.describe()}" for record in self.fix_history]
         return "\n".join(lines)
 
     def _headline(self) -> str:
@@ -207,12 +214,14 @@ def explain(
     stale_days: float = DEFAULT_STALE_DAYS,
     now: datetime | None = None,
     story: bool = True,
+    ranks: Mapping[tuple[str, str], int] | None = None,
 ) -> Explanation:
     """Explain TCP ``port`` on ``host`` from the host's latest snapshot.
 
     ``wanted_process`` is the service the config says wants the port; ``now`` (for tests)
     defaults to the clock; ``story=False`` leaves out what changed (the fleet correlation),
-    for callers that ask about many ports.
+    for callers that ask about many ports; ``ranks`` (``fleet_ranks``) spares a caller that
+    explains many ports the fleet correlation each time.
     """
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1–65535")
@@ -230,8 +239,9 @@ def explain(
         services = {port: wanted_process} if wanted_process else None
         (answer,) = answer_ports(state.findings, cell, services)
         streaks = _streaks(connection, host_id, port)
+        applied = tuple(fix_history(connection, name, port))
         told = story and answer.status != PortStatus.FREE
-        changed = _story(connection, name, streaks) if told else {}
+        changed = _story(connection, name, streaks, ranks) if told else {}
     finding = dict(answer.finding or {})
     details = _details(state, finding, port)
     found = state.findings
@@ -253,7 +263,8 @@ def explain(
         earlier=tuple(s for s in streaks[:-1] if s.status == answer.status.value),
         evidence=_evidence(meta, families, details, port),
         changes=tuple(changed.get("changes", ())), causes=tuple(changed.get("causes", ())),
-        warnings=_warnings(taken_at, now, stale_days), fixes=tuple(fixes), **details,
+        warnings=_warnings(taken_at, now, stale_days), fixes=tuple(fixes), fix_history=applied,
+        **details,
         odds=at_risk_odds(store, [port])[port]
         if story and answer.status == PortStatus.AT_RISK else (),
     )  # fmt: skip
@@ -289,7 +300,20 @@ def _streaks(connection: Connection, host_id: int, port: int) -> list[Streak]:
     return streaks
 
 
-def _story(connection: Connection, host: str, streaks: list[Streak]) -> dict[str, list[Any]]:
+def fleet_ranks(connection: Connection) -> dict[tuple[str, str], int]:
+    """Return the fleet correlation's rank of each ranked cause, by (kind, cause)."""
+    table = correlate_fleet(connection, load_causes(connection))
+    ranked = table[table["rank"].notna()]
+    keys = zip(ranked["cause_kind"], ranked["cause"], ranked["rank"], strict=True)
+    return {(str(kind), str(cause)): int(rank) for kind, cause, rank in keys}
+
+
+def _story(
+    connection: Connection,
+    host: str,
+    streaks: list[Streak],
+    known: Mapping[tuple[str, str], int] | None = None,
+) -> dict[str, list[Any]]:
     """Return the range events of the window the streak began in, and the causes before it."""
     if len(streaks) < 2:
         return {}
@@ -302,12 +326,9 @@ def _story(connection: Connection, host: str, streaks: list[Streak]) -> dict[str
                   & (causes["seen_at"] > since)]  # fmt: skip
     # The change events of the window the streak began in (the same rows the report shows).
     events = tables.read(connection, "snapshot_changes", snapshot_id=began)
-    ranks: dict[tuple[str, str], int] = {}
+    ranks: Mapping[tuple[str, str], int] = {}
     if not mine.empty:
-        table = correlate_fleet(connection, causes)
-        ranked = table[table["rank"].notna()]
-        keys = zip(ranked["cause_kind"], ranked["cause"], ranked["rank"], strict=True)
-        ranks = {(str(kind), str(cause)): int(rank) for kind, cause, rank in keys}
+        ranks = fleet_ranks(connection) if known is None else known
     changes = [
         {"kind": row["kind"], "protocol": row["protocol"], "start": _int(row["start"]),
          "end": _int(row["end"]), "previous_start": _int(row["previous_start"]),

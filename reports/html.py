@@ -45,6 +45,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("correlation", "What changed before the ranges moved"),
     ("unexplained", "Unexplained failures"),
     ("remediation", "Remediation"),
+    ("fixes", "Fixes"),
 )
 
 # How each wanted-port status is shown; an in-use cell is fine when its own service holds it.
@@ -101,6 +102,11 @@ def render_report(data: ReportData) -> str:
         "too_few": [row for row in correlation_rows if not row["enough_hosts"]],
         "unexplained": _unexplained(unexplained, host_rows),
         "remediation": _remediation(data.remediation),
+        "fixes": [
+            record.to_json()
+            | {"host": record.host, "ports": record.ports(), "summary": record.describe()}
+            for record in data.fixes
+        ],
         "chart_data": _script_json(_chart_data(data, hosts, events)),
         "css": Markup(css),
         "plotly_js": Markup(plotly_js),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -107,6 +108,7 @@ class ReportData:
     events: pd.DataFrame
     correlation: pd.DataFrame
     remediation: pd.DataFrame
+    fixes: tuple[Any, ...] = ()  # reports.fixes.FixRecord: fixes applied, and how each held
 
     def validate(self) -> None:
         """Raise ValueError when a frame lacks a column the report relies on, or its kind."""

@@ -180,6 +180,22 @@ QUERIES: dict[str, Query] = {
         "The finding sets whose IPv4 TCP findings put one :port at risk or reserve it.",
         {"set_id": INT, "diagnosis": STR},
     ),
+    "fixes": Query(
+        "Every fix, recorded or detected, with its host's name, oldest first.",
+        {"id": INT, "key": STR, "host": STR, "host_id": INT, "source": STR, "action": STR,
+         "start_port": INT, "end_port": INT, "applied_at": UTC, "recorded_by": NULLABLE_STR,
+         "note": NULLABLE_STR},
+    ),
+    "fix_checks": Query(
+        "How each fix held in each snapshot of its host taken at or after it.",
+        {"fix_id": INT, "snapshot_id": INT, "taken_at": UTC, "outcome": STR,
+         "port": NULLABLE_INT, "diagnosis": NULLABLE_STR},
+    ),
+    "collection_tries": Query(
+        "The tries of each host in each collection run.",
+        {"id": INT, "run_id": INT, "host": STR, "status": STR, "error_class": NULLABLE_STR,
+         "message": NULLABLE_STR, "finished_at": UTC},
+    ),
 }
 # fmt: on
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from collector.document import load_document
 from collector.importer import import_paths
 from collector.runs import finish_run, start_run
 from collector.store.database import Store
+from collector.store.fixes import record_fix
 from collector.store.writer import record_failure, store_document
 from reports.analysis import build_report_data
 from reports.model import ReportData
@@ -38,6 +39,7 @@ HOSTILE_FAULT = (
     'WinRM said: <f:WSManFault Code="5" Machine="ws-legacy"><f:Message>Access is denied. '
     "</f:Message></f:WSManFault> (check the account is in Administrators)"
 )
+HOSTILE_NOTE = "<b>netsh</b> & a reboot"  # an admin's note on a fix
 WANTED_PORTS = (80, 443, 3000, 5432, 8080, 50051)
 NOW = datetime(2024, 5, 14, 6, 0, tzinfo=UTC)
 NIGHTS = ("2024-05-01T03:00:00Z", "2024-05-03T03:00:00Z", "2024-05-07T03:00:00Z",
@@ -172,6 +174,10 @@ def fill_report_store(store: Store) -> None:
     seed_at = datetime(2024, 4, 20, 12, 0, tzinfo=UTC)  # a workstation not seen for weeks
     (result,) = import_paths(store, [SEED_CAPTURE], "seed-workstation", seed_at)
     assert result.outcome == "stored", result.message
+    # An admin's fix, checked against the nights stored after it; its note comes from a person.
+    applied = datetime.fromisoformat(NIGHTS[0]) + timedelta(hours=1)
+    record_fix(store, "dev-ana", 50051, "reserve", note=HOSTILE_NOTE, by="it",
+               applied_at=applied)  # fmt: skip
 
 
 def big_fleet(store: Store, count: int = 1000) -> None:

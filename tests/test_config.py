@@ -55,3 +55,27 @@ def test_mistakes_are_explained(text: str, expected: list[str]) -> None:
     for part in expected:
         assert part in message
     assert "hunter2" not in message
+
+
+def test_the_example_notify_section_is_valid() -> None:
+    notify = load_config(REPO / "config.example.yaml").notify
+    assert [(c.name, c.kind) for c in notify.channels] == [
+        ("it-mail", "email"), ("team-slack", "slack")
+    ]  # fmt: skip
+    assert notify.channels[0].sender == "portfleet@corp.example"
+    assert notify.channels[0].password_env == "PORTFLEET_SMTP_PASSWORD"
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [
+        ("{name: m, kind: email, host: h}", "needs host, from and to"),
+        ("{name: s, kind: slack, url: 'https://hooks.slack.com/services/T/B/X'}", "url_env"),
+        ("{name: w, kind: webhook}", "needs url or url_env"),
+        ("{name: m, kind: email, host: h, from: a@b, to: [c@d], password: x}", "holds a secret"),
+        ("{name: 'a b', kind: webhook, url: 'http://x'}", "should match pattern"),
+    ],
+)
+def test_a_bad_notify_channel_is_refused(channel: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(f"notify:\n  channels:\n    - {channel}\n")

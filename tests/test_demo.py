@@ -7,6 +7,7 @@ import zlib
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import pandas as pd
 from click.testing import CliRunner
 from sqlalchemy import text
 
@@ -51,6 +52,8 @@ def test_the_demo_collects_sixty_nights_of_every_healthy_host(tmp_path: Path) ->
     assert (out / "report.html").stat().st_size > 100_000
     _assert_localized_text_arrived_intact(database, fleet)
     _assert_attempts_are_stamped_with_their_night(database, fleet)
+    _assert_the_digest_told_what_the_findings_say(out, result.output)
+    _assert_a_fix_holds_until_the_fleet_blocks_it_again(out)
 
 
 def _assert_attempts_are_stamped_with_their_night(database: Path, fleet: Fleet) -> None:
@@ -73,6 +76,88 @@ def _assert_attempts_are_stamped_with_their_night(database: Path, fleet: Fleet) 
             at = datetime.fromisoformat(taken).astimezone(UTC)
             if at.year == start.year:
                 assert abs(at - first) < timedelta(hours=14), (run_id, first, at)
+
+
+def _wanted_blocked_in_findings(database: Path) -> set[tuple[str, int]]:
+    """Ask the stored findings, not portfleet's reading of them, which wanted ports are blocked."""
+    engine = create_store_engine(f"sqlite:///{database}", writer=False)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT DISTINCT f.host, p.port FROM v_findings f JOIN ports p "
+                "ON p.port BETWEEN f.start_port AND f.end_port "
+                "WHERE f.latest = 1 AND f.protocol = 'tcp' AND p.port IN (5000, 5001, 5432, 8080, "
+                "49786) AND f.classification IN ('reserved', 'probably-reserved', 'unexplained') "
+                "AND COALESCE(f.administered, 0) = 0"
+            )
+        ).all()
+        told = connection.execute(
+            text(
+                "SELECT host, port FROM notifications "
+                "WHERE kind = 'blocked' AND sent_at IS NOT NULL"
+            )
+        ).all()
+    engine.dispose()
+    assert {(h, int(p)) for h, p in told} == {(h, int(p)) for h, p in rows}
+    return {(h, int(p)) for h, p in rows}
+
+
+def _assert_the_digest_told_what_the_findings_say(out: Path, output: str) -> None:
+    blocked = _wanted_blocked_in_findings(out / "portfleet.db")
+    assert ("seed-workstation", 49786) in blocked
+    (saved,) = (out / "mail" / "new").iterdir()
+    assert f"mail:     {saved}" in output.replace("\n", "")
+    message = saved.read_text(encoding="utf-8")
+    assert "Subject: seed-workstation TCP 49786: blocked (bind fails with 10013)" in message
+    config = out / "config.yaml"
+    dry = CliRunner().invoke(cli, ["--config", str(config), "notify", "--dry-run"])
+    assert (dry.exit_code, dry.stdout) == (0, "")
+    again = CliRunner().invoke(cli, ["--config", str(config), "notify"])
+    assert again.exit_code == 0, again.output
+    assert "notify: 0 queued, 0 sent, 0 failed" in again.output
+
+
+def _assert_a_fix_holds_until_the_fleet_blocks_it_again(out: Path) -> None:
+    """Record a fix on a demo host the night a port came free; the fleet reserves it again."""
+    from collector.store.database import Store
+    from reports.findings import port_history
+
+    database = out / "portfleet.db"
+    store = Store.reader(f"sqlite:///{database}")
+    with store.connect() as connection:
+        hosts = connection.execute(text("SELECT id, name FROM hosts ORDER BY name")).all()
+        for host_id, name in hosts:
+            history = port_history(connection, host_id, 5000)
+            blocked = [status == "reserved" for status in history["status"]]
+            frees = [i for i in range(1, len(blocked)) if blocked[i - 1] and not blocked[i]]
+            later = [i for i in range(frees[0], len(blocked)) if blocked[i]] if frees else []
+            if later:
+                host, freed, again = str(name), frees[0], later[0]
+                break
+        else:
+            raise AssertionError("no demo host has port 5000 reserved, free, reserved again")
+    store.close()
+    last_blocked = history["taken_at"].iloc[freed - 1]
+    at = (last_blocked + pd.Timedelta(hours=1)).isoformat()
+    config = out / "config.yaml"
+    fixed = CliRunner().invoke(
+        cli, ["--config", str(config), "fix", host, "5000", "--action", "restart-winnat",
+              "--at", at, "--by", "demo-admin"],
+    )  # fmt: skip
+    assert fixed.exit_code == 0, fixed.output
+    sql = (
+        "SELECT snapshot_id, outcome FROM v_fix_checks WHERE source = 'recorded' ORDER BY taken_at"
+    )
+    checked = CliRunner().invoke(cli, ["--config", str(config), "sql", sql, "--format", "json"])
+    outcomes = {row["snapshot_id"]: row["outcome"] for row in json.loads(checked.stdout)}
+    ids = [int(i) for i in history["snapshot_id"]]
+    assert [outcomes[i] for i in ids[freed:again]] == ["holds"] * (again - freed)
+    assert outcomes[ids[again]] == "regressed"  # the night the fleet blocks it again
+    explained = CliRunner().invoke(cli, ["--config", str(config), "explain", host, "5000"])
+    night = history["taken_at"].iloc[again]
+    assert f"regressed {night:%Y-%m-%d %H:%M} UTC (TCP 5000 reserved)" in explained.stdout.replace(
+        "\n", " "
+    )
 
 
 def _assert_localized_text_arrived_intact(database: Path, fleet: Fleet) -> None:

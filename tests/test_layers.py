@@ -18,6 +18,8 @@ _DATABASE_FREE = ("collector.store.rows",)
 # pywinrm and the authentication packages it and its extras bring: the WinRM transport's alone.
 _PYWINRM = ("winrm", "requests_ntlm", "requests_credssp", "kerberos")
 _WINRM_TRANSPORT = "collector.winrm"
+# The one module that sends messages out (Apprise); reading never sends.
+_SENDER = "collector.notify"
 
 
 def imports_of(source: str) -> Iterator[str]:
@@ -60,6 +62,9 @@ def violations(module: str, source: str) -> list[str]:
             continue
         if _within(name, _PYWINRM) and module != _WINRM_TRANSPORT:
             found.append(f"{module} imports {name}: only {_WINRM_TRANSPORT} speaks WinRM")
+            continue
+        if _within(name, ("apprise",)) and module != _SENDER:
+            found.append(f"{module} imports {name}: only {_SENDER} sends messages")
             continue
         ours = _within(name, ("collector", "reports", "migrations", "bench", "tests"))
         if not ours or name == "collector":  # collector itself: only __version__ lives there
@@ -112,3 +117,7 @@ def test_a_planted_violation_is_caught() -> None:
         "collector.transport imports requests_credssp.exceptions: only collector.winrm speaks WinRM"
     ]
     assert violations("collector.winrm", "from winrm.protocol import Protocol\n") == []
+    assert violations("reports.alerts", "import apprise\n") == [
+        "reports.alerts imports apprise: only collector.notify sends messages"
+    ]
+    assert violations("collector.notify", "import apprise\n") == []

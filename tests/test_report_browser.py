@@ -141,7 +141,7 @@ def _numbers(cells: list[str]) -> list[float | None]:
 def test_page_loads_quietly_and_offline(report: _Loaded) -> None:
     page = report.page
     assert page.title().startswith("portfleet report")
-    assert page.locator("section").count() == 8
+    assert page.locator("section").count() == 9
     report.assert_quiet()
 
 

@@ -23,6 +23,7 @@ from tests.report_store import (
     HOSTILE_FAULT,
     HOSTILE_HOST,
     HOSTILE_NAT,
+    HOSTILE_NOTE,
     HOSTILE_PROCESS,
     HOSTILE_TITLE,
     KB_INSTALLED,
@@ -39,6 +40,7 @@ SECTION_IDS = (
     "correlation",
     "unexplained",
     "remediation",
+    "fixes",
 )
 # Attributes through which a page can load or send something.
 URL_ATTRIBUTES = {"src", "href", "srcset", "action", "formaction", "poster", "data", "background"}
@@ -177,7 +179,9 @@ def test_header_says_what_when_and_from_where(data: ReportData, page: _Page) -> 
     assert "store.db" in data.database and data.database in text
 
 
-@pytest.mark.parametrize("hostile", [HOSTILE_HOST, HOSTILE_PROCESS, HOSTILE_TITLE, HOSTILE_FAULT])
+@pytest.mark.parametrize(
+    "hostile", [HOSTILE_HOST, HOSTILE_PROCESS, HOSTILE_TITLE, HOSTILE_FAULT, HOSTILE_NOTE]
+)
 def test_host_strings_are_escaped(html: str, page: _Page, hostile: str) -> None:
     assert hostile not in html
     assert str(escape(hostile)) in html

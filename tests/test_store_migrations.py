@@ -35,6 +35,7 @@ VIEWS = {
     "v_listeners",
     "v_updates",
     "v_attempts",
+    "v_fix_checks",
 }
 
 
@@ -180,3 +181,18 @@ def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Store) -> Non
         ).scalar_one()
         assert gone == 0
         assert connection.execute(text("SELECT COUNT(*) FROM dynamic_ranges")).scalar_one() == 0
+
+
+def test_the_upgrade_to_0004_finds_the_fixes_of_the_stored_nights(store: Store) -> None:
+    from tests.test_report_analysis import save
+    from tests.test_watch import night
+
+    save(store, night(20, [(5400, 5499, False)]), night(21, [(5432, 5432, True)]))
+    _with_connection(store.engine, "downgrade", "0003")  # a store from before fixes were kept
+    assert "fixes" not in inspect(store.engine).get_table_names()
+    assert upgrade_to_head(store.engine) is True
+    with store.connect() as connection:
+        rows = connection.execute(
+            text("SELECT action, start_port, end_port, outcome FROM v_fix_checks")
+        ).all()
+    assert [tuple(row) for row in rows] == [("administered-range", 5432, 5432, "holds")]

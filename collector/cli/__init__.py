@@ -4,7 +4,7 @@
 side of the data's walk (see docs/architecture.md).
 """
 
-from collector.cli import answers, inputs, prevent, schema, simulated  # noqa: F401  (they register)
+from collector.cli import answers, inputs, prevent, schema, simulated, watch  # noqa: F401
 from collector.cli.root import cli, main
 
 __all__ = ["cli", "main"]

@@ -207,6 +207,7 @@ def _parse_taken_at(value: str | None) -> datetime | None:
     help="Append plain log lines to this file.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug lines too.")
+@click.option("--notify", "then_notify", is_flag=True, help="Then run `portfleet notify`.")
 @click.pass_obj
 def collect_command(
     settings: Settings,
@@ -216,15 +217,18 @@ def collect_command(
     retries: int | None,
     log_file: Path | None,
     verbose: bool,
+    then_notify: bool,
 ) -> None:
     """Take one snapshot of every configured host (or the selected ones) over WinRM.
 
     Run it nightly from cron, a systemd timer or Task Scheduler (see README). Every attempt is
     stored, failed ones too; exit code 1 means some hosts failed and the others were stored.
+    With --notify, it then tells what changed (see `portfleet notify`); exit code 4 means the
+    night was stored but some messages wait for the next run.
 
     \b
     Examples:
-      portfleet --config /etc/portfleet/config.yaml collect
+      portfleet --config /etc/portfleet/config.yaml collect --notify
       portfleet collect @backend dev-ws-1* --concurrency 8 --log /var/log/portfleet.log
     """
     from collector.collect import collect
@@ -246,8 +250,15 @@ def collect_command(
             store, config, plan, on_done=(lambda _o: bar.advance(bar.task_ids[0])) if bar else None
         )
     print_summary(outcomes, Console())
+    delivered = True
+    if then_notify:
+        from collector.cli.watch import notify_after_collect
+
+        delivered = notify_after_collect(settings)
     if any(o.status == "failed" for o in outcomes):
         sys.exit(int(ExitCode.SOME_FAILED))
+    if not delivered:
+        sys.exit(int(ExitCode.NOT_DELIVERED))
 
 
 @cli.command("probe-script", context_settings=CONTEXT)

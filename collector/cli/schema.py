@@ -45,11 +45,13 @@ def db_reclassify(settings: Settings) -> None:
       portfleet db reclassify
     """
     from collector.store.findings import reclassify
+    from collector.store.fixes import refresh_fixes
     from collector.store.history import refresh_history
 
     with settings.open_store().transaction() as connection:
         result = reclassify(connection)
         history = refresh_history(connection)
+        refresh_fixes(connection)
     click.echo(result.describe())
     click.echo(f"history: {history.events} change events, {history.causes} candidate causes")
 

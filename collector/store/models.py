@@ -401,3 +401,93 @@ class CandidateCause(Base):
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
     window_start: Mapped[datetime] = mapped_column(UtcDateTime())
     exposure: Mapped[bool] = mapped_column(Boolean)
+
+
+FIX_ACTIONS = ("reserve", "restart-winnat", "hyperv-cycle", "other", "administered-range")
+FIX_OUTCOMES = ("holds", "regressed", "unknown")
+
+
+class Fix(Base):
+    """A fix applied to TCP ports ``start_port``–``end_port`` of a host, to be checked nightly.
+
+    ``source`` is ``recorded`` (``portfleet fix``: who, when, what, a note; kept) or
+    ``detected`` (an administered ``*`` range that appeared between two snapshots: derived from
+    ``change_events`` when a run ends, like them). ``key`` names it across derivations.
+    """
+
+    __tablename__ = "fixes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    source: Mapped[str] = mapped_column(String(8))
+    action: Mapped[str] = mapped_column(String(24))
+    start_port: Mapped[int] = mapped_column(Integer)
+    end_port: Mapped[int] = mapped_column(Integer)
+    applied_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    recorded_by: Mapped[str | None] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
+
+    __table_args__ = (
+        CheckConstraint("source IN ('recorded', 'detected')", name="source"),
+        CheckConstraint(
+            "action IN ('reserve', 'restart-winnat', 'hyperv-cycle', 'other', "
+            "'administered-range')",
+            name="action",
+        ),
+        CheckConstraint("start_port BETWEEN 1 AND 65535 AND end_port BETWEEN 1 AND 65535", "ports"),
+        CheckConstraint("start_port <= end_port", name="order"),
+    )
+
+
+class FixCheck(Base):
+    """Whether a fix held in one snapshot of its host taken after it (``collector.store.fixes``).
+
+    ``outcome``: ``holds`` (every port of the fix binds, or only an administered range covers
+    it), ``regressed`` (a run-time range, a probable reservation or an unexplained failure
+    blocks one of them: ``port`` and ``diagnosis`` say which) or ``unknown`` (not swept, and no
+    excluded range says). Derived when a run ends and when a fix is recorded.
+    """
+
+    __tablename__ = "fix_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fix_id: Mapped[int] = mapped_column(ForeignKey("fixes.id"), index=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    outcome: Mapped[str] = mapped_column(String(10))
+    port: Mapped[int | None] = mapped_column(Integer)
+    diagnosis: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        UniqueConstraint("fix_id", "snapshot_id"),
+        CheckConstraint("outcome IN ('holds', 'regressed', 'unknown')", name="outcome"),
+    )
+
+
+class Notification(Base):
+    """One event worth telling, for one channel: queued, sent once, retried a bounded number.
+
+    ``event_key`` names the event from the stored nights (the same night gives the same key, so
+    a re-run queues nothing new); ``payload`` is the event's data, never a credential;
+    ``last_error`` is the redacted reason of the last failed try.
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(24))
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    queued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    last_tried_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("event_key", "channel"),)

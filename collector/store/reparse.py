@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from collector.store.database import Store
+from collector.store.fixes import refresh_fixes
 from collector.store.history import refresh_history
 from collector.store.models import Document, DynamicRange, Snapshot, SnapshotError
 from collector.store.rows import prepare_snapshot
@@ -77,6 +78,7 @@ def reparse(store: Store) -> Reparsed:
         for column in SETS:
             drop_unused_sets(connection, column, before[column])
         refresh_history(connection)
+        refresh_fixes(connection)
     return Reparsed(len(ids), changed, parts)
 
 
