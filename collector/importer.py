@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import Connection, select
+
 from collector.clock import now
 from collector.document import (
     DocumentError,
@@ -14,10 +16,15 @@ from collector.document import (
     load_document,
 )
 from collector.parsers.text import DEFAULT_CODEPAGE
-from collector.runs import finish_run, in_flight, start_run
+from collector.prevent import is_prevent_result, read_prevent_result
+from collector.runs import finish_run, in_flight, landed, start_run
 from collector.store.database import Store
+from collector.store.fixes import add_fix, refresh_fixes
+from collector.store.models import Host
 from collector.store.writer import (
     ImportResult,
+    add_attempt,
+    ensure_host,
     is_database_fault,
     record_failure,
     refused_message,
@@ -65,6 +72,8 @@ def _import_one(
             body, skipped = capture.document, capture.skipped
         else:
             body = extract_document(_read(path), source)
+            if is_prevent_result(body):
+                return _import_prevent(store, run_id, body, source, started_at, landing)
         document = load_document(body, source)
         result = store_document(
             store, run_id, body, document, source, "file", started_at, landing=landing
@@ -91,3 +100,38 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _import_prevent(
+    store: Store,
+    run_id: int,
+    body: bytes,
+    source: str,
+    started_at: datetime,
+    landing: tuple[int | None, str],
+) -> ImportResult:
+    """Store what a prevent script reserved as fixes, with the import's attempt, at once."""
+    try:
+        result = read_prevent_result(body, source)
+    except ValueError as exc:
+        raise DocumentError(str(exc)) from None
+    with store.transaction() as connection:
+        landed(connection, run_id, *landing)
+        host_id = _host_id(connection, result.host)
+        by = f"prevent script ({result.mode})"
+        for outcome in result.reserved():
+            add_fix(connection, host_id, (outcome.start, outcome.end), "reserve",
+                    result.taken_at, now(), by, outcome.reason)  # fmt: skip
+        if result.reserved():
+            refresh_fixes(connection)
+        add_attempt(connection, run_id, host_id, source, started_at, "ok", None, result.summary())
+    return ImportResult(source, "stored", host=result.host, message=result.summary())
+
+
+def _host_id(connection: Connection, name: str) -> int:
+    """Return the host a Windows name means (names ignore case), creating it when new."""
+    rows = connection.execute(select(Host.id, Host.name)).all()
+    same = [row for row in rows if row.name.casefold() == name.casefold()]
+    exact = [row for row in same if row.name == name]
+    chosen = exact or same
+    return int(chosen[0].id) if len(chosen) == 1 else ensure_host(connection, name)

@@ -216,19 +216,25 @@ if ($mode -eq 'apply' -and $pending.Count -gt 0) {
             $exitCode = 1
         }
         $excluded = Read-Excluded
+        $reservedStarts = @($pending | ForEach-Object { $_.start })
         $states = @()
         for ($i = 0; $i -lt $WantedStarts.Count; $i++) {
-            $states += Get-PortState $WantedStarts[$i] $WantedCounts[$i] $excluded
+            $state = Get-PortState $WantedStarts[$i] $WantedCounts[$i] $excluded
+            if ($state.status -eq 'protected' -and $reservedStarts -contains $state.start) {
+                $state.status = 'reserved'
+                $state.reason = 'reserved now as an administered range'
+            }
+            $states += $state
         }
     }
 }
 
 foreach ($state in $states) {
     $level = 'INFO'
-    if ($state.status -ne 'protected' -and $state.status -ne 'to-reserve') { $level = 'WARN' }
+    if (@('protected', 'reserved', 'to-reserve') -notcontains $state.status) { $level = 'WARN' }
     Write-PreventLog ('TCP {0}-{1}: {2} ({3})' -f $state.start, $state.end, $state.status, $state.reason) $level
 }
-$unprotected = @($states | Where-Object { $_.status -ne 'protected' })
+$unprotected = @($states | Where-Object { $_.status -ne 'protected' -and $_.status -ne 'reserved' })
 $needPerson = @($states | Where-Object { $_.status -eq 'held' -or $_.status -eq 'needs-hyperv-sequence' })
 if ($exitCode -eq 0) {
     if ($mode -eq 'detect' -and $unprotected.Count -gt 0) { $exitCode = 1 }

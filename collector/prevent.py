@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from enum import StrEnum
 from functools import cache
 from importlib import resources
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from collector.windows import MAX_PORT
 
@@ -77,3 +80,71 @@ def _comment(text: str) -> str:
     config a script must not be steered by.
     """
     return _UNSAFE.sub("?", text)
+
+
+class PortOutcome(BaseModel):
+    """What the script did, or would do, about one wanted range."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    start: int = Field(ge=1, le=MAX_PORT)
+    end: int = Field(ge=1, le=MAX_PORT)
+    status: Literal["protected", "reserved", "to-reserve", "held", "needs-hyperv-sequence"]
+    reason: str = Field(max_length=2000)
+
+
+class PreventResult(BaseModel):
+    """The JSON result a prevent script prints, as `portfleet import` takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["portfleet-prevent"]
+    version: Literal[1]
+    host: str = Field(min_length=1, max_length=255)
+    taken_at: AwareDatetime
+    mode: Literal["dry-run", "detect", "apply"]
+    elevated: bool
+    applied: bool
+    exit_code: int
+    ports: list[PortOutcome]
+
+    def reserved(self) -> list[PortOutcome]:
+        """Return the ranges this run reserved (an apply that went through)."""
+        return [p for p in self.ports if p.status == "reserved"] if self.applied else []
+
+    def summary(self) -> str:
+        """Say in one line what the script found and did."""
+        said = [f"{p.start}-{p.end}: {p.status}" if p.end > p.start else f"{p.start}: {p.status}"
+                for p in self.ports]  # fmt: skip
+        return f"prevent script ({self.mode}, exit {self.exit_code}): " + "; ".join(said)
+
+
+def is_prevent_result(body: bytes) -> bool:
+    """Tell a prevent script's result from a probe document, without parsing either."""
+    return (
+        b"portfleet-prevent" in body[:4096]
+        or "portfleet-prevent".encode("utf-16-le") in body[:8192]
+    )
+
+
+def read_prevent_result(body: bytes, source: str) -> PreventResult:
+    """Read a prevent script's JSON result (UTF-8, or UTF-16 as PowerShell 5.1 redirects it).
+
+    Raise ValueError naming the field that is wrong.
+    """
+    try:
+        if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = body.decode("utf-16")
+        else:
+            text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{source}: not UTF-8 or UTF-16 text ({exc.reason})") from None
+    try:
+        return PreventResult.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the result"
+        raise ValueError(
+            f"{source}: not a prevent script result ({where}: {first['msg']}); import the "
+            "JSON the script that `portfleet prevent-script` prints wrote"
+        ) from None

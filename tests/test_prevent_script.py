@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from collector.cli import cli
 from collector.prevent import Variant, port_ranges, prevent_script
+from tests.conftest import import_seed
 from tests.test_probe_script import (
     _argument_word,
     _commands,
@@ -117,3 +119,52 @@ def test_without_ports_the_command_says_where_they_come_from() -> None:
     done = CliRunner().invoke(cli, ["prevent-script"])
     assert done.exit_code == 2
     assert "give --port, or wanted_ports in the config" in done.stderr
+
+
+def _result(mode: str, applied: bool, **changes: object) -> dict[str, object]:
+    """A prevent script's JSON result, as the script builds it."""
+    result: dict[str, object] = {
+        "format": "portfleet-prevent", "version": 1, "host": "SEED-WORKSTATION",
+        "taken_at": "2018-06-02T07:15:03.1234567Z", "mode": mode, "elevated": True,
+        "applied": applied, "exit_code": 2,
+        "ports": [
+            {"start": 5432, "end": 5432, "status": "reserved",
+             "reason": "reserved now as an administered range"},
+            {"start": 49786, "end": 49786, "status": "needs-hyperv-sequence",
+             "reason": "49786-49786 is inside a range Hyper-V/WinNAT reserved at run time"},
+        ],
+    }  # fmt: skip
+    return result | changes
+
+
+def test_import_takes_what_the_script_reserved_as_fixes(sqlite_url: str, tmp_path: Path) -> None:
+    import_seed(sqlite_url)
+    applied = tmp_path / "applied.json"
+    # Windows PowerShell 5.1 redirects output as UTF-16 with a BOM.
+    applied.write_bytes(json.dumps(_result("apply", True)).encode("utf-16"))
+    dry = tmp_path / "dry.json"
+    dry.write_text(json.dumps(_result("dry-run", False)), encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_result("force", True)), encoding="utf-8")
+    done = CliRunner().invoke(cli, ["--db", sqlite_url, "import", str(applied), str(dry), str(bad)])
+    assert done.exit_code == 1, done.output  # the bad one failed, the others were kept
+    rows = CliRunner().invoke(cli, ["--db", sqlite_url, "sql", "--format", "json",
+        "SELECT h.name, x.action, x.start_port, x.end_port, x.recorded_by, x.applied_at "
+        "FROM fixes x JOIN hosts h ON h.id = x.host_id WHERE x.source = 'recorded'"])  # fmt: skip
+    (fix,) = json.loads(rows.stdout)
+    assert (fix["name"], fix["action"], fix["start_port"], fix["end_port"]) == (
+        "seed-workstation",
+        "reserve",
+        5432,
+        5432,
+    )
+    assert fix["recorded_by"] == "prevent script (apply)"
+    assert str(fix["applied_at"]).startswith("2018-06-02 07:15:03")
+    tries = CliRunner().invoke(cli, ["--db", sqlite_url, "sql", "--format", "json",
+        "SELECT source, status, message FROM v_attempts WHERE source LIKE '%.json'"])  # fmt: skip
+    by_file = {Path(row["source"]).name: row for row in json.loads(tries.stdout)}
+    assert by_file["applied.json"]["status"] == "ok"
+    assert "5432: reserved; 49786: needs-hyperv-sequence" in by_file["applied.json"]["message"]
+    assert by_file["dry.json"]["status"] == "ok"
+    assert by_file["bad.json"]["status"] == "failed"
+    assert "not a prevent script result (mode:" in by_file["bad.json"]["message"]

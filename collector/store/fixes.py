@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select
 
+from collector import clock
 from collector.store.database import Store
 from collector.store.models import (
     ChangeEvent,
@@ -93,7 +94,7 @@ def record_fix(
         raise ValueError(f"action must be one of {', '.join(RECORDED_ACTIONS)}, not {action!r}")
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1–65535")
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     applied_at = (applied_at or now).astimezone(UTC)
     with store.transaction() as connection:
         rows = connection.execute(select(Host.id, Host.name)).all()
@@ -103,15 +104,33 @@ def record_fix(
         if len(match) != 1:
             raise UnknownHostError(f"no host named {host!r} in the store")
         host_id, name = int(match[0].id), str(match[0].name)
-        values = {
-            "key": f"recorded:{uuid.uuid4().hex}", "host_id": host_id, "source": "recorded",
-            "action": action, "start_port": port, "end_port": port, "applied_at": applied_at,
-            "recorded_at": now, "recorded_by": (by or None) and by[:255], "note": note or None,
-        }  # fmt: skip
-        fix_id = int(connection.execute(insert(Fix).values(values).returning(Fix.id)).scalar_one())
+        fix_id = add_fix(connection, host_id, (port, port), action, applied_at, now, by, note)
         refresh_fixes(connection)
         checks = connection.execute(select(FixCheck.id).where(FixCheck.fix_id == fix_id)).all()
     return RecordedFix(fix_id, name, port, action, applied_at, len(checks))
+
+
+def add_fix(
+    connection: Connection,
+    host_id: int,
+    ports: tuple[int, int],
+    action: str,
+    applied_at: datetime,
+    recorded_at: datetime,
+    by: str | None,
+    note: str | None,
+) -> int:
+    """Store one recorded fix of TCP ports ``ports`` (first, last) in the caller's transaction.
+
+    The caller derives the checks (``refresh_fixes``) once its fixes are in.
+    """
+    values = {
+        "key": f"recorded:{uuid.uuid4().hex}", "host_id": host_id, "source": "recorded",
+        "action": action, "start_port": ports[0], "end_port": ports[1],
+        "applied_at": applied_at, "recorded_at": recorded_at,
+        "recorded_by": (by or None) and by[:255], "note": note or None,
+    }  # fmt: skip
+    return int(connection.execute(insert(Fix).values(values).returning(Fix.id)).scalar_one())
 
 
 def refresh_fixes(connection: Connection) -> Refreshed:
