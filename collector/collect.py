@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from collector.claims import NightTurns
 from collector.config import HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
@@ -73,7 +75,7 @@ def collect(
     script = probe_script()
     outcomes: list[HostOutcome] = []
     try:
-        host_ids = register_hosts(store, ((e.name, e.address, e.groups) for e in plan.hosts))
+        host_ids = _register(store, plan)
         entries = {host_ids[entry.name]: entry for entry in plan.hosts}
         with (
             _Recorder(store, run_id, transport.kind, limit=2 * plan.concurrency) as recorder,
@@ -96,6 +98,15 @@ def collect(
         finish_run(store, run_id)
     order = {entry.name: position for position, entry in enumerate(plan.hosts)}
     return sorted(outcomes, key=lambda o: order[o.host])
+
+
+def _register(store: Store, plan: CollectPlan) -> dict[str, int]:
+    """Register the planned hosts; a second pass when another collector added some at once."""
+    hosts = [(e.name, e.address, e.groups) for e in plan.hosts]
+    try:
+        return register_hosts(store, hosts)
+    except IntegrityError:  # its transaction inserted a name first; now they are there
+        return register_hosts(store, hosts)
 
 
 def _work(
