@@ -79,7 +79,8 @@ class NightTurns:
         """Claim hosts and ``start`` them, yield each ``finished`` one, until the night is done."""
         in_hand = 0
         limit = self._plan.concurrency
-        poll = min(self._plan.lease_seconds / 4, 5.0)
+        # Often enough that a collector done with its share does not keep the night waiting.
+        poll = min(self._plan.lease_seconds / 4, 0.5)
         waiting = False
         while True:
             free = limit - in_hand
