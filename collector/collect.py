@@ -66,7 +66,8 @@ def collect(
 ) -> list[HostOutcome]:
     """Collect every planned host, ``plan.concurrency`` at a time; return one outcome per host.
 
-    ``transport`` reaches the hosts: the WinRM one built from ``config`` unless given.
+    ``transport`` reaches the hosts: the WinRM one built from ``config`` unless given. A plan
+    with a night collects only the hosts this run claims that night (``collector.claims``).
     """
     transport = transport or WinrmTransport(config)
     limit = config.probe.max_document_mb * 1024 * 1024
