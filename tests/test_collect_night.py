@@ -9,13 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from collector.cli import cli
 from collector.collect import collect
 from collector.config import PortfleetConfig, parse_config
+from collector.exitcodes import ExitCode
 from collector.plan import plan_collection
 from collector.runs import finish_run, start_run
 from collector.store import leases
@@ -148,3 +152,20 @@ def test_sqlite_says_so_when_a_second_collector_starts(
     (said,) = [r.getMessage() for r in caplog.records if r.name == "collector.claims"]
     assert f"another collector is running on this SQLite store (run {other}" in said
     assert "SQLite serves one collector at a time" in said
+
+
+def test_collect_names_the_sites_when_asked_for_one_nobody_is_at(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "defaults: {site: lyon}\n"
+        "hosts:\n  - {name: dev-ws-01}\n  - {name: dev-ws-02, site: paris}\n",
+        encoding="utf-8",
+    )
+    arguments = ["--db", sqlite_url, "--config", str(config), "collect", "--site", "rome"]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == ExitCode.USAGE
+    assert "no configured host is at site 'rome' (sites: lyon, paris)" in " ".join(
+        result.stderr.split()
+    )
