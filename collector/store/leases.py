@@ -20,15 +20,40 @@ times come from the database's clock on PostgreSQL, so collector clocks need not
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, exists, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from collector.store.database import Store
 from collector.store.models import Attempt, CollectionRun, Host, NightClaim
+
+
+def _planned(dialect: str, host_ids: Sequence[int]) -> ColumnElement[bool]:
+    """Return "the row's host is planned", with every id in one parameter, not one each."""
+    ids = sorted(host_ids)
+    if dialect == "postgresql":
+        return NightClaim.host_id == any_(bindparam("planned", ids, type_=ARRAY(Integer)))
+    listed = func.json_each(bindparam("planned", json.dumps(ids)))
+    return NightClaim.host_id.in_(select(literal_column("value")).select_from(listed))
 
 
 def night_key(at: datetime, starts_utc_hour: int) -> str:
@@ -98,7 +123,7 @@ def claim(
         takeable = or_(and_(NightClaim.done_at.is_(None), free), redo)
         picked = (
             select(NightClaim.host_id)
-            .where(NightClaim.night == night, NightClaim.host_id.in_(host_ids), takeable)
+            .where(NightClaim.night == night, _planned(store.dialect, host_ids), takeable)
             .order_by(NightClaim.host_id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -151,7 +176,7 @@ def undone(store: Store, night: str, host_ids: Sequence[int]) -> int:
     """Count the planned hosts not done tonight (held by a collector, or not yet taken)."""
     query = select(func.count()).where(
         NightClaim.night == night,
-        NightClaim.host_id.in_(host_ids),
+        _planned(store.dialect, host_ids),
         NightClaim.done_at.is_(None),
     )
     with store.connect() as connection:
