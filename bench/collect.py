@@ -7,12 +7,18 @@ nightly case, where most content sets are already stored); the first night is pr
 Target: 200 hosts, 100 ms per request, C = 32 -> within 1.3x the ideal, peak RSS < 400 MB.
 
     python -m bench.collect [--hosts 200] [--latency 0.1] [--concurrency 32] [--repeat 3]
-                            [--transport basic|ntlm] [--probe-seconds 3]
+                            [--transport basic|ntlm] [--probe-seconds 3] [--db URL]
+                            [--collectors N]
 
 Every probe runs 3 s on its host (--probe-seconds): about what the bind sweep of both families
 takes on this machine's sockets (the Mono run of the probe's C#, tests/test_probe_sweep_mono.py,
 takes 1-2 s per family), shorter than a real probe's other sections. OperationTimeout is 20 s,
 so the probes answer without a w:TimedOut fault; the progress record streams first.
+
+--db URL collects into that database (SQLite or PostgreSQL) instead of a new SQLite file per
+repeat; its first night is then into the store as it was. --collectors N runs N collector
+processes at once on the one store, sharing each night (each host once): the ideal is then
+ceil(N_hosts / (N x C)) x one host's time, and each collector's host count is printed.
 
 Basic (over HTTPS) by default, to measure the collector; NTLM adds its handshake's CPU, most of
 it pyspnego computing an LM hash in pure-Python DES for every connection.
@@ -26,20 +32,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import resource
 import statistics
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from collector.collect import collect
 from collector.config import PortfleetConfig
 from collector.plan import plan_collection
 from collector.simulator.cluster import PASSWORD_ENV, USER_ENV, FleetAddresses, FleetProcess
 from collector.simulator.fleet import FleetSpec
-from collector.store.database import Store
+from collector.store.database import Store, describe_url
 
 
 def _split_cores(shared: bool) -> tuple[set[int], set[int]] | None:
@@ -82,6 +91,60 @@ def _run(url: str, config: PortfleetConfig, concurrency: int) -> float:
     return elapsed
 
 
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What one of several collector processes did: its name, hosts and time."""
+
+    name: str
+    hosts: int
+    failed: list[str]
+    seconds: float
+
+
+def _collector(
+    url: str, config: PortfleetConfig, concurrency: int, night: str, go: Any, done: Any
+) -> None:
+    """Run in a child: open the store, wait for the others, collect the night's share."""
+    with Store.open(url) as store:
+        plan = plan_collection(config, [], concurrency=concurrency, retries=0, night=night)
+        go.wait()  # a barrier: every collector and the parent ready
+        started = time.perf_counter()
+        outcomes = collect(store, config, plan)
+        elapsed = time.perf_counter() - started
+    failed = [f"{o.host}: {o.message}" for o in outcomes if o.status == "failed"]
+    done.put(_Shared(plan.collector, len(outcomes), failed, elapsed))
+
+
+def _run_shared(
+    url: str, config: PortfleetConfig, concurrency: int, collectors: int
+) -> tuple[float, list[_Shared]]:
+    """Run ``collectors`` processes on one store and night; return the wall time and shares."""
+    context = multiprocessing.get_context("spawn")
+    go, done = context.Barrier(collectors + 1), context.Queue()
+    night = f"bench-{os.getpid()}-{time.time_ns()}"
+    processes = [
+        context.Process(
+            target=_collector,
+            args=(url, config, concurrency, night, go, done),
+            name=f"collector-{number}",
+        )
+        for number in range(1, collectors + 1)
+    ]
+    Store.open(url).close()  # migrated once, before the collectors start
+    for process in processes:
+        process.start()
+    go.wait(timeout=600)  # imports done and the store open in every collector
+    started = time.perf_counter()
+    shares = [done.get(timeout=3600) for _ in processes]
+    elapsed = time.perf_counter() - started
+    for process in processes:
+        process.join()
+    failed = [line for share in shares for line in share.failed]
+    if failed:
+        raise SystemExit(f"{len(failed)} hosts failed, e.g. {failed[0]}")
+    return elapsed, sorted(shares, key=lambda share: share.name)
+
+
 def main() -> None:
     """Measure and print; exit non-zero only when a host fails."""
     parser = argparse.ArgumentParser(
@@ -94,7 +157,10 @@ def main() -> None:
     parser.add_argument("--transport", choices=("basic", "ntlm"), default="basic")
     parser.add_argument("--shared-cores", action="store_true", help="do not pin the hosts")
     parser.add_argument("--probe-seconds", type=float, default=3.0, help="each probe's run time")
+    parser.add_argument("--db", metavar="URL", help="collect into this database")
+    parser.add_argument("--collectors", type=int, default=1, help="collector processes")
     args = parser.parse_args()
+    shares: list[list[_Shared]] = []
     spec = FleetSpec(hosts=args.hosts, nights=10)
     split = _split_cores(args.shared_cores)
     with tempfile.TemporaryDirectory(prefix="portfleet-bench-") as work, ExitStack() as stack:
@@ -120,18 +186,27 @@ def main() -> None:
         whole = _config(served.addresses, names, args.transport)
         singles, firsts, fleets = [], [], []
         for attempt in range(args.repeat):
-            database = f"sqlite:///{Path(work) / f'bench-{attempt}.db'}"
+            database = args.db or f"sqlite:///{Path(work) / f'bench-{attempt}.db'}"
             # The first night into an empty store: every content set is new.
             served.night = 0
-            firsts.append(_run(database, whole, args.concurrency))
+            if args.collectors > 1:
+                firsts.append(_run_shared(database, whole, args.concurrency, args.collectors)[0])
+            else:
+                firsts.append(_run(database, whole, args.concurrency))
             # The nightly case: the next night, into the store the first one filled.
             served.night = 1
             singles.append(_run(database, one_host, 1))
-            fleets.append(_run(database, whole, args.concurrency))
+            if args.collectors > 1:
+                wall, night_shares = _run_shared(database, whole, args.concurrency, args.collectors)
+                fleets.append(wall)
+                shares.append(night_shares)
+            else:
+                fleets.append(_run(database, whole, args.concurrency))
     one = statistics.median(singles)
     wall = statistics.median(fleets)
     first = statistics.median(firsts)
-    ideal = math.ceil(args.hosts / args.concurrency) * one
+    hands = args.concurrency * args.collectors
+    ideal = math.ceil(args.hosts / hands) * one
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     latency_ms = args.latency * 1000
     print(f"hosts={args.hosts} latency={latency_ms:.0f}ms concurrency={args.concurrency}", end=" ")
@@ -141,11 +216,16 @@ def main() -> None:
     print(f"runs={args.repeat}")
     print(f"one host alone:   {one:.2f} s (median)")
     print(f"whole fleet:      {wall:.2f} s (median of {[round(f, 2) for f in fleets]})")
-    print(f"ideal:            {ideal:.2f} s = ceil({args.hosts}/{args.concurrency}) x {one:.2f} s")
+    print(f"ideal:            {ideal:.2f} s = ceil({args.hosts}/{hands}) x {one:.2f} s")
     print(f"ratio:            {wall / ideal:.2f} (target <= 1.30)")
     print(f"first night:      {first:.2f} s, ratio {first / ideal:.2f}", end=" ")
     print(f"(into an empty store; median of {[round(f, 2) for f in firsts]})")
     print(f"peak RSS:         {peak_mb:.0f} MB (target < 400 MB)")
+    if args.collectors > 1:
+        print(f"store:            {describe_url(database)}, {args.collectors} collectors")
+        for night_shares in shares:
+            counts = ", ".join(f"{s.name} {s.hosts} in {s.seconds:.2f} s" for s in night_shares)
+            print(f"per collector:    {counts}")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
+from collector.claims import NightTurns
 from collector.clock import now
 from collector.config import HostEntry, PortfleetConfig
 from collector.document import DocumentError, load_document
@@ -64,26 +67,29 @@ def collect(
 ) -> list[HostOutcome]:
     """Collect every planned host, ``plan.concurrency`` at a time; return one outcome per host.
 
-    ``transport`` reaches the hosts: the WinRM one built from ``config`` unless given.
+    ``transport`` reaches the hosts: the WinRM one built from ``config`` unless given. A plan
+    with a night collects only the hosts this run claims that night (``collector.claims``).
     """
     transport = transport or WinrmTransport(config)
     limit = config.probe.max_document_mb * 1024 * 1024
+    started = now()
     run_id = start_run(store, plan.run_kind)
     script = probe_script()
     outcomes: list[HostOutcome] = []
     try:
-        host_ids = register_hosts(store, ((e.name, e.address, e.groups) for e in plan.hosts))
+        host_ids = _register(store, plan)
+        entries = {host_ids[entry.name]: entry for entry in plan.hosts}
         with (
             _Recorder(store, run_id, transport.kind, limit=2 * plan.concurrency) as recorder,
             ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="collect") as pool,
         ):
-            for entry in plan.hosts:
-                host_id = host_ids[entry.name]
-                work = (collect_host, recorder, transport, entry, plan, script, host_id, limit)
-                pool.submit(recorder.guard, *work)
+
+            def start(host_id: int) -> None:
+                work = (transport, entries[host_id], plan, script, host_id, limit)
+                pool.submit(recorder.guard, collect_host, recorder, *work)
+
             try:
-                for _ in plan.hosts:
-                    outcome = recorder.next_outcome()
+                for outcome in _work(store, plan, run_id, started, entries, start, recorder):
                     outcomes.append(outcome)
                     if on_done is not None:
                         on_done(outcome)
@@ -94,6 +100,35 @@ def collect(
         finish_run(store, run_id)
     order = {entry.name: position for position, entry in enumerate(plan.hosts)}
     return sorted(outcomes, key=lambda o: order[o.host])
+
+
+def _register(store: Store, plan: CollectPlan) -> dict[str, int]:
+    """Register the planned hosts; a second pass when another collector added some at once."""
+    hosts = [(e.name, e.address, e.groups) for e in plan.hosts]
+    try:
+        return register_hosts(store, hosts)
+    except IntegrityError:  # its transaction inserted a name first; now they are there
+        return register_hosts(store, hosts)
+
+
+def _work(
+    store: Store,
+    plan: CollectPlan,
+    run_id: int,
+    started: datetime,
+    entries: dict[int, HostEntry],
+    start: Callable[[int], None],
+    recorder: _Recorder,
+) -> Iterator[HostOutcome]:
+    """Start the run's hosts, yield each outcome: every planned host, or the night's share."""
+    if plan.night is None:
+        for host_id in entries:
+            start(host_id)
+        for _ in entries:
+            yield recorder.next_outcome()
+        return
+    with NightTurns(store, plan, run_id, started, entries) as turns:
+        yield from turns.work(start, recorder.next_outcome)
 
 
 class _Recorder:

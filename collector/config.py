@@ -65,6 +65,8 @@ class HostDefaults(_Strict):
     credential: Credential = Credential(
         username_env="PORTFLEET_USER", password_env="PORTFLEET_PASSWORD"
     )
+    # The site (network zone) whose collector reaches the host: ``collect --site NAME``.
+    site: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class HostEntry(_Strict):
@@ -80,6 +82,7 @@ class HostEntry(_Strict):
     ca_file: Path | None = None
     allow_unencrypted_basic: bool | None = None
     credential: Credential | None = None
+    site: str | None = Field(default=None, min_length=1, max_length=64)
 
     def settings(self, defaults: HostDefaults) -> HostDefaults:
         """Return the defaults with this host's own settings laid over them."""
@@ -108,6 +111,13 @@ class CollectOptions(_Strict):
     concurrency: int = Field(default=16, ge=1, le=512)
     retries: int = Field(default=2, ge=0, le=10)
     retry_delay_seconds: float = Field(default=5, ge=0)
+    # A night runs from this UTC hour to the same hour the next day; its key is the UTC date
+    # it began on. Collectors sharing a store collect each host once per night.
+    night_starts_utc_hour: int = Field(default=12, ge=0, le=23)
+    # How long a collector's claim on its hosts lasts unless renewed (it renews every third).
+    lease_seconds: float = Field(default=120, ge=1)
+    # Who this collector is in runs and summaries; the machine's name and the process id if unset.
+    collector_name: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class ReportOptions(_Strict):

@@ -124,3 +124,44 @@ def print_summary(outcomes: Sequence[Outcome], console: Console) -> None:
         status: sum(o.status == status for o in outcomes) for status in ("ok", "partial", "failed")
     }
     console.print(", ".join(f"{n} {status}" for status, n in counts.items()))
+
+
+class Share(Protocol):
+    """How many hosts one collector run finished tonight."""
+
+    @property
+    def run_id(self) -> int: ...
+    @property
+    def collector(self) -> str: ...
+    @property
+    def site(self) -> str | None: ...
+    @property
+    def hosts(self) -> int: ...
+
+
+def print_night(
+    night: str,
+    collector: str,
+    planned: int,
+    mine: int,
+    shares: Sequence[Share],
+    console: Console,
+) -> None:
+    """Say who collected the night's planned hosts: this collector, the others, earlier runs."""
+    console.print(
+        plain(
+            f"night {night}: {planned} hosts planned, {mine} collected by this collector "
+            f"({collector})"
+        )
+    )
+    for share in shares:
+        site = f", site {share.site}" if share.site else ""
+        line = f"  run {share.run_id} ({share.collector}{site}): {share.hosts} hosts"
+        console.print(plain(line))
+    done = sum(share.hosts for share in shares)
+    if done < planned:
+        console.print(plain(f"  {planned - done} not done tonight yet (held by a collector)"))
+    if mine < planned:
+        console.print(
+            plain("  hosts another run collected tonight were skipped; --again collects them")
+        )

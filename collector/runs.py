@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text, u
 from collector import __version__
 from collector.clock import now
 from collector.store.database import Store
+from collector.store.leases import mark_done
 from collector.store.models import Attempt, CollectionRun, Host
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,22 @@ def close_interrupted_runs(store: Store) -> list[str]:
     return notices
 
 
+def live_runs(store: Store, kind: str) -> list[tuple[int, datetime]]:
+    """Return (id, start) of the unfinished runs of ``kind`` whose process still runs them."""
+    query = (
+        select(CollectionRun.id, CollectionRun.started_at)
+        .where(CollectionRun.finished_at.is_(None), CollectionRun.kind == kind)
+        .order_by(CollectionRun.id)
+    )
+    with store.connect() as connection:
+        open_runs = connection.execute(query).all()
+    return [
+        (int(run_id), started_at)
+        for run_id, started_at in open_runs
+        if _alive(store.engine, int(run_id), started_at)
+    ]
+
+
 def _flying(run_id: int) -> Any:
     return (Attempt.run_id == run_id) & Attempt.message.like(f"{IN_FLIGHT}%")
 
@@ -170,6 +187,8 @@ def landed(connection: Connection, run_id: int, host_id: int | None, source: str
         else Attempt.host_id.is_(None) & (Attempt.source == source[:255])
     )
     connection.execute(delete(Attempt).where(_flying(run_id) & which))
+    if host_id is not None:  # the host's turn tonight, if the run claimed one, is over
+        mark_done(connection, run_id, host_id)
 
 
 def _key(engine: Engine) -> str:

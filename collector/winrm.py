@@ -16,6 +16,7 @@ import base64
 import importlib.util
 import logging
 import os
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -226,6 +227,12 @@ def classify(exc: BaseException, endpoint: Endpoint) -> tuple[str, str]:
             f"{where} did not complete CredSSP ({_short(exc)}); is it enabled there "
             "(Enable-WSManCredSSP -Role Server)? Otherwise use transport ntlm",
         )
+    if isinstance(exc, requests.exceptions.SSLError) and _dropped_in_handshake(exc):
+        return (
+            "unreachable",
+            f"{where} closed the connection during the TLS handshake ({_short(exc)}); "
+            "an overloaded host or network does that, so it is tried again",
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         return (
             "protocol",
@@ -350,6 +357,25 @@ def _ps_literal(value: Any) -> str:
         return str(value)
     text = str(value).replace("'", "''")
     return f"'{text}'"
+
+
+def _dropped_in_handshake(exc: BaseException) -> bool:
+    """Tell a handshake the other end cut (EOF, reset) from one it refused (certificate)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return False
+        if isinstance(item, ssl.SSLEOFError | ssl.SSLZeroReturnError | ConnectionResetError):
+            return True
+        # requests wraps urllib3's MaxRetryError, whose reason wraps the ssl module's error.
+        pending.extend((item.__cause__, item.__context__, getattr(item, "reason", None)))
+        pending.extend(item.args)
+    return False
 
 
 def _short(exc: BaseException) -> str:

@@ -67,7 +67,8 @@ def test_collect_notify_with_the_mail_server_down_stores_the_night_and_the_next_
     config = _config(fleet, port, database)
     log = tmp_path / "collect.log"
     runner = CliRunner()
-    down = runner.invoke(cli, ["--config", str(config), "collect", "--notify", "--log", str(log)])
+    night = ["collect", "--notify", "--night"]  # two nights: the second collects the host again
+    down = runner.invoke(cli, ["--config", str(config), *night, "2026-11-01", "--log", str(log)])
     assert down.exit_code == ExitCode.NOT_DELIVERED, down.output + log.read_text(encoding="utf-8")
     assert "notify: 1 queued, 0 sent, 1 failed" in down.output
     assert "not delivered via it-mail" in down.output
@@ -76,7 +77,7 @@ def test_collect_notify_with_the_mail_server_down_stores_the_night_and_the_next_
 
     account = ("portfleet", SMTP_PASSWORD)
     with SmtpServer(tmp_path, security="starttls", login=account, port=port) as smtp:
-        up = runner.invoke(cli, ["--config", str(config), "collect", "--notify"])
+        up = runner.invoke(cli, ["--config", str(config), *night, "2026-11-02"])
         assert up.exit_code == ExitCode.OK, up.output
         again = runner.invoke(cli, ["--config", str(config), "notify"])
         assert again.exit_code == ExitCode.OK, again.output

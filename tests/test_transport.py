@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -263,3 +266,56 @@ def test_a_constrained_language_host_answers_the_bootstraps_guard_and_nothing_el
         assert careless.std_err.startswith(METHOD_BLOCKED.strip().encode())
     finally:
         server.stop()
+
+
+class _HandshakeDropper:
+    """A TLS port that reads the client's hello, then closes (EOF) or resets the connection."""
+
+    def __init__(self, reset: bool) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._reset = reset
+        self.port = self._listener.getsockname()[1]
+        self.hellos = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with connection:
+                if connection.recv(4096)[:1] == b"\x16":  # a TLS handshake record
+                    self.hellos += 1
+                if self._reset:  # linger 0: close sends RST instead of FIN
+                    linger = struct.pack("ii", 1, 0)
+                    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+
+    def close(self) -> None:
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["eof", "reset"])
+def test_a_handshake_the_host_drops_is_unreachable_and_does_not_blame_the_ca(
+    certs: CertFiles, reset: bool
+) -> None:
+    dropper = _HandshakeDropper(reset)
+    try:
+        url = f"https://127.0.0.1:{dropper.port}/wsman"
+        endpoint = Endpoint(
+            host="dev-ws-01",
+            url=url,
+            transport="basic",
+            username="portfleet",
+            password=PASSWORD,
+            operation_timeout=2,
+            ca_file=str(certs.cert),
+        )
+        failure = _failure(endpoint)
+    finally:
+        dropper.close()
+    assert dropper.hellos >= 1
+    assert failure.error_class == "unreachable" and failure.transient, str(failure)
+    assert "ca_file" not in str(failure) and "dev-ws-01" in str(failure)

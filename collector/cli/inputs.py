@@ -208,6 +208,17 @@ def _parse_taken_at(value: str | None) -> datetime | None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug lines too.")
 @click.option("--notify", "then_notify", is_flag=True, help="Then run `portfleet notify`.")
+@click.option("--site", metavar="NAME", help="Collect only the hosts of this site (config: site).")
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Collect the selected hosts even if collected earlier tonight.",
+)
+@click.option(
+    "--night",
+    metavar="KEY",
+    help="The night to share with other collectors (default: the UTC date it began).",
+)
 @click.pass_obj
 def collect_command(
     settings: Settings,
@@ -218,6 +229,9 @@ def collect_command(
     log_file: Path | None,
     verbose: bool,
     then_notify: bool,
+    site: str | None,
+    again: bool,
+    night: str | None,
 ) -> None:
     """Take one snapshot of every configured host (or the selected ones) over WinRM.
 
@@ -226,20 +240,36 @@ def collect_command(
     With --notify, it then tells what changed (see `portfleet notify`); exit code 4 means the
     night was stored but some messages wait for the next run.
 
+    Each host is collected once a night, however many collectors share the database: a night
+    runs from collect.night_starts_utc_hour (12:00 UTC) to the same hour the next day. Running
+    collect again the same night tries the hosts that failed and skips those collected;
+    --again collects them anyway. With several collectors, run one per site with --site.
+
     \b
     Examples:
       portfleet --config /etc/portfleet/config.yaml collect --notify
       portfleet collect @backend dev-ws-1* --concurrency 8 --log /var/log/portfleet.log
+      portfleet --db postgresql+psycopg://pf@db/portfleet collect --site paris
     """
+    from collector.clock import now
     from collector.collect import collect
-    from collector.console import configure_logging, print_summary, progress_bar
+    from collector.console import configure_logging, print_night, print_summary, progress_bar
     from collector.plan import plan_collection
+    from collector.store.leases import night_key, night_shares
     from collector.transport import SelectionError
 
     config = settings.config
+    night = night or night_key(now(), config.collect.night_starts_utc_hour)
     try:
         plan = plan_collection(
-            config, selectors, concurrency=concurrency, deadline_seconds=deadline, retries=retries
+            config,
+            selectors,
+            concurrency=concurrency,
+            deadline_seconds=deadline,
+            retries=retries,
+            night=night,
+            again=again,
+            site=site,
         )
     except SelectionError as exc:
         fail(str(exc), ExitCode.USAGE)
@@ -249,7 +279,10 @@ def collect_command(
         outcomes = collect(
             store, config, plan, on_done=(lambda _o: bar.advance(bar.task_ids[0])) if bar else None
         )
-    print_summary(outcomes, Console())
+    console = Console()
+    print_summary(outcomes, console)
+    shares = night_shares(store, night, [entry.name for entry in plan.hosts])
+    print_night(night, plan.collector, len(plan.hosts), len(outcomes), shares, console)
     delivered = True
     if then_notify:
         from collector.cli.watch import notify_after_collect

@@ -68,8 +68,29 @@ class CollectionRun(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     portfleet_version: Mapped[str] = mapped_column(String(32))
+    # Who ran it (machine:pid or collect.collector_name), for which night and site, if any.
+    collector: Mapped[str | None] = mapped_column(String(255))
+    night: Mapped[str | None] = mapped_column(String(32))
+    site: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (CheckConstraint("kind IN ('collect', 'import', 'demo')", name="kind"),)
+
+
+class NightClaim(Base):
+    """A host's turn in a night: which collector run has it, until when, and whether it is done.
+
+    One row per night and host; collectors sharing a store take rows whose lease ran out
+    (``collector.store.leases``), so each host is collected once a night.
+    """
+
+    __tablename__ = "night_claims"
+
+    night: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), primary_key=True, index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("collection_runs.id"), index=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Attempt(Base):

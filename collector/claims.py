@@ -1,0 +1,130 @@
+"""A collector's share of a night: take hosts as hands free up, keep their leases, wait.
+
+``collect`` hands its run to ``NightTurns`` when the plan names a night: instead of every
+planned host, the run works on the hosts it claims (``collector.store.leases``), a few at a
+time, and stays until every planned host is done tonight, so it takes over the hosts of a
+collector that died once their lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from types import TracebackType
+from typing import TypeVar
+
+from collector.plan import CollectPlan
+from collector.runs import live_runs
+from collector.store import leases
+from collector.store.database import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class NightTurns:
+    """One run's claims on a night's hosts, renewed by a thread of their own while it works."""
+
+    def __init__(
+        self,
+        store: Store,
+        plan: CollectPlan,
+        run_id: int,
+        run_started: datetime,
+        host_ids: Iterable[int],
+    ) -> None:
+        assert plan.night is not None
+        self._store, self._plan, self._run_id = store, plan, run_id
+        self._night = plan.night
+        self._started = run_started
+        self._ids = sorted(host_ids)
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew, name="leases", daemon=True)
+        # Claim in small batches: each claim is a transaction; waiting for one free hand each
+        # time would make as many as there are hosts.
+        self._batch = max(1, plan.concurrency // 8)
+
+    def __enter__(self) -> NightTurns:
+        store, plan = self._store, self._plan
+        leases.label_run(store, self._run_id, plan.collector, self._night, plan.site)
+        if store.dialect == "sqlite":
+            for run_id, started in live_runs(store, plan.run_kind):
+                if run_id != self._run_id:
+                    log.warning(
+                        "another collector is running on this SQLite store (run %d, started "
+                        "%s UTC): SQLite serves one collector at a time; this one takes only the "
+                        "hosts that one has not, and both queue for one writer. Point several "
+                        "collectors at PostgreSQL.",
+                        run_id,
+                        f"{started:%Y-%m-%d %H:%M:%S}",
+                    )
+        leases.offer(store, self._night, self._ids)
+        self._renewer.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # The run's end frees what it did not finish (a finished run's claims can be taken).
+        self._stop.set()
+        self._renewer.join()
+
+    def work(self, start: Callable[[int], None], finished: Callable[[], T]) -> Iterator[T]:
+        """Claim hosts and ``start`` them, yield each ``finished`` one, until the night is done."""
+        in_hand = 0
+        limit = self._plan.concurrency
+        # Often enough that a collector done with its share does not keep the night waiting.
+        poll = min(self._plan.lease_seconds / 4, 0.5)
+        waiting = False
+        while True:
+            free = limit - in_hand
+            if free >= self._batch or in_hand == 0:
+                for host_id in self._claim(free):
+                    start(host_id)
+                    in_hand += 1
+            if in_hand:
+                yield finished()
+                in_hand -= 1
+                continue
+            left = leases.undone(self._store, self._night, self._ids)
+            if not left:
+                return
+            if not waiting:
+                log.info(
+                    "night %s: %d hosts held by other collectors; waiting for them to finish or "
+                    "for their lease to run out",
+                    self._night,
+                    left,
+                )
+                waiting = True
+            if self._stop.wait(poll):
+                return
+
+    def _claim(self, limit: int) -> list[int]:
+        plan = self._plan
+        return leases.claim(
+            self._store,
+            self._night,
+            self._run_id,
+            self._ids,
+            limit,
+            plan.lease_seconds,
+            self._started,
+            again=plan.again,
+        )
+
+    def _renew(self) -> None:
+        every = self._plan.lease_seconds / 3
+        while not self._stop.wait(every):
+            try:
+                leases.renew(self._store, self._night, self._run_id, self._plan.lease_seconds)
+            except Exception:  # the database is away: try again at the next turn
+                log.exception(
+                    "night %s: could not renew the leases of run %d", self._night, self._run_id
+                )
