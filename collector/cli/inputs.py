@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from collector.cli.root import CONTEXT, Settings, cli, err, fail
+from collector.cli.root import CONTEXT, Settings, cli, err, fail, parse_time_option
 from collector.exitcodes import ExitCode
 from collector.parsers.text import DEFAULT_CODEPAGE
 
@@ -144,7 +143,7 @@ def import_command(
     from collector.console import plain
     from collector.importer import import_paths
 
-    when = _parse_taken_at(taken_at)
+    when = parse_time_option("--taken-at", taken_at, "2024-03-01T09:30:00+01:00")
     store = settings.open_store()
     results = import_paths(store, paths, host_name, when, codepage)
     failed = 0
@@ -163,24 +162,6 @@ def import_command(
                 err.print(kept, soft_wrap=True)
     if failed:
         sys.exit(int(ExitCode.SOME_FAILED))
-
-
-def _parse_taken_at(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        fail(
-            f"--taken-at {value!r} is not an ISO time; write e.g. 2024-03-01T09:30:00+01:00",
-            ExitCode.USAGE,
-        )
-    if parsed.tzinfo is None:
-        fail(
-            f"--taken-at {value!r} has no offset; write e.g. {value}+01:00 or {value}Z",
-            ExitCode.USAGE,
-        )
-    return parsed
 
 
 @cli.command("collect", context_settings=CONTEXT)

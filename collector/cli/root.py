@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -142,3 +143,19 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
+
+
+def parse_time_option(option: str, value: str | None, example: str) -> datetime | None:
+    """Read an ISO time from the command line, with its offset, or exit saying how to write it."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not an ISO time; write e.g. {example}", ExitCode.USAGE)
+    if parsed.tzinfo is None:
+        fail(
+            f"{option} {value!r} has no offset; write e.g. {value}+01:00 or {value}Z",
+            ExitCode.USAGE,
+        )
+    return parsed

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import getpass
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
 
-from collector.cli.root import CONTEXT, Settings, cli, err, fail, first_line
+from collector.cli.root import CONTEXT, Settings, cli, err, fail, first_line, parse_time_option
 from collector.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ def fix_command(
     from collector.console import visible
     from collector.store.fixes import UnknownHostError, record_fix
 
-    applied = _parse_time(at)
+    applied = parse_time_option("--at", at, "2026-11-20T09:30+01:00")
     store = settings.open_store()
     try:
         recorded = record_fix(
@@ -179,17 +178,3 @@ def _account() -> str | None:
         return getpass.getuser()
     except (KeyError, OSError):
         return None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        fail(
-            f"--at {value!r} is not an ISO time; write e.g. 2026-11-20T09:30+01:00", ExitCode.USAGE
-        )
-    if parsed.tzinfo is None:
-        fail(f"--at {value!r} has no offset; write e.g. {value}+01:00 or {value}Z", ExitCode.USAGE)
-    return parsed
