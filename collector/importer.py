@@ -6,8 +6,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, select
-
 from collector.clock import now
 from collector.document import (
     DocumentError,
@@ -20,11 +18,11 @@ from collector.prevent import is_prevent_result, read_prevent_result
 from collector.runs import finish_run, in_flight, landed, start_run
 from collector.store.database import Store
 from collector.store.fixes import add_fix, refresh_fixes
-from collector.store.models import Host
 from collector.store.writer import (
     ImportResult,
     add_attempt,
     ensure_host,
+    host_named,
     is_database_fault,
     record_failure,
     refused_message,
@@ -117,7 +115,8 @@ def _import_prevent(
         raise DocumentError(str(exc)) from None
     with store.transaction() as connection:
         landed(connection, run_id, *landing)
-        host_id = _host_id(connection, result.host)
+        known = host_named(connection, result.host)
+        host_id = known[0] if known else ensure_host(connection, result.host)
         by = f"prevent script ({result.mode})"
         for outcome in result.reserved():
             add_fix(connection, host_id, (outcome.start, outcome.end), "reserve",
@@ -126,12 +125,3 @@ def _import_prevent(
             refresh_fixes(connection)
         add_attempt(connection, run_id, host_id, source, started_at, "ok", None, result.summary())
     return ImportResult(source, "stored", host=result.host, message=result.summary())
-
-
-def _host_id(connection: Connection, name: str) -> int:
-    """Return the host a Windows name means (names ignore case), creating it when new."""
-    rows = connection.execute(select(Host.id, Host.name)).all()
-    same = [row for row in rows if row.name.casefold() == name.casefold()]
-    exact = [row for row in same if row.name == name]
-    chosen = exact or same
-    return int(chosen[0].id) if len(chosen) == 1 else ensure_host(connection, name)

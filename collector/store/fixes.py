@@ -35,9 +35,9 @@ from collector.store.models import (
     Finding,
     Fix,
     FixCheck,
-    Host,
     Snapshot,
 )
+from collector.store.writer import host_named
 
 # What ``portfleet fix --action`` takes; ``administered-range`` is only ever detected.
 RECORDED_ACTIONS = ("reserve", "restart-winnat", "hyperv-cycle", "other")
@@ -97,13 +97,10 @@ def record_fix(
     now = now or clock.now()
     applied_at = (applied_at or now).astimezone(UTC)
     with store.transaction() as connection:
-        rows = connection.execute(select(Host.id, Host.name)).all()
-        match = [r for r in rows if r.name == host] or [
-            r for r in rows if r.name.casefold() == host.casefold()
-        ]
-        if len(match) != 1:
+        known = host_named(connection, host)
+        if known is None:
             raise UnknownHostError(f"no host named {host!r} in the store")
-        host_id, name = int(match[0].id), str(match[0].name)
+        host_id, name = known
         fix_id = add_fix(connection, host_id, (port, port), action, applied_at, now, by, note)
         refresh_fixes(connection)
         checks = connection.execute(select(FixCheck.id).where(FixCheck.fix_id == fix_id)).all()

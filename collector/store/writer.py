@@ -64,6 +64,18 @@ def ensure_host(
     return int(row.id)
 
 
+def host_named(connection: Connection, name: str) -> tuple[int, str] | None:
+    """Return the id and stored name of the host ``name`` means, or None.
+
+    Windows host names ignore case: an exact match wins, else the one match that differs only
+    in case; two such matches and none are ambiguous (None).
+    """
+    rows = connection.execute(select(Host.id, Host.name)).all()
+    same = [row for row in rows if row.name.casefold() == name.casefold()]
+    chosen = [row for row in same if row.name == name] or same
+    return (int(chosen[0].id), str(chosen[0].name)) if len(chosen) == 1 else None
+
+
 def register_hosts(
     store: Store, hosts: Iterable[tuple[str, str | None, Iterable[str]]]
 ) -> dict[str, int]:
