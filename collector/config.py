@@ -34,6 +34,8 @@ class Credential(_Strict):
     username: str | None = None
     cert_pem: Path | None = None
     cert_key_pem: Path | None = None
+    # Kerberos: the keytab of ``username`` (a service account's principal) to get tickets from.
+    keytab: Path | None = None
 
     @field_validator("username_env", "password_env")
     @classmethod
@@ -50,6 +52,10 @@ class Credential(_Strict):
             raise ValueError("give either password_env or keyring_service, not both")
         if self.keyring_service and not (self.username or self.username_env):
             raise ValueError("keyring_service needs username (or username_env) to look up")
+        if self.keytab and (self.password_env or self.keyring_service):
+            raise ValueError("give either keytab or a password (password_env, keyring_service)")
+        if self.keytab and not (self.username or self.username_env):
+            raise ValueError("keytab needs username: the principal whose keys it holds")
         return self
 
 
@@ -83,6 +89,9 @@ class HostEntry(_Strict):
     allow_unencrypted_basic: bool | None = None
     credential: Credential | None = None
     site: str | None = Field(default=None, min_length=1, max_length=64)
+    # Kerberos: the name in the host's service principal (HTTP/<name>) when the address is not
+    # it; an IP address in ``address`` makes it the host's ``name`` unless given.
+    kerberos_hostname: str | None = Field(default=None, min_length=1, max_length=255)
 
     def settings(self, defaults: HostDefaults) -> HostDefaults:
         """Return the defaults with this host's own settings laid over them."""

@@ -6,6 +6,7 @@ an ``Endpoint`` whose repr never shows the password.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -35,6 +36,18 @@ class Endpoint:
     cert_key_pem: str | None = None
     operation_timeout: int = 20
     allow_unencrypted_basic: bool = False
+    keytab: str | None = None  # Kerberos: get the principal's ticket from this keytab
+    spn_host: str | None = None  # Kerberos: the host name in HTTP/<name>, when not the URL's
+
+    @property
+    def spn(self) -> str:
+        """Return the Kerberos service principal the host is asked a ticket for."""
+        return f"HTTP/{self.spn_host or urlsplit(self.url).hostname or self.host}"
+
+    @property
+    def own_tickets(self) -> bool:
+        """Tell whether portfleet gets this host's Kerberos ticket itself (keytab, password)."""
+        return self.transport == "kerberos" and bool(self.keytab or self.password)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -74,7 +87,24 @@ def build_endpoint(
         cert_key_pem=str(credential.cert_key_pem) if credential.cert_key_pem else None,
         operation_timeout=config.probe.operation_timeout_seconds,
         allow_unencrypted_basic=settings.allow_unencrypted_basic,
+        keytab=str(credential.keytab) if credential.keytab else None,
+        spn_host=spn_host(entry, url) if settings.transport == "kerberos" else None,
     )
+
+
+def spn_host(entry: HostEntry, url: str) -> str | None:
+    """Return the name for the host's service principal when the URL's host is not it.
+
+    A ticket names a host, never an address: a host reached by IP is asked for by its name.
+    """
+    if entry.kerberos_hostname:
+        return entry.kerberos_hostname
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return entry.name
 
 
 def host_url(entry: HostEntry, https: bool, port: int | None) -> str:

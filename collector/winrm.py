@@ -13,12 +13,15 @@ reached is ``collector.endpoint``'s; this is the only module that imports pywinr
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import logging
 import os
+import re
 import ssl
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import requests
@@ -32,6 +35,7 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+from collector import kerberos
 from collector.config import HostEntry, PortfleetConfig
 from collector.endpoint import Endpoint, build_endpoint, host_url, refuse_plain_basic
 from collector.transport import ProbeOutput, SelectionError, TransportError
@@ -42,6 +46,16 @@ try:  # the credssp extra; without it collect refuses credssp hosts before any e
     _CREDSSP_ERRORS: tuple[type[Exception], ...] = (AuthenticationException, NTStatusException)
 except ImportError:
     _CREDSSP_ERRORS = ()
+try:  # pywinrm's own copy of requests_kerberos, importable only with pykerberos there
+    from winrm.vendor.requests_kerberos.exceptions import (
+        KerberosExchangeError,
+        MutualAuthenticationError,
+    )
+
+    _KERBEROS_ERRORS: tuple[type[Exception], ...] = (KerberosExchangeError,)
+    _MUTUAL_ERRORS: tuple[type[Exception], ...] = (MutualAuthenticationError,)
+except ImportError:
+    _KERBEROS_ERRORS = _MUTUAL_ERRORS = ()
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +64,10 @@ STDIN_CHUNK = 48 * 1024
 CONSTRAINED_MARKER = "PORTFLEET-PROBE-ERROR constrained_language"
 # Transports pywinrm supports only with an extra installed; it records which imported.
 _EXTRAS = {
-    "kerberos": ("HAVE_KERBEROS", "pykerberos builds against MIT Kerberos: libkrb5-dev"),
+    "kerberos": (
+        "HAVE_KERBEROS",
+        "pykerberos and gssapi build against MIT Kerberos: apt-get install gcc libkrb5-dev",
+    ),
     "credssp": ("HAVE_CREDSSP", "requests-credssp"),
 }
 
@@ -182,7 +199,8 @@ def run_probe(
 ) -> ProbeOutput:
     """Run the probe on ``endpoint``; ``deadline`` is a ``time.monotonic()`` instant."""
     try:
-        return _exchange(endpoint, script, arguments, deadline)
+        with _tickets(endpoint):
+            return _exchange(endpoint, script, arguments, deadline)
     except TransportError as exc:
         raise TransportError(exc.error_class, redact(str(exc), endpoint.secrets)) from None
     except Exception as exc:  # every library error is classified here, once
@@ -200,11 +218,23 @@ def redact(message: str, secrets: tuple[str, ...]) -> str:
 def classify(exc: BaseException, endpoint: Endpoint) -> tuple[str, str]:
     """Map a pywinrm or requests error to an error class and an operator's message."""
     where = f"{endpoint.host} ({endpoint.url})"
+    if isinstance(exc, InvalidCredentialsError) and endpoint.transport == "kerberos":
+        return "auth", _kerberos_refusal(endpoint, exc)
     if isinstance(exc, InvalidCredentialsError):
         return (
             "auth",
             f"{where} refused the credentials of {endpoint.username or 'the configured user'}; "
             "check them",
+        )
+    if isinstance(exc, _KERBEROS_ERRORS):
+        return "auth", f"{where}: " + kerberos.explain_local(
+            str(exc), endpoint.spn, endpoint.username
+        )
+    if isinstance(exc, _MUTUAL_ERRORS):
+        return (
+            "auth",
+            f"{where} did not prove it holds the key of {endpoint.spn} (Kerberos mutual "
+            "authentication failed): it may not be the host of that name; check DNS and the SPN",
         )
     if isinstance(exc, PermissionError) and exc.errno is None:
         # requests_ntlm's own (no errno, unlike the OS's): the host offered Negotiate, then
@@ -252,6 +282,15 @@ def classify(exc: BaseException, endpoint: Endpoint) -> tuple[str, str]:
     if isinstance(exc, WinRMError):
         return "protocol", f"{where}: {_short(exc)}"
     return "protocol", f"{where}: unexpected {type(exc).__name__}: {_short(exc)}"
+
+
+def _tickets(endpoint: Endpoint) -> AbstractContextManager[None]:
+    """Point this thread at the ticket portfleet gets itself, where the config says so."""
+    if not endpoint.own_tickets or not endpoint.username:
+        return contextlib.nullcontext()
+    return kerberos.TICKETS.used_by_this_thread(
+        endpoint.username, keytab=endpoint.keytab, password=endpoint.password
+    )
 
 
 def _exchange(
@@ -329,6 +368,7 @@ def _protocol(endpoint: Endpoint) -> Protocol:
         cert_key_pem=endpoint.cert_key_pem,
         read_timeout_sec=read_timeout,
         operation_timeout_sec=endpoint.operation_timeout,
+        kerberos_hostname_override=endpoint.spn_host,
         # WinRM inside a LAN never goes through a web proxy. An empty proxy says "direct" and,
         # unlike proxy=None (no_proxy="*"), never makes requests write os.environ["no_proxy"]
         # and delete it again: that races between threads (psf/requests#4997, KeyError
@@ -338,6 +378,27 @@ def _protocol(endpoint: Endpoint) -> Protocol:
     # Built now, the session then stops reading proxy variables on every request.
     protocol.transport.build_session().trust_env = False
     return protocol
+
+
+_NEGOTIATE_TOKEN = re.compile(r"(?:Negotiate|Kerberos)\s+([A-Za-z0-9+/]+=*)")
+
+
+def _kerberos_refusal(endpoint: Endpoint, exc: InvalidCredentialsError) -> str:
+    """Say why a host refused a Kerberos ticket, from the 401s pywinrm turned into ``exc``.
+
+    pywinrm raises it while handling requests' HTTPError, whose response (and its history, the
+    first 401 that answered the ticket) carries the KRB-ERROR and the host's Date.
+    """
+    failed = getattr(exc.__context__, "response", None)
+    answers = [*failed.history, failed] if isinstance(failed, requests.Response) else []
+    token, date = None, None
+    for answer in answers:
+        date = date or answer.headers.get("Date")
+        found = _NEGOTIATE_TOKEN.search(answer.headers.get("WWW-Authenticate", ""))
+        if found and token is None:
+            token = base64.b64decode(found.group(1))
+    reason = kerberos.explain_refusal(endpoint.spn, endpoint.username, token, date)
+    return f"{endpoint.host} ({endpoint.url}): {reason}"
 
 
 def _close_quietly(protocol: Protocol, shell_id: str, command_id: str | None) -> None:

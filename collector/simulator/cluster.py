@@ -31,6 +31,7 @@ from typing import Any
 from collector.simulator.certs import write_server_cert
 from collector.simulator.envelope import ACCESS_DENIED
 from collector.simulator.fleet import Fleet, FleetSpec
+from collector.simulator.realm import DOMAIN, Realm
 from collector.simulator.responder import ProbeResponder
 from collector.simulator.wsman import Behaviour, Exchange, WsmanServer
 
@@ -57,6 +58,8 @@ class FleetAddresses:
     trouble: dict[tuple[str, str], str]
     password: str = ""
     ca_file: str | None = None
+    # Joined to a Kerberos realm: each host's name in its service principal HTTP/<name>.
+    kerberos_names: dict[str, str] | None = None
 
     def credentials(self) -> dict[str, str]:
         """Return the environment variables the configs name, with their throwaway values."""
@@ -96,12 +99,17 @@ def fleet_config(
         else:
             url = addresses.urls[host.name]
         entry: dict[str, Any] = {"name": host.name, "address": url, "groups": list(host.groups)}
+        if addresses.kerberos_names is not None:
+            entry["kerberos_hostname"] = addresses.kerberos_names[host.name]
         if outage == "auth":
             entry["credential"] = {"username_env": USER_ENV, "password_env": WRONG_PASSWORD_ENV}
         hosts.append(entry)
+    # The default transport, NTLM, sealed over HTTP and channel-bound over HTTPS; Kerberos on a
+    # fleet joined to a realm, the password getting the collecting account's ticket.
+    kerberos = {"transport": "kerberos"} if addresses.kerberos_names is not None else {}
     body: dict[str, Any] = {
         "defaults": {
-            # The default transport, NTLM: sealed over HTTP, channel-bound over HTTPS.
+            **kerberos,
             "https": addresses.ca_file is not None,
             "ca_file": addresses.ca_file,
             "credential": {"username_env": USER_ENV, "password_env": PASSWORD_ENV},
@@ -124,13 +132,22 @@ class SimulatedFleet:
         latency: float = 0.0,
         time_scale: float | None = None,
         probe_seconds: float | None = None,
+        realm: Realm | None = None,
     ) -> None:
-        """Serve ``fleet``; ``time_scale`` None reads PORTFLEET_SIM_TIME_SCALE, else 1."""
+        """Serve ``fleet``; ``time_scale`` None reads PORTFLEET_SIM_TIME_SCALE, else 1.
+
+        With a ``realm`` the hosts are joined to it: each holds the key of HTTP/<name>.<domain>
+        in a keytab of its own, and the collecting account is a principal with the password.
+        """
         self._probe_seconds = probe_seconds
         self.fleet = fleet
         self._night = night
         self._password = os.urandom(12).hex()
         self._tls = write_server_cert(workdir) if https else None
+        self._keytabs: dict[str, Path] = {}
+        self._kerberos_names: dict[str, str] | None = None
+        if realm is not None:
+            self._kerberos_names = self._join(realm, workdir)
         self.time_scale = resolve_time_scale(time_scale)
         healthy = Behaviour(latency=latency)
         self._servers = {host.name: self._server(host.name, healthy) for host in fleet.hosts}
@@ -170,7 +187,20 @@ class SimulatedFleet:
             trouble={key: server.url for key, server in self._trouble.items()},
             password=self._password,
             ca_file=str(self._tls.cert) if self._tls else None,
+            kerberos_names=self._kerberos_names,
         )
+
+    def _join(self, realm: Realm, workdir: Path) -> dict[str, str]:
+        """Join every host to ``realm`` as a domain join does; return their principal names."""
+        realm.set_user(SIM_USER, self._password)
+        keytabs = workdir / "keytabs"
+        keytabs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        names = {}
+        for host in self.fleet.hosts:
+            names[host.name] = f"{host.name}.{DOMAIN}"
+            service = realm.add_service(names[host.name])
+            self._keytabs[host.name] = realm.export_keytab(service, keytabs / f"{host.name}.keytab")
+        return names
 
     def exchanges(self, name: str) -> list[Exchange]:
         """Return every request host ``name``'s healthy server answered, in order."""
@@ -200,6 +230,7 @@ class SimulatedFleet:
             ),
             tls=self._tls,
             machine=name.upper(),
+            keytab=self._keytabs.get(name),
         )
 
 
@@ -227,6 +258,7 @@ class FleetProcess:
         latency: float = 0.0,
         time_scale: float | None = None,
         probe_seconds: float | None = None,
+        realm: Realm | None = None,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._night: Synchronized[int] = context.Value("i", 0)
@@ -234,7 +266,7 @@ class FleetProcess:
         scale = resolve_time_scale(time_scale)
         self._process = context.Process(
             target=_serve,
-            args=(spec, workdir, https, latency, scale, probe_seconds, self._night, child),
+            args=(spec, workdir, https, latency, scale, probe_seconds, realm, self._night, child),
             daemon=True,
             name="portfleet-fleet",
         )
@@ -276,13 +308,23 @@ def _serve(
     latency: float,
     time_scale: float,
     probe_seconds: float | None,
+    realm: Realm | None,
     night: Synchronized[int],
     pipe: Connection,
 ) -> None:
     """Run in the child: serve the fleet until the parent says stop (or goes away)."""
     fleet = Fleet(spec)
+    if realm is not None:
+        os.environ.update(realm.environment())  # the hosts' GSSAPI reads this realm's krb5.conf
     with SimulatedFleet(
-        fleet, workdir, lambda: int(night.value), https, latency, time_scale, probe_seconds
+        fleet,
+        workdir,
+        lambda: int(night.value),
+        https,
+        latency,
+        time_scale,
+        probe_seconds,
+        realm=realm,
     ) as served:
         pipe.send(served.addresses())
         with contextlib.suppress(EOFError):  # the parent went away: stop as well

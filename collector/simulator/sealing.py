@@ -20,6 +20,24 @@ class SealError(Exception):
     """A handshake token or sealed message that the connection's security context refuses."""
 
 
+class RefusedWithToken(SealError):
+    """A refused handshake whose acceptor wrote a token saying why (Kerberos's KRB-ERROR)."""
+
+    def __init__(self, message: str, token: bytes | None) -> None:
+        super().__init__(message)
+        self.token = token
+
+
+_KRB5_OID = b"\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02"  # 1.2.840.113554.1.2.2
+_SPNEGO_OID = b"\x06\x06\x2b\x06\x01\x05\x05\x02"  # 1.3.6.1.5.5.2
+
+
+def is_gss_token(token: bytes) -> bool:
+    """Tell a Kerberos (raw or SPNEGO-wrapped) GSS token from NTLM's messages."""
+    head = token[:24]
+    return token[:1] == b"\x60" and (_KRB5_OID in head or _SPNEGO_OID in head)
+
+
 class SessionContext:
     """One connection's security context (a pyspnego acceptor): a handshake, then sealing."""
 

@@ -35,7 +35,13 @@ from collector.simulator import envelope as env
 from collector.simulator.certs import CertFiles
 from collector.simulator.credssp import CredsspConnection
 from collector.simulator.ntlm import ACCOUNTS, NtlmConnection, certificate_binding
-from collector.simulator.sealing import SealError, SessionContext, sealed_protocol
+from collector.simulator.sealing import (
+    RefusedWithToken,
+    SealError,
+    SessionContext,
+    is_gss_token,
+    sealed_protocol,
+)
 from collector.simulator.winrs import (
     DEFAULT_ENVELOPE,
     TOO_LONG,
@@ -67,7 +73,9 @@ MUTUAL_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutua
 _NEGOTIATE = ("WWW-Authenticate", "Negotiate")
 _BASIC = ("WWW-Authenticate", 'Basic realm="WSMAN"')
 _CREDSSP = ("WWW-Authenticate", "CredSSP")
+_KERBEROS = ("WWW-Authenticate", "Kerberos")  # offered beside Negotiate where Auth/Kerberos is on
 _NTLM_SCHEMES = ("negotiate", "ntlm")  # requests_ntlm sends a raw NTLM token under either
+_SESSION_SCHEMES = (*_NTLM_SCHEMES, "kerberos", "credssp")
 _NEGOTIATE_MESSAGE = b"NTLMSSP\x00\x01\x00\x00\x00"  # MS-NLMP 2.2.1.1: a handshake starts
 _SOAP = "application/soap+xml"
 
@@ -138,16 +146,19 @@ class WsmanServer:
         machine: str = "WIN-SIMHOST",
         on_request: Callable[[str], None] | None = None,
         credssp: bool = False,
+        keytab: Path | None = None,
     ) -> None:
         """Configure the listener.
 
         client_ca (PEM) enables TLS client-certificate auth; credssp offers CredSSP too, as
-        `Enable-WSManCredSSP -Role Server` does (Windows leaves it off).
+        `Enable-WSManCredSSP -Role Server` does (Windows leaves it off); keytab joins the host
+        to a Kerberos realm: it accepts service tickets for the principals whose keys it holds.
         """
         self.username = username
         self._password = password
         self._ntlm_ready = False
         self.credssp = credssp
+        self.keytab = keytab
         self._binding = certificate_binding(tls.cert) if tls is not None else None
         self.behaviour = behaviour or Behaviour()
         self.machine = machine
@@ -191,6 +202,11 @@ class WsmanServer:
         if self._listener is not None or self._stopping.is_set():
             raise RuntimeError("a WsmanServer starts once")
         self._listener = _Listener(self, self._port)
+        if self.keytab is not None:
+            # Read the host's key now: MIT's keytab read is unsafe beside other GSSAPI calls.
+            from collector.simulator.kerberos import acceptor_credentials
+
+            acceptor_credentials(self.keytab)
         # NTLM and CredSSP need the account in pyspnego's credential file (one password per
         # name at a time). Without it the host offers Basic only, as with only Auth/Basic on.
         self._ntlm_ready = ACCOUNTS.add(self.username, self._password)
@@ -273,9 +289,10 @@ class WsmanServer:
 
     def _offers(self) -> tuple[tuple[str, str], ...]:
         """Return the schemes a 401 offers: Basic only when the account file cannot take ours."""
+        kerberos = (_KERBEROS,) if self.keytab is not None else ()
         if not self._ntlm_ready:
-            return (_BASIC,)
-        return (_NEGOTIATE, _BASIC, *((_CREDSSP,) if self.credssp else ()))
+            return (*kerberos, _BASIC)
+        return (_NEGOTIATE, *kerberos, _BASIC, *((_CREDSSP,) if self.credssp else ()))
 
     def _challenge(self, scheme: str, token: bytes) -> _Answer:
         """Answer a handshake token with the 401 that carries the next one.
@@ -372,6 +389,10 @@ class WsmanServer:
             raise _Abort
 
 
+def _b64(token: bytes) -> str:
+    return base64.b64encode(token).decode("ascii")
+
+
 class _Listener(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -416,6 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # NTLM or CredSSP authenticates the connection this handler serves, once.
     _session: SessionContext | None = None
+    _mutual: tuple[str, str] | None = None  # the WWW-Authenticate that completes a handshake
 
     def version_string(self) -> str:
         """Name the server as Windows' HTTP.sys does."""
@@ -446,7 +468,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("Content-Type"), (ntlm.PROTOCOL, credssp.PROTOCOL)
         )
         try:
-            if scheme.lower() in (*_NTLM_SCHEMES, "credssp"):
+            if scheme.lower() in _SESSION_SCHEMES:
                 challenge = self._session_step(owner, scheme, token.strip())
                 if challenge is not None:
                     self._reply(challenge)
@@ -492,34 +514,61 @@ class _Handler(BaseHTTPRequestHandler):
         if sealing is not None and session is not None and answer.body:
             body, kind = session.seal(answer.body)
             answer = _Answer(answer.status, body, (*answer.headers, ("Content-Type", kind)))
+        if self._mutual is not None:
+            # Kerberos's AP-REP rides on the answer to the request that carried the ticket.
+            mutual, self._mutual = self._mutual, None
+            answer = _Answer(answer.status, answer.body, (*answer.headers, mutual))
         self._reply(answer)
 
     def _session_step(self, owner: WsmanServer, scheme: str, token: str) -> _Answer | None:
-        """Take one NTLM or CredSSP handshake token; return the 401 to answer, None once done."""
+        """Take one handshake token (NTLM, Kerberos, CredSSP); return the 401 to answer, or None.
+
+        None means authenticated: the request goes on, and Kerberos's AP-REP (in ``_mutual``)
+        rides on its answer.
+        """
         try:
             raw = base64.b64decode(token, validate=True)
         except binascii.Error:
             raw = b""
-        credssp = scheme.lower() == "credssp"
+        lowered = scheme.lower()
         session = self._session
         try:
-            # Refused before any context is built (CredSSP's would make a TLS key).
-            if not owner._ntlm_ready:
-                raise SealError(f"{owner.username}: this password cannot be used with {scheme}")
-            if credssp and not owner.credssp:
-                raise SealError("CredSSP is not enabled on this host")
-            if credssp:
-                if not isinstance(session, CredsspConnection) or session.complete:
-                    session = CredsspConnection()
-            elif raw.startswith(_NEGOTIATE_MESSAGE) or not isinstance(session, NtlmConnection):
-                session = NtlmConnection(owner._binding)
-            self._session = session
-            reply = session.step(raw)
+            if lowered != "credssp" and is_gss_token(raw):
+                if owner.keytab is None:
+                    raise SealError("this host is not joined to a Kerberos realm")
+                from collector.simulator.kerberos import KerberosConnection  # needs gssapi
+
+                session = KerberosConnection(owner.keytab, owner._binding)
+                self._session = session
+                reply = session.step(raw)
+                if reply:
+                    self._mutual = ("WWW-Authenticate", f"{scheme} {_b64(reply)}")
+            else:
+                # Refused before any context is built (CredSSP's would make a TLS key).
+                if not owner._ntlm_ready:
+                    raise SealError(f"{owner.username}: this password cannot be used with {scheme}")
+                if lowered == "credssp":
+                    if not owner.credssp:
+                        raise SealError("CredSSP is not enabled on this host")
+                    if not isinstance(session, CredsspConnection) or session.complete:
+                        session = CredsspConnection()
+                elif raw.startswith(_NEGOTIATE_MESSAGE) or not isinstance(session, NtlmConnection):
+                    session = NtlmConnection(owner._binding)
+                self._session = session
+                reply = session.step(raw)
             if session.complete and session.user.casefold() != owner.username.casefold():
                 raise SealError(f"{session.user} is not this host's account")
+        except RefusedWithToken as exc:
+            _LOG.debug("authentication refused: %s", exc)
+            self._session = self._mutual = None
+            if exc.token is None:
+                return owner._answer(False, b"", self.client_address[0])
+            # The KRB-ERROR says why (skew, a key it lacks), as the acceptor wrote it.
+            refusal = (("WWW-Authenticate", f"{scheme} {_b64(exc.token)}"),)
+            return owner._finish("Unauthorized", lambda: _Answer(401, b"", refusal))
         except SealError as exc:
             _LOG.debug("authentication refused: %s", exc)
-            self._session = None
+            self._session = self._mutual = None
             return owner._answer(False, b"", self.client_address[0])
         if session.complete:
             return None
