@@ -7,7 +7,7 @@ nightly case, where most content sets are already stored); the first night is pr
 Target: 200 hosts, 100 ms per request, C = 32 -> within 1.3x the ideal, peak RSS < 400 MB.
 
     python -m bench.collect [--hosts 200] [--latency 0.1] [--concurrency 32] [--repeat 3]
-                            [--transport basic|ntlm] [--probe-seconds 3] [--db URL]
+                            [--transport basic|ntlm|kerberos] [--probe-seconds 3] [--db URL]
                             [--collectors N]
 
 Every probe runs 3 s on its host (--probe-seconds): about what the bind sweep of both families
@@ -21,7 +21,10 @@ processes at once on the one store, sharing each night (each host once): the ide
 ceil(N_hosts / (N x C)) x one host's time, and each collector's host count is printed.
 
 Basic (over HTTPS) by default, to measure the collector; NTLM adds its handshake's CPU, most of
-it pyspnego computing an LM hash in pure-Python DES for every connection.
+it pyspnego computing an LM hash in pure-Python DES for every connection. Kerberos starts a
+throwaway MIT realm on loopback (collector/simulator/realm.py; needs krb5-kdc and the kerberos
+extra), joins the hosts to it, and the collector gets its ticket once from the password: each
+host then costs a service ticket from the KDC and the AP-REQ/AP-REP exchange.
 
 The simulated hosts stand for other machines, so on Linux they get a core of their own (the
 last one this process may use) and the collector the others; --shared-cores lets both run
@@ -48,6 +51,7 @@ from collector.config import PortfleetConfig
 from collector.plan import plan_collection
 from collector.simulator.cluster import PASSWORD_ENV, USER_ENV, FleetAddresses, FleetProcess
 from collector.simulator.fleet import FleetSpec
+from collector.simulator.realm import Realm
 from collector.store.database import Store, describe_url
 
 
@@ -62,7 +66,12 @@ def _split_cores(shared: bool) -> tuple[set[int], set[int]] | None:
 
 
 def _config(addresses: FleetAddresses, names: list[str], transport: str) -> PortfleetConfig:
-    hosts = [{"name": name, "address": addresses.urls[name]} for name in names]
+    hosts: list[dict[str, Any]] = [
+        {"name": name, "address": addresses.urls[name]} for name in names
+    ]
+    for host in hosts:
+        if addresses.kerberos_names is not None:
+            host["kerberos_hostname"] = addresses.kerberos_names[host["name"]]
     return PortfleetConfig.model_validate(
         {
             "defaults": {
@@ -154,7 +163,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--transport", choices=("basic", "ntlm"), default="basic")
+    parser.add_argument("--transport", choices=("basic", "ntlm", "kerberos"), default="basic")
     parser.add_argument("--shared-cores", action="store_true", help="do not pin the hosts")
     parser.add_argument("--probe-seconds", type=float, default=3.0, help="each probe's run time")
     parser.add_argument("--db", metavar="URL", help="collect into this database")
@@ -165,6 +174,10 @@ def main() -> None:
     split = _split_cores(args.shared_cores)
     with tempfile.TemporaryDirectory(prefix="portfleet-bench-") as work, ExitStack() as stack:
         # A child process inherits the CPU affinity of its parent at start.
+        realm = None
+        if args.transport == "kerberos":
+            realm = stack.enter_context(Realm(Path(work) / "realm"))
+            os.environ.update(realm.environment())  # for the hosts' process and this one
         if split is not None:
             os.sched_setaffinity(0, split[0])
         served = stack.enter_context(
@@ -175,6 +188,7 @@ def main() -> None:
                 latency=args.latency,
                 time_scale=1.0,
                 probe_seconds=args.probe_seconds,
+                realm=realm,
             )
         )
         if split is not None:

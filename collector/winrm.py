@@ -117,7 +117,9 @@ def check_extras(config: PortfleetConfig, hosts: Sequence[HostEntry]) -> None:
         settings = entry.settings(config.defaults)
         transport = settings.transport
         flag, _ = _EXTRAS.get(transport, ("", ""))
-        if flag and not getattr(winrm_transport, flag, False):
+        # Kerberos's extra is pykerberos (pywinrm's) and python-gssapi (our own tickets).
+        gssapi_missing = transport == "kerberos" and importlib.util.find_spec("gssapi") is None
+        if flag and (not getattr(winrm_transport, flag, False) or gssapi_missing):
             needs.setdefault((f"transport {transport}", transport), []).append(entry.name)
         if settings.credential.keyring_service and importlib.util.find_spec("keyring") is None:
             needs.setdefault(("keyring_service", "keyring"), []).append(entry.name)

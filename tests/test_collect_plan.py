@@ -111,7 +111,7 @@ hosts:
         plan_collection(config, [])
     assert str(refused.value) == (
         "transport kerberos for k1, k2, k3 and 2 more needs pip install 'portfleet[kerberos]' "
-        "(pykerberos builds against MIT Kerberos: libkrb5-dev)"
+        "(pykerberos and gssapi build against MIT Kerberos: apt-get install gcc libkrb5-dev)"
     )
     # The dev extras install requests-credssp; the hosts chosen are the ones checked.
     assert [h.name for h in plan_collection(config, ["c1", "n1"]).hosts] == ["c1", "n1"]

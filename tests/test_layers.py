@@ -20,6 +20,8 @@ _PYWINRM = ("winrm", "requests_ntlm", "requests_credssp", "kerberos")
 _WINRM_TRANSPORT = "collector.winrm"
 # The one module that sends messages out (Apprise); reading never sends.
 _SENDER = "collector.notify"
+# GSSAPI (the kerberos extra): the collector's tickets, and the simulated hosts' acceptor.
+_GSSAPI_USERS = ("collector.kerberos", "collector.simulator.kerberos")
 
 
 def imports_of(source: str) -> Iterator[str]:
@@ -62,6 +64,9 @@ def violations(module: str, source: str) -> list[str]:
             continue
         if _within(name, _PYWINRM) and module != _WINRM_TRANSPORT:
             found.append(f"{module} imports {name}: only {_WINRM_TRANSPORT} speaks WinRM")
+            continue
+        if _within(name, ("gssapi",)) and module not in _GSSAPI_USERS:
+            found.append(f"{module} imports {name}: only {' and '.join(_GSSAPI_USERS)} use GSSAPI")
             continue
         if _within(name, ("apprise",)) and module != _SENDER:
             found.append(f"{module} imports {name}: only {_SENDER} sends messages")
@@ -121,3 +126,7 @@ def test_a_planted_violation_is_caught() -> None:
         "reports.alerts imports apprise: only collector.notify sends messages"
     ]
     assert violations("collector.notify", "import apprise\n") == []
+    assert violations("collector.collect", "def f():\n    import gssapi.raw\n") == [
+        "collector.collect imports gssapi.raw: only collector.kerberos and "
+        "collector.simulator.kerberos use GSSAPI"
+    ]
