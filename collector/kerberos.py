@@ -262,11 +262,12 @@ class Tickets:
             self._folder = Path(tempfile.mkdtemp(prefix="portfleet-krb5-"))  # mode 0700
             atexit.register(shutil.rmtree, self._folder, True)
         cache = self._folder / f"cc{next(self._names)}"
-        store: dict[bytes | str, bytes | str] = {"ccache": f"FILE:{cache}"}
+        # Bytes entries: python-gssapi loses str ones before MIT reads them (see cred_store).
+        store: dict[bytes | str, bytes | str] = {b"ccache": f"FILE:{cache}".encode()}
         name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
         try:
             if keytab is not None:
-                store["client_keytab"] = f"FILE:{keytab}"
+                store[b"client_keytab"] = f"FILE:{keytab}".encode()
                 credentials = gssapi.Credentials(name=name, usage="initiate", store=store)
                 _ = credentials.lifetime  # MIT gets the ticket lazily: get it now
             else:
@@ -304,9 +305,8 @@ def _life_left(cache: Path, principal: str) -> float:
 
     try:
         name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
-        credentials = gssapi.Credentials(
-            name=name, usage="initiate", store={"ccache": f"FILE:{cache}"}
-        )
+        store: dict[bytes | str, bytes | str] = {b"ccache": f"FILE:{cache}".encode()}
+        credentials = gssapi.Credentials(name=name, usage="initiate", store=store)
         return float(credentials.lifetime or 0)
     except GSSError:
         return 0.0

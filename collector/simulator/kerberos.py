@@ -36,6 +36,17 @@ from collector.simulator.sealing import (
     split_parts,
 )
 
+
+def cred_store(**entries: str) -> dict[bytes | str, bytes | str]:
+    """Return a GSSAPI credential store whose keys and values are bytes.
+
+    python-gssapi (1.12) keeps pointers into the bytes it encodes from str entries, which are
+    freed before MIT reads them: with other threads allocating, MIT then finds no keytab and
+    reads the default one. Bytes the caller's dict holds stay alive for the call.
+    """
+    return {key.encode(): value.encode() for key, value in entries.items()}
+
+
 _ACQUIRING = threading.Lock()
 _ACCEPTORS: dict[Path, gssapi.raw.Creds] = {}
 
@@ -43,14 +54,13 @@ _ACCEPTORS: dict[Path, gssapi.raw.Creds] = {}
 def acceptor_credentials(keytab: Path) -> gssapi.raw.Creds:
     """Return the host's acceptor credentials from ``keytab``, read once.
 
-    MIT's gss_acquire_cred_from is not safe beside other GSSAPI calls of the process (seen here:
-    garbled errors, and the default keytab read instead of the one given), so a host reads its
-    keytab once, when it starts, under one lock; accepting with credentials held is safe.
+    A host reads its keytab once, when it starts (as Windows holds its machine key), under one
+    lock; accepting with credentials held is safe from many threads.
     """
     with _ACQUIRING:
         credentials = _ACCEPTORS.get(keytab)
         if credentials is None:
-            store: dict[bytes | str, bytes | str] = {"keytab": f"FILE:{keytab}"}
+            store = cred_store(keytab=f"FILE:{keytab}")
             credentials = gssapi.raw.acquire_cred_from(store, usage="accept").creds
             _ACCEPTORS[keytab] = credentials
         return credentials
