@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from collector.simulator.wsman import WsmanServer
 from collector.store.database import Store, create_store_engine
 from tests.pgcluster import Cluster, start_cluster
 
@@ -77,3 +78,12 @@ def store(db_url: str) -> Iterator[Store]:
     """A store migrated to head, open for writing."""
     with Store.open(db_url) as opened:
         yield opened
+
+
+@pytest.fixture
+def servers() -> Iterator[list[WsmanServer]]:
+    """Simulated WinRM listeners a test starts (append them); every one stopped after it."""
+    started: list[WsmanServer] = []
+    yield started
+    for server in started:
+        server.stop()

@@ -90,14 +90,6 @@ def _echo(request: CommandRequest) -> CommandResult:
     return CommandResult(stdout="ran hostname\r\n")
 
 
-@pytest.fixture
-def servers() -> Iterator[list[WsmanServer]]:
-    started: list[WsmanServer] = []
-    yield started
-    for server in started:
-        server.stop()
-
-
 def _serve(servers: list[WsmanServer], keytab: Path, tls: CertFiles | None = None) -> WsmanServer:
     server = WsmanServer(_echo, username=ACCOUNT, password="unused", keytab=keytab, tls=tls)
     servers.append(server.start())

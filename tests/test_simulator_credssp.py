@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +37,6 @@ def _large_document() -> dict[str, Any]:
         "  TCP    0.0.0.0:135    0.0.0.0:0    LISTENING    1044\r\n" + noise
     )
     return document
-
-
-@pytest.fixture
-def servers() -> Iterator[list[WsmanServer]]:
-    started: list[WsmanServer] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 def _serve(servers: list[WsmanServer], **kw: Any) -> tuple[WsmanServer, ProbeResponder]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,6 @@ USER, PASSWORD = "portfleet", "Pässw0rd-ntlm"
 
 def _echo(request: CommandRequest) -> CommandResult:
     return CommandResult(stdout=f"ran: {request.script}\r\n")
-
-
-@pytest.fixture
-def servers() -> Iterator[list[WsmanServer]]:
-    started: list[WsmanServer] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 def _start(servers: list[WsmanServer], password: str = PASSWORD, **kw: Any) -> WsmanServer:
