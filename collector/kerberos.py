@@ -111,19 +111,20 @@ def explain_refusal(
     host_time = error[1] if error and error[1] else _http_date(date)
     skew = (host_time - datetime.now(UTC)).total_seconds() if host_time else None
     code = error[0] if error else None
-    if code == SKEW or (skew is not None and abs(skew) > MAX_SKEW_SECONDS):
-        shown = f" ({_minutes(skew)} {'ahead of' if (skew or 0) > 0 else 'behind'} this one)"
-        return (
-            f"the host's clock differs from this collector's by more than 5 minutes"
-            f"{shown if skew is not None else ''}: fix time sync (w32tm /resync on the host, "
-            "chrony/ntp here)"
-        )
+    # The host's own error number decides; the clocks only where it gave none that does.
     if code in _NOT_OUR_KEY:
         return (
             f"the host could not read the ticket for {spn} (Kerberos error {code}): that "
             "service principal belongs to another account (a duplicate SPN: setspn -X, "
             "setspn -Q) or the host was re-joined and its key changed; fix the SPN, or set "
             "kerberos_hostname to the host's own name"
+        )
+    if code == SKEW or (skew is not None and abs(skew) > MAX_SKEW_SECONDS):
+        shown = f" ({_minutes(skew)} {'ahead of' if (skew or 0) > 0 else 'behind'} this one)"
+        return (
+            f"the host's clock differs from this collector's by more than 5 minutes"
+            f"{shown if skew is not None else ''}: fix time sync (w32tm /resync on the host, "
+            "chrony/ntp here)"
         )
     account = principal or "this collector's principal"
     if code is not None:

@@ -67,6 +67,7 @@ def test_each_local_failure_says_what_to_do() -> None:
 
 
 def test_a_refusal_reads_the_krb_error_first_then_the_hosts_clock() -> None:
+    # Its server time is long past now: the error number decides, not the clocks.
     refused = explain_refusal(SPN, "portfleet", NOT_US_TOKEN, None)
     assert f"could not read the ticket for {SPN}" in refused and "setspn -X" in refused
     ahead = format_datetime(datetime.now(UTC) + timedelta(minutes=12), usegmt=True)
