@@ -8,7 +8,9 @@ reads the stored findings; none classifies again.
 A port's status is the finding that covers it, or, where none does, ``free`` (the bind sweep
 ran) or ``unknown`` (it did not). Findings, in the order the rules are tried:
 
-- ``reserved``: inside an excluded range, administered (``*``) or taken at run time;
+- ``reserved``: inside an excluded range taken at run time (WinNAT/HNS, Hyper-V). An
+  administered (``*``) range blocks nothing: a program may still bind its ports; it only keeps
+  them out of the ephemeral pool and out of WinNAT's reach (facts C), so it explains no failure;
 - ``in-use``: a listener holds it (one of the same family first), named, with the kernel and
   Windows' own services told apart from other processes;
 - ``probably-reserved``: no excluded ranges were captured, and the port fails with WSAEACCES
@@ -16,7 +18,8 @@ ran) or ``unknown`` (it did not). Findings, in the order the rules are tried:
   else the Windows default, and the reason says which);
 - ``unexplained``: it fails and none of the above tells why;
 - ``at-risk`` (never a failing port): free now, inside the TCP dynamic range of a host where
-  WinNAT/Hyper-V reserve blocks, which move at every boot.
+  WinNAT/Hyper-V reserve blocks, which move at every boot, and not inside an administered range
+  (which they never take).
 
 Without a bind sweep, excluded ranges and listeners still give ``reserved`` and ``in-use``
 findings. Each finding carries its evidence (the range and who owns it, the failing run, the
@@ -210,7 +213,8 @@ def diagnose(facts: Facts) -> list[Finding]:
         found += _unswept_reservations(facts, excluded)
     found += _held(facts, listeners, found)
     if facts.failures is not None and _reserving(facts, found):
-        found += _at_risk(facts, found)
+        protected = [(a, b) for a, b, admin, _ in excluded.get("tcp", []) if admin]
+        found += _at_risk(facts, found, protected)
     fixed = [replace(f, fixes=" ".join(plan_fixes(f, facts.host))) for f in found]
     return sorted(fixed, key=lambda f: (f.protocol, f.family, f.start))
 
@@ -328,12 +332,15 @@ def _merge_families(rows: Iterable[_ExcludedRow]) -> dict[str, list[tuple[int, i
 
 
 def _cover(ranges: Sequence[tuple[int, int, bool, str]], port: int) -> tuple[int, int, bool] | None:
-    """Return the excluded range covering a port: an administered one first, then the lowest."""
-    hits = [(not admin, start, end) for start, end, admin, _ in ranges if start <= port <= end]
+    """Return the run-time excluded range that blocks a port (the lowest), if one does.
+
+    Administered ranges are passed over: they do not block a bind (facts C).
+    """
+    hits = [(start, end) for start, end, admin, _ in ranges if start <= port <= end and not admin]
     if not hits:
         return None
-    negated, start, end = min(hits)
-    return start, end, not negated
+    start, end = min(hits)
+    return start, end, False
 
 
 def _dynamic(facts: Facts, protocol: str, family: str) -> tuple[int, int, bool]:
@@ -425,11 +432,7 @@ def word(finding: Mapping[str, Any], excluded_known: bool) -> str:
     if f.diagnosis == Diagnosis.RESERVED:
         also = f" {who} also listens on it." if who else ""
         if f.administered:
-            return (
-                f"Inside the administered ('*') excluded range {f.range_start}–{f.range_end}: "
-                f"an administrator reserved it with netsh add excludedportrange, so binds "
-                f"fail with {code}.{also}"
-            )
+            return _legacy_administered(f)
         quiet = (
             ""
             if who
@@ -478,10 +481,11 @@ def _word_unfailed(f: SimpleNamespace) -> str:
             "sweep recorded no failure there."
         )
     if f.diagnosis == Diagnosis.RESERVED:
-        owner = "administered" if f.administered else f"run time, {RUNTIME_OWNER}"
+        if f.administered:
+            return _legacy_administered(f)
         return (
             f"No bind sweep was recorded, but it lies inside the excluded range "
-            f"{f.range_start}–{f.range_end} ({owner}), so binds fail with "
+            f"{f.range_start}–{f.range_end} (run time, {RUNTIME_OWNER}), so binds fail with "
             f"{describe_code(WSAEACCES)}."
         )
     dynamic = describe_dynamic(f.dynamic_start, f.dynamic_end, f.dynamic_captured)
@@ -489,6 +493,15 @@ def _word_unfailed(f: SimpleNamespace) -> str:
         f"Free now, but it lies inside {dynamic}, where WinNAT/Hyper-V already reserve "
         "blocks of ports on this host; they are placed anew at every boot, so the next "
         "reboot may take it."
+    )
+
+
+def _legacy_administered(f: SimpleNamespace) -> str:
+    """Word a finding stored before administered ranges were known not to block binds."""
+    return (
+        f"Inside the administered ('*') excluded range {f.range_start}–{f.range_end}, which "
+        "portfleet before 2026-12 took for the cause; an administered range does not block a "
+        "bind. Run portfleet db reparse to diagnose this snapshot again."
     )
 
 
@@ -501,10 +514,15 @@ def describe_dynamic(low: int, high: int, captured: bool) -> str:
 def _unswept_reservations(
     facts: Facts, excluded: dict[str, list[tuple[int, int, bool, str]]]
 ) -> list[Finding]:
-    """Excluded ranges of a snapshot without a bind sweep: binds there fail all the same."""
+    """Run-time excluded ranges of a snapshot without a bind sweep: binds there fail all the same.
+
+    Administered ranges are left out: their ports bind (facts C).
+    """
     found = []
     for protocol, ranges in excluded.items():
         for start, end, admin, family in ranges:
+            if admin:
+                continue
             low, high, captured = _dynamic(facts, protocol, family)
             edges = sorted(
                 {start, end + 1} | {cut for cut in (low, high + 1) if start < cut <= end}
@@ -517,9 +535,11 @@ def _unswept_reservations(
     return found
 
 
-def _covered(found: Sequence[Finding], protocol: str) -> list[tuple[int, int]]:
-    """Return the merged stretches that findings of a protocol cover (any family)."""
-    spans = sorted((f.start, f.end) for f in found if f.protocol == protocol)
+def _covered(
+    found: Sequence[Finding], protocol: str, also: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
+    """Return the merged stretches that findings of a protocol (any family), and ``also``, cover."""
+    spans = sorted([*((f.start, f.end) for f in found if f.protocol == protocol), *also])
     merged: list[tuple[int, int]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1] + 1:
@@ -568,12 +588,17 @@ def _reserving(facts: Facts, found: Sequence[Finding]) -> bool:
     return runtime or any(f.diagnosis == Diagnosis.PROBABLY_RESERVED for f in found)
 
 
-def _at_risk(facts: Facts, found: Sequence[Finding]) -> list[Finding]:
-    """Return the free TCP ports of the dynamic range, where the next boot may place a block."""
+def _at_risk(
+    facts: Facts, found: Sequence[Finding], protected: Sequence[tuple[int, int]]
+) -> list[Finding]:
+    """Return the free TCP ports of the dynamic range, where the next boot may place a block.
+
+    Ports of an administered range are ``protected``: WinNAT and Hyper-V place no block there.
+    """
     low, high, captured = _dynamic(facts, "tcp", "ipv4")
     result = []
     cursor = low
-    for start, end in [*_covered(found, "tcp"), (high + 1, high + 1)]:
+    for start, end in [*_covered(found, "tcp", protected), (high + 1, high + 1)]:
         if end < cursor:
             continue
         if start > cursor:

@@ -35,7 +35,7 @@ def probe_document(**changes: Any) -> dict[str, Any]:
                 "duration_ms": 48000,
                 "failures": [
                     [135, 135, 10048],
-                    [50000, 50059, 10013],
+                    # 50000-50059 is administered ('*'): its ports bind (facts C).
                     [52100, 52199, 10013],
                     [60000, 60001, 10013],
                 ],

@@ -104,7 +104,9 @@ def test_an_unknown_host_names_the_close_ones(seed: Store) -> None:
 def night(day: int, *ranges: tuple[int, int, bool], **changes: Any) -> dict[str, Any]:
     document = probe_document(taken_at=f"2026-11-{day:02d}T02:00:00+00:00", **changes)
     document["raw"]["excluded_ipv4_tcp"] = excluded_text(*ranges)
-    document["bind_sweep"] = [sweep(*((a, b, 10013) for a, b, _ in ranges), (135, 135, 10048))]
+    # Run-time ranges fail; an administered one binds (facts C).
+    failing = ((a, b, 10013) for a, b, admin in ranges if not admin)
+    document["bind_sweep"] = [sweep(*failing, (135, 135, 10048))]
     return document
 
 
@@ -118,10 +120,9 @@ def test_reserved_since_the_start_of_the_unbroken_run(store: Store, reader: Stor
     assert answer.since == datetime(2026, 11, 20, 2, tzinfo=UTC)  # not the 18th: the 19th broke it
     assert "since 2026-11-20 02:00 UTC" in answer.to_text().splitlines()[0]
     assert [fix.action for fix in answer.fixes] == ["restart-winnat", "reserve-ports"]
+    # An administered range keeps WinNAT off its ports but blocks no bind (facts C).
     administered = explain(reader, "dev-ws-01", 50001)
-    assert administered.status == "reserved" and administered.administered is True
-    assert administered.since == datetime(2026, 11, 18, 2, tzinfo=UTC)
-    assert administered.fixes == ()  # nothing to suggest for an administrator's own range
+    assert administered.status == "free" and administered.fixes == ()
     assert explain(reader, "dev-ws-01", 135).to_json()["listener"] == {
         "pid": 1152,
         "process": "svchost",

@@ -330,7 +330,8 @@ class Machine:
         return tuple(added)
 
     def _covered(self) -> Callable[[int], bool]:
-        ranges = [(r.start, r.end) for r in (*self.administered, *self.blocks)]
+        """Tell whether a port is blocked: run-time ranges block binds, administered ones not."""
+        ranges = [(r.start, r.end) for r in self.blocks]
         ranges += [(port, port) for port in self.singles]
         return lambda port: any(a <= port <= b for a, b in ranges)
 

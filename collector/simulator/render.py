@@ -169,12 +169,14 @@ def render_netstat(state: HostState) -> str:
 def sweep_failures(state: HostState, family: str) -> list[list[int]]:
     """Return the failing ports of an exclusive TCP bind sweep as [start, end, code] runs.
 
-    Ports in an excluded range fail with WSAEACCES (facts B5, windows-facts §2); ports that a
-    listener of the family holds fail with WSAEADDRINUSE under SO_EXCLUSIVEADDRUSE, except the
-    kernel's (System, PID 4), which refuse access as 445 and 5357 did in the seed report. An
-    excluded port that also has a listener reports WSAEACCES (an inference, no source).
+    Ports in a run-time excluded range fail with WSAEACCES (facts B5, windows-facts §2); ports
+    of an administered ('*') range bind (facts C: it only keeps them from WinNAT and the
+    ephemeral pool). Ports that a listener of the family holds fail with WSAEADDRINUSE under
+    SO_EXCLUSIVEADDRUSE, except the kernel's (System, PID 4), which refuse access as 445 and
+    5357 did in the seed report. A run-time excluded port that also has a listener reports
+    WSAEACCES (an inference, no source).
     """
-    runs = [(r.start, r.end, WSAEACCES) for r in state.excluded_tcp]
+    runs = [(r.start, r.end, WSAEACCES) for r in state.excluded_tcp if not r.administered]
     starts = [start for start, _, _ in runs]  # ascending, and the ranges never overlap
     held: dict[int, int] = {}
     for item in _family_listeners(state.listeners, family):
