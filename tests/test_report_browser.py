@@ -141,7 +141,7 @@ def _numbers(cells: list[str]) -> list[float | None]:
 def test_page_loads_quietly_and_offline(report: _Loaded) -> None:
     page = report.page
     assert page.title().startswith("portfleet report")
-    assert page.locator("section").count() == 9
+    assert page.locator("section").count() == 11
     report.assert_quiet()
 
 
@@ -207,7 +207,7 @@ def test_table_filters_as_you_type(report: _Loaded, data: ReportData) -> None:
     box = page.locator('input[data-filter-target="hosts-table"]')
     box.fill("BUILD")
     assert rows.count() == expected
-    shown = rows.locator("th").all_text_contents()
+    shown = rows.locator("th .host-name").all_text_contents()
     assert sorted(shown) == sorted(host for host in hosts if "build" in host)
     assert page.locator('[data-count-for="hosts-table"]').text_content() == (
         f"{expected} of {len(hosts)} shown"

@@ -32,9 +32,11 @@ from tests.report_store import (
 )
 
 SECTION_IDS = (
+    "attention",
     "summary",
     "freshness",
     "wanted",
+    "safe-ports",
     "port-map",
     "timeline",
     "correlation",
@@ -235,7 +237,7 @@ def test_causes_seen_on_too_few_hosts_are_not_ranked(html: str) -> None:
     assert "BIOS update" in too_few
     assert "too few hosts" in too_few
     assert "Docker 4.30.0" in ranked
-    assert ">∞<" in ranked  # the infinite odds ratio of KB5036893: no host without it grew
+    assert ">OR ∞<" in ranked  # the infinite odds ratio of KB5036893: no host without it grew
 
 
 def test_remediation_commands_sit_in_pre_with_a_copy_button(data: ReportData, page: _Page) -> None:
