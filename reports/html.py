@@ -273,9 +273,9 @@ def _banner(data: ReportData) -> str | None:
     taken = data.hosts["taken_at"].dropna()
     if taken.empty:
         return (
-            "Nothing has been collected into this database yet. Start with `portfleet collect` "
-            "(hosts in config.yaml), `portfleet import FILE…` (documents a scheduled task "
-            "wrote), or `portfleet demo` to see a simulated fleet."
+            "Nothing has been collected into this database yet. Start with portfleet collect "
+            "(the hosts in config.yaml), portfleet import FILE… (documents a scheduled task "
+            "wrote), or portfleet demo to see a simulated fleet."
         )
     newest = taken.max()
     age = (pd.Timestamp(data.generated_at) - newest).total_seconds() / 86400

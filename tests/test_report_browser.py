@@ -277,3 +277,105 @@ def test_port_map_draws_a_thousand_hosts(context: BrowserContext, tmp_path: Path
     assert categories == 1000
     loaded.assert_quiet()
     loaded.page.close()
+
+
+VIEWPORTS = ((1366, 768), (1920, 1080))
+# Everything that could push the page, or a box inside it, wider than the window.
+_SIDEWAYS = """() => {
+  const page = document.scrollingElement;
+  const boxes = [...document.querySelectorAll(".table-wrap, pre, section")]
+    .filter(node => node.scrollWidth > node.clientWidth + 1)
+    .map(node => (node.id || node.querySelector("table")?.id || node.tagName)
+                 + ` ${node.scrollWidth}>${node.clientWidth}`);
+  return {page: [page.scrollWidth, page.clientWidth], boxes};
+}"""
+
+
+_IN_WINDOW = """id => {
+  const box = document.getElementById(id).getBoundingClientRect();
+  return box.bottom > 0 && box.top < window.innerHeight && box.height > 0;
+}"""
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _at_size(
+    browser: Browser, path: Path, width: int, height: int
+) -> tuple[BrowserContext, _Loaded]:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    return context, _open(context, path)
+
+
+@pytest.mark.parametrize(("width", "height"), VIEWPORTS)
+def test_the_page_reads_without_sideways_scrolling(
+    browser: Browser, report: _Loaded, screenshots: Path, width: int, height: int
+) -> None:
+    context, loaded = _at_size(
+        browser, Path(report.page.url.removeprefix("file://")), width, height
+    )
+    page = loaded.page
+    page.wait_for_selector("#port-map-plot .main-svg")
+    page.screenshot(path=screenshots / f"report-{width}x{height}.png")
+    page.screenshot(path=screenshots / f"report-{width}x{height}-full.png", full_page=True)
+    measured = page.evaluate(_SIDEWAYS)
+    assert measured["page"][0] <= measured["page"][1], measured
+    assert measured["boxes"] == []
+    # Needs attention is the first section, and it starts on the first screen.
+    assert page.locator("main > section").first.get_attribute("id") == "attention"
+    assert page.locator("main > section h2").first.text_content() == "Needs attention"
+    top = page.locator("#attention").evaluate("node => node.getBoundingClientRect().top")
+    assert 0 <= top < height / 2
+    assert page.locator("#attention .attention__line").first.is_visible()
+    loaded.assert_quiet()
+    context.close()
+
+
+def test_every_summary_link_lands_on_its_rows(browser: Browser, report: _Loaded) -> None:
+    context, loaded = _at_size(browser, Path(report.page.url.removeprefix("file://")), 1366, 768)
+    page = loaded.page
+    links = page.locator("#attention a[href^='#'], #summary .cards a[href^='#']")
+    hrefs = links.evaluate_all("nodes => nodes.map(node => node.getAttribute('href'))")
+    # Reserved ports, hosts not seen lately and at-risk ports, their evidence, causes and fixes.
+    assert len(hrefs) >= 20
+    assert {"#attention-reserved", "#attention-stale", "#attention-at-risk"} <= set(hrefs)
+    for index, href in enumerate(hrefs):
+        target = page.locator(f"[id='{href[1:]}']")
+        assert target.count() == 1, href
+        tag = target.evaluate("node => node.tagName")
+        if tag == "TABLE":
+            assert target.locator("tbody tr").count() > 0, href
+        elif tag == "DIV":  # a group of needs-attention lines
+            assert target.locator("li").count() > 0, href
+        else:
+            assert tag in ("TR", "TD", "ARTICLE"), (href, tag)
+        links.nth(index).click()
+        assert page.evaluate("location.hash") == href
+        # The page scrolls smoothly: wait until the target is in the window (or time out).
+        page.wait_for_function(_IN_WINDOW, arg=href[1:], timeout=5000)
+    # A reserved port's line lands on its cell of the wanted-ports matrix, which says so.
+    cell = page.locator("#attention-reserved a.line__evidence").first.get_attribute("href")
+    assert page.locator(f"[id='{str(cell)[1:]}']").get_attribute("data-sort") == "reserved"
+    loaded.assert_quiet()
+    context.close()
+
+
+@pytest.mark.parametrize(("width", "height"), VIEWPORTS)
+def test_an_empty_store_renders_and_says_so(
+    browser: Browser, tmp_path: Path, screenshots: Path, width: int, height: int
+) -> None:
+    path = tmp_path / "empty.html"
+    write_report(report_of(tmp_path / "store.db", None), path)
+    context, loaded = _at_size(browser, path, width, height)
+    page = loaded.page
+    page.screenshot(path=screenshots / f"empty-{width}x{height}.png")
+    assert page.locator("main > section").first.get_attribute("id") == "attention"
+    banner = page.locator(".banner")
+    assert banner.is_visible()
+    assert "Nothing has been collected into this database yet" in str(banner.text_content())
+    measured = page.evaluate(_SIDEWAYS)
+    assert measured["page"][0] <= measured["page"][1] and measured["boxes"] == []
+    loaded.assert_quiet()
+    context.close()
