@@ -62,7 +62,8 @@ def build_report_data(
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     ports = tuple(sorted({int(p) for p in wanted_ports}))
     with store.connect() as connection:
-        correlation = correlate_fleet(connection, load_causes(connection))
+        causes = load_causes(connection)
+        correlation = correlate_fleet(connection, causes)
         events = load_events(connection)
         latest = latest_snapshots(connection)
         state = load_state(connection, latest["snapshot_id"].tolist())
@@ -84,7 +85,7 @@ def build_report_data(
         for kind, cause, rank in zip(ranked["cause_kind"], ranked["cause"], ranked["rank"],
                                      strict=True)
     }  # fmt: skip
-    attention = build_attention(runs, wanted, hosts, events, ranks, remediation, odds,
+    attention = build_attention(runs, wanted, hosts, events, causes, ranks, remediation, odds,
                                 stale_after_days)  # fmt: skip
     return ReportData(
         generated_at=now,

@@ -29,6 +29,8 @@ from sqlalchemy import Connection
 from collector.diagnosis import Diagnosis, PortStatus
 from collector.windows import RUNTIME_OWNER
 from reports import tables
+from reports.correlation import DEFAULT_WINDOW_DAYS
+from reports.events import causes_before
 from reports.findings import port_statuses
 from reports.odds import Odds
 
@@ -97,6 +99,7 @@ def build_attention(
     wanted: pd.DataFrame,
     hosts: pd.DataFrame,
     events: pd.DataFrame,
+    causes: pd.DataFrame,
     ranks: Mapping[tuple[str, str], int],
     remediation: pd.DataFrame,
     odds: Mapping[int, tuple[Odds, ...]],
@@ -105,8 +108,9 @@ def build_attention(
     """Return the ``attention`` frame: the report's first section, line by line.
 
     ``wanted`` is the analysis's wanted matrix with its findings, ``hosts`` its hosts frame,
-    ``events`` the stored change events with ``event_id``, ``ranks`` the fleet correlation's
-    rank per (kind, cause), ``remediation`` the worded fixes with their ports.
+    ``events`` the stored change events with ``event_id``, ``causes`` the stored candidate
+    causes (``reports.events.load_causes``), ``ranks`` the fleet correlation's rank per (kind,
+    cause), ``remediation`` the worded fixes with their ports.
     """
     rows: list[dict[str, Any]] = []
     current = runs[runs["current"]].set_index(["host", "port"])
@@ -117,12 +121,14 @@ def build_attention(
             continue
         since = _since(current, cell["host"], cell["port"])
         event = _event(events, cell["host"], cell["port"], since)
-        causes = [] if event is None else _causes(event["causes"], ranks)
-        action, commands = fixes.get((cell["host"], cell["port"]), (None, None))
+        told = _causes(causes, cell["host"], since, ranks)
+        first = cell["fixes"][0] if cell["fixes"] else None
+        worded = fixes.get((str(cell["host"]), int(cell["port"]), str(first)))
+        action, commands = worded if worded is not None else (None, None)
         rows.append({
             "kind": "reserved" if cell["status"] == PortStatus.RESERVED else "blocked",
             "host": cell["host"], "port": cell["port"], "at": since["first_at"],
-            "text": _blocked_text(cell, since), "causes": causes, "fix": action,
+            "text": _blocked_text(cell, since), "causes": told, "fix": action,
             "fix_commands": commands,
             "event_id": None if event is None else int(event["event_id"]),
         })  # fmt: skip
@@ -177,22 +183,44 @@ def _event(
     return dict(chosen.iloc[0])
 
 
-def _causes(causes: list[dict[str, Any]], ranks: Mapping[tuple[str, str], int]) -> list[str]:
-    """Return the top causes, ranked ones first (best rank first), as words."""
-    ranked = sorted(
-        enumerate(causes),
-        key=lambda item: (ranks.get((item[1]["kind"], item[1]["cause"]), 10**9), item[0]),
+def _causes(
+    causes: pd.DataFrame,
+    host: str,
+    since: Mapping[str, Any],
+    ranks: Mapping[tuple[str, str], int],
+) -> list[str]:
+    """Return the top causes of the week before a status began, ranked ones first, as words.
+
+    The same causes ``explain`` tells (``reports.events.causes_before``); none when the status
+    goes back to the host's first snapshot, since nothing is known of what came before.
+    """
+    if since["first_at"] is None or not since["previous"]:
+        return []
+    mine = causes_before(causes, host, pd.Timestamp(since["first_at"]), DEFAULT_WINDOW_DAYS)
+    found = [
+        {"kind": row["kind"], "cause": row["cause"], "detail": row["detail"],
+         "at": None if pd.isna(row["at"]) else row["at"].isoformat()}
+        for row in mine.to_dict("records")
+    ]  # fmt: skip
+    # Best rank first; unranked ones after, the latest first (nearest the change).
+    ordered = sorted(
+        enumerate(found),
+        key=lambda item: (ranks.get((item[1]["kind"], item[1]["cause"]), 10**9), -item[0]),
     )
-    return [word_cause(c, ranks.get((c["kind"], c["cause"]))) for _, c in ranked[:TOP_CAUSES]]
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    for _, cause in ordered:
+        unique.setdefault((cause["kind"], cause["cause"]), cause)
+    return [word_cause(cause, ranks.get(key)) for key, cause in list(unique.items())[:TOP_CAUSES]]
 
 
-def _first_fixes(remediation: pd.DataFrame) -> dict[tuple[str, int], tuple[str, str]]:
-    """Return each (host, port)'s first fix: its action and its commands."""
-    first: dict[tuple[str, int], tuple[str, str]] = {}
+def _first_fixes(remediation: pd.DataFrame) -> dict[tuple[str, int, str], tuple[str, str]]:
+    """Return, per (host, port, fix kind), the worded fix: its action and its commands."""
+    worded: dict[tuple[str, int, str], tuple[str, str]] = {}
     for row in remediation.to_dict("records"):
         for port in row["ports"]:
-            first.setdefault((row["host"], int(port)), (row["action"], row["commands"]))
-    return first
+            key = (str(row["host"]), int(port), str(row["action"]))
+            worded.setdefault(key, (str(row["action"]), str(row["commands"])))
+    return worded
 
 
 def _blocked_text(cell: Mapping[str, Any], since: Mapping[str, Any]) -> str:
@@ -271,31 +299,30 @@ def _range_changes(events: pd.DataFrame, hosts: pd.DataFrame) -> list[dict[str, 
     tonight = events["at"] == events["host"].map(latest)
     last = events[tonight & (events["at"] >= newest - LAST_NIGHT)]
     rows = []
-    for event in last.sort_values(["host", "event_id"]).to_dict("records"):
-        now, before = (
-            _event_span(event["start"], event["end"]),
-            _event_span(event["previous_start"], event["previous_end"]),
+    for host, mine in last.sort_values(["host", "event_id"]).groupby("host", sort=True):
+        first = mine.iloc[0]
+        said = []
+        for kind, group in mine.groupby("kind", sort=True):
+            one, many = _EVENT_WORDS.get(str(kind), (str(kind), str(kind)))
+            ports = group["ports"].dropna()
+            size = f" ({_count(int(ports.sum()), 'port')})" if len(ports) else ""
+            said.append(f"{len(group)} {one if len(group) == 1 else many}{size}")
+        text = (
+            f"{'; '.join(said)}, between {first['previous_at']:%Y-%m-%d} and "
+            f"{first['at']:%Y-%m-%d}."
         )
-        words = {
-            "range-appeared": f"excluded range {now} appeared",
-            "range-disappeared": f"excluded range {before} disappeared",
-            "range-moved": f"excluded ranges moved from {before} to {now}",
-            "dynamic-changed": f"the dynamic port range changed from {before} to {now}",
-        }.get(str(event["kind"]), f"{event['kind']}: {before} → {now}")
-        ports = "" if pd.isna(event["ports"]) else f", {_count(int(event['ports']), 'port')}"
-        line = _line("ranges", event["host"], None, event["at"],
-                     f"{words[0].upper()}{words[1:]} ({event['protocol']}{ports}) between "
-                     f"{event['previous_at']:%Y-%m-%d} and {event['at']:%Y-%m-%d}.")  # fmt: skip
-        line["event_id"] = int(event["event_id"])
+        line = _line("ranges", str(host), None, first["at"], text[0].upper() + text[1:])
+        line["event_id"] = int(first["event_id"])
         rows.append(line)
     return rows
 
 
-def _event_span(start: Any, end: Any) -> str:
-    """Word an event's span: first to last port (it may hold several ranges)."""
-    if pd.isna(start):
-        return "—"
-    return f"{start}" if start == end else f"{start}–{end}"
+_EVENT_WORDS = {  # one, many
+    "range-appeared": ("excluded range appeared", "excluded ranges appeared"),
+    "range-disappeared": ("excluded range disappeared", "excluded ranges disappeared"),
+    "range-moved": ("move of excluded ranges", "moves of excluded ranges"),
+    "dynamic-changed": ("change of the dynamic port range", "changes of the dynamic port range"),
+}
 
 
 def _collection(hosts: pd.DataFrame, stale_days: float) -> list[dict[str, Any]]:
