@@ -40,18 +40,21 @@ OPEN = (PortStatus.FREE.value, PortStatus.AT_RISK.value)
 # A host's latest snapshot counts as last night's when it is this close to the fleet's newest.
 LAST_NIGHT = timedelta(hours=36)
 TOP_CAUSES = 3
-# The order of the groups on the page, with their titles and how their counts read.
+# The order of the groups on the page, with their titles and how a count of one, or more, reads.
 KINDS = (
-    ("reserved", "Reserved wanted ports", "reserved wanted ports"),
-    ("blocked", "Wanted ports failing, cause unknown", "failing for no captured reason"),
-    ("newly-blocked", "Blocked since the previous night", "newly blocked"),
-    ("newly-freed", "Freed since the previous night", "newly freed"),
-    ("ranges", "Reserved ranges that changed last night", "range changes last night"),
-    ("failed", "Collections that failed", "failed collections"),
-    ("stale", "Hosts not seen lately", "hosts not seen lately"),
-    ("at-risk", "Wanted ports at risk", "at risk"),
-    ("cleared", "Blocked earlier, free now", "blocked earlier, free now"),
-)
+    ("reserved", "Reserved wanted ports", "reserved wanted port", "reserved wanted ports"),
+    ("blocked", "Wanted ports failing, cause unknown", "failing, cause unknown",
+     "failing, cause unknown"),
+    ("newly-blocked", "Blocked since the previous night", "newly blocked", "newly blocked"),
+    ("newly-freed", "Freed since the previous night", "newly freed", "newly freed"),
+    ("ranges", "Reserved ranges that changed last night", "host whose ranges changed",
+     "hosts whose ranges changed"),
+    ("failed", "Collections that failed", "failed collection", "failed collections"),
+    ("stale", "Hosts not seen lately", "host not seen lately", "hosts not seen lately"),
+    ("at-risk", "Wanted ports at risk", "port at risk", "ports at risk"),
+    ("cleared", "Blocked earlier, free now", "blocked earlier, free now",
+     "blocked earlier, free now"),
+)  # fmt: skip
 ATTENTION_COLUMNS = (
     "kind", "host", "port", "at", "text", "causes", "fix", "fix_commands", "event_id",
 )  # fmt: skip
@@ -138,7 +141,7 @@ def build_attention(
     rows += _at_risk(wanted, odds)
     rows += _cleared(runs)
     frame = pd.DataFrame(rows, columns=list(ATTENTION_COLUMNS))
-    order = {kind: index for index, (kind, _, _) in enumerate(KINDS)}
+    order = {kind: index for index, (kind, *_) in enumerate(KINDS)}
     frame = frame.assign(_order=frame["kind"].map(order))
     frame = frame.sort_values(["_order"], kind="stable", ignore_index=True)
     return frame.drop(columns=["_order"])
@@ -147,7 +150,7 @@ def build_attention(
 def word_cause(cause: Mapping[str, Any], rank: int | None = None) -> str:
     """Word a stored cause ``{"kind", "cause", "detail", "at"}``, with its fleet rank if any."""
     text = str(cause["cause"])
-    if cause.get("detail"):
+    if cause.get("detail") and cause["detail"] != cause["cause"]:
         text += f" — {cause['detail']}"
     at = cause.get("at")
     when = None if not at else str(at).replace("T", " ")[:16]

@@ -237,7 +237,7 @@ def _attention(data: ReportData, slugs: Mapping[str, str], failed_attempts: list
             newest_failure.setdefault(str(row["host"]), str(row["anchor"]))
     lines = _records(data.attention, "attention")
     groups: list[Row] = []
-    for kind, title, figure in KINDS:
+    for kind, title, one, many in KINDS:
         mine = [line for line in lines if line["kind"] == kind]
         if not mine:
             continue
@@ -247,6 +247,7 @@ def _attention(data: ReportData, slugs: Mapping[str, str], failed_attempts: list
             host = line["host"]
             line["fix_href"] = f"#fix-{slugs[str(host)]}" if line["fix"] else None
         shown: list[JsonValue] = list(mine[:ATTENTION_LIMIT])
+        figure = one if len(mine) == 1 else many
         groups.append({"kind": kind, "title": title, "figure": figure, "count": len(mine),
                        "lines": shown,
                        "more": len(mine) - len(shown)})  # fmt: skip

@@ -58,7 +58,7 @@ def test_the_planted_update_leads_the_causes_where_it_is_one(demo: ReportData) -
             assert not any(cause.startswith(truth.kb) for cause in line["causes"])
             continue
         planted += 1
-        assert line["causes"][0].startswith(f"{truth.kb} — ")
+        assert line["causes"][0].startswith(f"{truth.kb};")
         assert "#1 in the fleet correlation" in line["causes"][0]
     assert planted >= 1
 
