@@ -116,15 +116,21 @@ def build_attention(
     cause), ``remediation`` the worded fixes with their ports.
     """
     rows: list[dict[str, Any]] = []
-    current = runs[runs["current"]].set_index(["host", "port"])
+    current: dict[tuple[str, int], Mapping[str, Any]] = {
+        (str(run["host"]), int(run["port"])): {str(key): value for key, value in run.items()}
+        for run in runs[runs["current"]].to_dict("records")
+    }
     fixes = _first_fixes(remediation)
-    cells = cast(list[dict[str, Any]], wanted.sort_values(["host", "port"]).to_dict("records"))
+    # Each blocked cell looks at its own host's events and causes: split them once.
+    events_of = {str(host): group for host, group in events.groupby("host")}
+    causes_of = {str(host): group for host, group in causes.groupby("host")}
+    blocked = wanted[wanted["status"].isin(BLOCKING)].sort_values(["host", "port"])
+    cells = cast(list[dict[str, Any]], blocked.to_dict("records"))
     for cell in cells:
-        if cell["status"] not in BLOCKING:
-            continue
-        since = _since(current, cell["host"], cell["port"])
-        event = _event(events, cell["host"], cell["port"], since)
-        told = _causes(causes, cell["host"], since, ranks)
+        host = str(cell["host"])
+        since = _since(current.get((host, int(cell["port"]))))
+        event = _event(events_of.get(host, events.iloc[:0]), cell["port"], since)
+        told = _causes(causes_of.get(host, causes.iloc[:0]), host, since, ranks)
         first = cell["fixes"][0] if cell["fixes"] else None
         worded = fixes.get((str(cell["host"]), int(cell["port"]), str(first)))
         action, commands = worded if worded is not None else (None, None)
@@ -161,23 +167,19 @@ def word_cause(cause: Mapping[str, Any], rank: int | None = None) -> str:
     return text
 
 
-def _since(current: pd.DataFrame, host: str, port: int) -> dict[str, Any]:
+def _since(run: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return the current run of a host's port (its start and length)."""
-    try:
-        run: Any = current.loc[(host, port)]
-    except KeyError:  # no snapshot of the host
+    if run is None:  # no snapshot of the host
         return {"first_at": None, "snapshots": 0, "previous": False}
     return {"first_at": run["first_at"], "snapshots": int(run["snapshots"]),
             "previous": int(run["run"]) > 0}  # fmt: skip
 
 
-def _event(
-    events: pd.DataFrame, host: str, port: int, since: Mapping[str, Any]
-) -> Mapping[str, Any] | None:
-    """Return the change event that began the port's current status, if one was stored."""
+def _event(events: pd.DataFrame, port: int, since: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Return the change event (of the host's ``events``) that began the port's status, if any."""
     if since["first_at"] is None or not since["previous"] or events.empty:
         return None
-    mine = events[(events["host"] == host) & (events["at"] == since["first_at"])]
+    mine = events[events["at"] == since["first_at"]]
     if mine.empty:
         return None
     inside = ((mine["start"] <= port) & (mine["end"] >= port)).fillna(False).astype(bool)
