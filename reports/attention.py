@@ -4,7 +4,7 @@ Nothing here classifies: a port's status in each snapshot is the stored diagnosi
 ``reports.findings.port_statuses`` chooses it (the rule of ``answer_ports``), its causes are the
 stored change events' candidate causes ranked by the fleet correlation, and its fix is the first
 remedy ``reports.remediation`` worded from the stored fix kinds. The ``attention`` frame has one
-row per line, in the order the report shows them, grouped by ``kind``:
+row per line, in the order the report shows them, grouped by ``kind``, the newest first:
 
 - ``reserved`` / ``blocked``: a wanted port that cannot be bound on a host now (reserved or
   probably reserved; failing with no captured cause), since when, the range and its owner, the
@@ -149,7 +149,9 @@ def build_attention(
     frame = pd.DataFrame(rows, columns=list(ATTENTION_COLUMNS))
     order = {kind: index for index, (kind, *_) in enumerate(KINDS)}
     frame = frame.assign(_order=frame["kind"].map(order))
-    frame = frame.sort_values(["_order"], kind="stable", ignore_index=True)
+    # Within a group the newest first: what just happened is what to look at first.
+    frame = frame.sort_values(["_order", "at", "host"], ascending=[True, False, True],
+                              na_position="last", kind="stable", ignore_index=True)  # fmt: skip
     return frame.drop(columns=["_order"])
 
 

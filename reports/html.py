@@ -54,7 +54,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 )
 
 # Lines of a needs-attention group shown before "and N more"; safe ranges listed.
-ATTENTION_LIMIT = 25
+ATTENTION_LIMIT = 12
 SAFE_SHOWN = 12
 
 # How each wanted-port status is shown; an in-use cell is fine when its own service holds it.

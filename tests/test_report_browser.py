@@ -23,7 +23,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from reports.html import write_report
+from reports.html import ATTENTION_LIMIT, write_report
 from reports.model import ReportData
 from tests.report_store import (
     HOSTILE_HOST,
@@ -275,6 +275,12 @@ def test_port_map_draws_a_thousand_hosts(context: BrowserContext, tmp_path: Path
     assert points == 3 * (len(data.port_map) + len(data.hosts))
     categories = plot.evaluate("node => node._fullLayout.yaxis._categories.length")
     assert categories == 1000
+    # A hundred hosts have 50051 reserved: Needs attention shows a dozen, and says how many more.
+    reserved = int((data.wanted.status == "reserved").sum())
+    assert reserved >= 50
+    group = loaded.page.locator("#attention-reserved")
+    assert group.locator("li").count() == ATTENTION_LIMIT
+    assert f"…and {reserved - ATTENTION_LIMIT} more" in str(group.text_content())
     loaded.assert_quiet()
     loaded.page.close()
 
