@@ -2,14 +2,16 @@
 
 Nothing here classifies: a port's status in each snapshot is the stored diagnosis, chosen as
 ``reports.findings.port_statuses`` chooses it (the rule of ``answer_ports``), its causes are the
-stored change events' candidate causes ranked by the fleet correlation, and its fix is the first
-remedy ``reports.remediation`` worded from the stored fix kinds. The ``attention`` frame has one
-row per line, in the order the report shows them, grouped by ``kind``, the newest first:
+stored candidate causes of the week before its status began, as ``explain`` tells them
+(``reports.events.causes_before``), best fleet-correlation rank first, and its fix is the first
+fix kind the diagnosis stored for it, worded by ``reports.remediation``. The ``attention`` frame
+has one row per line, in the order the report shows them, grouped by ``kind``, newest first:
 
 - ``reserved`` / ``blocked``: a wanted port that cannot be bound on a host now (reserved or
   probably reserved; failing with no captured cause), since when, the range and its owner, the
   top causes of the change that brought it, and the first fix;
 - ``newly-blocked`` / ``newly-freed``: what the last night changed, for hosts seen last night;
+- ``ranges``: hosts whose stored change events (excluded or dynamic ranges) are last night's;
 - ``failed`` / ``stale``: hosts whose last collection failed (the error class), hosts not seen
   for ``report.stale_days``;
 - ``at-risk``: a wanted port free tonight but inside the dynamic range of a host where
