@@ -339,12 +339,15 @@ def _collection(hosts: pd.DataFrame, stale_days: float) -> list[dict[str, Any]]:
     rows = []
     for host in hosts.sort_values("host").to_dict("records"):
         failed = host["last_status"] == "failed"
+        error = host["last_error_class"] or "no error class"
+        when = f"{host['last_attempt_at']:%Y-%m-%d %H:%M} UTC" if failed else ""
         tried = (
-            f" The last {_count(host['failed_attempts'], 'attempt')} failed "
-            f"({host['last_error_class'] or 'no error class'}), the last on "
-            f"{host['last_attempt_at']:%Y-%m-%d %H:%M} UTC."
-            if failed
-            else ""
+            ""
+            if not failed
+            else f" The last attempt failed ({error}) on {when}."
+            if host["failed_attempts"] <= 1
+            else f" The last {host['failed_attempts']} attempts failed ({error}), the last on "
+            f"{when}."
         )
         if host["stale"]:
             if pd.isna(host["taken_at"]):
