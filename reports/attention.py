@@ -126,6 +126,12 @@ def build_attention(
     # Each blocked cell looks at its own host's events and causes: split them once.
     events_of = {str(host): group for host, group in events.groupby("host")}
     causes_of = {str(host): group for host, group in causes.groupby("host")}
+    # A host not seen lately may have changed since: its lines say when it was last seen.
+    stale = {
+        str(host): taken
+        for host, taken, old in zip(hosts["host"], hosts["taken_at"], hosts["stale"], strict=True)
+        if old and not pd.isna(taken)
+    }
     blocked = wanted[wanted["status"].isin(BLOCKING)].sort_values(["host", "port"])
     cells = cast(list[dict[str, Any]], blocked.to_dict("records"))
     for cell in cells:
@@ -139,7 +145,10 @@ def build_attention(
         rows.append({
             "kind": "reserved" if cell["status"] == PortStatus.RESERVED else "blocked",
             "host": cell["host"], "port": cell["port"], "at": since["first_at"],
-            "text": _blocked_text(cell, since), "causes": told, "fix": action,
+            "text": _blocked_text(cell, since) + (
+                f" Last seen {stale[host]:%Y-%m-%d}: it may have changed since."
+                if host in stale else ""),
+            "causes": told, "fix": action,
             "fix_commands": commands,
             "event_id": None if event is None else int(event["event_id"]),
         })  # fmt: skip

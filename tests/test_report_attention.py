@@ -103,3 +103,12 @@ def test_nothing_to_report_is_an_empty_frame(tmp_path: Path) -> None:
     data = report_of(tmp_path / "empty.db", None)
     assert data.attention.empty
     assert list(data.attention.columns)[:3] == ["kind", "host", "port"]
+
+
+def test_a_port_reserved_on_a_host_not_seen_lately_says_when_it_was(tmp_path: Path) -> None:
+    data = report_of(tmp_path / "store.db", fill_report_store, (49786,))
+    lines = data.attention[data.attention.kind == "reserved"]
+    seed = lines[lines.host == "seed-workstation"].iloc[0]["text"]
+    assert "probably reserved" in seed
+    assert seed.endswith("Last seen 2024-04-20: it may have changed since.")
+    assert not any("Last seen" in text for text in lines[lines.host != "seed-workstation"].text)
