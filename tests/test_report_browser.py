@@ -26,12 +26,14 @@ from playwright.sync_api import (
 from reports.html import ATTENTION_LIMIT, write_report
 from reports.model import ReportData
 from tests.report_store import (
+    FLIP_PORT,
     HOSTILE_HOST,
     HOSTILE_NAT,
     HOSTILE_PROCESS,
     HOSTILE_TITLE,
     KB_INSTALLED,
     big_fleet,
+    fill_flips,
     fill_report_store,
     report_of,
 )
@@ -383,5 +385,31 @@ def test_an_empty_store_renders_and_says_so(
     assert "Nothing has been collected into this database yet" in str(banner.text_content())
     measured = page.evaluate(_SIDEWAYS)
     assert measured["page"][0] <= measured["page"][1] and measured["boxes"] == []
+    loaded.assert_quiet()
+    context.close()
+
+
+def test_last_nights_changes_link_to_their_cells_and_events(
+    browser: Browser, tmp_path: Path
+) -> None:
+    path = tmp_path / "flips.html"
+    write_report(report_of(tmp_path / "store.db", fill_flips, (FLIP_PORT,)), path)
+    context, loaded = _at_size(browser, path, 1366, 768)
+    page = loaded.page
+    landed = {}
+    for kind in ("newly-blocked", "newly-freed", "cleared", "ranges"):
+        link = page.locator(f"#attention-{kind} a.line__evidence").first
+        href = str(link.get_attribute("href"))
+        target = page.locator(f"[id='{href[1:]}']")
+        assert target.count() == 1, href
+        link.click()
+        page.wait_for_function(_IN_WINDOW, arg=href[1:], timeout=5000)
+        landed[kind] = target.evaluate("node => [node.tagName, node.dataset.sort || '']")
+    # A port's line lands on its cell, which shows the status the line tells; a range line
+    # lands on the timeline row of the change.
+    assert landed["newly-blocked"] == ["TD", "reserved"]
+    assert landed["newly-freed"] == ["TD", "free"]
+    assert landed["cleared"] == ["TD", "free"]
+    assert landed["ranges"][0] == "TR"
     loaded.assert_quiet()
     context.close()
