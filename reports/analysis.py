@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from collector.diagnosis import Diagnosis, describe_holder
+from collector.diagnosis import Diagnosis, PortStatus, describe_holder
 from collector.store.database import Store
 from collector.windows import RUNTIME_OWNER
 from reports import tables
+from reports.attention import build_attention, port_runs
 from reports.correlation import correlate_fleet
 from reports.events import load_causes, load_events
 from reports.findings import (
@@ -33,8 +34,10 @@ from reports.findings import (
     tcp4_dynamic,
 )
 from reports.fixes import fix_history
-from reports.model import COLUMNS, ReportData, typed
+from reports.model import COLUMNS, WANTED_SOURCES, ReportData, typed
+from reports.odds import at_risk_odds
 from reports.remediation import plan_remediation
+from reports.safeports import find_safe_ports
 
 RECENT_DAYS = 7.0
 DEFAULT_STALE_DAYS = 3.0
@@ -46,29 +49,53 @@ def build_report_data(
     now: datetime | None = None,
     stale_after_days: float = DEFAULT_STALE_DAYS,
     wanted_services: Mapping[int, str] | None = None,
+    wanted_source: str = "config",
 ) -> ReportData:
     """Read the store and return every frame the report renders (``now`` naive means UTC).
 
-    ``wanted_services`` names the process that serves a wanted port: a port it holds is fine.
+    ``wanted_services`` names the process that serves a wanted port: a port it holds is fine;
+    ``wanted_source`` says where the wanted ports came from (``reports.model.WANTED_SOURCES``).
     """
+    if wanted_source not in WANTED_SOURCES:
+        raise ValueError(f"wanted ports come from one of {WANTED_SOURCES}, not {wanted_source!r}")
     now = now or datetime.now(UTC)
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    ports = tuple(sorted({int(p) for p in wanted_ports}))
     with store.connect() as connection:
-        correlation = correlate_fleet(connection, load_causes(connection))
+        causes = load_causes(connection)
+        correlation = correlate_fleet(connection, causes)
         events = load_events(connection)
         latest = latest_snapshots(connection)
         state = load_state(connection, latest["snapshot_id"].tolist())
         attempts = tables.read(connection, "attempts")
         names = tables.read(connection, "hosts")
         fixes = tuple(fix_history(connection))
+        runs = port_runs(connection, ports)
     hosts = _hosts(names, state, attempts, now, stale_after_days)
-    wanted = build_wanted_matrix(state, wanted_ports, wanted_services)
-    wanted = _with_unseen(wanted, hosts, wanted_ports)
+    wanted = build_wanted_matrix(state, ports, wanted_services)
+    wanted = _with_unseen(wanted, hosts, ports)
     segments = failing(state)
+    remediation = plan_remediation(wanted, hosts)
+    risky = sorted({int(p) for p in wanted.loc[wanted["status"] == PortStatus.AT_RISK, "port"]})
+    odds = at_risk_odds(store, risky) if risky else {}
+    safe = find_safe_ports(store, None, ports) if not latest.empty else None
+    ranked = correlation[correlation["rank"].notna()]
+    ranks = {
+        (str(kind), str(cause)): int(rank)
+        for kind, cause, rank in zip(ranked["cause_kind"], ranked["cause"], ranked["rank"],
+                                     strict=True)
+    }  # fmt: skip
+    attention = build_attention(runs, wanted, hosts, events, causes, ranks, remediation, odds,
+                                stale_after_days)  # fmt: skip
     return ReportData(
         generated_at=now,
         database=store.name,
-        wanted_ports=tuple(sorted({int(p) for p in wanted_ports})),
+        wanted_ports=ports,
+        wanted_source=wanted_source,
+        stale_days=stale_after_days,
+        safe_ports=safe if safe is not None and safe.host_nights else None,
+        odds=tuple(item for port in risky for item in odds[port]),
+        attention=typed("attention", attention),
         hosts=typed("hosts", hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]]),
         failed_attempts=typed("failed_attempts", _failed_attempts(attempts, now)),
         failures=typed("failures", expand_failures(segments).sort_values(
@@ -77,7 +104,7 @@ def build_report_data(
         port_map=typed("port_map", _port_map(state, segments)),
         events=typed("events", events),
         correlation=typed("correlation", correlation),
-        remediation=typed("remediation", plan_remediation(wanted, hosts)),
+        remediation=typed("remediation", remediation),
         fixes=fixes,
     )  # fmt: skip
 

@@ -35,6 +35,21 @@ def load_events(connection: Connection) -> pd.DataFrame:
     return events.loc[:, [*EVENT_COLUMNS, "event_id"]]
 
 
+def causes_before(
+    causes: pd.DataFrame, host: str, began_at: pd.Timestamp, window_days: float
+) -> pd.DataFrame:
+    """Return a host's causes seen in the ``window_days`` up to ``began_at``, oldest first.
+
+    What changed in the correlation's window before a status began: a cause often acts at
+    the next boot, nights after it was installed. ``explain`` and the report's needs-attention
+    lines both tell these.
+    """
+    since = began_at - pd.Timedelta(days=window_days)
+    mine = causes[(causes["host"] == host) & (causes["seen_at"] <= began_at)
+                  & (causes["seen_at"] > since)]  # fmt: skip
+    return mine.sort_values(["cause_at", "kind", "cause"])
+
+
 def load_causes(connection: Connection) -> pd.DataFrame:
     """Return every stored candidate cause (``CAUSE_COLUMNS``), for the fleet correlation."""
     causes = tables.read(connection, "candidate_causes")

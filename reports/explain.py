@@ -37,7 +37,7 @@ from collector.windows import (
 from reports import tables
 from reports.analysis import DEFAULT_STALE_DAYS
 from reports.correlation import DEFAULT_WINDOW_DAYS, correlate_fleet
-from reports.events import load_causes
+from reports.events import causes_before, load_causes
 from reports.findings import (
     SnapshotState,
     answer_ports,
@@ -318,12 +318,7 @@ def _story(
     if len(streaks) < 2:
         return {}
     began, began_at = streaks[-1].first_snapshot_id, pd.Timestamp(streaks[-1].first_at)
-    causes = load_causes(connection)
-    # What changed in the correlation's window before the streak began: a cause often acts
-    # at the next boot, nights after it was installed.
-    since = began_at - pd.Timedelta(days=DEFAULT_WINDOW_DAYS)
-    mine = causes[(causes["host"] == host) & (causes["seen_at"] <= began_at)
-                  & (causes["seen_at"] > since)]  # fmt: skip
+    mine = causes_before(load_causes(connection), host, began_at, DEFAULT_WINDOW_DAYS)
     # The change events of the window the streak began in (the same rows the report shows).
     events = tables.read(connection, "snapshot_changes", snapshot_id=began)
     ranks: Mapping[tuple[str, str], int] = {}
@@ -340,7 +335,7 @@ def _story(
         {"kind": row["kind"], "cause": row["cause"], "detail": row["detail"],
          "at": None if pd.isna(row["at"]) else row["at"].isoformat(),
          "rank": ranks.get((str(row["kind"]), str(row["cause"])))}
-        for row in mine.sort_values(["cause_at", "kind", "cause"]).to_dict("records")
+        for row in mine.to_dict("records")
     ]  # fmt: skip
     return {"changes": changes, "causes": listed}
 

@@ -193,17 +193,12 @@ def answer_ports(
     not and IPv4 before IPv6; where none does it is free (``swept``) or unknown.
     """
     services = services or {}
-    tcp = findings[findings["protocol"] == "tcp"]
-    pairs = cells[["snapshot_id", "port"]].drop_duplicates().merge(tcp, on="snapshot_id")
-    pairs = pairs[(pairs["start"] <= pairs["port"]) & (pairs["port"] <= pairs["end"])]
-    pairs = pairs.assign(_unfailed=pairs["error_code"].isna())
-    pairs = pairs.sort_values(["snapshot_id", "port", "_unfailed", "family"], kind="stable")
-    failed = pairs[~pairs["_unfailed"]].groupby(["snapshot_id", "port"])["family"]
+    pairs = _covering(findings, cells)
+    failed = pairs[pairs["error_code"].notna()].groupby(["snapshot_id", "port"])["family"]
     families = {key: tuple(sorted(set(group))) for key, group in failed}
     chosen = {
         (int(row["snapshot_id"]), int(row["port"])): row
-        for row in pairs.drop_duplicates(["snapshot_id", "port"])
-        .drop(columns=["_unfailed"]).to_dict("records")
+        for row in pairs.drop_duplicates(["snapshot_id", "port"]).to_dict("records")
     }  # fmt: skip
     answers = []
     for snapshot_id, port, swept in zip(cells["snapshot_id"], cells["port"], cells["swept"],
@@ -213,6 +208,38 @@ def answer_ports(
         finding = None if found is None else _plain(found)
         answers.append(_answer(finding, families.get(key, ()), bool(swept), services.get(key[1])))
     return answers
+
+
+def _covering(findings: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Return the TCP findings covering each cell's port, the one a port shows first.
+
+    The order is the rule: a finding that failed before one that did not, IPv4 before IPv6.
+    """
+    tcp = findings[findings["protocol"] == "tcp"]
+    pairs = cells[["snapshot_id", "port"]].drop_duplicates().merge(tcp, on="snapshot_id")
+    pairs = pairs[(pairs["start"] <= pairs["port"]) & (pairs["port"] <= pairs["end"])]
+    pairs = pairs.assign(_unfailed=pairs["error_code"].isna())
+    pairs = pairs.sort_values(["snapshot_id", "port", "_unfailed", "family"], kind="stable")
+    return pairs.drop(columns=["_unfailed"])
+
+
+def port_statuses(findings: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
+    """Return each cell's ``PortStatus`` value, as ``answer_ports`` gives it, for many cells.
+
+    ``cells`` has ``snapshot_id``, ``port`` and ``swept``; the result is aligned with it. The
+    same finding is chosen as for ``answer_ports``; only the words and the fixes are left out,
+    so a fleet's whole history of a few ports is read at once.
+    """
+    shown = _covering(findings, cells).drop_duplicates(["snapshot_id", "port"])
+    kinds = shown.set_index(["snapshot_id", "port"])["diagnosis"]
+    statuses = {kind: status_of(kind).value for kind in kinds.unique()}
+    keys = pd.MultiIndex.from_frame(cells[["snapshot_id", "port"]])
+    found = pd.Series(kinds.reindex(keys).to_numpy(), index=cells.index, dtype=object)
+    absent = np.where(cells["swept"].astype(bool), PortStatus.FREE.value,
+                      PortStatus.UNKNOWN.value)  # fmt: skip
+    status = [absent[i] if kind is None or kind is pd.NA or kind != kind else statuses[kind]
+              for i, kind in enumerate(found)]  # fmt: skip
+    return pd.Series(status, index=cells.index, dtype=object)
 
 
 def _plain(row: Mapping[Any, Any]) -> dict[str, Any]:

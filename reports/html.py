@@ -30,16 +30,21 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from collector.diagnosis import Diagnosis, PortStatus
+from reports.attention import KINDS, word_cause
 from reports.model import COLUMNS, ReportData
+from reports.odds import MIN_NIGHTS, Odds
+from reports.safeports import MOVE_CAVEATS, SafePorts
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 Row: TypeAlias = dict[str, JsonValue]
 
 # (id, title) of every section, in page order; the table of contents is built from it.
 SECTIONS: tuple[tuple[str, str], ...] = (
+    ("attention", "Needs attention"),
     ("summary", "Fleet summary"),
     ("freshness", "Data freshness"),
     ("wanted", "Wanted ports"),
+    ("safe-ports", "Safe ports and risk"),
     ("port-map", "Port map"),
     ("timeline", "Timeline"),
     ("correlation", "What changed before the ranges moved"),
@@ -47,6 +52,10 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("remediation", "Remediation"),
     ("fixes", "Fixes"),
 )
+
+# Lines of a needs-attention group shown before "and N more"; safe ranges listed.
+ATTENTION_LIMIT = 12
+SAFE_SHOWN = 12
 
 # How each wanted-port status is shown; an in-use cell is fine when its own service holds it.
 _CELL_KINDS = {
@@ -85,15 +94,30 @@ def render_report(data: ReportData) -> str:
     correlation_rows = _records(data.correlation, "correlation")
     unexplained = data.failures[~data.failures.classification.isin(_EXPLAINED)]
     events = _event_rows(data.events)
+    # Anchors are made of positions, never of host strings: a host names itself.
+    slugs = {host: f"h{index}" for index, host in enumerate(hosts)}
+    failed_attempts = _records(data.failed_attempts, "failed_attempts")
+    for index, row in enumerate(failed_attempts):
+        row["anchor"] = f"attempt-{index}"
+    for row in host_rows:
+        row["slug"] = slugs[str(row["host"])]
+    attention = _attention(data, slugs, failed_attempts)
     context: dict[str, object] = {
         "generated_at": _plain(data.generated_at),
         "database": data.database,
         "sections": SECTIONS,
         "wanted_ports": list(data.wanted_ports),
+        "wanted_source": data.wanted_source,
+        "banner": _banner(data),
+        "attention": attention,
+        "slugs": slugs,
         "cards": _summary_cards(data, host_rows, wanted_rows),
         "hosts": host_rows,
         "stale_hosts": [row for row in host_rows if row["stale"]],
-        "failed_attempts": _records(data.failed_attempts, "failed_attempts"),
+        "failed_attempts": failed_attempts,
+        "safe": _safe_ports(data),
+        "odds": _odds(data),
+        "min_nights": MIN_NIGHTS,
         "matrix": _wanted_matrix(data, hosts, wanted_rows),
         "has_port_map": not data.port_map.empty,
         "events": sorted(events, key=lambda row: str(row["at"]), reverse=True),
@@ -169,28 +193,150 @@ def _status_kind(status: JsonValue, serving: JsonValue) -> str:
 
 def _summary_cards(
     data: ReportData, hosts: list[Row], wanted: list[Row]
-) -> list[tuple[str, str, str]]:
+) -> list[tuple[str, str, str, str | None]]:
+    """Return (label, figure, note, link) per card; a figure links to the rows behind it."""
     reserved = [row for row in wanted if row["status"] == PortStatus.RESERVED]
     held = [row for row in wanted if _status_kind(row["status"], row["serving"]) == "inuse"]
     classes = data.failures.classification.value_counts()
     probable, unexplained = (int(classes.get(kind, 0)) for kind in
                              (Diagnosis.PROBABLY_RESERVED, Diagnosis.UNEXPLAINED))  # fmt: skip
+    stale = sum(bool(row["stale"]) for row in hosts)
+
+    def link(count: int, target: str) -> str | None:
+        return target if count else None
+
     return [
-        ("Hosts", str(len(hosts)), f"{sum(row['snapshot_id'] is not None for row in hosts)} seen"),
-        ("Not seen lately", str(sum(bool(row["stale"]) for row in hosts)), "see freshness"),
+        ("Hosts", str(len(hosts)), f"{sum(row['snapshot_id'] is not None for row in hosts)} seen",
+         link(len(hosts), "#hosts-table")),
+        ("Not seen lately", str(stale), "see freshness", link(stale, "#stale-table")),
         (
             "Wanted ports reserved",
             str(len(reserved)),
             f"on {_hosts(len({row['host'] for row in reserved}))}; "
             f"{len(held)} more in use by another program",
+            link(len(reserved), "#attention-reserved"),
         ),
         (
             "Failing ports",
             str(len(data.failures)),
             f"{probable} probably reserved, {unexplained} unexplained",
+            link(len(data.failures), "#hosts-table"),
         ),
-        ("Range changes", str(len(data.events)), f"on {_hosts(data.events.host.nunique())}"),
-        ("Failed attempts", str(len(data.failed_attempts)), "recent collections"),
+        ("Range changes", str(len(data.events)), f"on {_hosts(data.events.host.nunique())}",
+         link(len(data.events), "#events-table")),
+        ("Failed attempts", str(len(data.failed_attempts)), "recent collections",
+         link(len(data.failed_attempts), "#attempts-table")),
+    ]  # fmt: skip
+
+
+def _attention(data: ReportData, slugs: Mapping[str, str], failed_attempts: list[Row]) -> list[Row]:
+    """Group the needs-attention lines, each with the anchor of the rows behind it."""
+    newest_failure: dict[str, str] = {}
+    for row in failed_attempts:  # newest first
+        if row["host"] is not None:
+            newest_failure.setdefault(str(row["host"]), str(row["anchor"]))
+    lines = _records(data.attention, "attention")
+    groups: list[Row] = []
+    for kind, title, one, many in KINDS:
+        mine = [line for line in lines if line["kind"] == kind]
+        if not mine:
+            continue
+        for line in mine:
+            line["href"] = _evidence_href(line, slugs, newest_failure)
+            line["event_href"] = None if line["event_id"] is None else f"#event-{line['event_id']}"
+            host = line["host"]
+            line["fix_href"] = f"#fix-{slugs[str(host)]}" if line["fix"] else None
+        shown: list[JsonValue] = list(mine[:ATTENTION_LIMIT])
+        figure = one if len(mine) == 1 else many
+        groups.append({"kind": kind, "title": title, "figure": figure, "count": len(mine),
+                       "lines": shown,
+                       "more": len(mine) - len(shown)})  # fmt: skip
+    return groups
+
+
+def _evidence_href(line: Row, slugs: Mapping[str, str], failures: Mapping[str, str]) -> str:
+    """Return where a needs-attention line's evidence is: a cell, a row, the odds."""
+    kind, host, port = line["kind"], line["host"], line["port"]
+    if kind == "at-risk":
+        return f"#odds-{port}"
+    if kind == "ranges":
+        return f"#event-{line['event_id']}"
+    slug = slugs[str(host)]
+    if kind == "stale":
+        return f"#stale-{slug}"
+    if kind == "failed":
+        return f"#{failures[str(host)]}" if str(host) in failures else f"#host-{slug}"
+    return f"#wanted-{slug}-{port}"
+
+
+def _banner(data: ReportData) -> str | None:
+    """Say at the top when the store holds nothing yet, or nothing recent."""
+    taken = data.hosts["taken_at"].dropna()
+    if taken.empty:
+        return (
+            "Nothing has been collected into this database yet. Start with portfleet collect "
+            "(the hosts in config.yaml), portfleet import FILE… (documents a scheduled task "
+            "wrote), or portfleet demo to see a simulated fleet."
+        )
+    newest = taken.max()
+    age = (pd.Timestamp(data.generated_at) - newest).total_seconds() / 86400
+    if age <= data.stale_days:
+        return None
+    return (
+        f"The newest snapshot in this database was taken on {newest:%Y-%m-%d %H:%M} UTC, "
+        f"{age:.0f} days before this report (report.stale_days is {data.stale_days:g}): "
+        "everything below may be out of date. Collect again before acting on it."
+    )
+
+
+def _safe_ports(data: ReportData) -> Row | None:
+    """Return the safe ranges and the dynamic-range moves, as the page lists them."""
+    safe = cast("SafePorts | None", data.safe_ports)
+    if safe is None:
+        return None
+    moves: dict[tuple[str, str, str], Row] = {}
+    for move in safe.moves:
+        commands = move.commands()
+        key = (str(move.current), str(move.proposed), move.family)
+        entry = moves.setdefault(key, {
+            "family": move.family, "current": str(move.current),
+            "proposed": None if move.proposed is None else str(move.proposed),
+            "commands": "\n".join(commands), "ports": [], "hosts": [],
+        })  # fmt: skip
+        ports, hosts = cast(list[JsonValue], entry["ports"]), cast(list[JsonValue], entry["hosts"])
+        if move.port not in ports:
+            ports.append(move.port)
+        if move.host not in hosts:
+            hosts.append(move.host)
+    return {
+        "ranges": [
+            {"start": r.start, "end": r.end, "ports": r.ports} for r in safe.ranges[:SAFE_SHOWN]
+        ],
+        "more": max(0, len(safe.ranges) - SAFE_SHOWN),
+        "hosts": len(safe.hosts),
+        "unproven": list(safe.unproven),
+        "host_nights": safe.host_nights,
+        "nights": safe.nights,
+        "first": _plain(safe.first),
+        "last": _plain(safe.last),
+        "moves": list(moves.values()),
+        "caveats": list(MOVE_CAVEATS),
+    }
+
+
+def _odds(data: ReportData) -> list[Row]:
+    """Return one row per at-risk wanted port: its odds over each window."""
+    by_port: dict[int, list[JsonValue]] = {}
+    for odds in cast("tuple[Odds, ...]", data.odds):
+        by_port.setdefault(odds.port, []).append(
+            {"days": odds.days, "nights": odds.nights, "reserved": odds.reserved,
+             "rate": odds.rate, "text": odds.describe()}
+        )  # fmt: skip
+    at_risk = data.wanted[data.wanted["status"] == PortStatus.AT_RISK]
+    hosts = at_risk.groupby("port")["host"].nunique()
+    return [
+        {"port": port, "hosts": int(hosts.get(port, 0)), "windows": windows}
+        for port, windows in sorted(by_port.items())
     ]
 
 
@@ -258,14 +404,7 @@ def _event_rows(frame: pd.DataFrame) -> list[Row]:
 def _cause_text(cause: JsonValue) -> str:
     """Word a cause ``{"kind", "cause", "detail", "at"}`` as the timeline lists it."""
     assert isinstance(cause, dict)
-    text = str(cause["cause"])
-    if cause["detail"]:
-        text += f" — {cause['detail']}"
-    when = _format_when(cause["at"])
-    # A reboot's detail says when it booted already.
-    if cause["at"] and when not in text:
-        text += f" ({when})"
-    return text
+    return word_cause(cause)
 
 
 def _chart_data(data: ReportData, hosts: list[str], events: list[Row]) -> dict[str, JsonValue]:
@@ -343,6 +482,7 @@ def _environment() -> Environment:
         yesno=_format_yesno,
     )
     environment.globals["port_range"] = _format_port_range
+    environment.globals["port_span"] = _format_port_span
     return environment
 
 
@@ -387,3 +527,13 @@ def _format_port_range(start: JsonValue, end: JsonValue) -> str:
     if start == end:
         return _format_number(start)
     return f"{_format_number(start)}–{_format_number(end)}"
+
+
+def _format_port_span(start: JsonValue, end: JsonValue) -> str:
+    """Word a range as a range with its size: ``2695–34521, 31,827 ports``."""
+    if start is None or end is None:
+        return _DASH
+    assert isinstance(start, int) and isinstance(end, int)
+    if start == end:
+        return f"{start}, 1 port"
+    return f"{start}–{end}, {end - start + 1:,} ports"

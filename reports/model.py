@@ -39,6 +39,7 @@ _EVENT_KINDS: dict[str, Kind] = {
     "previous_end": NULLABLE_INT, "ports": NULLABLE_INT, "causes": LIST,
 }  # fmt: skip
 _EVENT_KINDS = {column: _EVENT_KINDS[column] for column in REPORT_EVENT_COLUMNS}
+_EVENT_KINDS["event_id"] = INT  # what the needs-attention lines link to
 
 # fmt: off
 FRAMES: dict[str, dict[str, Kind]] = {
@@ -86,11 +87,20 @@ FRAMES: dict[str, dict[str, Kind]] = {
         "median_lag_days": FLOAT, "hosts_with_event": LIST, "hosts_without_event": LIST,
         "enough_hosts": BOOL, "rank": NULLABLE_INT,
     },
+    # needs attention: one line per thing to act on, grouped by kind (reports.attention.KINDS),
+    # each with what it points at: a host, a port, the change event that brought it
+    "attention": {
+        "kind": STR, "host": NULLABLE_STR, "port": NULLABLE_INT, "at": UTC, "text": STR,
+        "causes": LIST, "fix": NULLABLE_STR, "fix_commands": NULLABLE_STR,
+        "event_id": NULLABLE_INT,
+    },
     # remediation: copyable commands per host, with why and the caveats (one per line)
     "remediation": {"host": STR, "action": STR, "commands": STR, "why": STR, "caveats": STR},
 }
 # fmt: on
 COLUMNS: dict[str, tuple[str, ...]] = {name: tuple(kinds) for name, kinds in FRAMES.items()}
+# Where the report's wanted ports came from, as the page says it.
+WANTED_SOURCES = ("command line", "config", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +118,12 @@ class ReportData:
     events: pd.DataFrame
     correlation: pd.DataFrame
     remediation: pd.DataFrame
+    attention: pd.DataFrame
     fixes: tuple[Any, ...] = ()  # reports.fixes.FixRecord: fixes applied, and how each held
+    wanted_source: str = "none"  # where the wanted ports came from: WANTED_SOURCES
+    stale_days: float = 3.0  # report.stale_days: older snapshots are "not seen lately"
+    safe_ports: Any = None  # reports.safeports.SafePorts, None when nothing backs an answer
+    odds: tuple[Any, ...] = ()  # reports.odds.Odds of each wanted port at risk somewhere
 
     def validate(self) -> None:
         """Raise ValueError when a frame lacks a column the report relies on, or its kind."""

@@ -18,13 +18,16 @@ def build_report(
     now: datetime | None = None,
     wanted_services: Mapping[int, str] | None = None,
     stale_days: float = DEFAULT_STALE_DAYS,
+    wanted_source: str = "config",
 ) -> Path:
     """Read the store at ``url`` (never writing it) and write the self-contained report.
 
     Raise ``StoreNotReadable`` when there is no store there, or one at another schema revision.
     """
     with Store.reader(url) as store:
-        data = build_report_data(store, wanted_ports, now, stale_days, wanted_services)
+        data = build_report_data(
+            store, wanted_ports, now, stale_days, wanted_services, wanted_source
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(data, out)
     return out

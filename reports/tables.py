@@ -176,6 +176,14 @@ QUERIES: dict[str, Query] = {
         "Every snapshot with its host, time and finding set.",
         {"snapshot_id": INT, "host_id": INT, "taken_at": UTC, "finding_set_id": NULLABLE_INT},
     ),
+    "fleet_snapshots": Query(
+        "Every snapshot with its host, time, finding set and whether it swept the ports.",
+        {"snapshot_id": INT, "host_id": INT, "host": STR, "taken_at": UTC,
+         "finding_set_id": NULLABLE_INT, "swept": BOOL},
+    ),
+    "fleet_port_findings": Query(
+        "The TCP findings of every finding set that cover one :port.", _FINDING
+    ),
     "port_diagnoses": Query(
         "The finding sets whose IPv4 TCP findings put one :port at risk or reserve it.",
         {"set_id": INT, "diagnosis": STR},

@@ -207,3 +207,27 @@ def report_of(
             fill(store)
     with Store.reader(url) as store:
         return build_report_data(store, wanted, NOW)
+
+
+_RANGE = ((5400, 5499, False),)
+_FLIPS = (
+    _Host("flip-new", (0, 1, 2, 3), ((),) * 3 + (_RANGE,)),
+    _Host("flip-freed", (0, 1, 2, 3), (_RANGE,) * 3 + ((),)),
+    _Host("flip-cleared", (0, 1, 2, 3), (_RANGE,) * 2 + ((),) * 2),
+    _Host("flip-steady", (0, 1, 2, 3), ((),) * 4),
+)
+FLIP_PORT = 5432  # inside _RANGE, outside the dynamic range
+
+
+def fill_flips(store: Store) -> None:
+    """Store four hosts whose TCP 5432 got reserved, freed, freed earlier, or never taken."""
+    run = start_run(store, "collect")
+    for host in _FLIPS:
+        for night in host.nights:
+            body = json.dumps(_document(host, night)).encode()
+            at = datetime.fromisoformat(NIGHTS[night])
+            result = store_document(
+                store, run, body, load_document(body, host.name), host.name, "winrm", at
+            )
+            assert result.outcome == "stored", result.message
+    finish_run(store, run)

@@ -58,3 +58,41 @@ def test_report_writes_one_offline_file(seeded: str, tmp_path: Path) -> None:
     for section in ("summary", "wanted", "port-map", "timeline", "correlation", "remediation"):
         assert f'id="{section}"' in page
     assert result.stdout.strip() == str(out)
+
+
+def test_report_says_where_its_wanted_ports_came_from(seeded: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    given = CliRunner().invoke(cli, ["--db", seeded, "report", "--out", str(out), "--port", "80"])
+    assert given.exit_code == 0, given.output
+    assert '80 <span class="source">(from the command line)</span>' in out.read_text("utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text("hosts: []\nwanted_ports: [5432]\n", encoding="utf-8")
+    configured = CliRunner().invoke(
+        cli, ["--db", seeded, "--config", str(config), "report", "--out", str(out)]
+    )
+    assert configured.exit_code == 0, configured.output
+    assert '5432 <span class="source">(from the config)</span>' in out.read_text("utf-8")
+    config.write_text("hosts: []\n", encoding="utf-8")
+    none = CliRunner().invoke(
+        cli, ["--db", seeded, "--config", str(config), "report", "--out", str(out)]
+    )
+    assert none.exit_code == 0, none.output
+    page = out.read_text("utf-8")
+    assert "none given" in page and "<code>--port 5432 --port 8080</code>" in page
+
+
+def test_report_of_an_empty_store_exits_0_and_says_nothing_was_collected(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from collector.store.database import Store
+
+    with Store.open(sqlite_url):
+        pass  # a store at the newest schema, with nothing in it
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        cli, ["--db", sqlite_url, "report", "--out", str(out), "--port", "5432"]
+    )
+    assert result.exit_code == 0, result.output
+    page = out.read_text("utf-8")
+    assert "Nothing has been collected into this database yet" in page
+    assert "portfleet collect" in page and "portfleet demo" in page

@@ -23,15 +23,17 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from reports.html import write_report
+from reports.html import ATTENTION_LIMIT, write_report
 from reports.model import ReportData
 from tests.report_store import (
+    FLIP_PORT,
     HOSTILE_HOST,
     HOSTILE_NAT,
     HOSTILE_PROCESS,
     HOSTILE_TITLE,
     KB_INSTALLED,
     big_fleet,
+    fill_flips,
     fill_report_store,
     report_of,
 )
@@ -141,7 +143,7 @@ def _numbers(cells: list[str]) -> list[float | None]:
 def test_page_loads_quietly_and_offline(report: _Loaded) -> None:
     page = report.page
     assert page.title().startswith("portfleet report")
-    assert page.locator("section").count() == 9
+    assert page.locator("section").count() == 11
     report.assert_quiet()
 
 
@@ -207,7 +209,7 @@ def test_table_filters_as_you_type(report: _Loaded, data: ReportData) -> None:
     box = page.locator('input[data-filter-target="hosts-table"]')
     box.fill("BUILD")
     assert rows.count() == expected
-    shown = rows.locator("th").all_text_contents()
+    shown = rows.locator("th .host-name").all_text_contents()
     assert sorted(shown) == sorted(host for host in hosts if "build" in host)
     assert page.locator('[data-count-for="hosts-table"]').text_content() == (
         f"{expected} of {len(hosts)} shown"
@@ -275,5 +277,139 @@ def test_port_map_draws_a_thousand_hosts(context: BrowserContext, tmp_path: Path
     assert points == 3 * (len(data.port_map) + len(data.hosts))
     categories = plot.evaluate("node => node._fullLayout.yaxis._categories.length")
     assert categories == 1000
+    # A hundred hosts have 50051 reserved: Needs attention shows a dozen, and says how many more.
+    reserved = int((data.wanted.status == "reserved").sum())
+    assert reserved >= 50
+    group = loaded.page.locator("#attention-reserved")
+    assert group.locator("li").count() == ATTENTION_LIMIT
+    assert f"…and {reserved - ATTENTION_LIMIT} more" in str(group.text_content())
     loaded.assert_quiet()
     loaded.page.close()
+
+
+VIEWPORTS = ((1366, 768), (1920, 1080))
+# Everything that could push the page, or a box inside it, wider than the window.
+_SIDEWAYS = """() => {
+  const page = document.scrollingElement;
+  const boxes = [...document.querySelectorAll(".table-wrap, pre, section")]
+    .filter(node => node.scrollWidth > node.clientWidth + 1)
+    .map(node => (node.id || node.querySelector("table")?.id || node.tagName)
+                 + ` ${node.scrollWidth}>${node.clientWidth}`);
+  return {page: [page.scrollWidth, page.clientWidth], boxes};
+}"""
+
+
+_IN_WINDOW = """id => {
+  const box = document.getElementById(id).getBoundingClientRect();
+  return box.bottom > 0 && box.top < window.innerHeight && box.height > 0;
+}"""
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _at_size(
+    browser: Browser, path: Path, width: int, height: int
+) -> tuple[BrowserContext, _Loaded]:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    return context, _open(context, path)
+
+
+@pytest.mark.parametrize(("width", "height"), VIEWPORTS)
+def test_the_page_reads_without_sideways_scrolling(
+    browser: Browser, report: _Loaded, screenshots: Path, width: int, height: int
+) -> None:
+    context, loaded = _at_size(
+        browser, Path(report.page.url.removeprefix("file://")), width, height
+    )
+    page = loaded.page
+    page.wait_for_selector("#port-map-plot .main-svg")
+    page.screenshot(path=screenshots / f"report-{width}x{height}.png")
+    page.screenshot(path=screenshots / f"report-{width}x{height}-full.png", full_page=True)
+    measured = page.evaluate(_SIDEWAYS)
+    assert measured["page"][0] <= measured["page"][1], measured
+    assert measured["boxes"] == []
+    # Needs attention is the first section, and it starts on the first screen.
+    assert page.locator("main > section").first.get_attribute("id") == "attention"
+    assert page.locator("main > section h2").first.text_content() == "Needs attention"
+    top = page.locator("#attention").evaluate("node => node.getBoundingClientRect().top")
+    assert 0 <= top < height / 2
+    assert page.locator("#attention .attention__line").first.is_visible()
+    loaded.assert_quiet()
+    context.close()
+
+
+def test_every_summary_link_lands_on_its_rows(browser: Browser, report: _Loaded) -> None:
+    context, loaded = _at_size(browser, Path(report.page.url.removeprefix("file://")), 1366, 768)
+    page = loaded.page
+    links = page.locator("#attention a[href^='#'], #summary .cards a[href^='#']")
+    hrefs = links.evaluate_all("nodes => nodes.map(node => node.getAttribute('href'))")
+    # Reserved ports, hosts not seen lately and at-risk ports, their evidence, causes and fixes.
+    assert len(hrefs) >= 20
+    assert {"#attention-reserved", "#attention-stale", "#attention-at-risk"} <= set(hrefs)
+    for index, href in enumerate(hrefs):
+        target = page.locator(f"[id='{href[1:]}']")
+        assert target.count() == 1, href
+        tag = target.evaluate("node => node.tagName")
+        if tag == "TABLE":
+            assert target.locator("tbody tr").count() > 0, href
+        elif tag == "DIV":  # a group of needs-attention lines
+            assert target.locator("li").count() > 0, href
+        else:
+            assert tag in ("TR", "TD", "ARTICLE"), (href, tag)
+        links.nth(index).click()
+        assert page.evaluate("location.hash") == href
+        # The page scrolls smoothly: wait until the target is in the window (or time out).
+        page.wait_for_function(_IN_WINDOW, arg=href[1:], timeout=5000)
+    # A reserved port's line lands on its cell of the wanted-ports matrix, which says so.
+    cell = page.locator("#attention-reserved a.line__evidence").first.get_attribute("href")
+    assert page.locator(f"[id='{str(cell)[1:]}']").get_attribute("data-sort") == "reserved"
+    loaded.assert_quiet()
+    context.close()
+
+
+@pytest.mark.parametrize(("width", "height"), VIEWPORTS)
+def test_an_empty_store_renders_and_says_so(
+    browser: Browser, tmp_path: Path, screenshots: Path, width: int, height: int
+) -> None:
+    path = tmp_path / "empty.html"
+    write_report(report_of(tmp_path / "store.db", None), path)
+    context, loaded = _at_size(browser, path, width, height)
+    page = loaded.page
+    page.screenshot(path=screenshots / f"empty-{width}x{height}.png")
+    assert page.locator("main > section").first.get_attribute("id") == "attention"
+    banner = page.locator(".banner")
+    assert banner.is_visible()
+    assert "Nothing has been collected into this database yet" in str(banner.text_content())
+    measured = page.evaluate(_SIDEWAYS)
+    assert measured["page"][0] <= measured["page"][1] and measured["boxes"] == []
+    loaded.assert_quiet()
+    context.close()
+
+
+def test_last_nights_changes_link_to_their_cells_and_events(
+    browser: Browser, tmp_path: Path
+) -> None:
+    path = tmp_path / "flips.html"
+    write_report(report_of(tmp_path / "store.db", fill_flips, (FLIP_PORT,)), path)
+    context, loaded = _at_size(browser, path, 1366, 768)
+    page = loaded.page
+    landed = {}
+    for kind in ("newly-blocked", "newly-freed", "cleared", "ranges"):
+        link = page.locator(f"#attention-{kind} a.line__evidence").first
+        href = str(link.get_attribute("href"))
+        target = page.locator(f"[id='{href[1:]}']")
+        assert target.count() == 1, href
+        link.click()
+        page.wait_for_function(_IN_WINDOW, arg=href[1:], timeout=5000)
+        landed[kind] = target.evaluate("node => [node.tagName, node.dataset.sort || '']")
+    # A port's line lands on its cell, which shows the status the line tells; a range line
+    # lands on the timeline row of the change.
+    assert landed["newly-blocked"] == ["TD", "reserved"]
+    assert landed["newly-freed"] == ["TD", "free"]
+    assert landed["cleared"] == ["TD", "free"]
+    assert landed["ranges"][0] == "TR"
+    loaded.assert_quiet()
+    context.close()

@@ -11,12 +11,15 @@ import hashlib
 import json
 import re
 from dataclasses import replace
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from markupsafe import escape
 
+from collector.store.database import Store
+from reports.analysis import build_report_data
 from reports.html import render_report, write_report
 from reports.model import ReportData
 from tests.report_store import (
@@ -27,14 +30,18 @@ from tests.report_store import (
     HOSTILE_PROCESS,
     HOSTILE_TITLE,
     KB_INSTALLED,
+    NOW,
+    WANTED_PORTS,
     fill_report_store,
     report_of,
 )
 
 SECTION_IDS = (
+    "attention",
     "summary",
     "freshness",
     "wanted",
+    "safe-ports",
     "port-map",
     "timeline",
     "correlation",
@@ -235,7 +242,7 @@ def test_causes_seen_on_too_few_hosts_are_not_ranked(html: str) -> None:
     assert "BIOS update" in too_few
     assert "too few hosts" in too_few
     assert "Docker 4.30.0" in ranked
-    assert ">∞<" in ranked  # the infinite odds ratio of KB5036893: no host without it grew
+    assert ">OR ∞<" in ranked  # the infinite odds ratio of KB5036893: no host without it grew
 
 
 def test_remediation_commands_sit_in_pre_with_a_copy_button(data: ReportData, page: _Page) -> None:
@@ -307,3 +314,19 @@ def test_write_report_writes_the_rendered_page(empty: ReportData, tmp_path: Path
     path = tmp_path / "report.html"
     write_report(empty, path)
     assert path.read_text(encoding="utf-8") == render_report(empty)
+
+
+def test_a_store_not_collected_lately_says_so_at_the_top(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with Store.open(url) as store:
+        fill_report_store(store)
+    with Store.reader(url) as store:
+        late = build_report_data(store, WANTED_PORTS, NOW + timedelta(days=30), 3.0)
+        fresh = build_report_data(store, WANTED_PORTS, NOW, 3.0)
+    page = _Page(render_report(late))
+    banner = [attrs for tag, attrs in page.tags if attrs.get("class") == "banner"]
+    assert len(banner) == 1
+    text = " ".join(page.text)
+    assert "The newest snapshot in this database was taken on 2024-05-14 03:00 UTC" in text
+    assert "30 days before this report (report.stale_days is 3)" in text
+    assert 'class="banner"' not in render_report(fresh)

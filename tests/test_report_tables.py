@@ -51,6 +51,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
         "host_snapshots": {"host_id": int(hosts["dev-ana"])},
         "port_findings": {"port": 50051},
         "port_diagnoses": {"port": 50051},
+        "fleet_port_findings": {"port": 50051},
         "snapshot_changes": {"snapshot_id": int(events["snapshot_id"].iloc[0])},
     }
     return ids.get(name), params.get(name, {})

@@ -183,9 +183,14 @@ def _json_default(value: object) -> object:
 def report_command(settings: Settings, out: Path, ports: tuple[int, ...]) -> None:
     """Write the fleet report: one self-contained HTML file that works offline.
 
-    Sections: fleet summary and data freshness, wanted ports per host, the port map, a
-    timeline per host, updates and changes that go with new reservations across the fleet,
-    unexplained failures, and the commands that fix each host.
+    First what needs attention: each wanted port reserved on a host now (since when, the
+    range and its owner, the likely causes, the first fix), what changed since the previous
+    night, hosts whose collection failed or that were not seen lately, wanted ports at risk
+    and those blocked earlier and free now. Then the fleet summary and data freshness, the
+    wanted ports per host, safe ports and at-risk odds, the port map, a timeline per host,
+    updates and changes that go with new reservations across the fleet, unexplained
+    failures, and the commands that fix each host. Wanted ports come from --port, else the
+    config (wanted_ports, wanted_services); the page says which.
 
     \b
     Example:
@@ -197,10 +202,12 @@ def report_command(settings: Settings, out: Path, ports: tuple[int, ...]) -> Non
     settings.require_database()
     config = settings.config
     wanted = ports or tuple(sorted({*config.wanted_ports, *config.wanted_services}))
+    # The page says where its wanted ports came from, and how to give some when none were.
+    source = "command line" if ports else "config" if wanted else "none"
     try:
         path = build_report(
             settings.database_url, out, wanted, None, config.wanted_services,
-            config.report.stale_days,
+            config.report.stale_days, source,
         )  # fmt: skip
     except StoreNotReadable as exc:
         fail(str(exc), ExitCode.DATABASE)

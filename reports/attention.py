@@ -1,0 +1,433 @@
+"""What needs attention tonight, as sentences an admin can act on, each pointing at its evidence.
+
+Nothing here classifies: a port's status in each snapshot is the stored diagnosis, chosen as
+``reports.findings.port_statuses`` chooses it (the rule of ``answer_ports``), its causes are the
+stored candidate causes of the week before its status began, as ``explain`` tells them
+(``reports.events.causes_before``), best fleet-correlation rank first, and its fix is the first
+fix kind the diagnosis stored for it, worded by ``reports.remediation``. The ``attention`` frame
+has one row per line, in the order the report shows them, grouped by ``kind``, newest first:
+
+- ``reserved`` / ``blocked``: a wanted port that cannot be bound on a host now (reserved or
+  probably reserved; failing with no captured cause), since when, the range and its owner, the
+  top causes of the change that brought it, and the first fix;
+- ``newly-blocked`` / ``newly-freed``: what the last night changed, for hosts seen last night;
+- ``ranges``: hosts whose stored change events (excluded or dynamic ranges) are last night's;
+- ``failed`` / ``stale``: hosts whose last collection failed (the error class), hosts not seen
+  for ``report.stale_days``;
+- ``at-risk``: a wanted port free tonight but inside the dynamic range of a host where
+  Hyper-V/WinNAT reserve blocks, with the fleet's odds (``reports.odds``);
+- ``cleared``: a wanted port blocked earlier in the history and free now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from collector.diagnosis import Diagnosis, PortStatus
+from collector.windows import RUNTIME_OWNER
+from reports import tables
+from reports.correlation import DEFAULT_WINDOW_DAYS
+from reports.events import causes_before
+from reports.findings import port_statuses
+from reports.odds import Odds
+
+# Statuses a wanted port cannot be bound in; those it can.
+BLOCKING = (PortStatus.RESERVED.value, PortStatus.BLOCKED.value)
+OPEN = (PortStatus.FREE.value, PortStatus.AT_RISK.value)
+# A host's latest snapshot counts as last night's when it is this close to the fleet's newest.
+LAST_NIGHT = timedelta(hours=36)
+TOP_CAUSES = 3
+# The order of the groups on the page, with their titles and how a count of one, or more, reads.
+KINDS = (
+    ("reserved", "Reserved wanted ports", "reserved wanted port", "reserved wanted ports"),
+    ("blocked", "Wanted ports failing, cause unknown", "failing, cause unknown",
+     "failing, cause unknown"),
+    ("newly-blocked", "Blocked since the previous night", "newly blocked", "newly blocked"),
+    ("newly-freed", "Freed since the previous night", "newly freed", "newly freed"),
+    ("ranges", "Reserved ranges that changed last night", "host whose ranges changed",
+     "hosts whose ranges changed"),
+    ("failed", "Collections that failed", "failed collection", "failed collections"),
+    ("stale", "Hosts not seen lately", "host not seen lately", "hosts not seen lately"),
+    ("at-risk", "Wanted ports at risk", "port at risk", "ports at risk"),
+    ("cleared", "Blocked earlier, free now", "blocked earlier, free now",
+     "blocked earlier, free now"),
+)  # fmt: skip
+ATTENTION_COLUMNS = (
+    "kind", "host", "port", "at", "text", "causes", "fix", "fix_commands", "event_id",
+)  # fmt: skip
+
+
+def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
+    """Return every host's history of each TCP port as runs of one status, oldest first.
+
+    One row per run: ``host_id``, ``host``, ``port``, ``status``, ``first_at``, ``last_at``,
+    ``snapshots``, ``first_snapshot_id``, ``run`` (0 for a host and port's first run) and
+    ``current`` (the run of its latest snapshot).
+    """
+    columns = ["host_id", "host", "port", "status", "first_at", "last_at", "snapshots",
+               "first_snapshot_id", "run", "current"]  # fmt: skip
+    snapshots = tables.read(connection, "fleet_snapshots")
+    if snapshots.empty or not ports:
+        empty = pd.DataFrame({column: [] for column in columns})
+        return empty.astype({"run": "int64", "snapshots": "int64", "current": bool})
+    pointers = snapshots[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
+    history = []
+    for port in sorted(set(ports)):
+        found = tables.read(connection, "fleet_port_findings", port=int(port))
+        findings = pointers.merge(found, left_on="finding_set_id", right_on="set_id")
+        cells = snapshots.assign(port=int(port))
+        history.append(cells.assign(status=port_statuses(findings, cells)))
+    frame = pd.concat(history, ignore_index=True)
+    frame = frame.sort_values(["host_id", "port", "taken_at", "snapshot_id"], ignore_index=True)
+    key = frame["host_id"].astype(str) + ":" + frame["port"].astype(str)
+    starts = (key != key.shift()) | (frame["status"] != frame["status"].shift())
+    frame["run_id"] = starts.cumsum()
+    runs = frame.groupby("run_id", sort=True).agg(
+        host_id=("host_id", "first"), host=("host", "first"), port=("port", "first"),
+        status=("status", "first"), first_at=("taken_at", "min"), last_at=("taken_at", "max"),
+        snapshots=("snapshot_id", "size"), first_snapshot_id=("snapshot_id", "first"),
+    )  # fmt: skip
+    runs = runs.reset_index(drop=True)
+    runs["run"] = runs.groupby(["host_id", "port"]).cumcount()
+    last = runs.groupby(["host_id", "port"])["run"].transform("max")
+    runs["current"] = runs["run"] == last
+    return runs.loc[:, columns]
+
+
+def build_attention(
+    runs: pd.DataFrame,
+    wanted: pd.DataFrame,
+    hosts: pd.DataFrame,
+    events: pd.DataFrame,
+    causes: pd.DataFrame,
+    ranks: Mapping[tuple[str, str], int],
+    remediation: pd.DataFrame,
+    odds: Mapping[int, tuple[Odds, ...]],
+    stale_days: float,
+) -> pd.DataFrame:
+    """Return the ``attention`` frame: the report's first section, line by line.
+
+    ``wanted`` is the analysis's wanted matrix with its findings, ``hosts`` its hosts frame,
+    ``events`` the stored change events with ``event_id``, ``causes`` the stored candidate
+    causes (``reports.events.load_causes``), ``ranks`` the fleet correlation's rank per (kind,
+    cause), ``remediation`` the worded fixes with their ports.
+    """
+    rows: list[dict[str, Any]] = []
+    current: dict[tuple[str, int], Mapping[str, Any]] = {
+        (str(run["host"]), int(run["port"])): {str(key): value for key, value in run.items()}
+        for run in runs[runs["current"]].to_dict("records")
+    }
+    fixes = _first_fixes(remediation)
+    # Each blocked cell looks at its own host's events and causes: split them once.
+    events_of = {str(host): group for host, group in events.groupby("host")}
+    causes_of = {str(host): group for host, group in causes.groupby("host")}
+    # A host not seen lately may have changed since: its lines say when it was last seen.
+    stale = {
+        str(host): taken
+        for host, taken, old in zip(hosts["host"], hosts["taken_at"], hosts["stale"], strict=True)
+        if old and not pd.isna(taken)
+    }
+    blocked = wanted[wanted["status"].isin(BLOCKING)].sort_values(["host", "port"])
+    cells = cast(list[dict[str, Any]], blocked.to_dict("records"))
+    for cell in cells:
+        host = str(cell["host"])
+        since = _since(current.get((host, int(cell["port"]))))
+        event = _event(events_of.get(host, events.iloc[:0]), cell["port"], since)
+        told = _causes(causes_of.get(host, causes.iloc[:0]), host, since, ranks)
+        first = cell["fixes"][0] if cell["fixes"] else None
+        worded = fixes.get((str(cell["host"]), int(cell["port"]), str(first)))
+        action, commands = worded if worded is not None else (None, None)
+        rows.append({
+            "kind": "reserved" if cell["status"] == PortStatus.RESERVED else "blocked",
+            "host": cell["host"], "port": cell["port"], "at": since["first_at"],
+            "text": _blocked_text(cell, since) + (
+                f" Last seen {stale[host]:%Y-%m-%d}: it may have changed since."
+                if host in stale else ""),
+            "causes": told, "fix": action,
+            "fix_commands": commands,
+            "event_id": None if event is None else int(event["event_id"]),
+        })  # fmt: skip
+    rows += _changes(runs, hosts)
+    rows += _range_changes(events, hosts)
+    rows += _collection(hosts, stale_days)
+    rows += _at_risk(wanted, odds)
+    rows += _cleared(runs)
+    frame = pd.DataFrame(rows, columns=list(ATTENTION_COLUMNS))
+    order = {kind: index for index, (kind, *_) in enumerate(KINDS)}
+    frame = frame.assign(_order=frame["kind"].map(order))
+    # Within a group the newest first: what just happened is what to look at first.
+    frame = frame.sort_values(["_order", "at", "host"], ascending=[True, False, True],
+                              na_position="last", kind="stable", ignore_index=True)  # fmt: skip
+    return frame.drop(columns=["_order"])
+
+
+def word_cause(cause: Mapping[str, Any], rank: int | None = None) -> str:
+    """Word a stored cause ``{"kind", "cause", "detail", "at"}``, with its fleet rank if any."""
+    text = str(cause["cause"])
+    if cause.get("detail") and cause["detail"] != cause["cause"]:
+        text += f" — {cause['detail']}"
+    at = cause.get("at")
+    when = None if not at else str(at).replace("T", " ")[:16]
+    if when and when not in text:  # a reboot's detail says when it booted already
+        text += f" ({when})"
+    if rank is not None:
+        text += f"; #{rank} in the fleet correlation"
+    return text
+
+
+def _since(run: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return the current run of a host's port (its start and length)."""
+    if run is None:  # no snapshot of the host
+        return {"first_at": None, "snapshots": 0, "previous": False}
+    return {"first_at": run["first_at"], "snapshots": int(run["snapshots"]),
+            "previous": int(run["run"]) > 0}  # fmt: skip
+
+
+def _event(events: pd.DataFrame, port: int, since: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Return the change event (of the host's ``events``) that began the port's status, if any."""
+    if since["first_at"] is None or not since["previous"] or events.empty:
+        return None
+    mine = events[events["at"] == since["first_at"]]
+    if mine.empty:
+        return None
+    inside = ((mine["start"] <= port) & (mine["end"] >= port)).fillna(False).astype(bool)
+    covering = mine[inside]
+    chosen = covering if not covering.empty else mine
+    return dict(chosen.iloc[0])
+
+
+def _causes(
+    causes: pd.DataFrame,
+    host: str,
+    since: Mapping[str, Any],
+    ranks: Mapping[tuple[str, str], int],
+) -> list[str]:
+    """Return the top causes of the week before a status began, ranked ones first, as words.
+
+    The same causes ``explain`` tells (``reports.events.causes_before``); none when the status
+    goes back to the host's first snapshot, since nothing is known of what came before.
+    """
+    if since["first_at"] is None or not since["previous"]:
+        return []
+    mine = causes_before(causes, host, pd.Timestamp(since["first_at"]), DEFAULT_WINDOW_DAYS)
+    found = [
+        {"kind": row["kind"], "cause": row["cause"], "detail": row["detail"],
+         "at": None if pd.isna(row["at"]) else row["at"].isoformat()}
+        for row in mine.to_dict("records")
+    ]  # fmt: skip
+    # Best rank first; unranked ones after, the latest first (nearest the change).
+    ordered = sorted(
+        enumerate(found),
+        key=lambda item: (ranks.get((item[1]["kind"], item[1]["cause"]), 10**9), -item[0]),
+    )
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    for _, cause in ordered:
+        unique.setdefault((cause["kind"], cause["cause"]), cause)
+    return [word_cause(cause, ranks.get(key)) for key, cause in list(unique.items())[:TOP_CAUSES]]
+
+
+def _first_fixes(remediation: pd.DataFrame) -> dict[tuple[str, int, str], tuple[str, str]]:
+    """Return, per (host, port, fix kind), the worded fix: its action and its commands."""
+    worded: dict[tuple[str, int, str], tuple[str, str]] = {}
+    for row in remediation.to_dict("records"):
+        for port in row["ports"]:
+            key = (str(row["host"]), int(port), str(row["action"]))
+            worded.setdefault(key, (str(row["action"]), str(row["commands"])))
+    return worded
+
+
+def _blocked_text(cell: Mapping[str, Any], since: Mapping[str, Any]) -> str:
+    finding = cell["finding"] or {}
+    port, kind = cell["port"], cell["classification"]
+    if kind == Diagnosis.RESERVED and finding.get("range_start") is not None:
+        start, end = int(finding["range_start"]), int(finding["range_end"])
+        owner = "an administrator ('*')" if finding.get("administered") else RUNTIME_OWNER
+        what = f"reserved: excluded range {span(start, end)}, held by {owner}"
+        if finding.get("administered"):
+            what += " (an administrator's range keeps a port for a service: was it for this one?)"
+    elif kind == Diagnosis.PROBABLY_RESERVED:
+        start, end = int(finding["block_start"]), int(finding["block_end"])
+        what = (
+            f"probably reserved by {RUNTIME_OWNER}: it lies in a block of failing ports "
+            f"{span(start, end)}, and this host's excluded ranges were not captured"
+        )
+    else:
+        code = finding.get("error_code")
+        what = f"fails to bind{'' if code is None else f' ({code})'} and nothing captured says why"
+    return f"TCP {port} {what}{_since_text(since)}."
+
+
+def _since_text(since: Mapping[str, Any]) -> str:
+    if since["first_at"] is None:
+        return ""
+    nights = since["snapshots"]
+    first = "since the first snapshot, " if not since["previous"] else "since "
+    return f", {first}{since['first_at']:%Y-%m-%d} ({_count(nights, 'snapshot')})"
+
+
+def _changes(runs: pd.DataFrame, hosts: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return the wanted ports whose status flipped at each host's last-night snapshot."""
+    if runs.empty:
+        return []
+    newest = hosts["taken_at"].max()
+    seen = set(hosts.loc[hosts["taken_at"] >= newest - LAST_NIGHT, "host"])
+    previous = runs[["host_id", "port", "run", "status", "first_at", "last_at"]].rename(
+        columns={"status": "before", "first_at": "before_first", "last_at": "before_last"}
+    )
+    previous = previous.assign(run=previous["run"] + 1)
+    flipped = runs[runs["current"] & (runs["snapshots"] == 1) & runs["host"].isin(seen)]
+    flipped = flipped.merge(previous, on=["host_id", "port", "run"])
+    rows = []
+    for row in flipped.sort_values(["host", "port"]).to_dict("records"):
+        now_blocked, was_blocked = row["status"] in BLOCKING, row["before"] in BLOCKING
+        if now_blocked and not was_blocked:
+            kind, text = (
+                "newly-blocked",
+                (
+                    f"TCP {row['port']} became {row['status']} on {row['first_at']:%Y-%m-%d} "
+                    f"(it was {row['before']} on {row['before_last']:%Y-%m-%d})."
+                ),
+            )
+        elif row["status"] in OPEN and was_blocked:
+            kind, text = (
+                "newly-freed",
+                (
+                    f"TCP {row['port']} is {row['status']} again on {row['first_at']:%Y-%m-%d}, "
+                    f"after being {row['before']} from {row['before_first']:%Y-%m-%d} "
+                    f"to {row['before_last']:%Y-%m-%d}."
+                ),
+            )
+        else:
+            continue
+        rows.append(_line(kind, row["host"], row["port"], row["first_at"], text))
+    return rows
+
+
+def _range_changes(events: pd.DataFrame, hosts: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return the stored range change events of each host's last-night snapshot."""
+    if events.empty:
+        return []
+    newest = hosts["taken_at"].max()
+    latest = hosts.set_index("host")["taken_at"]
+    tonight = events["at"] == events["host"].map(latest)
+    last = events[tonight & (events["at"] >= newest - LAST_NIGHT)]
+    rows = []
+    for host, mine in last.sort_values(["host", "event_id"]).groupby("host", sort=True):
+        first = mine.iloc[0]
+        said = []
+        for kind, group in mine.groupby("kind", sort=True):
+            one, many = _EVENT_WORDS.get(str(kind), (str(kind), str(kind)))
+            ports = group["ports"].dropna()
+            size = f" ({_count(int(ports.sum()), 'port')})" if len(ports) else ""
+            said.append(f"{len(group)} {one if len(group) == 1 else many}{size}")
+        text = (
+            f"{'; '.join(said)}, between {first['previous_at']:%Y-%m-%d} and "
+            f"{first['at']:%Y-%m-%d}."
+        )
+        line = _line("ranges", str(host), None, first["at"], text[0].upper() + text[1:])
+        line["event_id"] = int(first["event_id"])
+        rows.append(line)
+    return rows
+
+
+_EVENT_WORDS = {  # one, many
+    "range-appeared": ("excluded range appeared", "excluded ranges appeared"),
+    "range-disappeared": ("excluded range disappeared", "excluded ranges disappeared"),
+    "range-moved": ("move of excluded ranges", "moves of excluded ranges"),
+    "dynamic-changed": ("change of the dynamic port range", "changes of the dynamic port range"),
+}
+
+
+def _collection(hosts: pd.DataFrame, stale_days: float) -> list[dict[str, Any]]:
+    """Return the hosts not seen lately and those whose last collection failed."""
+    rows = []
+    for host in hosts.sort_values("host").to_dict("records"):
+        failed = host["last_status"] == "failed"
+        error = host["last_error_class"] or "no error class"
+        when = f"{host['last_attempt_at']:%Y-%m-%d %H:%M} UTC" if failed else ""
+        tried = (
+            ""
+            if not failed
+            else f" The last attempt failed ({error}) on {when}."
+            if host["failed_attempts"] <= 1
+            else f" The last {host['failed_attempts']} attempts failed ({error}), the last on "
+            f"{when}."
+        )
+        if host["stale"]:
+            if pd.isna(host["taken_at"]):
+                text = "Never collected: no snapshot of this host is stored."
+            else:
+                days = float(host["days_since_snapshot"])
+                text = (
+                    f"Not seen for {days:.0f} days (last snapshot {host['taken_at']:%Y-%m-%d}; "
+                    f"report.stale_days is {stale_days:g}): what the report says of it may be "
+                    "out of date."
+                )
+            at = host["taken_at"] if not pd.isna(host["taken_at"]) else host["last_attempt_at"]
+            rows.append(_line("stale", host["host"], None, at, text + tried))
+        elif failed:
+            rows.append(_line("failed", host["host"], None, host["last_attempt_at"],
+                              f"Collection failed; showing the snapshot of "
+                              f"{host['taken_at']:%Y-%m-%d}.{tried}"))  # fmt: skip
+    return rows
+
+
+def _at_risk(wanted: pd.DataFrame, odds: Mapping[int, tuple[Odds, ...]]) -> list[dict[str, Any]]:
+    """Return one line per wanted port at risk on some hosts, with the fleet's odds."""
+    risky = wanted[wanted["status"] == PortStatus.AT_RISK]
+    rows = []
+    for key, cells in risky.groupby("port", sort=True):
+        port = int(cast(int, key))
+        said = "; ".join(item.describe() for item in odds.get(port, ()))
+        hosts = sorted(cells["host"])
+        text = (
+            f"TCP {port} is free but at risk on {_count(len(hosts), 'host')} (inside the dynamic "
+            f"range where Hyper-V/WinNAT reserve blocks at boot)" + (f": {said}." if said else ".")
+        )
+        rows.append(_line("at-risk", None, port, None, text))
+    return rows
+
+
+def _cleared(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return the wanted ports blocked earlier in a host's history and free now."""
+    if runs.empty:
+        return []
+    blocked = runs[runs["status"].isin(BLOCKING) & ~runs["current"]]
+    last = blocked.sort_values("run").groupby(["host_id", "port"]).tail(1)
+    now = runs[runs["current"] & runs["status"].isin(OPEN)]
+    # A port freed last night is told under what changed; here only the older ones.
+    now = now[now["snapshots"] > 1]
+    found = now.merge(last, on=["host_id", "port"], suffixes=("", "_blocked"))
+    rows = []
+    for row in found.sort_values(["host", "port"]).to_dict("records"):
+        text = (
+            f"TCP {row['port']} was {row['status_blocked']} from "
+            f"{row['first_at_blocked']:%Y-%m-%d} to {row['last_at_blocked']:%Y-%m-%d} "
+            f"({_count(row['snapshots_blocked'], 'snapshot')}); {row['status']} since "
+            f"{row['first_at']:%Y-%m-%d}. It may come back after a reboot."
+        )
+        rows.append(_line("cleared", row["host"], row["port"], row["first_at"], text))
+    return rows
+
+
+def _line(
+    kind: str, host: str | None, port: int | None, at: datetime | None, text: str
+) -> dict[str, Any]:
+    return {"kind": kind, "host": host, "port": port, "at": at, "text": text, "causes": [],
+            "fix": None, "fix_commands": None, "event_id": None}  # fmt: skip
+
+
+def span(start: int, end: int) -> str:
+    """Word a port range as a range: ``2695–34521 (31,827 ports)``, or one port."""
+    if start == end:
+        return f"{start}"
+    return f"{start}–{end} ({end - start + 1:,} ports)"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
