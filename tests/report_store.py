@@ -117,8 +117,10 @@ def _excluded_text(ranges: Sequence[Range]) -> str:
 
 
 def _failures(host: _Host, ranges: Sequence[Range]) -> list[list[int]]:
-    """Every port the sweep could not bind: ranges and failing runs 10013, listeners 10048."""
-    spans = {(a, b, 10013) for a, b, _ in ranges} | {(a, b, 10013) for a, b in host.failing}
+    """Every port the sweep could not bind: run-time ranges and failing runs 10013, listeners
+    10048; an administered range binds (facts C)."""
+    spans = {(a, b, 10013) for a, b, admin in ranges if not admin}
+    spans |= {(a, b, 10013) for a, b in host.failing}
     spans |= {(port, port, 10048) for port, _, _ in host.listeners}
     return [list(span) for span in sorted(spans)]
 
