@@ -68,6 +68,10 @@ def run_demo(
     """Collect a simulated fleet every night into a fresh SQLite file, import the seed, report."""
     started = time.monotonic()
     spec = spec or FleetSpec()
+    if not spec.prevent_ports:
+        # Some hosts deploy the prevent script for the team's ports mid-way (spec.prevent_night),
+        # so the nights after show protected hosts beside the others.
+        spec = replace(spec, prevent_ports=WANTED_PORTS)
     out_dir.mkdir(parents=True, exist_ok=True)
     database = out_dir / "portfleet.db"
     for stale in out_dir.glob("portfleet.db*"):
@@ -79,6 +83,12 @@ def run_demo(
     console.print(
         f"simulating {spec.hosts} Windows hosts over {spec.nights} nights (seed {spec.seed}) …"
     )
+    if fleet.prevented and spec.prevent_night < spec.nights:
+        ports = ", ".join(str(port) for port in spec.prevent_ports)
+        console.print(
+            f"  {', '.join(fleet.prevented)} run the prevent script for {ports} from night "
+            f"{spec.prevent_night + 1} on"
+        )
     with (
         tempfile.TemporaryDirectory(prefix="portfleet-demo-") as workdir,
         FleetProcess(model, Path(workdir), https=True, time_scale=TIME_SCALE) as served,

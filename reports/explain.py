@@ -107,6 +107,10 @@ class Explanation:
     fixes: tuple[Remedy, ...] = field(default=())
     odds: tuple[Odds, ...] = ()  # for an at-risk port: how often the fleet saw it taken
     fix_history: tuple[FixRecord, ...] = ()  # fixes applied to the port, and how each held
+    # The administered ('*') range covering the port in every captured snapshot since then:
+    # WinNAT/Hyper-V do not take it, and a program may still bind it (facts C).
+    protected: tuple[int, int] | None = None
+    protected_since: datetime | None = None
 
     @property
     def blocked(self) -> bool:
@@ -150,11 +154,24 @@ class Explanation:
             "fixes": [{"action": f.action, "commands": list(f.commands), "why": f.why,
                        "caveats": list(f.caveats)} for f in self.fixes],
             "fix_history": [record.to_json() for record in self.fix_history],
+            "protected": None if self.protected is None else {
+                "start": self.protected[0], "end": self.protected[1],
+                "since": when(self.protected_since)},
         }  # fmt: skip
 
     def to_text(self) -> str:
         """Return the answer for a person, in a few lines."""
         lines = [f"{self.host} TCP {self.port}: {self._headline()}", self.reason]
+        if self.protected is not None:
+            start, end = self.protected
+            where = f"{start}" if start == end else f"{start}–{end}"
+            since = (
+                "" if self.protected_since is None else f" since {self.protected_since:%Y-%m-%d}"
+            )
+            lines.append(
+                f"Protected{since}: the administered ('*') excluded range {where} covers it, so "
+                "WinNAT/Hyper-V will not reserve it; programs can still bind it."
+            )
         lines += [f"Warning: {warning}" for warning in self.warnings]
         if self.odds:
             lines.append("Odds, from the fleet's own history of this port when it was at risk:")
@@ -239,6 +256,7 @@ def explain(
         services = {port: wanted_process} if wanted_process else None
         (answer,) = answer_ports(state.findings, cell, services)
         streaks = _streaks(connection, host_id, port)
+        protected, protected_since = _protection(connection, host_id, port)
         applied = tuple(fix_history(connection, name, port))
         told = story and answer.status != PortStatus.FREE
         changed = _story(connection, name, streaks, ranks) if told else {}
@@ -267,7 +285,24 @@ def explain(
         **details,
         odds=at_risk_odds(store, [port])[port]
         if story and answer.status == PortStatus.AT_RISK else (),
+        protected=protected, protected_since=protected_since,
     )  # fmt: skip
+
+
+def _protection(
+    connection: Connection, host_id: int, port: int
+) -> tuple[tuple[int, int] | None, datetime | None]:
+    """Return the administered range covering the port now, and since when it has (unbroken)."""
+    rows = tables.read(connection, "port_protection", host_id=host_id, port=port)
+    if rows.empty or pd.isna(rows["start"].iloc[-1]):
+        return None, None
+    covered = rows["start"].notna().to_numpy()
+    first = len(covered) - 1
+    while first > 0 and covered[first - 1]:
+        first -= 1
+    last = rows.iloc[-1]
+    since = rows["taken_at"].iloc[first].to_pydatetime()
+    return (int(last["start"]), int(last["end"])), since
 
 
 def _find_host(connection: Connection, host: str) -> tuple[int, str]:

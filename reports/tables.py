@@ -116,6 +116,11 @@ QUERIES: dict[str, Query] = {
         {"snapshot_id": INT, "taken_at": UTC, "finding_set_id": NULLABLE_INT, "swept": BOOL,
          "excluded_known": BOOL},
     ),
+    "port_protection": Query(
+        "The captured snapshots of one host (:host_id), oldest first, with the administered TCP "
+        "range covering :port in each, if any.",
+        {"snapshot_id": INT, "taken_at": UTC, "start": NULLABLE_INT, "end": NULLABLE_INT},
+    ),
     "excluded_ranges": Query(
         "The excluded ranges of some excluded sets (:ids), families merged.",
         {"set_id": INT, "protocol": STR, "start": INT, "end": INT, "administered": BOOL},

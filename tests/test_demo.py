@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email
 import json
 import zlib
 from datetime import UTC, datetime, time, timedelta
+from email import policy
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +56,46 @@ def test_the_demo_collects_sixty_nights_of_every_healthy_host(tmp_path: Path) ->
     _assert_attempts_are_stamped_with_their_night(database, fleet)
     _assert_the_digest_told_what_the_findings_say(out, result.output)
     _assert_a_fix_holds_until_the_fleet_blocks_it_again(out)
+    _assert_protected_hosts_stop_being_hit_and_the_others_do_not(database)
+
+
+def _utc(text_time: str) -> datetime:
+    return datetime.fromisoformat(text_time).replace(tzinfo=UTC)
+
+
+def _assert_protected_hosts_stop_being_hit_and_the_others_do_not(database: Path) -> None:
+    """From night 35 some hosts run the prevent script: their wanted ports stay free after."""
+    from collector.demo import WANTED_PORTS
+    from collector.store.database import Store
+    from reports.explain import explain
+
+    fleet = Fleet(FleetSpec(prevent_ports=WANTED_PORTS))  # as the demo builds it
+    assert fleet.prevented
+    hit = " OR ".join(f"(start_port <= {p} AND end_port >= {p})" for p in WANTED_PORTS)
+    query = (
+        "SELECT host, MAX(taken_at) FROM v_findings WHERE protocol = 'tcp' AND "
+        f"classification IN ('reserved', 'probably-reserved') AND ({hit}) GROUP BY host"
+    )
+    with Store.reader(f"sqlite:///{database}") as store:
+        with store.connect() as connection:
+            last_hit = {host: at for host, at in connection.execute(text(query)).all()}
+        for host in fleet.prevented:
+            for port in WANTED_PORTS:
+                answer = explain(store, host, port, story=False)
+                assert answer.protected is not None and answer.protected_since is not None, (
+                    host,
+                    port,
+                )
+                assert answer.status in ("free", "in-use"), (host, port, answer.status)
+            # Reserved no more once protected: the last hit is before the port was protected.
+            if host in last_hit:
+                dates = [explain(store, host, p, story=False).protected_since for p in WANTED_PORTS]
+                protected = max(d for d in dates if d is not None)
+                assert _utc(last_hit[host]) < protected, (host, last_hit[host], protected)
+    since = datetime.combine(fleet.spec.start, time(), UTC) + timedelta(days=35)
+    others = {h.name for h in fleet.hosts} - set(fleet.prevented)
+    late = {host for host, at in last_hit.items() if _utc(at) > since}
+    assert late & others, "some host without the script still loses a wanted port after"
 
 
 def _assert_attempts_are_stamped_with_their_night(database: Path, fleet: Fleet) -> None:
@@ -107,8 +149,15 @@ def _assert_the_digest_told_what_the_findings_say(out: Path, output: str) -> Non
     assert ("seed-workstation", 49786) in blocked
     (saved,) = (out / "mail" / "new").iterdir()
     assert f"mail:     {saved}" in output.replace("\n", "")
-    message = saved.read_text(encoding="utf-8")
-    assert "Subject: seed-workstation TCP 49786: blocked (bind fails with 10013)" in message
+    message = email.message_from_string(saved.read_text(encoding="utf-8"), policy=policy.default)
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    lines = str(body.get_content()).splitlines()
+    assert any(line.startswith("seed-workstation TCP 49786: blocked (bind fails with 10013)")
+               for line in lines)  # fmt: skip
+    # Among the other things told: the hosts whose prevent script reserved the wanted ports.
+    assert str(message["Subject"]).startswith("portfleet: ")
+    assert any("administered range appeared" in line for line in lines), lines[:40]
     config = out / "config.yaml"
     dry = CliRunner().invoke(cli, ["--config", str(config), "notify", "--dry-run"])
     assert (dry.exit_code, dry.stdout) == (0, "")

@@ -123,6 +123,17 @@ def test_reserved_since_the_start_of_the_unbroken_run(store: Store, reader: Stor
     # An administered range keeps WinNAT off its ports but blocks no bind (facts C).
     administered = explain(reader, "dev-ws-01", 50001)
     assert administered.status == "free" and administered.fixes == ()
+    assert administered.protected == (50000, 50059)
+    assert administered.protected_since == datetime(2026, 11, 18, 2, tzinfo=UTC)
+    assert "Protected since 2026-11-18: the administered ('*') excluded range 50000–50059" in (
+        administered.to_text()
+    )
+    assert administered.to_json()["protected"] == {
+        "start": 50000,
+        "end": 50059,
+        "since": "2026-11-18T02:00:00+00:00",
+    }
+    assert explain(reader, "dev-ws-01", 52150).protected is None
     assert explain(reader, "dev-ws-01", 135).to_json()["listener"] == {
         "pid": 1152,
         "process": "svchost",

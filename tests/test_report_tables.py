@@ -49,6 +49,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
     params = {
         "host_latest_snapshot": {"host_id": int(hosts["dev-ana"])},
         "host_snapshots": {"host_id": int(hosts["dev-ana"])},
+        "port_protection": {"host_id": int(hosts["dev-ana"]), "port": 2869},  # its '*' range
         "port_findings": {"port": 50051},
         "port_diagnoses": {"port": 50051},
         "fleet_port_findings": {"port": 50051},

@@ -91,6 +91,9 @@ def test_a_fix_holds_then_regresses_and_each_turn_is_told_once(store: Store) -> 
     assert ("administered-range", "23", "holds", None) in _checks(store)
 
     answer = explain(store, "dev-ws-01", 5432, story=False)
+    # The administered range appeared on the 23rd: protected since then, and it binds.
+    assert (answer.status, answer.protected) == ("free", (5432, 5432))
+    assert answer.protected_since == datetime(2026, 11, 23, 2, tzinfo=UTC)
     history = [line for line in answer.to_text().splitlines() if "restart-winnat" in line]
     assert history == [
         "  - TCP 5432: restart-winnat recorded by alice, 2026-11-20 09:00 UTC (INC-1); held 2 of 3 "
