@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ def prepare_snapshot(body: bytes, document: dict[str, Any], source: str) -> Prep
         "wsl_version": versions.get("wsl"),
         "sweep_seconds": _sweep_seconds(document.get("bind_sweep")),
     }
-    sets["finding_set_id"] = finding_set(
+    sets["finding_set_id"] = _findings_of(
         sets, dynamic, features, services, snapshot_row["wsl_version"] is not None
     )
     return PreparedSnapshot(
@@ -216,6 +217,40 @@ def finding_set(
         ),
     )
     return content_rows([finding.row() for finding in diagnose(facts)])
+
+
+# Night after night a host sends the same inputs to the diagnosis, and hosts set up alike send
+# the same as each other: each distinct set of inputs is diagnosed once per process (the
+# diagnosis is a pure function of them). Bounded; the oldest entry goes first.
+_FINDINGS: dict[tuple[Any, ...], ContentSet] = {}
+_FINDINGS_SIZE = 4096
+_FINDINGS_GUARD = threading.Lock()
+
+
+def _findings_of(
+    sets: dict[str, ContentSet | None],
+    dynamic: Sequence[dict[str, Any]],
+    features: Sequence[dict[str, Any]],
+    services: Sequence[dict[str, Any]],
+    wsl: bool,
+) -> ContentSet:
+    """Return ``finding_set`` of these inputs, from the cache when they were diagnosed before."""
+    key = (
+        tuple(None if content is None else content.digest for content in sets.values()),
+        tuple(sorted(sets)),
+        *(tuple(tuple(sorted(row.items())) for row in rows) for rows in (dynamic, features,
+                                                                          services)),
+        wsl,
+    )  # fmt: skip
+    found = _FINDINGS.get(key)
+    if found is not None:
+        return found
+    found = finding_set(sets, dynamic, features, services, wsl)
+    with _FINDINGS_GUARD:
+        if len(_FINDINGS) >= _FINDINGS_SIZE:
+            _FINDINGS.pop(next(iter(_FINDINGS)))
+        _FINDINGS[key] = found
+    return found
 
 
 def content_rows(rows: list[Row]) -> ContentSet:

@@ -125,19 +125,104 @@ class StoredSnapshot:
     problems: list[str] = field(default_factory=list)
 
 
+class KnownContent:
+    """What a batch of documents found stored already, and made itself: one look-up a batch.
+
+    ``load`` reads, in one statement per kind, the snapshots of the batch's documents and the
+    content sets they name; each document then looks here instead of asking the database. What
+    a document adds is staged until its savepoint is released (``keep``) and dropped when it is
+    rolled back (``forget``), so no id of rolled-back rows is ever handed out.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[str, dict[str, int]] = {kind: {} for kind in ("document", *SETS)}
+        self._staged: list[tuple[str, str, int]] = []
+
+    @classmethod
+    def load(cls, connection: Connection, batch: Sequence[PreparedSnapshot]) -> KnownContent:
+        """Read what the database holds of the batch's documents and content sets."""
+        known = cls()
+        wanted: dict[str, set[str]] = {kind: set() for kind in known._found}
+        for prepared in batch:
+            wanted["document"].add(prepared.digest)
+            for column, content in prepared.sets.items():
+                if content is not None:
+                    wanted[column].add(content.digest)
+        for kind, digests in wanted.items():
+            if digests:
+                query = _DOCUMENTS_KNOWN if kind == "document" else _SETS_KNOWN[kind]
+                rows = connection.execute(query, {"digests": sorted(digests)})
+                known._found[kind].update((str(d), int(i)) for d, i in rows)
+        return known
+
+    def look_up(self, prepared: PreparedSnapshot) -> dict[str, int]:
+        """Return what ``look_up`` would: the document's snapshot and the sets kept, by kind."""
+        digests = {"document": prepared.digest} | {
+            column: content.digest
+            for column, content in prepared.sets.items()
+            if content is not None
+        }
+        return {
+            kind: self._found[kind][digest]
+            for kind, digest in digests.items()
+            if digest in self._found[kind]
+        }
+
+    def stage(self, kind: str, digest: str, key: int) -> None:
+        """Remember what the current document stored, until it is kept or forgotten."""
+        self._staged.append((kind, digest, key))
+
+    def keep(self) -> None:
+        """Keep what the current document made, for the next ones (it is stored)."""
+        for kind, digest, key in self._staged:
+            self._found[kind][digest] = key
+        self._staged.clear()
+
+    def forget(self) -> None:
+        """Drop what the current document made (it was rolled back)."""
+        self._staged.clear()
+
+
+_DOCUMENTS_KNOWN = (
+    select(Document.sha256, Snapshot.id)
+    .join(Snapshot, Snapshot.document_id == Document.id)
+    .where(Document.sha256.in_(bindparam("digests", expanding=True)))
+)
+
+
+_SETS_KNOWN = {
+    column: select(model.sha256, model.id).where(
+        model.sha256.in_(bindparam("digests", expanding=True))
+    )
+    for column, (model, _, _) in SETS.items()
+}
+
+
 def write_snapshot(
-    connection: Connection, prepared: PreparedSnapshot, host_id: int, received_at: datetime
+    connection: Connection,
+    prepared: PreparedSnapshot,
+    host_id: int,
+    received_at: datetime,
+    known: KnownContent | None = None,
 ) -> StoredSnapshot:
-    """Store a prepared document once per content, with its rows, in the caller's transaction."""
-    found = look_up(connection, prepared)
+    """Store a prepared document once per content, with its rows, in the caller's transaction.
+
+    ``known`` is its batch's look-up (``KnownContent``); without it, one statement asks.
+    """
+    found = known.look_up(prepared) if known is not None else look_up(connection, prepared)
     if "document" in found:
         return StoredSnapshot(found["document"], created=False)
     document_id = connection.execute(_NEW_DOCUMENT, prepared.document_row).scalar_one()
-    pointers = {
-        column: found[column] if column in found else store_set(connection, column, content)
-        for column, content in prepared.sets.items()
-        if content is not None
-    }
+    pointers = {}
+    for column, content in prepared.sets.items():
+        if content is None:
+            continue
+        if column in found:
+            pointers[column] = found[column]
+            continue
+        pointers[column] = store_set(connection, column, content)
+        if known is not None:
+            known.stage(column, content.digest, pointers[column])
     snapshot_id: int = connection.execute(
         _NEW_SNAPSHOT,
         prepared.snapshot_row
@@ -150,6 +235,8 @@ def write_snapshot(
     _insert(connection, Service, [owned | row for row in prepared.services])
     _insert(connection, SnapshotError, [owned | row for row in prepared.errors])
     merge_updates(connection, host_id, snapshot_id, prepared)
+    if known is not None:
+        known.stage("document", prepared.digest, snapshot_id)
     return StoredSnapshot(snapshot_id, created=True, problems=prepared.problems)
 
 
