@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -243,11 +243,27 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+# Advisory lock key of schema upgrades on PostgreSQL ("pf" 2; runs' liveness locks are "pf" 1).
+_PG_MIGRATE_LOCK = (0x70660002, 0)
+
+
 def upgrade_to_head(engine: Engine) -> bool:
-    """Migrate the database to head; return True when anything was applied."""
+    """Migrate the database to head; return True when anything was applied.
+
+    Collectors that start at once on an empty database upgrade one after the other: on
+    PostgreSQL the first holds a transaction advisory lock while it migrates, on SQLite the
+    write lock (BEGIN IMMEDIATE); the others then find the schema at head and do nothing.
+    """
     if current_revision(engine) == head_revision():
         return False
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                dict(zip(("space", "key"), _PG_MIGRATE_LOCK, strict=True)),
+            )
+        if MigrationContext.configure(connection).get_current_revision() == head_revision():
+            return False  # another process upgraded it while this one waited
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
