@@ -18,6 +18,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from collector.clock import now
 from collector.runs import IN_FLIGHT, landed
 from collector.store.database import Store
+from collector.store.leases import lost_to
 from collector.store.models import Attempt, Host
 from collector.store.rows import PreparedSnapshot, prepare_snapshot
 from collector.store.snapshots import KnownContent, write_snapshot
@@ -136,10 +137,21 @@ def store_document(
     # Parsed by the caller already (collect does it within the host's deadline), or now.
     prepared = prepared or prepare_snapshot(body, document, transport)
     with store.transaction() as connection:
+        holder = lost_to(connection, run_id, landing[0]) if landing and landing[0] else None
         if landing is not None:
             landed(connection, run_id, *landing)
         if host_id is None:
             host_id = ensure_host(connection, name)
+        if holder is not None:
+            # Stalled past its lease, and another run took the host tonight: that run stores
+            # the night's snapshot. This try is kept as what it was, not stored a second time.
+            lost = (
+                f"lease lost: {name} was taken over by run {holder} (this run's lease ran out "
+                "before its document was stored); not stored, so the host has one snapshot "
+                "tonight"
+            )
+            add_attempt(connection, run_id, host_id, source, started_at, "failed", "timeout", lost)
+            return ImportResult(source, "failed", host=name, message=lost)
         stored = write_snapshot(connection, prepared, host_id, now())
         partial = bool(stored.problems or document.get("errors"))
         if stored.created:
