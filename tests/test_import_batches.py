@@ -138,3 +138,19 @@ def test_documents_of_one_host_in_one_batch_share_the_host_and_its_updates(
         assert connection.scalars(select(Host.name)).all() == ["dev-ws-a"]
         first_seen = connection.execute(select(Update.update_key, Update.first_snapshot_id)).all()
     assert {snapshot for _, snapshot in first_seen} == {results[0].snapshot_id}
+
+
+def test_an_older_document_imported_in_a_later_batch_dates_the_updates(
+    store: Store, tmp_path: Path
+) -> None:
+    later = _write(tmp_path, "n22.json", _document("dev-ws-a", taken_at="2026-11-22T02:00:05Z"))
+    older = _write(tmp_path, "n20.json", _document("dev-ws-a", taken_at="2026-11-20T02:00:05Z"))
+    other = _write(tmp_path, "b.json", _document("dev-ws-b"))
+    (first,) = import_paths(store, [later])
+    _, second = import_paths(store, [other, older])  # one document of dev-ws-a in this batch
+    with store.connect() as connection:
+        first_seen = connection.execute(
+            select(Host.name, Update.first_snapshot_id).join(Host, Host.id == Update.host_id)
+        ).all()
+    assert first.snapshot_id != second.snapshot_id
+    assert {snapshot for name, snapshot in first_seen if name == "dev-ws-a"} == {second.snapshot_id}

@@ -137,6 +137,24 @@ class KnownContent:
     def __init__(self) -> None:
         self._found: dict[str, dict[str, int]] = {kind: {} for kind in ("document", *SETS)}
         self._staged: list[tuple[str, str, int]] = []
+        self._updates: dict[int, list[Any]] = {}
+
+    def load_updates(self, connection: Connection, host_ids: Iterable[int]) -> None:
+        """Read the known updates of hosts that have one document in the batch, in one statement.
+
+        Each list is handed out once (``updates_of``): a host with several documents in the
+        batch is asked about each time, so it sees what its earlier documents added.
+        """
+        wanted = sorted(set(host_ids))
+        if not wanted:
+            return
+        self._updates = {host_id: [] for host_id in wanted}
+        for row in connection.execute(_BATCH_UPDATES, {"hosts": wanted}):
+            self._updates[row.host_id].append(row)
+
+    def updates_of(self, host_id: int) -> list[Any] | None:
+        """Return the host's known updates read for the batch, once; None when not read."""
+        return self._updates.pop(host_id, None)
 
     @classmethod
     def load(cls, connection: Connection, batch: Sequence[PreparedSnapshot]) -> KnownContent:
@@ -181,6 +199,19 @@ class KnownContent:
     def forget(self) -> None:
         """Drop what the current document made (it was rolled back)."""
         self._staged.clear()
+
+
+_BATCH_UPDATES = (
+    select(
+        Update.host_id,
+        Update.id,
+        Update.update_key,
+        *(getattr(Update, c) for c in _UPDATE_COLUMNS),
+        Snapshot.taken_at,
+    )
+    .join(Snapshot, Snapshot.id == Update.first_snapshot_id)
+    .where(Update.host_id.in_(bindparam("hosts", expanding=True)))
+)
 
 
 _DOCUMENTS_KNOWN = (
@@ -234,7 +265,8 @@ def write_snapshot(
     _insert(connection, Feature, [owned | row for row in prepared.features])
     _insert(connection, Service, [owned | row for row in prepared.services])
     _insert(connection, SnapshotError, [owned | row for row in prepared.errors])
-    merge_updates(connection, host_id, snapshot_id, prepared)
+    read = known.updates_of(host_id) if known is not None else None
+    merge_updates(connection, host_id, snapshot_id, prepared, read)
     if known is not None:
         known.stage("document", prepared.digest, snapshot_id)
     return StoredSnapshot(snapshot_id, created=True, problems=prepared.problems)
@@ -250,18 +282,27 @@ def look_up(connection: Connection, prepared: PreparedSnapshot) -> dict[str, int
 
 
 def merge_updates(
-    connection: Connection, host_id: int, snapshot_id: int, prepared: PreparedSnapshot
+    connection: Connection,
+    host_id: int,
+    snapshot_id: int,
+    prepared: PreparedSnapshot,
+    known: Sequence[Any] | None = None,
 ) -> bool:
     """Keep one row per host and update, pointing at the earliest snapshot that saw it.
 
-    Return whether any row was added or changed.
+    ``known`` holds the host's stored updates when its batch read them already. Return whether
+    any row was added or changed.
     """
     found = dict(prepared.updates)
     if not found:
         return False
     touched = False
     taken_at = prepared.snapshot_row["taken_at"]
-    existing = connection.execute(_KNOWN_UPDATES, {"host_id": host_id, "keys": list(found)}).all()
+    if known is None:
+        keys = {"host_id": host_id, "keys": list(found)}
+        existing: Sequence[Any] = connection.execute(_KNOWN_UPDATES, keys).all()
+    else:
+        existing = [row for row in known if row.update_key in found]
     for row in existing:
         values = found.pop(row.update_key)
         changes = {n: v for n, v in values.items() if v is not None and getattr(row, n) is None}

@@ -7,6 +7,7 @@ with the host and the attempt, in one transaction. Runs are opened and closed by
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -216,9 +217,12 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
     results: list[ImportResult] = []
     attempts: list[dict[str, Any]] = []
     with store.transaction() as connection:
-        ready = [item.prepared for item in inputs if isinstance(item, Ready)]
-        known = KnownContent.load(connection, ready)
-        hosts: dict[str, int] = {}
+        ready = [item for item in inputs if isinstance(item, Ready)]
+        known = KnownContent.load(connection, [item.prepared for item in ready])
+        names = Counter(str(item.document["host"]["name"]) for item in ready)
+        hosts = _hosts_named(connection, names)
+        known.load_updates(connection, (hosts[n] for n, count in names.items()
+                                        if count == 1 and n in hosts))  # fmt: skip
         for item in inputs:
             if isinstance(item, Refused):
                 host_id = _host_id(connection, hosts, item.host_name) if item.host_name else None
@@ -289,6 +293,15 @@ def _store_one(
         problems=stored.problems,
     )
     return result, attempt
+
+
+def _hosts_named(connection: Connection, names: Iterable[str]) -> dict[str, int]:
+    """Return the ids of the stored hosts among ``names``, in one statement."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    query = select(Host.name, Host.id).where(Host.name.in_(bindparam("names", expanding=True)))
+    return {str(name): int(key) for name, key in connection.execute(query, {"names": wanted})}
 
 
 def _host_id(connection: Connection, hosts: dict[str, int], name: str) -> int:
