@@ -1,6 +1,7 @@
 """Import probe documents and capture folders: in batches, each input whole or not at all.
 
-Reading, validating and parsing happen outside any transaction; a batch of documents is then
+Reading, validating and parsing happen outside any transaction (in reader processes when there
+are several batches, while the previous batch is stored); a batch of documents is then
 stored in one transaction, each under a savepoint of its own (``store_batch``), so a document
 the database refuses is rolled back alone and reported, and the others are kept. Every try is
 recorded: each input is marked in flight before it is read, and gets its attempt with its data.
@@ -8,7 +9,14 @@ recorded: each input is marked in flight before it is read, and gets its attempt
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -43,6 +51,18 @@ from collector.store.writer import (
 BATCH = 100
 
 
+@dataclass(frozen=True, slots=True)
+class _Prevent:
+    """A prevent script's result, stored apart from probe documents (``_import_prevent``)."""
+
+    body: bytes
+    source: str
+    started_at: datetime
+
+
+_Read = Ready | Refused | _Prevent
+
+
 def import_paths(
     store: Store,
     paths: Iterable[Path],
@@ -50,20 +70,102 @@ def import_paths(
     taken_at: datetime | None = None,
     codepage: str = DEFAULT_CODEPAGE,
     batch: int = BATCH,
+    workers: int | None = None,
 ) -> list[ImportResult]:
     """Import each file (a probe document) or folder (raw captures), ``batch`` per transaction.
 
     Each input is stored whole or not at all, and has its attempt; one refused input is
-    reported with what to do, and the others are kept.
+    reported with what to do, and the others are kept. When there is more than one batch,
+    ``workers`` processes (default: one less than the CPUs, at most 4) read and parse the next
+    batches while this one stores the current one; 0 reads here.
     """
     run_id = start_run(store, "import")
     try:
+        chunks = list(_chunks(paths, batch))
+        if workers is None:
+            workers = _default_workers() if len(chunks) > 1 else 0
         results: list[ImportResult] = []
-        for chunk in _chunks(paths, batch):
-            results += _import_batch(store, run_id, chunk, host_name, taken_at, codepage)
+        with _readers(workers) as pool:
+            ahead: deque[tuple[list[Path], list[Future[list[_Read]]]]] = deque()
+            for chunk in chunks:
+                with store.transaction() as connection:
+                    in_flight_many(connection, run_id, [(None, str(p), now()) for p in chunk])
+                ahead.append((chunk, _submit(pool, workers, chunk, host_name, taken_at, codepage)))
+                if len(ahead) > workers:
+                    results += _store_chunk(store, run_id, *ahead.popleft(), host_name,
+                                            taken_at, codepage)  # fmt: skip
+            while ahead:
+                results += _store_chunk(store, run_id, *ahead.popleft(), host_name,
+                                        taken_at, codepage)  # fmt: skip
         return results
     finally:
         finish_run(store, run_id)
+
+
+def _default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+@contextmanager
+def _readers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Start the reading processes (none for 0); stop them, pending work dropped, on leaving."""
+    if workers <= 0:
+        yield None
+        return
+    # fork starts a reader at once; it is only safe where no other thread runs (a forked
+    # thread's locks stay taken). Otherwise spawn: a fresh interpreter, slower to start.
+    single = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if single else "spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _submit(
+    pool: ProcessPoolExecutor | None,
+    workers: int,
+    chunk: list[Path],
+    host_name: str | None,
+    taken_at: datetime | None,
+    codepage: str,
+) -> list[Future[list[_Read]]]:
+    """Hand a chunk to the readers, split among them; nothing when there are none."""
+    if pool is None:
+        return []
+    share = -(-len(chunk) // workers)
+    return [
+        pool.submit(_read_chunk, chunk[start : start + share], host_name, taken_at, codepage)
+        for start in range(0, len(chunk), share)
+    ]
+
+
+def _store_chunk(
+    store: Store,
+    run_id: int,
+    chunk: list[Path],
+    reading: list[Future[list[_Read]]],
+    host_name: str | None,
+    taken_at: datetime | None,
+    codepage: str,
+) -> list[ImportResult]:
+    """Store a chunk (marked in flight already) once it is read; return a result per input."""
+    # A reader that died (killed, out of memory) ends the run like a database fault: the
+    # chunk's inputs stay marked in flight and the run's end records them as interrupted.
+    read = [item for future in reading for item in future.result()]
+    if not reading:
+        read = _read_chunk(chunk, host_name, taken_at, codepage)
+    done: dict[int, ImportResult] = {}
+    waiting: list[tuple[int, Ready | Refused]] = []
+    for position, item in enumerate(read):
+        if isinstance(item, _Prevent):
+            done[position] = _import_prevent(store, run_id, item, host_name)
+        else:
+            waiting.append((position, item))
+    stored = store_batch(store, run_id, [item for _, item in waiting])
+    done.update((position, result) for (position, _), result in zip(waiting, stored, strict=True))
+    return [done[position] for position in range(len(chunk))]
 
 
 def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
@@ -72,39 +174,17 @@ def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
         yield chunk
 
 
-def _import_batch(
-    store: Store,
-    run_id: int,
-    paths: list[Path],
-    host_name: str | None,
-    taken_at: datetime | None,
-    codepage: str,
-) -> list[ImportResult]:
-    """Mark a batch in flight, read each input, store the documents in one transaction."""
-    with store.transaction() as connection:
-        in_flight_many(connection, run_id, [(None, str(path), now()) for path in paths])
-    done: dict[int, ImportResult] = {}
-    waiting: list[tuple[int, Ready | Refused]] = []
-    for position, path in enumerate(paths):
-        read = _read_input(store, run_id, path, host_name, taken_at, codepage)
-        if isinstance(read, ImportResult):
-            done[position] = read
-        else:
-            waiting.append((position, read))
-    stored = store_batch(store, run_id, [item for _, item in waiting])
-    done.update((position, result) for (position, _), result in zip(waiting, stored, strict=True))
-    return [done[position] for position in range(len(paths))]
+def _read_chunk(
+    paths: list[Path], host_name: str | None, taken_at: datetime | None, codepage: str
+) -> list[_Read]:
+    """Read, validate and parse inputs: no database, so a reader process can do it."""
+    return [_read_input(path, host_name, taken_at, codepage) for path in paths]
 
 
 def _read_input(
-    store: Store,
-    run_id: int,
-    path: Path,
-    host_name: str | None,
-    taken_at: datetime | None,
-    codepage: str,
-) -> Ready | Refused | ImportResult:
-    """Read, validate and parse one input; a prevent script's result is stored at once."""
+    path: Path, host_name: str | None, taken_at: datetime | None, codepage: str
+) -> _Read:
+    """Read, validate and parse one input; whatever it raises is that input's refusal."""
     started_at = now()
     source = str(path)
     skipped: tuple[str, ...] = ()
@@ -120,14 +200,15 @@ def _read_input(
         else:
             body = extract_document(_read(path), source)
             if is_prevent_result(body):
-                return _import_prevent(store, run_id, body, source, started_at, host_name)
+                return _Prevent(body, source, started_at)
         document = load_document(body, source)
         prepared = prepare_snapshot(body, document, "file")
     except DocumentError as exc:
         return Refused(source, started_at, str(exc), host_name, skipped)
     except Exception as exc:  # whatever one input raises is that input's failure
         return Refused(source, started_at, refused_message(source, exc), host_name, skipped)
-    return Ready(source, started_at, body, document, prepared, host_name, skipped)
+    name, errors = str(document["host"]["name"]), bool(document.get("errors"))
+    return Ready(source, started_at, name, errors, prepared, host_name, skipped)
 
 
 def _read(path: Path) -> bytes:
@@ -138,14 +219,10 @@ def _read(path: Path) -> bytes:
 
 
 def _import_prevent(
-    store: Store,
-    run_id: int,
-    body: bytes,
-    source: str,
-    started_at: datetime,
-    host_name: str | None,
+    store: Store, run_id: int, read: _Prevent, host_name: str | None
 ) -> ImportResult:
     """Store what a prevent script reserved as fixes, with the import's attempt, at once."""
+    body, source, started_at = read.body, read.source, read.started_at
     landing = (None, source)
     try:
         result = read_prevent_result(body, source)

@@ -183,12 +183,15 @@ def store_document(
 
 @dataclass(slots=True)
 class Ready:
-    """An input read, validated and parsed, waiting for its batch's transaction."""
+    """An input read, validated and parsed, waiting for its batch's transaction.
+
+    It holds the rows, not the parsed document: it is small to hand from a reader process.
+    """
 
     source: str
     started_at: datetime
-    body: bytes
-    document: dict[str, Any]
+    name: str  # the host the document names
+    section_errors: bool  # the probe reported sections it could not read
     prepared: PreparedSnapshot
     host_name: str | None = None  # --host, kept with a failure as with a refusal
     skipped: tuple[str, ...] = ()
@@ -219,7 +222,7 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
     with store.transaction() as connection:
         ready = [item for item in inputs if isinstance(item, Ready)]
         known = KnownContent.load(connection, [item.prepared for item in ready])
-        names = Counter(str(item.document["host"]["name"]) for item in ready)
+        names = Counter(item.name for item in ready)
         hosts = _hosts_named(connection, names)
         known.load_updates(connection, (hosts[n] for n, count in names.items()
                                         if count == 1 and n in hosts))  # fmt: skip
@@ -255,7 +258,7 @@ def _store_one(
     connection: Connection, run_id: int, item: Ready, known: KnownContent, hosts: dict[str, int]
 ) -> tuple[ImportResult, dict[str, Any]]:
     """Store one document of a batch under its savepoint; a refusal rolls back it alone."""
-    name = item.document["host"]["name"]
+    name = item.name
     new_host = name not in hosts
     try:
         with connection.begin_nested():
@@ -275,7 +278,7 @@ def _store_one(
                               skipped=item.skipped)  # fmt: skip
         return result, attempt
     known.keep()
-    partial = bool(stored.problems or item.document.get("errors"))
+    partial = bool(stored.problems or item.section_errors)
     if stored.created:
         message = "; ".join(stored.problems) or None
     else:
