@@ -132,12 +132,30 @@ class KnownContent:
     content sets they name; each document then looks here instead of asking the database. What
     a document adds is staged until its savepoint is released (``keep``) and dropped when it is
     rolled back (``forget``), so no id of rolled-back rows is ever handed out.
+
+    With ``defer_rows``, the rows that hang off a snapshot or a new set (ranges, features,
+    services, listeners, findings…) are staged the same way and inserted for the whole batch
+    at its end (``flush``), one statement per table instead of one per document.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, defer_rows: bool = False) -> None:
         self._found: dict[str, dict[str, int]] = {kind: {} for kind in ("document", *SETS)}
         self._staged: list[tuple[str, str, int]] = []
         self._updates: dict[int, list[Any]] = {}
+        self.defer_rows = defer_rows
+        self._rows: dict[type[Base], list[dict[str, Any]]] = {}
+        self._staged_rows: list[tuple[type[Base], list[dict[str, Any]]]] = []
+
+    def defer(self, model: type[Base], rows: list[dict[str, Any]]) -> None:
+        """Stage rows of the current document for the batch's end."""
+        if rows:
+            self._staged_rows.append((model, rows))
+
+    def flush(self, connection: Connection) -> None:
+        """Insert the rows of every document kept, one executemany per table."""
+        rows, self._rows = self._rows, {}
+        for model, items in rows.items():
+            _insert(connection, model, items)
 
     def load_updates(self, connection: Connection, host_ids: Iterable[int]) -> None:
         """Read the known updates of hosts that have one document in the batch, in one statement.
@@ -157,9 +175,11 @@ class KnownContent:
         return self._updates.pop(host_id, None)
 
     @classmethod
-    def load(cls, connection: Connection, batch: Sequence[PreparedSnapshot]) -> KnownContent:
+    def load(
+        cls, connection: Connection, batch: Sequence[PreparedSnapshot], defer_rows: bool = False
+    ) -> KnownContent:
         """Read what the database holds of the batch's documents and content sets."""
-        known = cls()
+        known = cls(defer_rows)
         wanted: dict[str, set[str]] = {kind: set() for kind in known._found}
         for prepared in batch:
             wanted["document"].add(prepared.digest)
@@ -195,10 +215,14 @@ class KnownContent:
         for kind, digest, key in self._staged:
             self._found[kind][digest] = key
         self._staged.clear()
+        for model, rows in self._staged_rows:
+            self._rows.setdefault(model, []).extend(rows)
+        self._staged_rows.clear()
 
     def forget(self) -> None:
         """Drop what the current document made (it was rolled back)."""
         self._staged.clear()
+        self._staged_rows.clear()
 
 
 _BATCH_UPDATES = (
@@ -251,7 +275,7 @@ def write_snapshot(
         if column in found:
             pointers[column] = found[column]
             continue
-        pointers[column] = store_set(connection, column, content)
+        pointers[column] = store_set(connection, column, content, known)
         if known is not None:
             known.stage(column, content.digest, pointers[column])
     snapshot_id: int = connection.execute(
@@ -261,10 +285,10 @@ def write_snapshot(
         | {"host_id": host_id, "document_id": document_id, "received_at": received_at},
     ).scalar_one()
     owned = {"snapshot_id": snapshot_id}
-    _insert(connection, DynamicRange, [owned | row for row in prepared.dynamic])
-    _insert(connection, Feature, [owned | row for row in prepared.features])
-    _insert(connection, Service, [owned | row for row in prepared.services])
-    _insert(connection, SnapshotError, [owned | row for row in prepared.errors])
+    _put(connection, known, DynamicRange, [owned | row for row in prepared.dynamic])
+    _put(connection, known, Feature, [owned | row for row in prepared.features])
+    _put(connection, known, Service, [owned | row for row in prepared.services])
+    _put(connection, known, SnapshotError, [owned | row for row in prepared.errors])
     read = known.updates_of(host_id) if known is not None else None
     merge_updates(connection, host_id, snapshot_id, prepared, read)
     if known is not None:
@@ -321,18 +345,23 @@ def merge_updates(
     return touched or bool(new)
 
 
-def store_set(connection: Connection, column: str, content: ContentSet) -> int:
-    """Create the set holding ``content`` and return its id (or the id a rival writer made)."""
+def store_set(
+    connection: Connection, column: str, content: ContentSet, known: KnownContent | None = None
+) -> int:
+    """Create the set holding ``content`` and return its id (or the id a rival writer made).
+
+    Its rows go in now, or at the batch's end when ``known`` defers them.
+    """
     model, row_model, columns = SETS[column]
     if connection.dialect.name == "sqlite":
         # SQLite writers hold the database's write lock (BEGIN IMMEDIATE) from the start: no
         # other writer can create this set between the look-up and the insert.
-        return _insert_set(connection, model, row_model, columns, content)
+        return _insert_set(connection, model, row_model, columns, content, known)
     try:
         # Another host may store the same content at the same moment: its commit wins, and
         # this transaction then uses that set instead of failing whole.
         with connection.begin_nested():
-            return _insert_set(connection, model, row_model, columns, content)
+            return _insert_set(connection, model, row_model, columns, content, known)
     except IntegrityError:
         found = connection.scalar(select(model.id).where(model.sha256 == content.digest))
         if found is None:
@@ -359,11 +388,25 @@ def _insert_set(
     row_model: type[Base],
     columns: Sequence[str],
     content: ContentSet,
+    known: KnownContent | None = None,
 ) -> int:
     set_id = int(connection.execute(_NEW_SET[model], {"sha256": content.digest}).scalar_one())
     rows = [{"set_id": set_id, **dict(zip(columns, row, strict=True))} for row in content.rows]
-    _insert(connection, row_model, rows)
+    _put(connection, known, row_model, rows)
     return set_id
+
+
+def _put(
+    connection: Connection,
+    known: KnownContent | None,
+    model: type[Base],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Insert rows now, or stage them for the batch's end when it defers them."""
+    if known is not None and known.defer_rows:
+        known.defer(model, rows)
+    else:
+        _insert(connection, model, rows)
 
 
 def _insert(connection: Connection, model: type[Base], rows: list[dict[str, Any]]) -> None:

@@ -216,30 +216,19 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
     gets its attempt, and its in-flight mark (``collector.runs.in_flight``, keyed by source)
     is dropped, in the same transaction; a database that fails (down, locked) fails the batch
     whole and leaves the marks, so the run's end tells the inputs were interrupted.
+
+    The rows hanging off each snapshot and new set go in at the batch's end, one statement
+    per table. Should the database refuse one of those, which document held it is unknown: the
+    batch is rolled back and stored again with each document's rows under its own savepoint.
     """
-    results: list[ImportResult] = []
-    attempts: list[dict[str, Any]] = []
     with store.transaction() as connection:
-        ready = [item for item in inputs if isinstance(item, Ready)]
-        known = KnownContent.load(connection, [item.prepared for item in ready])
-        names = Counter(item.name for item in ready)
-        hosts = _hosts_named(connection, names)
-        known.load_updates(connection, (hosts[n] for n, count in names.items()
-                                        if count == 1 and n in hosts))  # fmt: skip
-        for item in inputs:
-            if isinstance(item, Refused):
-                host_id = _host_id(connection, hosts, item.host_name) if item.host_name else None
-                row = attempt_row(run_id, host_id, item.source, item.started_at,
-                                  "failed", "bad_document", item.message)  # fmt: skip
-                attempts.append(row)
-                results.append(
-                    ImportResult(item.source, "failed", host=item.host_name,
-                                 message=item.message, skipped=item.skipped)
-                )  # fmt: skip
-                continue
-            result, attempt = _store_one(connection, run_id, item, known, hosts)
-            results.append(result)
-            attempts.append(attempt)
+        try:
+            with connection.begin_nested():
+                results, attempts = _store_all(connection, run_id, inputs, defer_rows=True)
+        except Exception as exc:
+            if is_database_fault(exc):
+                raise
+            results, attempts = _store_all(connection, run_id, inputs, defer_rows=False)
         sources = sorted({item.source[:255] for item in inputs})
         connection.execute(
             delete(Attempt).where(
@@ -252,6 +241,36 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
         if attempts:
             connection.execute(_NEW_ATTEMPT, attempts)
     return results
+
+
+def _store_all(
+    connection: Connection, run_id: int, inputs: Sequence[Ready | Refused], defer_rows: bool
+) -> tuple[list[ImportResult], list[dict[str, Any]]]:
+    """Store a batch's documents in the caller's transaction; return results and attempts."""
+    results: list[ImportResult] = []
+    attempts: list[dict[str, Any]] = []
+    ready = [item for item in inputs if isinstance(item, Ready)]
+    known = KnownContent.load(connection, [item.prepared for item in ready], defer_rows)
+    names = Counter(item.name for item in ready)
+    hosts = _hosts_named(connection, names)
+    known.load_updates(connection, (hosts[n] for n, count in names.items()
+                                    if count == 1 and n in hosts))  # fmt: skip
+    for item in inputs:
+        if isinstance(item, Refused):
+            host_id = _host_id(connection, hosts, item.host_name) if item.host_name else None
+            row = attempt_row(run_id, host_id, item.source, item.started_at,
+                              "failed", "bad_document", item.message)  # fmt: skip
+            attempts.append(row)
+            results.append(
+                ImportResult(item.source, "failed", host=item.host_name,
+                             message=item.message, skipped=item.skipped)
+            )  # fmt: skip
+            continue
+        result, attempt = _store_one(connection, run_id, item, known, hosts)
+        results.append(result)
+        attempts.append(attempt)
+    known.flush(connection)
+    return results, attempts
 
 
 def _store_one(
