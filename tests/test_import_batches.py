@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,15 @@ from collector.store.models import (
     Attempt,
     BindFailure,
     Document,
+    ExcludedRange,
     Feature,
     Host,
     Listener,
     Snapshot,
     Update,
 )
+from collector.store.rows import content_rows
+from collector.store.snapshots import store_set
 from tests.documents import probe_document
 
 # What only the refused document and the one after it hold: sets the refused one creates
@@ -156,3 +160,27 @@ def test_an_older_document_imported_in_a_later_batch_dates_the_updates(
         ).all()
     assert first.snapshot_id != second.snapshot_id
     assert {snapshot for name, snapshot in first_seen if name == "dev-ws-a"} == {second.snapshot_id}
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_two_writers_storing_one_content_at_once_share_its_set(store: Store) -> None:
+    content = content_rows([("tcp", "ipv4", 50000, 50059, True)])
+    found: list[int | BaseException] = []
+
+    def second() -> None:
+        try:
+            with store.engine.begin() as connection:
+                found.append(store_set(connection, "excluded_set_id", content))
+        except BaseException as exc:  # handed to the test
+            found.append(exc)
+
+    with store.engine.connect() as first:
+        with first.begin():
+            made = store_set(first, "excluded_set_id", content)
+            rival = threading.Thread(target=second)
+            rival.start()  # it waits on the set's unique digest until this commits
+        rival.join(timeout=60)
+    assert found == [made]
+    with store.connect() as connection:
+        ranges = connection.scalars(select(ExcludedRange.set_id)).all()
+    assert ranges == [made]  # the rows once, by the writer that made the set

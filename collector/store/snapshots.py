@@ -20,7 +20,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql
 
 from collector.store.models import (
     Base,
@@ -93,6 +93,20 @@ _NEW_SNAPSHOT = insert(Snapshot).returning(Snapshot.id)
 
 
 _NEW_SET = {model: insert(model).returning(model.id) for model, _, _ in SETS.values()}
+
+
+_NEW_SET_OR_NONE = {
+    model: postgresql.insert(model)
+    .on_conflict_do_nothing(index_elements=["sha256"])
+    .returning(model.id)
+    for model, _, _ in SETS.values()
+}
+
+
+_SET_NAMED = {
+    model: select(model.id).where(model.sha256 == bindparam("sha256"))
+    for model, _, _ in SETS.values()
+}
 
 
 _KNOWN_UPDATES = (
@@ -357,16 +371,14 @@ def store_set(
         # SQLite writers hold the database's write lock (BEGIN IMMEDIATE) from the start: no
         # other writer can create this set between the look-up and the insert.
         return _insert_set(connection, model, row_model, columns, content, known)
-    try:
-        # Another host may store the same content at the same moment: its commit wins, and
-        # this transaction then uses that set instead of failing whole.
-        with connection.begin_nested():
-            return _insert_set(connection, model, row_model, columns, content, known)
-    except IntegrityError:
-        found = connection.scalar(select(model.id).where(model.sha256 == content.digest))
-        if found is None:
-            raise
-        return int(found)
+    # Another host may store the same content at the same moment: PostgreSQL waits for its
+    # transaction, and when it committed, this one uses that set instead of failing whole.
+    made = connection.execute(_NEW_SET_OR_NONE[model], {"sha256": content.digest}).scalar()
+    if made is None:
+        return int(connection.execute(_SET_NAMED[model], {"sha256": content.digest}).scalar_one())
+    rows = [{"set_id": made, **dict(zip(columns, row, strict=True))} for row in content.rows]
+    _put(connection, known, row_model, rows)
+    return int(made)
 
 
 def drop_unused_sets(connection: Connection, column: str, candidates: Iterable[int]) -> int:
