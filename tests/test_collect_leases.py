@@ -192,7 +192,7 @@ def test_collectors_starting_at_once_on_an_empty_database_all_migrate_it(
     db_url: str, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    starting = [_python(OPEN_AT_ONCE, db_url, str(go)) for _ in range(3)]
+    starting = [_python(OPEN_AT_ONCE, db_url, str(go)) for _ in range(6)]
     ended = []
     try:
         for process in starting:

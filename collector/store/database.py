@@ -9,11 +9,14 @@ revision before deciding.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -320,9 +323,28 @@ def _sqlite_on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     # WAL lets `report` and `sql` read while a nightly `collect` writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     # In WAL mode NORMAL never corrupts the file (a killed process loses nothing committed);
     # only a power cut may forget the last commits. It spares an fsync per collected host.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL, waiting while another connection does the same.
+
+    The switch takes the file's exclusive lock and, unlike other statements, may fail with
+    "database is locked" at once instead of waiting the busy timeout: two collectors that open
+    a new file at the same moment both try it. WAL is kept in the file, so the loser usually
+    finds it done on its next try.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
