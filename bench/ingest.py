@@ -5,11 +5,9 @@ task would leave them on a share); each repeat imports them all into an empty st
 night as files would arrive, and the figure is documents per second over the whole import
 (reading, parsing, the diagnosis, the store and each import's end included). SQLite in a
 temporary file by default, or the empty database `--db` names (SQLite or PostgreSQL: one import
-per fresh database, --repeat 1). `import` reads with CPUs - 1 reader processes when it has more
-than one batch of 100; `--workers N` sets how many (0: read in the storing process).
-Targets: >= 1,000 documents/s on SQLite, >= 500 on PostgreSQL.
+per fresh database, --repeat 1). Targets: >= 1,000 documents/s on SQLite, >= 500 on PostgreSQL.
 
-    python -m bench.ingest [--hosts 200] [--nights 5] [--repeat 3] [--db URL] [--workers N]
+    python -m bench.ingest [--hosts 200] [--nights 5] [--repeat 3] [--db URL]
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ def write_documents(folder: Path, hosts: int, nights: int, seed: int) -> list[li
     return by_night
 
 
-def measure(url: str, by_night: list[list[Path]], workers: int | None = None) -> tuple[float, int]:
+def measure(url: str, by_night: list[list[Path]]) -> tuple[float, int]:
     """Import every night's files into the store at ``url``; return (seconds, documents)."""
     with Store.open(url) as store:
         with store.connect() as connection:
@@ -56,7 +54,7 @@ def measure(url: str, by_night: list[list[Path]], workers: int | None = None) ->
         started = time.perf_counter()
         stored = 0
         for files in by_night:
-            results = import_paths(store, files, workers=workers)
+            results = import_paths(store, files)
             failed = [r for r in results if r.outcome == "failed"]
             if failed:
                 raise SystemExit(f"{failed[0].source}: {failed[0].message}")
@@ -74,7 +72,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--db", metavar="URL", help="an empty database (default: a temp file)")
-    parser.add_argument("--workers", type=int, help="reader processes (default: import's own)")
     args = parser.parse_args()
     if args.db and args.repeat != 1:
         parser.error("--db measures one import into an empty database: use --repeat 1")
@@ -90,17 +87,16 @@ def main() -> None:
         for attempt in range(args.repeat):
             url = args.db or f"sqlite:///{folder / f'store-{attempt}.db'}"
             backend = "postgresql" if url.startswith("postgresql") else "sqlite"
-            seconds, stored = measure(url, by_night, args.workers)
+            seconds, stored = measure(url, by_night)
             rates.append(stored / seconds)
             print(f"run {attempt + 1}: {stored} documents in {seconds:.2f} s into "
                   f"{describe_url(url)}: {stored / seconds:.0f} documents/s")  # fmt: skip
         median = statistics.median(rates)
         target = TARGETS[backend]
         verdict = "met" if median >= target else "MISSED"
-        readers = "import's default" if args.workers is None else str(args.workers)
         print(f"ingest: {median:.0f} documents/s median of {[round(r) for r in rates]} "
-              f"(target >= {target:.0f}/s on {backend}: {verdict}; readers: {readers}, "
-              f"{os.cpu_count()} CPUs)")  # fmt: skip
+              f"(target >= {target:.0f}/s on {backend}: {verdict}; {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f})")  # fmt: skip
 
 
 if __name__ == "__main__":

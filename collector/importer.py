@@ -1,7 +1,6 @@
 """Import probe documents and capture folders: in batches, each input whole or not at all.
 
-Reading, validating and parsing happen outside any transaction (in reader processes when there
-are several batches, while the previous batch is stored); a batch of documents is then
+Reading, validating and parsing happen outside any transaction; a batch of documents is then
 stored in one transaction, each under a savepoint of its own (``store_batch``), so a document
 the database refuses is rolled back alone and reported, and the others are kept. Every try is
 recorded: each input is marked in flight before it is read, and gets its attempt with its data.
@@ -9,13 +8,7 @@ recorded: each input is marked in flight before it is read, and gets its attempt
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import threading
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -70,92 +63,34 @@ def import_paths(
     taken_at: datetime | None = None,
     codepage: str = DEFAULT_CODEPAGE,
     batch: int = BATCH,
-    workers: int | None = None,
 ) -> list[ImportResult]:
     """Import each file (a probe document) or folder (raw captures), ``batch`` per transaction.
 
     Each input is stored whole or not at all, and has its attempt; one refused input is
-    reported with what to do, and the others are kept. When there is more than one batch,
-    ``workers`` processes (default: one less than the CPUs, at most 4) read and parse the next
-    batches while this one stores the current one; 0 reads here.
+    reported with what to do, and the others are kept.
     """
     run_id = start_run(store, "import")
     try:
-        chunks = list(_chunks(paths, batch))
-        if workers is None:
-            workers = _default_workers() if len(chunks) > 1 else 0
         results: list[ImportResult] = []
-        with _readers(workers) as pool:
-            ahead: deque[tuple[list[Path], list[Future[list[_Read]]]]] = deque()
-            for chunk in chunks:
-                with store.transaction() as connection:
-                    in_flight_many(connection, run_id, [(None, str(p), now()) for p in chunk])
-                ahead.append((chunk, _submit(pool, workers, chunk, host_name, taken_at, codepage)))
-                if len(ahead) > workers:
-                    results += _store_chunk(store, run_id, *ahead.popleft(), host_name,
-                                            taken_at, codepage)  # fmt: skip
-            while ahead:
-                results += _store_chunk(store, run_id, *ahead.popleft(), host_name,
-                                        taken_at, codepage)  # fmt: skip
+        for chunk in _chunks(paths, batch):
+            with store.transaction() as connection:
+                in_flight_many(connection, run_id, [(None, str(p), now()) for p in chunk])
+            results += _store_chunk(store, run_id, chunk, host_name, taken_at, codepage)
         return results
     finally:
         finish_run(store, run_id)
-
-
-def _default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-@contextmanager
-def _readers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """Start the reading processes (none for 0); stop them, pending work dropped, on leaving."""
-    if workers <= 0:
-        yield None
-        return
-    # fork starts a reader at once; it is only safe where no other thread runs (a forked
-    # thread's locks stay taken). Otherwise spawn: a fresh interpreter, slower to start.
-    single = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if single else "spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _submit(
-    pool: ProcessPoolExecutor | None,
-    workers: int,
-    chunk: list[Path],
-    host_name: str | None,
-    taken_at: datetime | None,
-    codepage: str,
-) -> list[Future[list[_Read]]]:
-    """Hand a chunk to the readers, split among them; nothing when there are none."""
-    if pool is None:
-        return []
-    share = -(-len(chunk) // workers)
-    return [
-        pool.submit(_read_chunk, chunk[start : start + share], host_name, taken_at, codepage)
-        for start in range(0, len(chunk), share)
-    ]
 
 
 def _store_chunk(
     store: Store,
     run_id: int,
     chunk: list[Path],
-    reading: list[Future[list[_Read]]],
     host_name: str | None,
     taken_at: datetime | None,
     codepage: str,
 ) -> list[ImportResult]:
-    """Store a chunk (marked in flight already) once it is read; return a result per input."""
-    # A reader that died (killed, out of memory) ends the run like a database fault: the
-    # chunk's inputs stay marked in flight and the run's end records them as interrupted.
-    read = [item for future in reading for item in future.result()]
-    if not reading:
-        read = _read_chunk(chunk, host_name, taken_at, codepage)
+    """Read a chunk (marked in flight already) and store it; return a result per input."""
+    read = [_read_input(path, host_name, taken_at, codepage) for path in chunk]
     done: dict[int, ImportResult] = {}
     waiting: list[tuple[int, Ready | Refused]] = []
     for position, item in enumerate(read):
@@ -174,17 +109,10 @@ def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
         yield chunk
 
 
-def _read_chunk(
-    paths: list[Path], host_name: str | None, taken_at: datetime | None, codepage: str
-) -> list[_Read]:
-    """Read, validate and parse inputs: no database, so a reader process can do it."""
-    return [_read_input(path, host_name, taken_at, codepage) for path in paths]
-
-
 def _read_input(
     path: Path, host_name: str | None, taken_at: datetime | None, codepage: str
 ) -> _Read:
-    """Read, validate and parse one input; whatever it raises is that input's refusal."""
+    """Read, validate and parse one input (no database); what it raises is its refusal."""
     started_at = now()
     source = str(path)
     skipped: tuple[str, ...] = ()
