@@ -26,7 +26,7 @@ from collector.prevent import is_prevent_result, read_prevent_result
 from collector.runs import finish_run, in_flight_many, landed, start_run
 from collector.store.database import Store
 from collector.store.fixes import add_fix, refresh_fixes
-from collector.store.rows import prepare_snapshot
+from collector.store.rows import Diagnosed, prepare_snapshot
 from collector.store.writer import (
     ImportResult,
     Ready,
@@ -70,27 +70,23 @@ def import_paths(
     reported with what to do, and the others are kept.
     """
     run_id = start_run(store, "import")
+    diagnosed = Diagnosed()
     try:
         results: list[ImportResult] = []
         for chunk in _chunks(paths, batch):
             with store.transaction() as connection:
                 in_flight_many(connection, run_id, [(None, str(p), now()) for p in chunk])
-            results += _store_chunk(store, run_id, chunk, host_name, taken_at, codepage)
+            read = [_read_input(p, host_name, taken_at, codepage, diagnosed) for p in chunk]
+            results += _store_chunk(store, run_id, read, host_name)
         return results
     finally:
         finish_run(store, run_id)
 
 
 def _store_chunk(
-    store: Store,
-    run_id: int,
-    chunk: list[Path],
-    host_name: str | None,
-    taken_at: datetime | None,
-    codepage: str,
+    store: Store, run_id: int, read: list[_Read], host_name: str | None
 ) -> list[ImportResult]:
-    """Read a chunk (marked in flight already) and store it; return a result per input."""
-    read = [_read_input(path, host_name, taken_at, codepage) for path in chunk]
+    """Store a chunk's inputs (marked in flight already); return a result per input."""
     done: dict[int, ImportResult] = {}
     waiting: list[tuple[int, Ready | Refused]] = []
     for position, item in enumerate(read):
@@ -100,7 +96,7 @@ def _store_chunk(
             waiting.append((position, item))
     stored = store_batch(store, run_id, [item for _, item in waiting])
     done.update((position, result) for (position, _), result in zip(waiting, stored, strict=True))
-    return [done[position] for position in range(len(chunk))]
+    return [done[position] for position in range(len(read))]
 
 
 def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
@@ -110,7 +106,11 @@ def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
 
 
 def _read_input(
-    path: Path, host_name: str | None, taken_at: datetime | None, codepage: str
+    path: Path,
+    host_name: str | None,
+    taken_at: datetime | None,
+    codepage: str,
+    diagnosed: Diagnosed,
 ) -> _Read:
     """Read, validate and parse one input (no database); what it raises is its refusal."""
     started_at = now()
@@ -130,7 +130,7 @@ def _read_input(
             if is_prevent_result(body):
                 return _Prevent(body, source, started_at)
         document = load_document(body, source)
-        prepared = prepare_snapshot(body, document, "file")
+        prepared = prepare_snapshot(body, document, "file", diagnosed)
     except DocumentError as exc:
         return Refused(source, started_at, str(exc), host_name, skipped)
     except Exception as exc:  # whatever one input raises is that input's failure

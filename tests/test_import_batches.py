@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from collector.importer import import_paths
+from collector.simulator.fleet import Fleet, FleetSpec
 from collector.store.database import Store
+from collector.store.findings import reclassify
 from collector.store.models import (
     Attempt,
     BindFailure,
@@ -182,3 +184,25 @@ def test_two_writers_storing_one_content_at_once_share_its_set(store: Store) -> 
     with store.connect() as connection:
         ranges = connection.scalars(select(ExcludedRange.set_id)).all()
     assert ranges == [made]  # the rows once, by the writer that made the set
+
+
+def test_findings_remembered_across_an_import_are_the_diagnosis_of_each_document(
+    store: Store, tmp_path: Path
+) -> None:
+    fleet = Fleet(FleetSpec(seed=3, hosts=4, nights=10))
+    paths = []
+    for night in range(6):
+        for host in fleet.hosts:
+            if fleet.outage(host.name, night) is None:
+                name = f"{host.name}-{night}.json"
+                paths.append(_write(tmp_path, name, fleet.document(host, night)))
+    # The same inputs but winnat's state, which decides whether restarting it is a fix.
+    for day, status in ((20, "Running"), (21, "Stopped")):
+        services = [{"name": "winnat", "status": status, "start_type": "Manual"}]
+        document = _document("dev-ws-w", taken_at=f"2026-11-{day}T02:00:05Z", services=services)
+        paths.append(_write(tmp_path, f"w{day}.json", document))
+    results = import_paths(store, paths)
+    assert {r.outcome for r in results} == {"stored"}
+    with store.transaction() as connection:
+        again = reclassify(connection)
+    assert again.snapshots == len(paths) and again.changed == 0
