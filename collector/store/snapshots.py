@@ -169,7 +169,10 @@ class KnownContent:
         """Insert the rows of every document kept, one executemany per table."""
         rows, self._rows = self._rows, {}
         for model, items in rows.items():
-            _insert(connection, model, items)
+            if connection.dialect.name == "sqlite":
+                _insert_plain(connection, model, items)
+            else:
+                _insert(connection, model, items)
 
     def load_updates(self, connection: Connection, host_ids: Iterable[int]) -> None:
         """Read the known updates of hosts that have one document in the batch, in one statement.
@@ -419,6 +422,28 @@ def _put(
         known.defer(model, rows)
     else:
         _insert(connection, model, rows)
+
+
+def _insert_plain(connection: Connection, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Insert many rows of plain values (no type conversion) through the driver's executemany.
+
+    For a batch's rows on SQLite: SQLAlchemy's per-row parameter building cost more than the
+    inserts (0.7 s of 1,000 documents). The tables a batch defers hold integers, text and
+    booleans only, which the driver takes as they are. Not for collect's threads, which want
+    one multi-row statement (see ``create_store_engine``), not a step per row.
+    """
+    if not rows:
+        return
+    first = rows[0].keys()
+    if any(row.keys() != first for row in rows):
+        _insert(connection, model, rows)  # SQLAlchemy says which row is wrong
+        return
+    columns = tuple(first)
+    names = ", ".join(model.__table__.c[column].name for column in columns)
+    marks = ", ".join("?" for _ in columns)
+    values = [tuple(row[column] for column in columns) for row in rows]
+    statement = f"INSERT INTO {model.__tablename__} ({names}) VALUES ({marks})"
+    connection.exec_driver_sql(statement, values)
 
 
 def _insert(connection: Connection, model: type[Base], rows: list[dict[str, Any]]) -> None:
