@@ -7,6 +7,7 @@ are real processes.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from collector.plan import plan_collection
 from collector.runs import finish_run, start_run
 from collector.store import leases
 from collector.store.database import Store, current_revision, head_revision
-from collector.store.models import Attempt, Host, Snapshot
+from collector.store.models import Attempt, CollectionRun, Host, Snapshot
 from collector.store.writer import register_hosts, store_document
 from tests.documents import probe_document
 from tests.transports import CannedTransport, Reply
@@ -60,6 +61,24 @@ sources = {ids[e.name]: e.address or e.name for e in plan.hosts}
 with NightTurns(store, plan, run_id, datetime.now(UTC), sources) as turns:
     for _ in turns.work(lambda host_id: os._exit(9), lambda: None):
         pass
+"""
+
+# Collects dev-ws-01 for night n1 with a 1 s lease; the host answers after 4 s.
+STALLS = """
+import sys
+from collector.collect import collect
+from collector.config import parse_config
+from collector.plan import plan_collection
+from collector.store.database import Store
+from tests.test_collect_leases import CONFIG, replies
+from tests.transports import CannedTransport, Slow
+
+text = CONFIG.replace("NAME", "stalled")
+config = parse_config(text.replace("concurrency: 2", "concurrency: 2, lease_seconds: 1"))
+transport = CannedTransport({h: [Slow(4.0, r[0])] for h, r in replies().items()})
+plan = plan_collection(config, ["dev-ws-01"], transport=transport, night="n1")
+outcomes = collect(Store.open(sys.argv[1]), config, plan, transport=transport)
+print(" ".join(f"{o.host}:{o.status}:{o.error_class}" for o in outcomes), flush=True)
 """
 
 # Waits for the word, then opens (so creates and migrates) the store.
@@ -171,6 +190,44 @@ def test_a_stalled_collector_that_lost_its_lease_stores_no_second_snapshot(
         (stalled, "failed", "timeout"),  # the stale try is on record, as what it was
     ]
     assert tries[1].message == late.message
+
+
+def test_a_collector_frozen_past_its_lease_records_its_late_document_and_stores_nothing(
+    db_url: str,
+) -> None:
+    with Store.open(db_url) as store:
+        frozen = _python(STALLS, db_url)
+        try:
+            deadline = time.monotonic() + 60
+            while not _in_flight(store) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            frozen.send_signal(signal.SIGSTOP)  # a frozen VM: no renewing, no probing
+            time.sleep(1.5)  # its lease runs out
+            config = _config("awake")
+            transport = CannedTransport(replies())
+            plan = plan_collection(config, ["dev-ws-01"], transport=transport, night="n1")
+            outcomes = collect(store, config, plan, transport=transport)
+            assert [(o.host, o.status) for o in outcomes] == [("dev-ws-01", "ok")]
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+        out, stderr = frozen.communicate(timeout=60)
+        assert frozen.returncode == 0, stderr
+        assert out.split() == ["dev-ws-01:failed:timeout"]  # what its summary would say
+        with store.connect() as connection:
+            assert connection.scalar(select(func.count()).select_from(Snapshot)) == 1
+            tries = connection.execute(
+                select(CollectionRun.collector, Attempt.status, Attempt.message)
+                .join(CollectionRun, CollectionRun.id == Attempt.run_id)
+                .order_by(Attempt.id)
+            ).all()  # fmt: skip
+    assert [(t.collector, t.status) for t in tries] == [("awake", "ok"), ("stalled", "failed")]
+    assert tries[1].message.startswith("lease lost: dev-ws-01 was taken over by run")
+
+
+def _in_flight(store: Store) -> bool:
+    with store.connect() as connection:
+        flying = select(func.count()).where(Attempt.message.like("in flight%"))
+        return bool(connection.scalar(flying))
 
 
 def test_a_run_that_keeps_its_lease_stores_as_before(store: Store) -> None:
