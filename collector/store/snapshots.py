@@ -21,6 +21,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 
 from collector.store.models import (
     Base,
@@ -171,6 +172,8 @@ class KnownContent:
         for model, items in rows.items():
             if connection.dialect.name == "sqlite":
                 _insert_plain(connection, model, items)
+            elif connection.dialect.name == "postgresql":
+                _copy_plain(connection, model, items)
             else:
                 _insert(connection, model, items)
 
@@ -444,6 +447,33 @@ def _insert_plain(connection: Connection, model: type[Base], rows: list[dict[str
     values = [tuple(row[column] for column in columns) for row in rows]
     statement = f"INSERT INTO {model.__tablename__} ({names}) VALUES ({marks})"
     connection.exec_driver_sql(statement, values)
+
+
+def _copy_plain(connection: Connection, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Send many rows of plain values with COPY, in the connection's transaction (PostgreSQL).
+
+    An executemany of a batch's rows cost about 2 ms a document on PostgreSQL; COPY streams
+    them in one exchange. Text goes as plain ``str`` (never an enum's name).
+    """
+    if not rows:
+        return
+    first = rows[0].keys()
+    if any(row.keys() != first for row in rows):
+        _insert(connection, model, rows)  # SQLAlchemy says which row is wrong
+        return
+    columns = tuple(first)
+    names = ", ".join(model.__table__.c[column].name for column in columns)
+    statement = f"COPY {model.__tablename__} ({names}) FROM STDIN"
+    driver: Any = connection.connection.driver_connection
+    dbapi: Any = connection.dialect.loaded_dbapi
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(
+                    [str(v) if isinstance(v, str) else v for v in (row[c] for c in columns)]
+                )
+    except dbapi.Error as exc:  # as SQLAlchemy would raise it: IntegrityError, OperationalError…
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
 
 
 def _insert(connection: Connection, model: type[Base], rows: list[dict[str, Any]]) -> None:
