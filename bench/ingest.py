@@ -3,9 +3,9 @@
 The simulated fleet writes N hosts x M nights of probe documents (JSON files, as a scheduled
 task would leave them on a share); each repeat imports them all into an empty store, night by
 night as files would arrive, and the figure is documents per second over the whole import
-(parsing, the diagnosis and the store included). SQLite in a temporary file by default, or the
-empty database `--db` names (SQLite or PostgreSQL: one import per fresh database, --repeat 1).
-Targets: >= 1,000 documents/s on SQLite, >= 500 on PostgreSQL.
+(reading, parsing, the diagnosis, the store and each import's end included). SQLite in a
+temporary file by default, or the empty database `--db` names (SQLite or PostgreSQL: one import
+per fresh database, --repeat 1). Targets: >= 1,000 documents/s on SQLite, >= 500 on PostgreSQL.
 
     python -m bench.ingest [--hosts 200] [--nights 5] [--repeat 3] [--db URL]
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -94,7 +95,8 @@ def main() -> None:
         target = TARGETS[backend]
         verdict = "met" if median >= target else "MISSED"
         print(f"ingest: {median:.0f} documents/s median of {[round(r) for r in rates]} "
-              f"(target >= {target:.0f}/s on {backend}: {verdict})")  # fmt: skip
+              f"(target >= {target:.0f}/s on {backend}: {verdict}; {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f})")  # fmt: skip
 
 
 if __name__ == "__main__":

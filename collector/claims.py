@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
+from sqlalchemy import Connection
+
+from collector.clock import now
 from collector.plan import CollectPlan
-from collector.runs import live_runs
+from collector.runs import in_flight_many, live_runs
 from collector.store import leases
 from collector.store.database import Store
 
@@ -34,13 +37,15 @@ class NightTurns:
         plan: CollectPlan,
         run_id: int,
         run_started: datetime,
-        host_ids: Iterable[int],
+        sources: Mapping[int, str],
     ) -> None:
+        """Share ``plan``'s night; ``sources`` names where each planned host id is reached."""
         assert plan.night is not None
         self._store, self._plan, self._run_id = store, plan, run_id
         self._night = plan.night
         self._started = run_started
-        self._ids = sorted(host_ids)
+        self._sources = dict(sources)
+        self._ids = sorted(sources)
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name="leases", daemon=True)
         # Claim in small batches: each claim is a transaction; waiting for one free hand each
@@ -117,7 +122,15 @@ class NightTurns:
             plan.lease_seconds,
             self._started,
             again=plan.again,
+            mark=self._mark,
         )
+
+    def _mark(self, connection: Connection, taken: list[int]) -> None:
+        # In flight from the claim on, not from when a thread gets to the host: a collector
+        # killed in between leaves its claim on the record, and the lease runs out.
+        at = now()
+        marks = [(host_id, self._sources[host_id], at) for host_id in taken]
+        in_flight_many(connection, self._run_id, marks)
 
     def _renew(self) -> None:
         every = self._plan.lease_seconds / 3

@@ -127,7 +127,8 @@ def _work(
         for _ in entries:
             yield recorder.next_outcome()
         return
-    with NightTurns(store, plan, run_id, started, entries) as turns:
+    sources = {host_id: entry.address or entry.name for host_id, entry in entries.items()}
+    with NightTurns(store, plan, run_id, started, sources) as turns:
         yield from turns.work(start, recorder.next_outcome)
 
 
@@ -232,6 +233,9 @@ class _Recorder:
             return
         finally:
             self._room.release()
+        if stored.outcome == "failed":  # its lease was lost: another run has the host tonight
+            self._finished.put(took.outcome(entry, "failed", "timeout", stored.message, None))
+            return
         document = output.document
         status = "partial" if stored.problems or document.get("errors") else "ok"
         message = "; ".join(stored.problems) or _section_errors(document) or stored.message
@@ -287,7 +291,8 @@ def collect_host(
     """
     began = time.monotonic()
     tries = 0
-    recorder.begin(host_id, entry.address or entry.name, now())
+    if plan.night is None:  # with a night, the claim marked it in flight already
+        recorder.begin(host_id, entry.address or entry.name, now())
     while True:
         tries += 1
         started_at = now()

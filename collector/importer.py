@@ -1,9 +1,17 @@
-"""Import probe documents and capture folders: each input one transaction, every try recorded."""
+"""Import probe documents and capture folders: in batches, each input whole or not at all.
+
+Reading, validating and parsing happen outside any transaction; a batch of documents is then
+stored in one transaction, each under a savepoint of its own (``store_batch``), so a document
+the database refuses is rolled back alone and reported, and the others are kept. Every try is
+recorded: each input is marked in flight before it is read, and gets its attempt with its data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 
 from collector.clock import now
@@ -15,19 +23,37 @@ from collector.document import (
 )
 from collector.parsers.text import DEFAULT_CODEPAGE
 from collector.prevent import is_prevent_result, read_prevent_result
-from collector.runs import finish_run, in_flight, landed, start_run
+from collector.runs import finish_run, in_flight_many, landed, start_run
 from collector.store.database import Store
 from collector.store.fixes import add_fix, refresh_fixes
+from collector.store.rows import Diagnosed, prepare_snapshot
 from collector.store.writer import (
     ImportResult,
+    Ready,
+    Refused,
     add_attempt,
     ensure_host,
     host_named,
-    is_database_fault,
     record_failure,
     refused_message,
-    store_document,
+    store_batch,
 )
+
+# Documents a transaction: enough that a commit and the look-ups are shared by many, few
+# enough that a SQLite writer holds the write lock a fraction of a second.
+BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Prevent:
+    """A prevent script's result, stored apart from probe documents (``_import_prevent``)."""
+
+    body: bytes
+    source: str
+    started_at: datetime
+
+
+_Read = Ready | Refused | _Prevent
 
 
 def import_paths(
@@ -36,29 +62,60 @@ def import_paths(
     host_name: str | None = None,
     taken_at: datetime | None = None,
     codepage: str = DEFAULT_CODEPAGE,
+    batch: int = BATCH,
 ) -> list[ImportResult]:
-    """Import each file (a probe document) or folder (raw captures) in its own transaction."""
+    """Import each file (a probe document) or folder (raw captures), ``batch`` per transaction.
+
+    Each input is stored whole or not at all, and has its attempt; one refused input is
+    reported with what to do, and the others are kept.
+    """
     run_id = start_run(store, "import")
+    diagnosed = Diagnosed()
     try:
-        return [_import_one(store, run_id, path, host_name, taken_at, codepage) for path in paths]
+        results: list[ImportResult] = []
+        for chunk in _chunks(paths, batch):
+            with store.transaction() as connection:
+                in_flight_many(connection, run_id, [(None, str(p), now()) for p in chunk])
+            read = [_read_input(p, host_name, taken_at, codepage, diagnosed) for p in chunk]
+            results += _store_chunk(store, run_id, read, host_name)
+        return results
     finally:
         finish_run(store, run_id)
 
 
-def _import_one(
-    store: Store,
-    run_id: int,
+def _store_chunk(
+    store: Store, run_id: int, read: list[_Read], host_name: str | None
+) -> list[ImportResult]:
+    """Store a chunk's inputs (marked in flight already); return a result per input."""
+    done: dict[int, ImportResult] = {}
+    waiting: list[tuple[int, Ready | Refused]] = []
+    for position, item in enumerate(read):
+        if isinstance(item, _Prevent):
+            done[position] = _import_prevent(store, run_id, item, host_name)
+        else:
+            waiting.append((position, item))
+    stored = store_batch(store, run_id, [item for _, item in waiting])
+    done.update((position, result) for (position, _), result in zip(waiting, stored, strict=True))
+    return [done[position] for position in range(len(read))]
+
+
+def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
+    items = iter(paths)
+    while chunk := list(islice(items, max(1, size))):
+        yield chunk
+
+
+def _read_input(
     path: Path,
     host_name: str | None,
     taken_at: datetime | None,
     codepage: str,
-) -> ImportResult:
+    diagnosed: Diagnosed,
+) -> _Read:
+    """Read, validate and parse one input (no database); what it raises is its refusal."""
     started_at = now()
     source = str(path)
     skipped: tuple[str, ...] = ()
-    landing = (None, source)
-    with store.transaction() as connection:
-        in_flight(connection, run_id, None, source, started_at)
     try:
         if path.is_dir():
             if not host_name or taken_at is None:
@@ -71,26 +128,15 @@ def _import_one(
         else:
             body = extract_document(_read(path), source)
             if is_prevent_result(body):
-                return _import_prevent(store, run_id, body, source, started_at, landing)
+                return _Prevent(body, source, started_at)
         document = load_document(body, source)
-        result = store_document(
-            store, run_id, body, document, source, "file", started_at, landing=landing
-        )
+        prepared = prepare_snapshot(body, document, "file", diagnosed)
     except DocumentError as exc:
-        record_failure(
-            store, run_id, source, started_at, "bad_document", str(exc), host_name, None, landing
-        )
-        return ImportResult(source, "failed", host=host_name, message=str(exc), skipped=skipped)
+        return Refused(source, started_at, str(exc), host_name, skipped)
     except Exception as exc:  # whatever one input raises is that input's failure
-        if is_database_fault(exc):
-            raise
-        message = refused_message(source, exc)
-        record_failure(
-            store, run_id, source, started_at, "bad_document", message, host_name, None, landing
-        )
-        return ImportResult(source, "failed", host=host_name, message=message, skipped=skipped)
-    result.skipped = skipped
-    return result
+        return Refused(source, started_at, refused_message(source, exc), host_name, skipped)
+    name, errors = str(document["host"]["name"]), bool(document.get("errors"))
+    return Ready(source, started_at, name, errors, prepared, host_name, skipped)
 
 
 def _read(path: Path) -> bytes:
@@ -101,18 +147,19 @@ def _read(path: Path) -> bytes:
 
 
 def _import_prevent(
-    store: Store,
-    run_id: int,
-    body: bytes,
-    source: str,
-    started_at: datetime,
-    landing: tuple[int | None, str],
+    store: Store, run_id: int, read: _Prevent, host_name: str | None
 ) -> ImportResult:
     """Store what a prevent script reserved as fixes, with the import's attempt, at once."""
+    body, source, started_at = read.body, read.source, read.started_at
+    landing = (None, source)
     try:
         result = read_prevent_result(body, source)
     except ValueError as exc:
-        raise DocumentError(str(exc)) from None
+        message = str(exc)
+        record_failure(
+            store, run_id, source, started_at, "bad_document", message, host_name, None, landing
+        )
+        return ImportResult(source, "failed", host=host_name, message=message)
     with store.transaction() as connection:
         landed(connection, run_id, *landing)
         known = host_named(connection, result.host)

@@ -16,6 +16,7 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,22 @@ def in_flight(
     connection: Connection, run_id: int, host_id: int | None, source: str, started_at: datetime
 ) -> None:
     """Mark a host (or an input) as being worked on by the run, until its last record."""
-    values = {
+    in_flight_many(connection, run_id, [(host_id, source, started_at)])
+
+
+def in_flight_many(
+    connection: Connection, run_id: int, marks: Sequence[tuple[int | None, str, datetime]]
+) -> None:
+    """Mark hosts (or inputs), each (host id, source, start), in flight in one statement."""
+    rows = [_in_flight_row(run_id, *mark) for mark in marks]
+    if rows:
+        connection.execute(insert(Attempt), rows)
+
+
+def _in_flight_row(
+    run_id: int, host_id: int | None, source: str, started_at: datetime
+) -> dict[str, Any]:
+    return {
         "run_id": run_id,
         "host_id": host_id,
         "source": source[:255],
@@ -176,7 +192,6 @@ def in_flight(
         "message": f"{IN_FLIGHT} in run {run_id}: not finished yet, or interrupted if that "
         "run is over",
     }
-    connection.execute(insert(Attempt).values(values))
 
 
 def landed(connection: Connection, run_id: int, host_id: int | None, source: str) -> None:

@@ -272,8 +272,9 @@ def test_a_killed_import_is_closed_by_the_next_with_the_input_in_flight(tmp_path
     )
     engine = create_store_engine(f"sqlite:///{db}", writer=False)
     try:
+        # Both inputs are one batch: marked in flight together, then read, then stored.
         deadline = time.monotonic() + 30
-        while _snapshots(engine) < 1 and time.monotonic() < deadline:
+        while _flying(engine) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)  # into the slow document's parsing
         process.send_signal(signal.SIGKILL)
@@ -282,14 +283,20 @@ def test_a_killed_import_is_closed_by_the_next_with_the_input_in_flight(tmp_path
             [*command, str(small)], env=_environment(), capture_output=True, text=True, timeout=60
         )
         assert again.returncode == ExitCode.OK, again.stdout + again.stderr
-        assert f"closed it as interrupted (1 in flight: {slow})" in " ".join(again.stderr.split())
+        said = " ".join(again.stderr.split())
+        assert f"closed it as interrupted (2 in flight: {small}, {slow})" in said
+        assert f"stored {small} → host dev-ws-01" in said
+        assert "already stored" not in said  # nothing of it was kept by the killed import
         with engine.connect() as connection:
             _assert_whole(connection)
             rows = connection.execute(
                 text("SELECT source, status, message FROM attempts WHERE run_id = 1 ORDER BY id")
             ).all()
-        assert [(r.source, r.status) for r in rows] == [(str(small), "ok"), (str(slow), "failed")]
-        assert rows[1].message.startswith("interrupted: run 1 stopped")
+        assert [(r.source, r.status) for r in rows] == [
+            (str(small), "failed"),
+            (str(slow), "failed"),
+        ]
+        assert all(r.message.startswith("interrupted: run 1 stopped") for r in rows)
     finally:
         if process.poll() is None:
             process.kill()

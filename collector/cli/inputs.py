@@ -132,8 +132,9 @@ def import_command(
     A probe document is what `portfleet probe-script` writes on a host without WinRM. A capture
     folder holds command outputs copied by hand, named after their command: netstat-ano.txt,
     bind-failures.txt, excludedportrange-ipv4-tcp.txt, dynamicport-ipv4-tcp.txt, get-hotfix.txt.
-    Other files are named and skipped. Each input is one transaction; importing the same input
-    twice stores it once.
+    Other files are named and skipped. Inputs are stored a hundred to a transaction, each whole
+    or not at all: one the database refuses is reported and the others are kept. Importing the
+    same input twice stores it once.
 
     \b
     Examples:

@@ -9,17 +9,20 @@ revision before deciding.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -243,11 +246,27 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+# Advisory lock key of schema upgrades on PostgreSQL ("pf" 2; runs' liveness locks are "pf" 1).
+_PG_MIGRATE_LOCK = (0x70660002, 0)
+
+
 def upgrade_to_head(engine: Engine) -> bool:
-    """Migrate the database to head; return True when anything was applied."""
+    """Migrate the database to head; return True when anything was applied.
+
+    Collectors that start at once on an empty database upgrade one after the other: on
+    PostgreSQL the first holds a transaction advisory lock while it migrates, on SQLite the
+    write lock (BEGIN IMMEDIATE); the others then find the schema at head and do nothing.
+    """
     if current_revision(engine) == head_revision():
         return False
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                dict(zip(("space", "key"), _PG_MIGRATE_LOCK, strict=True)),
+            )
+        if MigrationContext.configure(connection).get_current_revision() == head_revision():
+            return False  # another process upgraded it while this one waited
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
@@ -304,9 +323,28 @@ def _sqlite_on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     # WAL lets `report` and `sql` read while a nightly `collect` writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     # In WAL mode NORMAL never corrupts the file (a killed process loses nothing committed);
     # only a power cut may forget the last commits. It spares an fsync per collected host.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL, waiting while another connection does the same.
+
+    The switch takes the file's exclusive lock and, unlike other statements, may fail with
+    "database is locked" at once instead of waiting the busy timeout: two collectors that open
+    a new file at the same moment both try it. WAL is kept in the file, so the loser usually
+    finds it done on its next try.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

@@ -21,7 +21,7 @@ times come from the database's clock on PostgreSQL, so collector clocks need not
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -100,8 +100,14 @@ def claim(
     lease_seconds: float,
     run_started: datetime,
     again: bool = False,
+    mark: Callable[[Connection, list[int]], None] | None = None,
 ) -> list[int]:
-    """Take up to ``limit`` of the planned hosts for ``run_id``; return their ids."""
+    """Take up to ``limit`` of the planned hosts for ``run_id``; return their ids.
+
+    ``mark`` writes, in the claim's own transaction, what the run records of the hosts it
+    took (their in-flight attempts): a run killed right after claiming leaves them marked,
+    and its lease runs out like any other.
+    """
     if limit <= 0 or not host_ids:
         return []
     with store.transaction() as connection:
@@ -140,6 +146,8 @@ def claim(
                     done_at=None,
                 )
             )
+            if mark is not None:
+                mark(connection, taken)
     return taken
 
 
@@ -170,6 +178,24 @@ def mark_done(connection: Connection, run_id: int, host_id: int) -> None:
         )
         .values(done_at=datetime.now(UTC))
     )
+
+
+def lost_to(connection: Connection, run_id: int, host_id: int) -> int | None:
+    """Return the run that now holds the host ``run_id`` claimed tonight, None if it still does.
+
+    None too when the run claims no night (every planned host is its own). The row is locked
+    until the caller's transaction ends (PostgreSQL), so no other run takes the host between
+    this check and the host's record, which marks it done.
+    """
+    night = select(CollectionRun.night).where(CollectionRun.id == run_id).scalar_subquery()
+    holder = connection.execute(
+        select(NightClaim.run_id)
+        .where(NightClaim.night == night, NightClaim.host_id == host_id)
+        .with_for_update()
+    ).first()
+    if holder is None or holder.run_id == run_id:
+        return None
+    return int(holder.run_id) if holder.run_id is not None else None
 
 
 def undone(store: Store, night: str, host_ids: Sequence[int]) -> int:

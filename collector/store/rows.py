@@ -70,8 +70,14 @@ def document_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def prepare_snapshot(body: bytes, document: dict[str, Any], source: str) -> PreparedSnapshot:
-    """Parse a validated document into the rows it will be stored as; no database needed."""
+def prepare_snapshot(
+    body: bytes, document: dict[str, Any], source: str, diagnosed: Diagnosed | None = None
+) -> PreparedSnapshot:
+    """Parse a validated document into the rows it will be stored as; no database needed.
+
+    ``diagnosed`` remembers the findings of inputs seen before, across the documents of one
+    import (``Diagnosed``).
+    """
     problems: list[str] = []
     errors: list[dict[str, Any]] = [dict(error) for error in document.get("errors", [])]
 
@@ -106,9 +112,11 @@ def prepare_snapshot(body: bytes, document: dict[str, Any], source: str) -> Prep
         "wsl_version": versions.get("wsl"),
         "sweep_seconds": _sweep_seconds(document.get("bind_sweep")),
     }
-    sets["finding_set_id"] = finding_set(
-        sets, dynamic, features, services, snapshot_row["wsl_version"] is not None
-    )
+    wsl = snapshot_row["wsl_version"] is not None
+    if diagnosed is None:
+        sets["finding_set_id"] = finding_set(sets, dynamic, features, services, wsl)
+    else:
+        sets["finding_set_id"] = diagnosed.findings(sets, dynamic, features, services, wsl)
     return PreparedSnapshot(
         digest=digest,
         document_row={"sha256": digest, "size": len(body), "body": zlib.compress(body, 6)},
@@ -216,6 +224,43 @@ def finding_set(
         ),
     )
     return content_rows([finding.row() for finding in diagnose(facts)])
+
+
+class Diagnosed:
+    """The findings of each distinct set of inputs, worked out once (the diagnosis is pure).
+
+    An import of many nights gives a host's unchanged inputs night after night; hosts of one
+    night rarely share theirs (their failing ports differ), so one night gains nothing. Bounded:
+    the oldest entry goes first.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._known: dict[tuple[Any, ...], ContentSet] = {}
+
+    def findings(
+        self,
+        sets: dict[str, ContentSet | None],
+        dynamic: Sequence[dict[str, Any]],
+        features: Sequence[dict[str, Any]],
+        services: Sequence[dict[str, Any]],
+        wsl: bool,
+    ) -> ContentSet:
+        """Return ``finding_set`` of these inputs, diagnosing them only when new."""
+        key = (
+            tuple((column, None if content is None else content.digest)
+                  for column, content in sorted(sets.items())),
+            *(tuple(tuple(sorted(row.items())) for row in rows)
+              for rows in (dynamic, features, services)),
+            wsl,
+        )  # fmt: skip
+        found = self._known.get(key)
+        if found is None:
+            found = finding_set(sets, dynamic, features, services, wsl)
+            if len(self._known) >= self._size:
+                self._known.pop(next(iter(self._known)))
+            self._known[key] = found
+        return found
 
 
 def content_rows(rows: list[Row]) -> ContentSet:

@@ -7,20 +7,22 @@ with the host and the attempt, in one transaction. Runs are opened and closed by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from collector.clock import now
-from collector.runs import landed
+from collector.runs import IN_FLIGHT, landed
 from collector.store.database import Store
+from collector.store.leases import lost_to
 from collector.store.models import Attempt, Host
 from collector.store.rows import PreparedSnapshot, prepare_snapshot
-from collector.store.snapshots import write_snapshot
+from collector.store.snapshots import KnownContent, write_snapshot
 
 Outcome = Literal["stored", "duplicate", "failed"]
 
@@ -136,10 +138,21 @@ def store_document(
     # Parsed by the caller already (collect does it within the host's deadline), or now.
     prepared = prepared or prepare_snapshot(body, document, transport)
     with store.transaction() as connection:
+        holder = lost_to(connection, run_id, landing[0]) if landing and landing[0] else None
         if landing is not None:
             landed(connection, run_id, *landing)
         if host_id is None:
             host_id = ensure_host(connection, name)
+        if holder is not None:
+            # Stalled past its lease, and another run took the host tonight: that run stores
+            # the night's snapshot. This try is kept as what it was, not stored a second time.
+            lost = (
+                f"lease lost: {name} was taken over by run {holder} (this run's lease ran out "
+                "before its document was stored); not stored, so the host has one snapshot "
+                "tonight"
+            )
+            add_attempt(connection, run_id, host_id, source, started_at, "failed", "timeout", lost)
+            return ImportResult(source, "failed", host=name, message=lost)
         stored = write_snapshot(connection, prepared, host_id, now())
         partial = bool(stored.problems or document.get("errors"))
         if stored.created:
@@ -168,6 +181,183 @@ def store_document(
     )
 
 
+@dataclass(slots=True)
+class Ready:
+    """An input read, validated and parsed, waiting for its batch's transaction.
+
+    It holds the rows, not the parsed document: it is small to hand from a reader process.
+    """
+
+    source: str
+    started_at: datetime
+    name: str  # the host the document names
+    section_errors: bool  # the probe reported sections it could not read
+    prepared: PreparedSnapshot
+    host_name: str | None = None  # --host, kept with a failure as with a refusal
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Refused:
+    """An input refused before the database saw it (unreadable, not a probe document)."""
+
+    source: str
+    started_at: datetime
+    message: str
+    host_name: str | None = None
+    skipped: tuple[str, ...] = ()
+
+
+def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) -> list[ImportResult]:
+    """Store a batch of inputs in one transaction, each document whole or not at all.
+
+    Each document is written under a savepoint of its own: one the database refuses is rolled
+    back alone, recorded as a failed attempt naming it, and the others are kept. Every input
+    gets its attempt, and its in-flight mark (``collector.runs.in_flight``, keyed by source)
+    is dropped, in the same transaction; a database that fails (down, locked) fails the batch
+    whole and leaves the marks, so the run's end tells the inputs were interrupted.
+
+    The rows hanging off each snapshot and new set go in at the batch's end, one statement
+    per table. Should the database refuse one of those, which document held it is unknown: the
+    batch is rolled back and stored again with each document's rows under its own savepoint.
+    """
+    with store.transaction() as connection:
+        try:
+            with connection.begin_nested():
+                results, attempts = _store_all(connection, run_id, inputs, defer_rows=True)
+        except Exception as exc:
+            if is_database_fault(exc):
+                raise
+            results, attempts = _store_all(connection, run_id, inputs, defer_rows=False)
+        sources = sorted({item.source[:255] for item in inputs})
+        connection.execute(
+            delete(Attempt).where(
+                Attempt.run_id == run_id,
+                Attempt.message.like(f"{IN_FLIGHT}%"),
+                Attempt.host_id.is_(None),
+                Attempt.source.in_(sources),
+            )
+        )
+        if attempts:
+            connection.execute(_NEW_ATTEMPT, attempts)
+    return results
+
+
+def _store_all(
+    connection: Connection, run_id: int, inputs: Sequence[Ready | Refused], defer_rows: bool
+) -> tuple[list[ImportResult], list[dict[str, Any]]]:
+    """Store a batch's documents in the caller's transaction; return results and attempts."""
+    results: list[ImportResult] = []
+    attempts: list[dict[str, Any]] = []
+    ready = [item for item in inputs if isinstance(item, Ready)]
+    known = KnownContent.load(connection, [item.prepared for item in ready], defer_rows)
+    names = Counter(item.name for item in ready)
+    hosts = _hosts_named(connection, names)
+    known.load_updates(connection, (hosts[n] for n, count in names.items()
+                                    if count == 1 and n in hosts))  # fmt: skip
+    for item in inputs:
+        if isinstance(item, Refused):
+            host_id = _host_id(connection, hosts, item.host_name) if item.host_name else None
+            row = attempt_row(run_id, host_id, item.source, item.started_at,
+                              "failed", "bad_document", item.message)  # fmt: skip
+            attempts.append(row)
+            results.append(
+                ImportResult(item.source, "failed", host=item.host_name,
+                             message=item.message, skipped=item.skipped)
+            )  # fmt: skip
+            continue
+        result, attempt = _store_one(connection, run_id, item, known, hosts)
+        results.append(result)
+        attempts.append(attempt)
+    known.flush(connection)
+    return results, attempts
+
+
+def _store_one(
+    connection: Connection, run_id: int, item: Ready, known: KnownContent, hosts: dict[str, int]
+) -> tuple[ImportResult, dict[str, Any]]:
+    """Store one document of a batch under its savepoint; a refusal rolls back it alone."""
+    name = item.name
+    new_host = name not in hosts
+    try:
+        with connection.begin_nested():
+            host_id = _host_id(connection, hosts, name)
+            stored = write_snapshot(connection, item.prepared, host_id, now(), known)
+    except Exception as exc:  # whatever the database refuses of one document is its failure
+        known.forget()
+        if new_host:
+            hosts.pop(name, None)  # created under the savepoint, so gone with it
+        if is_database_fault(exc):
+            raise
+        refused = refused_message(item.source, exc)
+        named = _host_id(connection, hosts, item.host_name) if item.host_name else None
+        attempt = attempt_row(run_id, named, item.source, item.started_at,
+                              "failed", "bad_document", refused)  # fmt: skip
+        result = ImportResult(item.source, "failed", host=item.host_name, message=refused,
+                              skipped=item.skipped)  # fmt: skip
+        return result, attempt
+    known.keep()
+    partial = bool(stored.problems or item.section_errors)
+    if stored.created:
+        message = "; ".join(stored.problems) or None
+    else:
+        message = f"already stored as snapshot {stored.snapshot_id}"
+    attempt = attempt_row(run_id, host_id, item.source, item.started_at,
+                          "partial" if partial else "ok", None, message,
+                          stored.snapshot_id)  # fmt: skip
+    result = ImportResult(
+        item.source,
+        "stored" if stored.created else "duplicate",
+        host=name,
+        snapshot_id=stored.snapshot_id,
+        message=message or "",
+        skipped=item.skipped,
+        problems=stored.problems,
+    )
+    return result, attempt
+
+
+def _hosts_named(connection: Connection, names: Iterable[str]) -> dict[str, int]:
+    """Return the ids of the stored hosts among ``names``, in one statement."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    query = select(Host.name, Host.id).where(Host.name.in_(bindparam("names", expanding=True)))
+    return {str(name): int(key) for name, key in connection.execute(query, {"names": wanted})}
+
+
+def _host_id(connection: Connection, hosts: dict[str, int], name: str) -> int:
+    """Return the host's id, asking the database once a batch."""
+    if name not in hosts:
+        hosts[name] = ensure_host(connection, name)
+    return hosts[name]
+
+
+def attempt_row(
+    run_id: int,
+    host_id: int | None,
+    source: str,
+    started_at: datetime,
+    status: str,
+    error_class: str | None,
+    message: str | None,
+    snapshot_id: int | None = None,
+    finished_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Return one try as the attempts table takes it; it ends now unless ``finished_at`` says."""
+    return {
+        "run_id": run_id,
+        "host_id": host_id,
+        "source": source,
+        "started_at": started_at,
+        "finished_at": finished_at or now(),
+        "status": status,
+        "error_class": error_class,
+        "message": message,
+        "snapshot_id": snapshot_id,
+    }
+
+
 def add_attempt(
     connection: Connection,
     run_id: int,
@@ -181,17 +371,8 @@ def add_attempt(
     finished_at: datetime | None = None,
 ) -> None:
     """Record one try in the caller's transaction; it ends now unless ``finished_at`` says."""
-    values = {
-        "run_id": run_id,
-        "host_id": host_id,
-        "source": source,
-        "started_at": started_at,
-        "finished_at": finished_at or now(),
-        "status": status,
-        "error_class": error_class,
-        "message": message,
-        "snapshot_id": snapshot_id,
-    }
+    values = attempt_row(run_id, host_id, source, started_at, status, error_class, message,
+                         snapshot_id, finished_at)  # fmt: skip
     connection.execute(_NEW_ATTEMPT, values)
 
 
