@@ -21,7 +21,7 @@ from collector.diagnosis import Diagnosis, PortStatus, describe_holder
 from collector.store.database import Store
 from collector.windows import RUNTIME_OWNER
 from reports import tables
-from reports.attention import build_attention, port_runs
+from reports.attention import build_attention, port_runs, protected_ports
 from reports.correlation import correlate_fleet
 from reports.events import load_causes, load_events
 from reports.findings import (
@@ -71,6 +71,7 @@ def build_report_data(
         names = tables.read(connection, "hosts")
         fixes = tuple(fix_history(connection))
         runs = port_runs(connection, ports)
+        protected = protected_ports(connection, ports)
     hosts = _hosts(names, state, attempts, now, stale_after_days)
     wanted = build_wanted_matrix(state, ports, wanted_services)
     wanted = _with_unseen(wanted, hosts, ports)
@@ -86,7 +87,7 @@ def build_report_data(
                                      strict=True)
     }  # fmt: skip
     attention = build_attention(runs, wanted, hosts, events, causes, ranks, remediation, odds,
-                                stale_after_days)  # fmt: skip
+                                stale_after_days, protected)  # fmt: skip
     return ReportData(
         generated_at=now,
         database=store.name,

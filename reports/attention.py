@@ -16,7 +16,10 @@ has one row per line, in the order the report shows them, grouped by ``kind``, n
   for ``report.stale_days``;
 - ``at-risk``: a wanted port free tonight but inside the dynamic range of a host where
   Hyper-V/WinNAT reserve blocks, with the fleet's odds (``reports.odds``);
-- ``cleared``: a wanted port blocked earlier in the history and free now.
+- ``cleared``: a wanted port blocked earlier in the history and free now;
+- ``protected``: a wanted port an administered ('*') range has covered in every captured
+  snapshot since a date (the prevent script's, or an administrator's): WinNAT/Hyper-V will not
+  take it, and it still binds.
 """
 
 from __future__ import annotations
@@ -56,7 +59,10 @@ KINDS = (
     ("at-risk", "Wanted ports at risk", "port at risk", "ports at risk"),
     ("cleared", "Blocked earlier, free now", "blocked earlier, free now",
      "blocked earlier, free now"),
+    ("protected", "Protected by an administered range", "protected wanted port",
+     "protected wanted ports"),
 )  # fmt: skip
+PROTECTED_COLUMNS = ("host", "port", "start", "end", "since")
 ATTENTION_COLUMNS = (
     "kind", "host", "port", "at", "text", "causes", "fix", "fix_commands", "event_id",
 )  # fmt: skip
@@ -109,14 +115,17 @@ def build_attention(
     remediation: pd.DataFrame,
     odds: Mapping[int, tuple[Odds, ...]],
     stale_days: float,
+    protected: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Return the ``attention`` frame: the report's first section, line by line.
 
     ``wanted`` is the analysis's wanted matrix with its findings, ``hosts`` its hosts frame,
     ``events`` the stored change events with ``event_id``, ``causes`` the stored candidate
     causes (``reports.events.load_causes``), ``ranks`` the fleet correlation's rank per (kind,
-    cause), ``remediation`` the worded fixes with their ports.
+    cause), ``remediation`` the worded fixes with their ports, ``protected`` what
+    ``protected_ports`` found.
     """
+    shielded = _shielded(protected)
     rows: list[dict[str, Any]] = []
     current: dict[tuple[str, int], Mapping[str, Any]] = {
         (str(run["host"]), int(run["port"])): {str(key): value for key, value in run.items()}
@@ -156,7 +165,8 @@ def build_attention(
     rows += _range_changes(events, hosts)
     rows += _collection(hosts, stale_days)
     rows += _at_risk(wanted, odds)
-    rows += _cleared(runs)
+    rows += _cleared(runs, shielded)
+    rows += _protected(shielded)
     frame = pd.DataFrame(rows, columns=list(ATTENTION_COLUMNS))
     order = {kind: index for index, (kind, *_) in enumerate(KINDS)}
     frame = frame.assign(_order=frame["kind"].map(order))
@@ -393,7 +403,62 @@ def _at_risk(wanted: pd.DataFrame, odds: Mapping[int, tuple[Odds, ...]]) -> list
     return rows
 
 
-def _cleared(runs: pd.DataFrame) -> list[dict[str, Any]]:
+def protected_ports(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
+    """Return each host's wanted ports that an administered range covers now, and since when.
+
+    "Since" is the first of the unbroken run of captured snapshots, up to the host's latest
+    captured one, in which an administered TCP range covered the port.
+    """
+    snapshots = tables.read(connection, "reservation_snapshots")
+    if snapshots.empty or not ports:
+        return pd.DataFrame(columns=list(PROTECTED_COLUMNS))
+    ranges = tables.read(connection, "excluded_ranges", snapshots["excluded_set_id"].tolist())
+    ranges = ranges[ranges["administered"] & (ranges["protocol"] == "tcp")]
+    covers: dict[tuple[int, int], tuple[int, int]] = {}  # (set, port) -> the range
+    for set_id, start, end in zip(ranges["set_id"], ranges["start"], ranges["end"], strict=True):
+        for port in ports:
+            if start <= port <= end:
+                covers.setdefault((int(set_id), port), (int(start), int(end)))
+    rows = []
+    ordered = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"])
+    for host, mine in ordered.groupby("host", sort=True):
+        sets = [int(v) for v in mine["excluded_set_id"]]
+        taken = list(mine["taken_at"])
+        for port in ports:
+            found = covers.get((sets[-1], port))
+            if found is None:
+                continue
+            first = len(sets) - 1
+            while first > 0 and (sets[first - 1], port) in covers:
+                first -= 1
+            rows.append((str(host), port, *found, taken[first]))
+    return pd.DataFrame(rows, columns=list(PROTECTED_COLUMNS))
+
+
+def _shielded(protected: pd.DataFrame | None) -> dict[tuple[str, int], Mapping[str, Any]]:
+    if protected is None or protected.empty:
+        return {}
+    rows = cast(list[dict[str, Any]], protected.to_dict("records"))
+    return {(str(row["host"]), int(row["port"])): row for row in rows}
+
+
+def _protected(shielded: Mapping[tuple[str, int], Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Return a line per wanted port an administered range protects, since when."""
+    rows = []
+    for (host, port), row in sorted(shielded.items()):
+        start, end = row["start"], row["end"]
+        where = f"{start}" if start == end else f"{start}–{end}"
+        text = (
+            f"TCP {port} protected since {row['since']:%Y-%m-%d}: the administered ('*') "
+            f"range {where} covers it, so WinNAT/Hyper-V will not reserve it; it still binds."
+        )
+        rows.append(_line("protected", host, port, row["since"], text))
+    return rows
+
+
+def _cleared(
+    runs: pd.DataFrame, shielded: Mapping[tuple[str, int], Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """Return the wanted ports blocked earlier in a host's history and free now."""
     if runs.empty:
         return []
@@ -409,7 +474,13 @@ def _cleared(runs: pd.DataFrame) -> list[dict[str, Any]]:
             f"TCP {row['port']} was {row['status_blocked']} from "
             f"{row['first_at_blocked']:%Y-%m-%d} to {row['last_at_blocked']:%Y-%m-%d} "
             f"({_count(row['snapshots_blocked'], 'snapshot')}); {row['status']} since "
-            f"{row['first_at']:%Y-%m-%d}. It may come back after a reboot."
+            f"{row['first_at']:%Y-%m-%d}. "
+        )
+        guard = shielded.get((str(row["host"]), int(row["port"])))
+        text += (
+            "It may come back after a reboot."
+            if guard is None
+            else f"Protected since {guard['since']:%Y-%m-%d}: it should not come back."
         )
         rows.append(_line("cleared", row["host"], row["port"], row["first_at"], text))
     return rows

@@ -112,3 +112,19 @@ def test_a_port_reserved_on_a_host_not_seen_lately_says_when_it_was(tmp_path: Pa
     assert "probably reserved" in seed
     assert seed.endswith("Last seen 2024-04-20: it may have changed since.")
     assert not any("Last seen" in text for text in lines[lines.host != "seed-workstation"].text)
+
+
+def test_a_wanted_port_an_administered_range_covers_is_protected_since_it_began(
+    attention: pd.DataFrame, seeded: str
+) -> None:
+    # dev-ben's 8080 lies in its administered ('*') range 8080 every night: it binds, and
+    # WinNAT will not take it.
+    lines = attention[attention.kind == "protected"]
+    assert [(line["host"], line["port"]) for line in lines.to_dict("records")] == [
+        ("dev-ben", 8080)
+    ]
+    (line,) = lines.to_dict("records")
+    assert line["text"].startswith("TCP 8080 protected since 2024-05-01: the administered")
+    with Store.reader(seeded) as store:
+        told = explain(store, "dev-ben", 8080, now=NOW)
+    assert told.protected == (8080, 8080) and line["at"] == told.protected_since
