@@ -427,6 +427,24 @@ def _put(
         _insert(connection, model, rows)
 
 
+def _plain_shape(
+    connection: Connection, model: type[Base], rows: list[dict[str, Any]]
+) -> tuple[tuple[str, ...], str] | None:
+    """Return the rows' columns and their SQL names when all rows share them.
+
+    None when there is nothing left to send: no rows, or rows of different keys, which go
+    through SQLAlchemy instead so that it says which row is wrong.
+    """
+    if not rows:
+        return None
+    first = rows[0].keys()
+    if any(row.keys() != first for row in rows):
+        _insert(connection, model, rows)
+        return None
+    columns = tuple(first)
+    return columns, ", ".join(model.__table__.c[column].name for column in columns)
+
+
 def _insert_plain(connection: Connection, model: type[Base], rows: list[dict[str, Any]]) -> None:
     """Insert many rows of plain values (no type conversion) through the driver's executemany.
 
@@ -435,14 +453,10 @@ def _insert_plain(connection: Connection, model: type[Base], rows: list[dict[str
     booleans only, which the driver takes as they are. Not for collect's threads, which want
     one multi-row statement (see ``create_store_engine``), not a step per row.
     """
-    if not rows:
+    shape = _plain_shape(connection, model, rows)
+    if shape is None:
         return
-    first = rows[0].keys()
-    if any(row.keys() != first for row in rows):
-        _insert(connection, model, rows)  # SQLAlchemy says which row is wrong
-        return
-    columns = tuple(first)
-    names = ", ".join(model.__table__.c[column].name for column in columns)
+    columns, names = shape
     marks = ", ".join("?" for _ in columns)
     values = [tuple(row[column] for column in columns) for row in rows]
     statement = f"INSERT INTO {model.__tablename__} ({names}) VALUES ({marks})"
@@ -455,14 +469,10 @@ def _copy_plain(connection: Connection, model: type[Base], rows: list[dict[str, 
     An executemany of a batch's rows cost about 2 ms a document on PostgreSQL; COPY streams
     them in one exchange. Text goes as plain ``str`` (never an enum's name).
     """
-    if not rows:
+    shape = _plain_shape(connection, model, rows)
+    if shape is None:
         return
-    first = rows[0].keys()
-    if any(row.keys() != first for row in rows):
-        _insert(connection, model, rows)  # SQLAlchemy says which row is wrong
-        return
-    columns = tuple(first)
-    names = ", ".join(model.__table__.c[column].name for column in columns)
+    columns, names = shape
     statement = f"COPY {model.__tablename__} ({names}) FROM STDIN"
     driver: Any = connection.connection.driver_connection
     dbapi: Any = connection.dialect.loaded_dbapi
