@@ -168,3 +168,64 @@ def test_import_takes_what_the_script_reserved_as_fixes(sqlite_url: str, tmp_pat
     assert by_file["dry.json"]["status"] == "ok"
     assert by_file["bad.json"]["status"] == "failed"
     assert "not a prevent script result (mode:" in by_file["bad.json"]["message"]
+
+
+def test_a_dry_run_on_a_simulated_host_lists_what_it_would_reserve_and_leave(
+    tmp_path: Path,
+) -> None:
+    import time as clock
+
+    from collector.config import PortfleetConfig
+    from collector.prevent import read_prevent_result
+    from collector.simulator.cluster import SimulatedFleet, fleet_config
+    from collector.simulator.fleet import Fleet, FleetSpec
+    from collector.winrm import WinrmTransport
+
+    fleet, night = Fleet(FleetSpec(hosts=8, nights=3)), 1
+    # A host with a run-time block, an administered range and a listener of its own.
+    name, state = next(
+        (host.name, fleet.state(host.name, night))
+        for host in fleet.hosts
+        if any(not r.administered for r in fleet.state(host.name, night).excluded_tcp)
+        and any(r.administered for r in fleet.state(host.name, night).excluded_tcp)
+    )
+    runtime = next(r for r in state.excluded_tcp if not r.administered and r.end > r.start)
+    administered = next(r for r in state.excluded_tcp if r.administered)
+    listener = next(i for i in state.listeners if i.protocol == "tcp" and i.port < 1024)
+    taken = {p for r in state.excluded_tcp for p in range(r.start, r.end + 1)}
+    taken |= {i.port for i in state.listeners}
+    free = next(p for p in range(2500, 3000) if p not in taken)
+    wanted = [runtime.start + 1, administered.start, listener.port, free]
+    with SimulatedFleet(fleet, tmp_path, lambda: night, https=False, time_scale=0) as served:
+        addresses = served.addresses()
+        addresses.export_credentials()
+        config = PortfleetConfig.model_validate(fleet_config(fleet, addresses, night))
+        (entry,) = [h for h in config.hosts if h.name == name]
+        transport, deadline = WinrmTransport(config), clock.monotonic() + 60
+        script = prevent_script(wanted, Variant.DRY_RUN, [name])
+        dry = transport.run(entry, script, {}, deadline)
+        detect = transport.run(entry, script, {"Detect": True}, deadline)
+        # The fleet applies the script at boot (FleetSpec.prevent_ports), never over WinRM.
+        applied = transport.run(entry, script, {"Apply": True}, deadline)
+    result = read_prevent_result(dry.stdout, name)
+    assert (result.mode, result.applied, result.exit_code) == ("dry-run", False, 2)
+    assert dry.exit_code == 2  # a port needs a person
+    assert result.host == name.upper()
+    by_port = {p.start: p for p in result.ports}
+    assert [p.start for p in result.ports] == sorted(wanted)  # one entry per range, in order
+    inside = by_port[runtime.start + 1]
+    assert inside.status == "needs-hyperv-sequence"
+    assert f"({runtime.start}-{runtime.end}, ipv4)" in inside.reason
+    assert "turn Hyper-V off" in inside.reason
+    assert by_port[administered.start].status == "protected"
+    held = by_port[listener.port]
+    assert held.status == "held"
+    assert f"{listener.process} (PID {listener.pid}) on {listener.port}" in held.reason
+    assert (by_port[free].status, by_port[free].reason) == (
+        "to-reserve",
+        "free: an administered range would keep Hyper-V/WinNAT off it",
+    )
+    checked = read_prevent_result(detect.stdout, name)
+    assert (checked.mode, checked.exit_code) == ("detect", 1)  # a port is not protected
+    assert applied.exit_code == 1 and not applied.stdout
+    assert b"apply the prevent script at boot" in applied.stderr

@@ -217,6 +217,7 @@ class SimulatedFleet:
         responder = ProbeResponder(
             lambda: self.fleet.document(name, self._night()),
             sweep_seconds=lambda: self.probe_seconds(name),
+            state=lambda: self.fleet.state(name, self._night()),
         )
         host = self.fleet.host(name)
         return WsmanServer(

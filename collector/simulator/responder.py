@@ -20,6 +20,7 @@ from typing import Any
 
 from collector.framing import BEGIN, frame_document
 from collector.simulator.cmdshell import run_cmd
+from collector.simulator.host import HostState
 from collector.simulator.powershell import (
     CLOSE,
     HEADER,
@@ -29,6 +30,7 @@ from collector.simulator.powershell import (
     progress_record,
     stderr_document,
 )
+from collector.simulator.prevent import ApplyRefused, is_prevent_script, run_prevent
 from collector.simulator.winrs import console_codec
 from collector.simulator.wsman import CommandRequest, CommandResult
 
@@ -58,12 +60,15 @@ class ProbeResponder:
         documents: DocumentSource,
         sweep_seconds: float | RunTime = 0.0,
         language_mode: str = "FullLanguage",
+        state: Callable[[], HostState] | None = None,
     ) -> None:
         """Answer with ``documents()`` after ``sweep_seconds`` (a number, or asked each run).
 
         A language mode other than FullLanguage (an AppLocker or WDAC policy) blocks every
-        .NET method call, as Windows does.
+        .NET method call, as Windows does. ``state``, the host's state tonight, lets it answer
+        the prevent script too (``collector.simulator.prevent``).
         """
+        self._state = state
         self._documents = documents
         self._run_time: RunTime = (
             sweep_seconds if callable(sweep_seconds) else (lambda: float(sweep_seconds))
@@ -101,6 +106,8 @@ class ProbeResponder:
                     )
                 )
         self.last_script = script
+        if self._state is not None and is_prevent_script(script):
+            return _prevent(script, request.script, self._state())
         if BEGIN not in script:
             return _failed(
                 ErrorView(
@@ -124,6 +131,17 @@ class ProbeResponder:
             # The first module load's progress, on stderr while the probe still runs.
             output=((seconds * _FIRST_USE_AT, "stderr", HEADER + OPEN + progress_record()),),
         )
+
+
+def _prevent(script: str, command_line: str, state: HostState) -> CommandResult:
+    """Run the prevent script as the host's state says it would go (its JSON, its exit code)."""
+    try:
+        printed, code = run_prevent(script, command_line, state)
+    except ApplyRefused as exc:
+        return _failed(
+            ErrorView(str(exc), "NotImplemented", "WriteErrorException", "portfleet.simulator", "")
+        )
+    return CommandResult(stdout=printed.replace("\n", "\r\n") + "\r\n", exit_code=code)
 
 
 def _failed(error: ErrorView) -> CommandResult:
