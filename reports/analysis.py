@@ -22,7 +22,7 @@ from collector.store.database import Store
 from collector.windows import RUNTIME_OWNER
 from reports import tables
 from reports.attention import build_attention, port_runs, protected_ports
-from reports.correlation import correlate_fleet
+from reports.correlation import correlate_fleet, load_reservations
 from reports.events import load_causes, load_events
 from reports.findings import (
     SnapshotState,
@@ -63,7 +63,8 @@ def build_report_data(
     ports = tuple(sorted({int(p) for p in wanted_ports}))
     with store.connect() as connection:
         causes = load_causes(connection)
-        correlation = correlate_fleet(connection, causes)
+        reservations = load_reservations(connection)
+        correlation = correlate_fleet(connection, causes, reservations=reservations)
         events = load_events(connection)
         latest = latest_snapshots(connection)
         state = load_state(connection, latest["snapshot_id"].tolist())
@@ -71,7 +72,7 @@ def build_report_data(
         names = tables.read(connection, "hosts")
         fixes = tuple(fix_history(connection))
         runs = port_runs(connection, ports)
-        protected = protected_ports(connection, ports)
+        protected = protected_ports(reservations, ports)
     hosts = _hosts(names, state, attempts, now, stale_after_days)
     wanted = build_wanted_matrix(state, ports, wanted_services)
     wanted = _with_unseen(wanted, hosts, ports)

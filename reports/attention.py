@@ -36,7 +36,7 @@ from collector.windows import RUNTIME_OWNER
 from reports import tables
 from reports.correlation import DEFAULT_WINDOW_DAYS
 from reports.events import causes_before
-from reports.findings import port_statuses
+from reports.findings import port_statuses, unbroken_since
 from reports.odds import Odds
 
 # Statuses a wanted port cannot be bound in; those it can.
@@ -403,16 +403,18 @@ def _at_risk(wanted: pd.DataFrame, odds: Mapping[int, tuple[Odds, ...]]) -> list
     return rows
 
 
-def protected_ports(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
+def protected_ports(
+    reservations: tuple[pd.DataFrame, pd.DataFrame], ports: Sequence[int]
+) -> pd.DataFrame:
     """Return each host's wanted ports that an administered range covers now, and since when.
 
-    "Since" is the first of the unbroken run of captured snapshots, up to the host's latest
-    captured one, in which an administered TCP range covered the port.
+    ``reservations`` is what ``reports.correlation.load_reservations`` read. "Since" is the
+    first of the unbroken run of captured snapshots, up to the host's latest captured one, in
+    which an administered TCP range covered the port (``unbroken_since``).
     """
-    snapshots = tables.read(connection, "reservation_snapshots")
+    snapshots, ranges = reservations
     if snapshots.empty or not ports:
         return pd.DataFrame(columns=list(PROTECTED_COLUMNS))
-    ranges = tables.read(connection, "excluded_ranges", snapshots["excluded_set_id"].tolist())
     ranges = ranges[ranges["administered"] & (ranges["protocol"] == "tcp")]
     covers: dict[tuple[int, int], tuple[int, int]] = {}  # (set, port) -> the range
     for set_id, start, end in zip(ranges["set_id"], ranges["start"], ranges["end"], strict=True):
@@ -425,13 +427,9 @@ def protected_ports(connection: Connection, ports: Sequence[int]) -> pd.DataFram
         sets = [int(v) for v in mine["excluded_set_id"]]
         taken = list(mine["taken_at"])
         for port in ports:
-            found = covers.get((sets[-1], port))
-            if found is None:
-                continue
-            first = len(sets) - 1
-            while first > 0 and (sets[first - 1], port) in covers:
-                first -= 1
-            rows.append((str(host), port, *found, taken[first]))
+            first = unbroken_since([(set_id, port) in covers for set_id in sets])
+            if first is not None:
+                rows.append((str(host), port, *covers[(sets[-1], port)], taken[first]))
     return pd.DataFrame(rows, columns=list(PROTECTED_COLUMNS))
 
 

@@ -156,15 +156,28 @@ def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["_no_contrast", "_odds", "_ranked"]).reset_index(drop=True)
 
 
+def load_reservations(connection: Connection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the snapshots whose excluded ranges were captured, and those ranges.
+
+    The report reads them once for the correlation and the protected ports alike.
+    """
+    snapshots = tables.read(connection, "reservation_snapshots")
+    ranges = tables.read(connection, "excluded_ranges", snapshots["excluded_set_id"].tolist())
+    return snapshots, ranges
+
+
 def correlate_fleet(
     connection: Connection,
     causes: pd.DataFrame,
     window_days: float = DEFAULT_WINDOW_DAYS,
     min_hosts: int = DEFAULT_MIN_HOSTS,
+    reservations: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Correlate candidate causes with reservation growth over the whole fleet."""
-    snapshots = tables.read(connection, "reservation_snapshots")
-    ranges = tables.read(connection, "excluded_ranges", snapshots["excluded_set_id"].tolist())
+    """Correlate candidate causes with reservation growth over the whole fleet.
+
+    ``reservations`` is what ``load_reservations`` read, when the caller has it already.
+    """
+    snapshots, ranges = reservations or load_reservations(connection)
     levels = measure_reservations(snapshots, ranges)
     return correlate(
         causes, find_growth(levels), list_observed_hosts(levels), window_days, min_hosts

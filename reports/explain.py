@@ -44,6 +44,7 @@ from reports.findings import (
     load_state,
     port_history,
     tcp4_dynamic,
+    unbroken_since,
 )
 from reports.fixes import FixRecord, fix_history
 from reports.odds import Odds, at_risk_odds
@@ -294,15 +295,11 @@ def _protection(
 ) -> tuple[tuple[int, int] | None, datetime | None]:
     """Return the administered range covering the port now, and since when it has (unbroken)."""
     rows = tables.read(connection, "port_protection", host_id=host_id, port=port)
-    if rows.empty or pd.isna(rows["start"].iloc[-1]):
+    first = unbroken_since(rows["start"].notna().tolist())
+    if first is None:
         return None, None
-    covered = rows["start"].notna().to_numpy()
-    first = len(covered) - 1
-    while first > 0 and covered[first - 1]:
-        first -= 1
     last = rows.iloc[-1]
-    since = rows["taken_at"].iloc[first].to_pydatetime()
-    return (int(last["start"]), int(last["end"])), since
+    return (int(last["start"]), int(last["end"])), rows["taken_at"].iloc[first].to_pydatetime()
 
 
 def _find_host(connection: Connection, host: str) -> tuple[int, str]:

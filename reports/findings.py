@@ -60,6 +60,20 @@ class PortAnswer:
     serving: bool = False  # held by the service the config says wants it
 
 
+def unbroken_since(covered: Sequence[bool]) -> int | None:
+    """Return where the unbroken run of True that ends the sequence begins, None if it ends False.
+
+    The one rule of "since when" for a state that holds now: ``explain`` and the report's
+    protected ports both ask it of a port's nights, oldest first.
+    """
+    if not covered or not covered[-1]:
+        return None
+    first = len(covered) - 1
+    while first > 0 and covered[first - 1]:
+        first -= 1
+    return first
+
+
 def latest_snapshots(connection: Connection) -> pd.DataFrame:
     """Return each host's latest snapshot id (host_id, snapshot_id)."""
     return tables.read(connection, "latest_snapshots")
