@@ -53,11 +53,14 @@ _KDC_UNREACHABLE = -1765328228  # KRB5_KDC_UNREACH
 _REALM_UNKNOWN = -1765328230  # KRB5_REALM_UNKNOWN
 
 
+def signed(minor: int) -> int:
+    """Return a minor status as MIT's tables write it (python-gssapi hands it over unsigned)."""
+    return minor - 2**32 if minor >= 2**31 else minor
+
+
 def protocol_error(minor: int) -> int | None:
     """Return the RFC 4120 error number a MIT minor status carries, if it is one."""
-    if minor >= 2**31:  # python-gssapi hands the OM_uint32 over unsigned
-        minor -= 2**32
-    number = minor - _KRB5_BASE
+    number = signed(minor) - _KRB5_BASE
     return number if 0 <= number < 128 else None
 
 
@@ -263,12 +266,11 @@ class Tickets:
             self._folder = Path(tempfile.mkdtemp(prefix="portfleet-krb5-"))  # mode 0700
             atexit.register(shutil.rmtree, self._folder, True)
         cache = self._folder / f"cc{next(self._names)}"
-        # Bytes entries: python-gssapi loses str ones before MIT reads them (see cred_store).
-        store: dict[bytes | str, bytes | str] = {b"ccache": f"FILE:{cache}".encode()}
+        store = _store(ccache=f"FILE:{cache}")
         name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
         try:
             if keytab is not None:
-                store[b"client_keytab"] = f"FILE:{keytab}".encode()
+                store.update(_store(client_keytab=f"FILE:{keytab}"))
                 credentials = gssapi.Credentials(name=name, usage="initiate", store=store)
                 _ = credentials.lifetime  # MIT gets the ticket lazily: get it now
             else:
@@ -284,10 +286,9 @@ class Tickets:
 
 
 def _explain_acquire(principal: str, keytab: str | None, exc: BaseException) -> str:
-    minor = getattr(exc, "min_code", None)
-    number = protocol_error(minor) if isinstance(minor, int) else None
-    if isinstance(minor, int) and minor >= 2**31:
-        minor -= 2**32
+    code = getattr(exc, "min_code", None)
+    minor = signed(code) if isinstance(code, int) else None
+    number = protocol_error(minor) if minor is not None else None
     source = f"keytab {keytab}" if keytab else "its password"
     if number in (PREAUTH_FAILED, BAD_INTEGRITY, CLIENT_UNKNOWN):
         what = "unknown to the realm" if number == CLIENT_UNKNOWN else "refused (wrong password?)"
@@ -299,6 +300,16 @@ def _explain_acquire(principal: str, keytab: str | None, exc: BaseException) -> 
     return f"no Kerberos ticket for {principal} from {source} (minor status {minor})"
 
 
+def _store(**entries: str) -> dict[bytes | str, bytes | str]:
+    """Return a GSSAPI credential store whose keys and values are bytes.
+
+    python-gssapi 1.12 keeps pointers into the bytes it encodes from str entries, freed before
+    MIT reads them (the hosts' twin, ``collector.simulator.kerberos.cred_store``, says what
+    that did).
+    """
+    return {key.encode(): value.encode() for key, value in entries.items()}
+
+
 def _life_left(cache: Path, principal: str) -> float:
     """Return the seconds the cached ticket of ``principal`` has left (0 when unreadable)."""
     import gssapi
@@ -306,7 +317,7 @@ def _life_left(cache: Path, principal: str) -> float:
 
     try:
         name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
-        store: dict[bytes | str, bytes | str] = {b"ccache": f"FILE:{cache}".encode()}
+        store = _store(ccache=f"FILE:{cache}")
         credentials = gssapi.Credentials(name=name, usage="initiate", store=store)
         return float(credentials.lifetime or 0)
     except GSSError:
