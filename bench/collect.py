@@ -34,13 +34,16 @@ anywhere, as they would if the fleet were simulated on the collector's own box.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import multiprocessing
 import os
 import resource
 import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +103,64 @@ def _run(url: str, config: PortfleetConfig, concurrency: int) -> float:
     return elapsed
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """Return the CPU time (user + system) a process has used, from /proc (0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class _Peaks:
+    """Sample this process's threads and open files while a run goes on; keep the peaks."""
+
+    def __init__(self) -> None:
+        self.threads = 0
+        self.files = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peaks", daemon=True)
+
+    def __enter__(self) -> _Peaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.threads = max(self.threads, threading.active_count())
+            with contextlib.suppress(OSError):
+                self.files = max(self.files, len(os.listdir("/proc/self/fd")))
+
+
+@dataclass(slots=True)
+class _Costs:
+    """CPU seconds of the nightly runs: the collector's own and the simulated fleet's."""
+
+    collector: float = 0.0
+    fleet: float = 0.0
+    hosts: int = 0
+
+    @contextlib.contextmanager
+    def measure(self, fleet_pid: int | None, hosts: int) -> Iterator[None]:
+        """Add the CPU a run takes, here and in the collector and fleet processes."""
+        mine, children = time.process_time(), _children_cpu()
+        fleet = _cpu_seconds(fleet_pid)
+        yield
+        self.collector += time.process_time() - mine + _children_cpu() - children
+        self.fleet += _cpu_seconds(fleet_pid) - fleet
+        self.hosts += hosts
+
+
+def _children_cpu() -> float:
+    """Return the CPU of the collector processes ended so far (``--collectors``)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 @dataclass(frozen=True, slots=True)
 class _Shared:
     """What one of several collector processes did: its name, hosts and time."""
@@ -154,6 +215,11 @@ def _run_shared(
     return elapsed, sorted(shares, key=lambda share: share.name)
 
 
+def _rss_target(hosts: int) -> int:
+    """Return the peak-RSS target in MB: 400 for the 200-host run, 1 GB at 10,000 hosts."""
+    return 400 if hosts <= 2000 else 1024
+
+
 def main() -> None:
     """Measure and print; exit non-zero only when a host fails."""
     parser = argparse.ArgumentParser(
@@ -180,6 +246,7 @@ def main() -> None:
             os.environ.update(realm.environment())  # for the hosts' process and this one
         if split is not None:
             os.sched_setaffinity(0, split[0])
+        begun = time.perf_counter()
         served = stack.enter_context(
             FleetProcess(
                 spec,
@@ -199,6 +266,8 @@ def main() -> None:
         one_host = _config(served.addresses, names[:1], args.transport)
         whole = _config(served.addresses, names, args.transport)
         singles, firsts, fleets = [], [], []
+        costs, peaks = _Costs(), _Peaks()
+        print(f"fleet of {args.hosts} hosts served in {time.perf_counter() - begun:.1f} s")
         for attempt in range(args.repeat):
             database = args.db or f"sqlite:///{Path(work) / f'bench-{attempt}.db'}"
             # The first night into an empty store: every content set is new.
@@ -210,12 +279,15 @@ def main() -> None:
             # The nightly case: the next night, into the store the first one filled.
             served.night = 1
             singles.append(_run(database, one_host, 1))
-            if args.collectors > 1:
-                wall, night_shares = _run_shared(database, whole, args.concurrency, args.collectors)
-                fleets.append(wall)
-                shares.append(night_shares)
-            else:
-                fleets.append(_run(database, whole, args.concurrency))
+            with costs.measure(served.pid, args.hosts), peaks:
+                if args.collectors > 1:
+                    wall, night_shares = _run_shared(
+                        database, whole, args.concurrency, args.collectors
+                    )
+                    fleets.append(wall)
+                    shares.append(night_shares)
+                else:
+                    fleets.append(_run(database, whole, args.concurrency))
     one = statistics.median(singles)
     wall = statistics.median(fleets)
     first = statistics.median(firsts)
@@ -234,7 +306,17 @@ def main() -> None:
     print(f"ratio:            {wall / ideal:.2f} (target <= 1.30)")
     print(f"first night:      {first:.2f} s, ratio {first / ideal:.2f}", end=" ")
     print(f"(into an empty store; median of {[round(f, 2) for f in firsts]})")
-    print(f"peak RSS:         {peak_mb:.0f} MB (target < 400 MB)")
+    print(f"peak RSS:         {peak_mb:.0f} MB (target < {_rss_target(args.hosts)} MB)")
+    per_host = costs.collector / max(costs.hosts, 1) * 1000
+    print(f"collector CPU:    {per_host:.1f} ms per host, nightly runs", end=" ")
+    print(f"({costs.collector:.1f} s for {costs.hosts} host-runs)")
+    fleet_ms = costs.fleet / max(costs.hosts, 1) * 1000
+    print(
+        f"fleet CPU:        {fleet_ms:.1f} ms per host ({costs.fleet:.1f} s; the simulated hosts,",
+        end=" ",
+    )
+    print("not counted above)")
+    print(f"peaks:            {peaks.threads} threads, {peaks.files} open files (this process)")
     if args.collectors > 1:
         print(f"store:            {describe_url(database)}, {args.collectors} collectors")
         for night_shares in shares:
