@@ -190,7 +190,8 @@ def report_command(settings: Settings, out: Path, ports: tuple[int, ...]) -> Non
     wanted ports per host, safe ports and at-risk odds, the port map, a timeline per host,
     updates and changes that go with new reservations across the fleet, unexplained
     failures, and the commands that fix each host. Wanted ports come from --port, else the
-    config (wanted_ports, wanted_services); the page says which.
+    config (wanted_ports, wanted_services), else those the last collection recorded from its
+    config; the page says which.
 
     \b
     Example:

@@ -72,6 +72,9 @@ class CollectionRun(Base):
     collector: Mapped[str | None] = mapped_column(String(255))
     night: Mapped[str | None] = mapped_column(String(32))
     site: Mapped[str | None] = mapped_column(String(64))
+    # The config's wanted ports the run collected for, as JSON {"5432": "postgres", "8080":
+    # null} (port: the process serving it); a report without a config reads the latest.
+    wanted_ports: Mapped[str | None] = mapped_column(Text())
 
     __table_args__ = (CheckConstraint("kind IN ('collect', 'import', 'demo')", name="kind"),)
 
