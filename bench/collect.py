@@ -8,7 +8,7 @@ Target: 200 hosts, 100 ms per request, C = 32 -> within 1.3x the ideal, peak RSS
 
     python -m bench.collect [--hosts 200] [--latency 0.1] [--concurrency 32] [--repeat 3]
                             [--transport basic|ntlm|kerberos] [--probe-seconds 3] [--db URL]
-                            [--collectors N]
+                            [--collectors N [--kill-one] [--lease S]]
 
 Every probe runs 3 s on its host (--probe-seconds): about what the bind sweep of both families
 takes on this machine's sockets (the Mono run of the probe's C#, tests/test_probe_sweep_mono.py,
@@ -19,6 +19,9 @@ so the probes answer without a w:TimedOut fault; the progress record streams fir
 repeat; its first night is then into the store as it was. --collectors N runs N collector
 processes at once on the one store, sharing each night (each host once): the ideal is then
 ceil(N_hosts / (N x C)) x one host's time, and each collector's host count is printed.
+--kill-one kills the first collector (SIGKILL) once half the nightly run's hosts are done, checks
+that every host was then stored exactly once, and compares the night with a 1/N share of one
+collector's night (measured after it; target 1.3x); leases are 10 s then (--lease).
 
 Basic (over HTTPS) by default, to measure the collector; NTLM adds its handshake's CPU, most of
 it pyspnego computing an LM hash in pure-Python DES for every connection. Kerberos starts a
@@ -49,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
 from collector.collect import collect
 from collector.config import PortfleetConfig
 from collector.plan import plan_collection
@@ -68,7 +73,9 @@ def _split_cores(shared: bool) -> tuple[set[int], set[int]] | None:
     return {cores[-1]}, set(cores[:-1])
 
 
-def _config(addresses: FleetAddresses, names: list[str], transport: str) -> PortfleetConfig:
+def _config(
+    addresses: FleetAddresses, names: list[str], transport: str, lease: float | None = None
+) -> PortfleetConfig:
     hosts: list[dict[str, Any]] = [
         {"name": name, "address": addresses.urls[name]} for name in names
     ]
@@ -86,6 +93,7 @@ def _config(addresses: FleetAddresses, names: list[str], transport: str) -> Port
                 },
             },
             "probe": {"deadline_seconds": 120, "operation_timeout_seconds": 20},
+            "collect": {"lease_seconds": lease} if lease else {},
             "hosts": hosts,
         }
     )
@@ -186,9 +194,13 @@ def _collector(
 
 
 def _run_shared(
-    url: str, config: PortfleetConfig, concurrency: int, collectors: int
+    url: str, config: PortfleetConfig, concurrency: int, collectors: int, kill_one: bool = False
 ) -> tuple[float, list[_Shared]]:
-    """Run ``collectors`` processes on one store and night; return the wall time and shares."""
+    """Run ``collectors`` processes on one store and night; return the wall time and shares.
+
+    ``kill_one`` kills the first collector (SIGKILL) once half the night's hosts are done; the
+    others take its hosts when their leases run out. Every host must then be stored once.
+    """
     context = multiprocessing.get_context("spawn")
     go, done = context.Barrier(collectors + 1), context.Queue()
     night = f"bench-{os.getpid()}-{time.time_ns()}"
@@ -205,14 +217,50 @@ def _run_shared(
         process.start()
     go.wait(timeout=600)  # imports done and the store open in every collector
     started = time.perf_counter()
-    shares = [done.get(timeout=3600) for _ in processes]
+    if kill_one:
+        _kill_half_way(url, night, len(config.hosts), processes[0])
+    shares = [done.get(timeout=3600) for _ in processes[1 if kill_one else 0 :]]
     elapsed = time.perf_counter() - started
     for process in processes:
         process.join()
     failed = [line for share in shares for line in share.failed]
     if failed:
         raise SystemExit(f"{len(failed)} hosts failed, e.g. {failed[0]}")
+    if kill_one:
+        _check_once(url, night, len(config.hosts))
     return elapsed, sorted(shares, key=lambda share: share.name)
+
+
+def _done(url: str, night: str) -> int:
+    """Return how many hosts of the night are done (their last try stored)."""
+    with Store.reader(url) as store, store.connect() as connection:
+        query = "SELECT COUNT(*) FROM night_claims WHERE night = :night AND done_at IS NOT NULL"
+        return int(connection.execute(text(query), {"night": night}).scalar_one())
+
+
+def _kill_half_way(url: str, night: str, hosts: int, victim: Any) -> None:
+    """Kill ``victim`` (SIGKILL, as a machine that dies) once half the night's hosts are done."""
+    while _done(url, night) < hosts // 2:
+        if not victim.is_alive():
+            raise SystemExit("the collector to kill ended before half the night was done")
+        time.sleep(0.1)
+    victim.kill()
+    print(f"killed {victim.name} with {_done(url, night)} of {hosts} hosts done")
+
+
+def _check_once(url: str, night: str, hosts: int) -> None:
+    """Exit unless every host of the night has exactly one stored snapshot."""
+    query = (
+        "SELECT a.host_id, COUNT(*) FROM attempts a JOIN collection_runs r ON r.id = a.run_id "
+        "WHERE r.night = :night AND a.status IN ('ok', 'partial') GROUP BY a.host_id"
+    )
+    with Store.reader(url) as store, store.connect() as connection:
+        rows = connection.execute(text(query), {"night": night}).all()
+    counts: dict[int, int] = {int(host): int(count) for host, count in rows}
+    twice = sorted(host for host, count in counts.items() if count != 1)
+    if len(counts) != hosts or twice:
+        raise SystemExit(f"{len(counts)} of {hosts} hosts stored, {len(twice)} more than once")
+    print(f"exactly once:     every one of the {hosts} hosts has one snapshot tonight")
 
 
 def _rss_target(hosts: int) -> int:
@@ -234,7 +282,18 @@ def main() -> None:
     parser.add_argument("--probe-seconds", type=float, default=3.0, help="each probe's run time")
     parser.add_argument("--db", metavar="URL", help="collect into this database")
     parser.add_argument("--collectors", type=int, default=1, help="collector processes")
+    parser.add_argument(
+        "--kill-one",
+        action="store_true",
+        help="kill one collector half-way through the nightly run (needs --collectors 2+)",
+    )
+    parser.add_argument(
+        "--lease", type=float, help="collect.lease_seconds (default 120; 10 with --kill-one)"
+    )
     args = parser.parse_args()
+    if args.kill_one and args.collectors < 2:
+        parser.error("--kill-one needs --collectors 2 or more: the others take its hosts")
+    lease = args.lease or (10.0 if args.kill_one else None)
     shares: list[list[_Shared]] = []
     spec = FleetSpec(hosts=args.hosts, nights=10)
     split = _split_cores(args.shared_cores)
@@ -263,9 +322,9 @@ def main() -> None:
         assert served.addresses is not None
         served.addresses.export_credentials()
         names = sorted(served.addresses.urls)
-        one_host = _config(served.addresses, names[:1], args.transport)
-        whole = _config(served.addresses, names, args.transport)
-        singles, firsts, fleets = [], [], []
+        one_host = _config(served.addresses, names[:1], args.transport, lease)
+        whole = _config(served.addresses, names, args.transport, lease)
+        singles, firsts, fleets, alone = [], [], [], []
         costs, peaks = _Costs(), _Peaks()
         print(f"fleet of {args.hosts} hosts served in {time.perf_counter() - begun:.1f} s")
         for attempt in range(args.repeat):
@@ -282,12 +341,16 @@ def main() -> None:
             with costs.measure(served.pid, args.hosts), peaks:
                 if args.collectors > 1:
                     wall, night_shares = _run_shared(
-                        database, whole, args.concurrency, args.collectors
+                        database, whole, args.concurrency, args.collectors, args.kill_one
                     )
                     fleets.append(wall)
                     shares.append(night_shares)
                 else:
                     fleets.append(_run(database, whole, args.concurrency))
+            if args.kill_one:
+                # What the survivors are held to: a third (1/N) of one collector's night.
+                served.night = 2
+                alone.append(_run(database, whole, args.concurrency))
     one = statistics.median(singles)
     wall = statistics.median(fleets)
     first = statistics.median(firsts)
@@ -322,6 +385,12 @@ def main() -> None:
         for night_shares in shares:
             counts = ", ".join(f"{s.name} {s.hosts} in {s.seconds:.2f} s" for s in night_shares)
             print(f"per collector:    {counts}")
+    if alone:
+        by_one = statistics.median(alone)
+        share = by_one / args.collectors
+        print(f"one collector:    {by_one:.2f} s (median of {[round(a, 2) for a in alone]})")
+        print(f"killed one:       {wall / share:.2f} x a 1/{args.collectors} share of it", end=" ")
+        print(f"({share:.2f} s; target <= 1.30; the lease was {lease:g} s)")
 
 
 if __name__ == "__main__":
