@@ -127,15 +127,19 @@ class _Peaks:
         self.threads = 0
         self.files = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="peaks", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _Peaks:
+        # A thread per run: the peaks carry over from one repeat to the next.
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, name="peaks", daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
