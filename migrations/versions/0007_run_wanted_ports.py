@@ -1,7 +1,7 @@
 """run wanted ports: the wanted ports a collection ran with, for a report without a config
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06
 
 ``collect`` records the wanted ports of its config (and the process serving each) on its run, so
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
