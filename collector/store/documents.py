@@ -119,9 +119,17 @@ def small_patch(base: Any, document: dict[str, Any], compressed_size: int) -> by
     if patch is None:
         patch = {"d": [{}, {}, []]}
     encoded = encode_patch(patch)
-    if len(encoded) > compressed_size * _SMALL or apply_patch(base, patch) != document:
+    if len(encoded) > compressed_size * _SMALL:
+        return None
+    # Compared as JSON text: Python's == takes 1 for true, and the patch must give back the
+    # document value for value.
+    if _canonical(apply_patch(base, patch)) != _canonical(document):
         return None
     return encoded
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def stored_document(body: bytes | None, delta: bytes | None) -> dict[str, Any] | None:
