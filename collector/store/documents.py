@@ -74,8 +74,9 @@ def _sequence_ops(base: list[Any], document: list[Any], nested: bool) -> list[li
     ``[i, j, items]`` puts ``items`` in place of ``base[i:j]``; ``[i, patch]`` patches the item
     at ``i`` (``nested``: a block replaced by as many items is patched item by item).
     """
-    keys = [json.dumps(item, sort_keys=True) for item in base] if nested else base
-    other = [json.dumps(item, sort_keys=True) for item in document] if nested else document
+    # repr tells true from 1 and is several times quicker than JSON text.
+    keys = [repr(item) for item in base] if nested else base
+    other = [repr(item) for item in document] if nested else document
     ops: list[list[Any]] = []
     matcher = SequenceMatcher(None, keys, other, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -121,15 +122,11 @@ def small_patch(base: Any, document: dict[str, Any], compressed_size: int) -> by
     encoded = encode_patch(patch)
     if len(encoded) > compressed_size * _SMALL:
         return None
-    # Compared as JSON text: Python's == takes 1 for true, and the patch must give back the
-    # document value for value.
-    if _canonical(apply_patch(base, patch)) != _canonical(document):
+    # Compared by repr: Python's == takes 1 for true, and the patch must give back the document
+    # value for value (a difference in key order only stores the document whole).
+    if repr(apply_patch(base, patch)) != repr(document):
         return None
     return encoded
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def stored_document(body: bytes | None, delta: bytes | None) -> dict[str, Any] | None:

@@ -63,6 +63,8 @@ class PreparedSnapshot:
     updates: dict[str, dict[str, Any]]
     errors: list[dict[str, Any]]
     problems: list[str]
+    # The parsed document itself, for the writer's patch; None: the writer reads the body.
+    document: dict[str, Any] | None = None
 
 
 def document_digest(body: bytes) -> str:
@@ -128,6 +130,7 @@ def prepare_snapshot(
         updates=_updates(document, raw, record),
         errors=errors,
         problems=problems,
+        document=document,
     )
 
 

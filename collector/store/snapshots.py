@@ -368,7 +368,9 @@ def write_snapshot(
     else:
         base = load_bases(connection, [host_id])[host_id]
     body = prepared.document_row["body"]
-    document = json.loads(zlib.decompress(body))
+    document = prepared.document
+    if document is None:
+        document = json.loads(zlib.decompress(body))
     delta = None if base is None else small_patch(base.document, document, len(body))
     if delta is not None and base is not None:
         document_id = base.id
