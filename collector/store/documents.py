@@ -28,7 +28,7 @@ Patch = dict[str, Any]
 
 def make_patch(base: Any, document: Any) -> Patch | None:
     """Return what turns ``base`` into ``document``, or None when they are equal."""
-    if type(base) is type(document) and base == document:
+    if _equal(base, document):
         return None
     if isinstance(base, dict) and isinstance(document, dict):
         changed: dict[str, Patch] = {}
@@ -47,6 +47,19 @@ def make_patch(base: Any, document: Any) -> Patch | None:
         lines = _sequence_ops(base.splitlines(True), document.splitlines(True), nested=False)
         return {"s": [[i, j, "".join(new)] for i, j, new in lines]}
     return {"v": document}
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Tell whether two JSON values are the same, type for type (Python's == takes 0 for false)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_equal, a, b))
+    if isinstance(a, float):
+        return repr(a) == repr(b)  # -0.0 == 0.0, but JSON writes them apart
+    return bool(a == b)
 
 
 def apply_patch(base: Any, patch: Patch | None) -> Any:
