@@ -79,6 +79,10 @@ _FINDING: dict[str, Kind] = {
 # fmt: off
 QUERIES: dict[str, Query] = {
     "hosts": Query("Every known host.", {"host_id": INT, "host": STR}),
+    "recorded_wanted": Query(
+        "The wanted ports of the latest run that recorded some (JSON: port -> its process).",
+        {"run_id": INT, "started_at": UTC, "wanted_ports": STR},
+    ),
     "attempts": Query(
         "Every collection attempt, with its host's name when it has one.",
         {"id": INT, "host_id": NULLABLE_INT, "host": NULLABLE_STR, "source": STR,
