@@ -6,7 +6,7 @@ state as read (``Enabled``, ``Disabled``…, empty when not read) while ``wsl`` 
 ``reserved_ports`` counts the TCP ports in excluded ranges ('*' or not), empty when the ranges
 were not captured. ``port_map`` has ``protocol``; ``failed_attempts`` has ``source`` and covers
 the ``RECENT_DAYS`` before ``now``. The work reads whole tables a few times (no query per host)
-and stays on ranges; only ``failures`` has one row per failing port, of the latest snapshots.
+and stays on ranges: ``failures`` too has one row per failing range, not per port.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from reports.events import load_causes, load_events
 from reports.findings import (
     SnapshotState,
     build_wanted_matrix,
-    expand_failures,
     failing,
+    failure_ranges,
     latest_snapshots,
     load_state,
     tcp4_dynamic,
@@ -100,8 +100,8 @@ def build_report_data(
         attention=typed("attention", attention),
         hosts=typed("hosts", hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]]),
         failed_attempts=typed("failed_attempts", _failed_attempts(attempts, now)),
-        failures=typed("failures", expand_failures(segments).sort_values(
-            ["host", "protocol", "family", "port"], ignore_index=True)),
+        failures=typed("failures", failure_ranges(segments).sort_values(
+            ["host", "protocol", "family", "start"], ignore_index=True)),
         wanted=typed("wanted", wanted.sort_values(["host", "port"], ignore_index=True)),
         port_map=typed("port_map", _port_map(state, segments)),
         events=typed("events", events),

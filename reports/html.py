@@ -197,7 +197,8 @@ def _summary_cards(
     """Return (label, figure, note, link) per card; a figure links to the rows behind it."""
     reserved = [row for row in wanted if row["status"] == PortStatus.RESERVED]
     held = [row for row in wanted if _status_kind(row["status"], row["serving"]) == "inuse"]
-    classes = data.failures.classification.value_counts()
+    classes = data.failures.groupby("classification")["ports"].sum()
+    failing = int(data.failures["ports"].sum())
     probable, unexplained = (int(classes.get(kind, 0)) for kind in
                              (Diagnosis.PROBABLY_RESERVED, Diagnosis.UNEXPLAINED))  # fmt: skip
     stale = sum(bool(row["stale"]) for row in hosts)
@@ -218,9 +219,9 @@ def _summary_cards(
         ),
         (
             "Failing ports",
-            str(len(data.failures)),
+            str(failing),
             f"{probable} probably reserved, {unexplained} unexplained",
-            link(len(data.failures), "#hosts-table"),
+            link(failing, "#hosts-table"),
         ),
         ("Range changes", str(len(data.events)), f"on {_hosts(data.events.host.nunique())}",
          link(len(data.events), "#events-table")),
@@ -355,7 +356,7 @@ def _wanted_matrix(data: ReportData, hosts: list[str], wanted: list[Row]) -> dic
 
 
 def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
-    """Group the failing ports of one cause into runs, one row each."""
+    """Group the failing ranges of one cause into runs, one row each."""
     known = {row["host"]: row["excluded_known"] for row in hosts}
     keys = ["host", "protocol", "family", "classification", "error_code", "failure_start"]
     groups: dict[tuple[JsonValue, ...], list[Row]] = {}
@@ -363,7 +364,6 @@ def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
         groups.setdefault(tuple(row[key] for key in keys), []).append(row)
     runs: list[Row] = []
     for rows in groups.values():
-        ports = [cast(int, row["port"]) for row in rows]
         first = rows[0]
         runs.append(
             {
@@ -373,9 +373,9 @@ def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
                 "classification": first["classification"],
                 "reason": first["reason"],
                 "error_code": first["error_code"],
-                "first_port": min(ports),
-                "last_port": max(ports),
-                "ports": len(rows),
+                "first_port": min(cast(int, row["start"]) for row in rows),
+                "last_port": max(cast(int, row["end"]) for row in rows),
+                "ports": sum(cast(int, row["ports"]) for row in rows),
                 "in_dynamic_range": first["in_dynamic_range"],
                 "taken_at": first["taken_at"],
                 "excluded_unknown": known[first["host"]] is False,
