@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
@@ -81,13 +82,19 @@ def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
     if snapshots.empty or not ports:
         empty = pd.DataFrame({column: [] for column in columns})
         return empty.astype({"run": "int64", "snapshots": "int64", "current": bool})
-    pointers = snapshots[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
+    # A port's status depends on the snapshot's finding set and sweep alone: answer each
+    # distinct pair once (they grow with changes), not every night of every host.
+    keys = snapshots[["finding_set_id", "swept"]].drop_duplicates(ignore_index=True)
+    keys["snapshot_id"] = np.arange(len(keys), dtype=np.int64)
+    pointers = keys[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
     history = []
     for port in sorted(set(ports)):
         found = tables.read(connection, "fleet_port_findings", port=int(port))
         findings = pointers.merge(found, left_on="finding_set_id", right_on="set_id")
-        cells = snapshots.assign(port=int(port))
-        history.append(cells.assign(status=port_statuses(findings, cells)))
+        cells = keys.assign(port=int(port))
+        answered = keys.assign(status=port_statuses(findings, cells)).drop(columns="snapshot_id")
+        nights = snapshots.assign(port=int(port))
+        history.append(nights.merge(answered, on=["finding_set_id", "swept"], how="left"))
     frame = pd.concat(history, ignore_index=True)
     frame = frame.sort_values(["host_id", "port", "taken_at", "snapshot_id"], ignore_index=True)
     key = frame["host_id"].astype(str) + ":" + frame["port"].astype(str)

@@ -70,14 +70,19 @@ def _odds(port: int, snapshots: pd.DataFrame, covering: pd.DataFrame) -> tuple[O
     risky = state[state["diagnosis"] == Diagnosis.AT_RISK]
     taken = state[state["diagnosis"].isin(list(_RESERVED))]
     ends = snapshots.groupby("host_id")["taken_at"].max()
+    # Each host's reservation times once, sorted: not a scan of them all per host.
+    by_host = taken.groupby("host_id")["taken_at"]
+    reserved: dict[object, np.ndarray] = {
+        host_id: np.sort(times.to_numpy()) for host_id, times in by_host
+    }
     found = []
     for days in WINDOWS:
         window = pd.Timedelta(timedelta(days=days))
         observed = risky[risky["taken_at"] + window <= risky["host_id"].map(ends)]
         hit = 0
         for host_id, nights in observed.groupby("host_id")["taken_at"]:
-            times = np.sort(taken.loc[taken["host_id"] == host_id, "taken_at"].to_numpy())
-            if not len(times):
+            times = reserved.get(host_id)
+            if times is None:
                 continue
             starts = nights.to_numpy()
             # The first reservation after each night, if any, and whether it came in time.

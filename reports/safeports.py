@@ -148,10 +148,9 @@ def find_safe_ports(
         evidence = snapshots[known]
         taken = _blocked(connection, evidence)
         dynamic = tables.read(connection, "dynamic_ranges", evidence["snapshot_id"].tolist())
-    ranges = _dynamic_ranges(evidence, dynamic)
     free = ~taken
     free[:LOWEST_PORT] = False
-    for start, end in set(ranges.values()):  # a few distinct ranges, many snapshots
+    for start, end in _dynamic_spans(evidence, dynamic):  # a few ranges, many snapshots
         free[start : end + 1] = False
     names = dict(zip(hosts["host_id"].astype(int), hosts["host"].astype(str), strict=True))
     proven = set(evidence["host_id"].astype(int))
@@ -165,7 +164,7 @@ def find_safe_ports(
         nights=int(times.dt.date.nunique()),
         first=times.min().to_pydatetime() if len(times) else None,
         last=times.max().to_pydatetime() if len(times) else None,
-        moves=_moves(evidence, ranges, names, wanted_ports),
+        moves=_moves(evidence, dynamic, names, wanted_ports),
     )
 
 
@@ -191,6 +190,25 @@ def _blocked(connection: Connection, evidence: pd.DataFrame) -> np.ndarray:
     return taken
 
 
+def _dynamic_spans(evidence: pd.DataFrame, rows: pd.DataFrame) -> set[tuple[int, int]]:
+    """Return the distinct TCP dynamic ranges of the evidence snapshots: (first, last) port.
+
+    Windows' default counts too where some snapshot did not capture a family's range.
+    """
+    tcp = rows.loc[rows["protocol"] == "tcp", ["snapshot_id", "family", "start", "count"]]
+    distinct = tcp[["start", "count"]].drop_duplicates()
+    spans = {
+        (int(start), int(start) + int(count) - 1)
+        for start, count in zip(distinct["start"], distinct["count"], strict=True)
+    }
+    snapshots = set(evidence["snapshot_id"].astype(int))
+    for family in _FAMILIES:
+        if not snapshots <= set(tcp.loc[tcp["family"] == family, "snapshot_id"].astype(int)):
+            start, count = default_dynamic("tcp", family)
+            spans.add((start, start + count - 1))
+    return spans
+
+
 def _dynamic_ranges(
     evidence: pd.DataFrame, rows: pd.DataFrame
 ) -> dict[tuple[int, str], tuple[int, int]]:
@@ -214,7 +232,7 @@ def _dynamic_ranges(
 
 def _moves(
     evidence: pd.DataFrame,
-    ranges: dict[tuple[int, str], tuple[int, int]],
+    dynamic: pd.DataFrame,
     names: dict[int, str],
     wanted_ports: Sequence[int],
 ) -> list[DynamicMove]:
@@ -222,6 +240,7 @@ def _moves(
     if not wanted_ports or evidence.empty:
         return []
     latest = evidence.sort_values(["host_id", "taken_at", "snapshot_id"]).groupby("host_id").tail(1)
+    ranges = _dynamic_ranges(latest, dynamic[dynamic["snapshot_id"].isin(latest["snapshot_id"])])
     moves = []
     for host_id, snapshot_id in zip(latest["host_id"], latest["snapshot_id"], strict=True):
         for family in _FAMILIES:

@@ -80,7 +80,7 @@ _FINDING: dict[str, Kind] = {
 QUERIES: dict[str, Query] = {
     "hosts": Query("Every known host.", {"host_id": INT, "host": STR}),
     "attempts": Query(
-        "Every collection attempt, with its host's name when it has one.",
+        "Each host's attempts from its last good one, and every failed one, with its name.",
         {"id": INT, "host_id": NULLABLE_INT, "host": NULLABLE_STR, "source": STR,
          "started_at": UTC, "status": STR, "error_class": NULLABLE_STR,
          "message": NULLABLE_STR},
