@@ -97,8 +97,11 @@ def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
         history.append(nights.merge(answered, on=["finding_set_id", "swept"], how="left"))
     frame = pd.concat(history, ignore_index=True)
     frame = frame.sort_values(["host_id", "port", "taken_at", "snapshot_id"], ignore_index=True)
-    key = frame["host_id"].astype(str) + ":" + frame["port"].astype(str)
-    starts = (key != key.shift()) | (frame["status"] != frame["status"].shift())
+    starts = (
+        (frame["host_id"] != frame["host_id"].shift())
+        | (frame["port"] != frame["port"].shift())
+        | (frame["status"] != frame["status"].shift())
+    )
     frame["run_id"] = starts.cumsum()
     runs = frame.groupby("run_id", sort=True).agg(
         host_id=("host_id", "first"), host=("host", "first"), port=("port", "first"),

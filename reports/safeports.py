@@ -147,10 +147,12 @@ def find_safe_ports(
         known = snapshots["excluded_set_id"].notna() | snapshots["bind_failure_set_id"].notna()
         evidence = snapshots[known]
         taken = _blocked(connection, evidence)
-        dynamic = tables.read(connection, "dynamic_ranges", evidence["snapshot_id"].tolist())
+        spans = tables.read(connection, "tcp_dynamic_spans", hosts["host_id"].tolist())
+        latest = _latest(evidence)
+        dynamic = tables.read(connection, "dynamic_ranges", latest["snapshot_id"].tolist())
     free = ~taken
     free[:LOWEST_PORT] = False
-    for start, end in _dynamic_spans(evidence, dynamic):  # a few ranges, many snapshots
+    for start, end in _dynamic_spans(spans):  # a few ranges, many snapshots
         free[start : end + 1] = False
     names = dict(zip(hosts["host_id"].astype(int), hosts["host"].astype(str), strict=True))
     proven = set(evidence["host_id"].astype(int))
@@ -164,7 +166,7 @@ def find_safe_ports(
         nights=int(times.dt.date.nunique()),
         first=times.min().to_pydatetime() if len(times) else None,
         last=times.max().to_pydatetime() if len(times) else None,
-        moves=_moves(evidence, dynamic, names, wanted_ports),
+        moves=_moves(latest, dynamic, names, wanted_ports),
     )
 
 
@@ -190,23 +192,23 @@ def _blocked(connection: Connection, evidence: pd.DataFrame) -> np.ndarray:
     return taken
 
 
-def _dynamic_spans(evidence: pd.DataFrame, rows: pd.DataFrame) -> set[tuple[int, int]]:
-    """Return the distinct TCP dynamic ranges of the evidence snapshots: (first, last) port.
+def _dynamic_spans(spans: pd.DataFrame) -> set[tuple[int, int]]:
+    """Return the TCP dynamic ranges the evidence held: (first, last) port.
 
-    Windows' default counts too where some snapshot did not capture a family's range.
+    Windows' default counts too for a family some snapshot did not capture (no start).
     """
-    tcp = rows.loc[rows["protocol"] == "tcp", ["snapshot_id", "family", "start", "count"]]
-    distinct = tcp[["start", "count"]].drop_duplicates()
-    spans = {
-        (int(start), int(start) + int(count) - 1)
-        for start, count in zip(distinct["start"], distinct["count"], strict=True)
-    }
-    snapshots = set(evidence["snapshot_id"].astype(int))
-    for family in _FAMILIES:
-        if not snapshots <= set(tcp.loc[tcp["family"] == family, "snapshot_id"].astype(int)):
-            start, count = default_dynamic("tcp", family)
-            spans.add((start, start + count - 1))
-    return spans
+    found = set()
+    for family, start, count in zip(spans["family"], spans["start"], spans["count"], strict=True):
+        if start is pd.NA:
+            start, count = default_dynamic("tcp", str(family))
+        found.add((int(start), int(start) + int(count) - 1))
+    return found
+
+
+def _latest(evidence: pd.DataFrame) -> pd.DataFrame:
+    """Return each host's latest evidence snapshot."""
+    ordered = evidence.sort_values(["host_id", "taken_at", "snapshot_id"])
+    return ordered.groupby("host_id").tail(1)
 
 
 def _dynamic_ranges(
@@ -231,16 +233,15 @@ def _dynamic_ranges(
 
 
 def _moves(
-    evidence: pd.DataFrame,
+    latest: pd.DataFrame,
     dynamic: pd.DataFrame,
     names: dict[int, str],
     wanted_ports: Sequence[int],
 ) -> list[DynamicMove]:
-    """Return, per host's latest evidence, each wanted port its dynamic range holds."""
-    if not wanted_ports or evidence.empty:
+    """Return, per host's latest evidence (``latest``), each wanted port its range holds."""
+    if not wanted_ports or latest.empty:
         return []
-    latest = evidence.sort_values(["host_id", "taken_at", "snapshot_id"]).groupby("host_id").tail(1)
-    ranges = _dynamic_ranges(latest, dynamic[dynamic["snapshot_id"].isin(latest["snapshot_id"])])
+    ranges = _dynamic_ranges(latest, dynamic)
     moves = []
     for host_id, snapshot_id in zip(latest["host_id"], latest["snapshot_id"], strict=True):
         for family in _FAMILIES:

@@ -168,6 +168,10 @@ QUERIES: dict[str, Query] = {
         {"snapshot_id": INT, "host_id": INT, "taken_at": UTC, "excluded_set_id": NULLABLE_INT,
          "bind_failure_set_id": NULLABLE_INT, "listener_set_id": NULLABLE_INT},
     ),
+    "tcp_dynamic_spans": Query(
+        "The distinct TCP dynamic ranges of some hosts' (:ids) evidence; no start: one missed.",
+        {"family": STR, "start": NULLABLE_INT, "count": NULLABLE_INT},
+    ),
     "tcp_excluded_spans": Query(
         "The TCP ports some excluded sets (:ids) covered.", {"start": INT, "end": INT}
     ),

@@ -440,7 +440,9 @@ def test_timeline_rows_are_written_from_the_packed_details_as_text(
     cause = page.locator("#events-table li", has_text=f"KB5036893 — {HOSTILE_TITLE}")
     assert cause.count() >= 1
     assert cause.first.text_content() == f"KB5036893 — {HOSTILE_TITLE} ({installed})"
-    assert page.locator("#events-table img, #events-table script, #events-table b").count() == 0
+    assert HOSTILE_HOST in rows.locator("th").all_text_contents()
+    written = "#events-table img, #events-table script, #events-table b, #events-table x-preview"
+    assert page.locator(written).count() == 0
     # Sorting works on the data: ports reserved, as numbers, empty ones last.
     header = page.locator("#events-table thead th", has_text="Ports reserved")
     header.locator("button").click()
