@@ -338,6 +338,8 @@ def test_the_page_reads_without_sideways_scrolling(
     )
     page = loaded.page
     _draw_charts(page)
+    # Lay every section out, not only those near the window, so each box is measured.
+    page.add_style_tag(content="main > section { content-visibility: visible !important; }")
     page.screenshot(path=screenshots / f"report-{width}x{height}.png")
     page.screenshot(path=screenshots / f"report-{width}x{height}-full.png", full_page=True)
     measured = page.evaluate(_SIDEWAYS)
@@ -390,6 +392,7 @@ def test_an_empty_store_renders_and_says_so(
     write_report(report_of(tmp_path / "store.db", None), path)
     context, loaded = _at_size(browser, path, width, height)
     page = loaded.page
+    page.add_style_tag(content="main > section { content-visibility: visible !important; }")
     page.screenshot(path=screenshots / f"empty-{width}x{height}.png")
     assert page.locator("main > section").first.get_attribute("id") == "attention"
     banner = page.locator(".banner")
