@@ -87,32 +87,35 @@ def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
     keys = snapshots[["finding_set_id", "swept"]].drop_duplicates(ignore_index=True)
     keys["snapshot_id"] = np.arange(len(keys), dtype=np.int64)
     pointers = keys[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
+    # Oldest first within each host; each port's nights are folded into runs before the next
+    # port is read, so only one port's nights are held at a time.
+    nights = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], ignore_index=True)
     history = []
     for port in sorted(set(ports)):
         found = tables.read(connection, "fleet_port_findings", port=int(port))
         findings = pointers.merge(found, left_on="finding_set_id", right_on="set_id")
         cells = keys.assign(port=int(port))
         answered = keys.assign(status=port_statuses(findings, cells)).drop(columns="snapshot_id")
-        nights = snapshots.assign(port=int(port))
-        history.append(nights.merge(answered, on=["finding_set_id", "swept"], how="left"))
-    frame = pd.concat(history, ignore_index=True)
-    frame = frame.sort_values(["host_id", "port", "taken_at", "snapshot_id"], ignore_index=True)
-    starts = (
-        (frame["host_id"] != frame["host_id"].shift())
-        | (frame["port"] != frame["port"].shift())
-        | (frame["status"] != frame["status"].shift())
-    )
-    frame["run_id"] = starts.cumsum()
-    runs = frame.groupby("run_id", sort=True).agg(
-        host_id=("host_id", "first"), host=("host", "first"), port=("port", "first"),
-        status=("status", "first"), first_at=("taken_at", "min"), last_at=("taken_at", "max"),
-        snapshots=("snapshot_id", "size"), first_snapshot_id=("snapshot_id", "first"),
-    )  # fmt: skip
-    runs = runs.reset_index(drop=True)
+        statuses = nights[["finding_set_id", "swept"]].merge(answered, how="left")["status"]
+        history.append(_runs(nights, statuses, int(port)))
+    runs = pd.concat(history, ignore_index=True)
+    runs = runs.sort_values(["host_id", "port"], kind="stable", ignore_index=True)
     runs["run"] = runs.groupby(["host_id", "port"]).cumcount()
     last = runs.groupby(["host_id", "port"])["run"].transform("max")
     runs["current"] = runs["run"] == last
     return runs.loc[:, columns]
+
+
+def _runs(nights: pd.DataFrame, statuses: pd.Series, port: int) -> pd.DataFrame:
+    """Fold one port's nights (oldest first per host) into runs of one status."""
+    starts = (nights["host_id"] != nights["host_id"].shift()) | (statuses != statuses.shift())
+    frame = nights.assign(status=statuses.to_numpy(), run_id=starts.cumsum().to_numpy())
+    runs = frame.groupby("run_id", sort=True).agg(
+        host_id=("host_id", "first"), host=("host", "first"), status=("status", "first"),
+        first_at=("taken_at", "min"), last_at=("taken_at", "max"),
+        snapshots=("snapshot_id", "size"), first_snapshot_id=("snapshot_id", "first"),
+    )  # fmt: skip
+    return runs.reset_index(drop=True).assign(port=port)
 
 
 def build_attention(
