@@ -35,7 +35,7 @@ from sqlalchemy import Connection
 from collector.diagnosis import Diagnosis, PortStatus
 from collector.windows import RUNTIME_OWNER
 from reports import tables
-from reports.correlation import DEFAULT_WINDOW_DAYS
+from reports.correlation import DEFAULT_WINDOW_DAYS, Reservations
 from reports.events import causes_before
 from reports.findings import port_statuses, unbroken_since
 from reports.odds import Odds
@@ -416,19 +416,16 @@ def _at_risk(wanted: pd.DataFrame, odds: Mapping[int, tuple[Odds, ...]]) -> list
     return rows
 
 
-def protected_ports(
-    reservations: tuple[pd.DataFrame, pd.DataFrame], ports: Sequence[int]
-) -> pd.DataFrame:
+def protected_ports(reservations: Reservations, ports: Sequence[int]) -> pd.DataFrame:
     """Return each host's wanted ports that an administered range covers now, and since when.
 
     ``reservations`` is what ``reports.correlation.load_reservations`` read. "Since" is the
     first of the unbroken run of captured snapshots, up to the host's latest captured one, in
     which an administered TCP range covered the port (``unbroken_since``).
     """
-    snapshots, ranges = reservations
+    snapshots, ranges = reservations.snapshots, reservations.administered
     if snapshots.empty or not ports:
         return pd.DataFrame(columns=list(PROTECTED_COLUMNS))
-    ranges = ranges[ranges["administered"] & (ranges["protocol"] == "tcp")]
     covers: dict[tuple[int, int], tuple[int, int]] = {}  # (set, port) -> the range
     for set_id, start, end in zip(ranges["set_id"], ranges["start"], ranges["end"], strict=True):
         for port in ports:

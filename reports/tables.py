@@ -129,6 +129,14 @@ QUERIES: dict[str, Query] = {
         "The dynamic port ranges of some snapshots (:ids).",
         {"snapshot_id": INT, "protocol": STR, "family": STR, "start": INT, "count": INT},
     ),
+    "reservation_levels": Query(
+        "Per excluded set, the ports of its run-time blocks of at least :min_block ports.",
+        {"set_id": INT, "ports": INT},
+    ),
+    "administered_tcp_ranges": Query(
+        "The administered ('*') TCP excluded ranges of every set a snapshot points at.",
+        {"set_id": INT, "start": INT, "end": INT},
+    ),
     "reservation_snapshots": Query(
         "Every snapshot whose excluded ranges were captured, for the fleet correlation.",
         {"host_id": INT, "host": STR, "snapshot_id": INT, "taken_at": UTC,

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Connection
 
 from collector.store.database import Store
+from collector.windows import MIN_BLOCK
 from reports import tables
 from reports.tables import QUERIES, Kind
 from tests.conftest import REPO
@@ -54,6 +55,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
         "port_diagnoses": {"port": 50051},
         "fleet_port_findings": {"port": 50051},
         "snapshot_changes": {"snapshot_id": int(events["snapshot_id"].iloc[0])},
+        "reservation_levels": {"min_block": MIN_BLOCK},
     }
     return ids.get(name), params.get(name, {})
 
@@ -116,8 +118,8 @@ def test_every_query_reads_rows_of_its_declared_kinds(filled: Store) -> None:
 def test_an_empty_store_reads_the_same_kinds(store: Store) -> None:
     with store.connect() as connection:
         for name, query in QUERIES.items():
-            params = {key: 1 for key in ("host_id", "snapshot_id", "port") if f":{key}" in
-                      tables.sql(name)}  # fmt: skip
+            params = {key: 1 for key in ("host_id", "snapshot_id", "port", "min_block")
+                      if f":{key}" in tables.sql(name)}  # fmt: skip
             ids = [1] if ":ids" in tables.sql(name) else None
             frame = tables.read(connection, name, ids, **params)
             assert frame.empty, name

@@ -1,6 +1,6 @@
--- The collection attempts the report tells of: each host's from its last one that got
+-- The collection attempts the report tells of: for each host, those from its last one that got
 -- something on (its last attempt and the failures since), and every failed one. The good
--- attempts before a host's last grow with every night and tell nothing here.
+-- attempts before the last of a host grow with every night and tell nothing here.
 WITH last_good AS (
   SELECT host_id, MAX(started_at) AS started_at
     FROM attempts
