@@ -21,7 +21,7 @@ from collector.diagnosis import Diagnosis, PortStatus, describe_holder
 from collector.store.database import Store
 from collector.windows import RUNTIME_OWNER
 from reports import tables
-from reports.attention import build_attention, port_runs, protected_ports
+from reports.attention import PortHistory, build_attention, port_runs, protected_ports
 from reports.correlation import correlate_fleet, load_reservations
 from reports.events import load_causes, load_events
 from reports.findings import (
@@ -71,15 +71,16 @@ def build_report_data(
         attempts = tables.read(connection, "attempts")
         names = tables.read(connection, "hosts")
         fixes = tuple(fix_history(connection))
-        runs = port_runs(connection, ports)
+        history = PortHistory.read(connection, ports)
         protected = protected_ports(reservations, ports)
+    runs = port_runs(history)
     hosts = _hosts(names, state, attempts, now, stale_after_days)
     wanted = build_wanted_matrix(state, ports, wanted_services)
     wanted = _with_unseen(wanted, hosts, ports)
     segments = failing(state)
     remediation = plan_remediation(wanted, hosts)
     risky = sorted({int(p) for p in wanted.loc[wanted["status"] == PortStatus.AT_RISK, "port"]})
-    odds = at_risk_odds(store, risky) if risky else {}
+    odds = at_risk_odds(store, risky, history) if risky else {}
     safe = find_safe_ports(store, None, ports) if not latest.empty else None
     ranked = correlation[correlation["rank"].notna()]
     ranks = {

@@ -25,6 +25,7 @@ has one row per line, in the order the report shows them, grouped by ``kind``, n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -69,7 +70,24 @@ ATTENTION_COLUMNS = (
 )  # fmt: skip
 
 
-def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
+@dataclass(frozen=True, slots=True)
+class PortHistory:
+    """Every snapshot of the fleet, and the TCP findings of any set that cover each port."""
+
+    snapshots: pd.DataFrame  # fleet_snapshots
+    findings: Mapping[int, pd.DataFrame]  # port -> fleet_port_findings of that port
+
+    @classmethod
+    def read(cls, connection: Connection, ports: Sequence[int]) -> PortHistory:
+        """Read the history of ``ports``: the runs and the at-risk odds both take it."""
+        found = {
+            int(port): tables.read(connection, "fleet_port_findings", port=int(port))
+            for port in sorted(set(ports))
+        }
+        return cls(tables.read(connection, "fleet_snapshots"), found)
+
+
+def port_runs(history: PortHistory) -> pd.DataFrame:
     """Return every host's history of each TCP port as runs of one status, oldest first.
 
     One row per run: ``host_id``, ``host``, ``port``, ``status``, ``first_at``, ``last_at``,
@@ -78,8 +96,8 @@ def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
     """
     columns = ["host_id", "host", "port", "status", "first_at", "last_at", "snapshots",
                "first_snapshot_id", "run", "current"]  # fmt: skip
-    snapshots = tables.read(connection, "fleet_snapshots")
-    if snapshots.empty or not ports:
+    snapshots = history.snapshots
+    if snapshots.empty or not history.findings:
         empty = pd.DataFrame({column: [] for column in columns})
         return empty.astype({"run": "int64", "snapshots": "int64", "current": bool})
     # A port's status depends on the snapshot's finding set and sweep alone: answer each
@@ -88,17 +106,16 @@ def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
     keys["snapshot_id"] = np.arange(len(keys), dtype=np.int64)
     pointers = keys[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
     # Oldest first within each host; each port's nights are folded into runs before the next
-    # port is read, so only one port's nights are held at a time.
+    # port's are made, so only one port's nights are held at a time.
     nights = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], ignore_index=True)
-    history = []
-    for port in sorted(set(ports)):
-        found = tables.read(connection, "fleet_port_findings", port=int(port))
+    folded = []
+    for port, found in history.findings.items():
         findings = pointers.merge(found, left_on="finding_set_id", right_on="set_id")
         cells = keys.assign(port=int(port))
         answered = keys.assign(status=port_statuses(findings, cells)).drop(columns="snapshot_id")
         statuses = nights[["finding_set_id", "swept"]].merge(answered, how="left")["status"]
-        history.append(_runs(nights, statuses, int(port)))
-    runs = pd.concat(history, ignore_index=True)
+        folded.append(_runs(nights, statuses, int(port)))
+    runs = pd.concat(folded, ignore_index=True)
     runs = runs.sort_values(["host_id", "port"], kind="stable", ignore_index=True)
     runs["run"] = runs.groupby(["host_id", "port"]).cumcount()
     last = runs.groupby(["host_id", "port"])["run"].transform("max")
