@@ -105,6 +105,9 @@ def run_demo(
                     night,
                     collect={"retry_delay_seconds": 0.2},
                     probe={"operation_timeout_seconds": OPERATION_TIMEOUT},
+                    # Recorded on each run: a report without the config uses them.
+                    wanted_ports=list(WANTED_PORTS),
+                    wanted_services=WANTED_SERVICES,
                 )
             )
             plan = plan_collection(

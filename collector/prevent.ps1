@@ -6,9 +6,9 @@ A dry run unless -Apply is given (or the variant was generated to apply); -Detec
 whether every port is protected (exit 1 when one is not: an Intune detection script). Safe to
 run again: a port an administered range covers already is left alone. A port a program holds,
 or one inside a range Hyper-V/WinNAT reserved at run time, is reported and never forced. It
-never deletes a range and never changes the dynamic port range. Windows PowerShell 5.1, no
-network access. Prints one JSON result; logs to the Application event log (source portfleet)
-and to a file.
+never deletes a range, and it changes the TCP dynamic port range only in a copy generated with
+--move-dynamic-range (the note below says so). Windows PowerShell 5.1, no network access.
+Prints one JSON result; logs to the Application event log (source portfleet) and to a file.
 
 Exit codes: 0 every port protected (or, in a dry run, nothing stands in the way); 1 a port is
 not protected (detect) or a command failed; 2 a port needs a person (held by a program, or
@@ -32,6 +32,13 @@ $WantedStarts = @()
 $WantedCounts = @()
 $BakedMode = 'dry-run'
 $ScriptVersion = '1'
+
+#region move-dynamic-range
+# Kept only by `portfleet prevent-script --move-dynamic-range START`: the TCP dynamic range to
+# set, START up to 65535 (the generator checked that no wanted port is inside it).
+$DynamicStart = 0
+$DynamicCount = 0
+#endregion
 
 $EventSource = 'portfleet'
 $SystemPid = 4
@@ -141,6 +148,56 @@ function Get-PortState([int]$First, [int]$Count, $Excluded) {
     return $state
 }
 
+#region move-dynamic-range
+function Get-DynamicRange([string]$Family) {
+    # The two numbers netsh prints, in order (start, count): the labels are in the display language.
+    if ($Family -eq 'ipv6') {
+        $text = netsh.exe int ipv6 show dynamicport tcp
+    } else {
+        $text = netsh.exe int ipv4 show dynamicport tcp
+    }
+    if ($LASTEXITCODE -ne 0) { throw ('netsh show dynamicport failed with ' + $LASTEXITCODE) }
+    $numbers = @()
+    foreach ($line in $text) {
+        if ($line -match '^\D+?(\d+)\s*$') { $numbers += [int]$Matches[1] }
+    }
+    if ($numbers.Count -ne 2) { throw ('netsh show dynamicport printed {0} numbers, not 2' -f $numbers.Count) }
+    return ,$numbers
+}
+
+function Get-DynamicState([string]$Family) {
+    $found = Get-DynamicRange $Family
+    $state = New-Object PSObject -Property @{
+        family = $Family; start = $DynamicStart; count = $DynamicCount
+        found_start = $found[0]; found_count = $found[1]; status = 'to-move'; reason = ''
+    }
+    $now = '{0}-{1}' -f $found[0], ($found[0] + $found[1] - 1)
+    if ($found[0] -eq $DynamicStart -and $found[1] -eq $DynamicCount) {
+        $state.status = 'in-place'
+        $state.reason = ('the TCP dynamic range is {0} already' -f $now)
+    } else {
+        $state.reason = ('the TCP dynamic range is {0}; it would become {1}-{2}' -f $now, $DynamicStart, ($DynamicStart + $DynamicCount - 1))
+    }
+    return $state
+}
+
+function Read-Dynamic {
+    $dynamic = @(Get-DynamicState 'ipv4')
+    if ($IPv6) { $dynamic += Get-DynamicState 'ipv6' }
+    return ,$dynamic
+}
+
+function Set-DynamicRange([string]$Family) {
+    if ($Family -eq 'ipv6') {
+        netsh.exe int ipv6 set dynamicport tcp start=$DynamicStart num=$DynamicCount store=persistent | Out-Null
+    } else {
+        netsh.exe int ipv4 set dynamicport tcp start=$DynamicStart num=$DynamicCount store=persistent | Out-Null
+    }
+    if ($LASTEXITCODE -ne 0) { throw ('netsh set dynamicport failed with ' + $LASTEXITCODE) }
+    Write-PreventLog ('set the TCP dynamic range ({0}) to {1}-{2}' -f $Family, $DynamicStart, ($DynamicStart + $DynamicCount - 1)) 'INFO'
+}
+#endregion
+
 function Read-Excluded {
     $excluded = [ordered]@{ ipv4 = (Get-ExcludedRanges 'ipv4') }
     if ($IPv6) { $excluded['ipv6'] = (Get-ExcludedRanges 'ipv6') }
@@ -229,6 +286,35 @@ if ($mode -eq 'apply' -and $pending.Count -gt 0) {
     }
 }
 
+#region move-dynamic-range
+$dynamic = Read-Dynamic
+$moving = @($dynamic | Where-Object { $_.status -eq 'to-move' })
+if ($mode -eq 'apply' -and $moving.Count -gt 0) {
+    if (-not $elevated) {
+        Write-PreventLog 'not elevated: run as an administrator or as SYSTEM to move the dynamic range' 'ERROR'
+        $exitCode = 3
+    } else {
+        foreach ($item in $moving) {
+            try {
+                Set-DynamicRange $item.family
+                $item.status = 'moved'
+                $item.reason = ('moved from {0}-{1}; ranges reserved before stay until winnat restarts or the host reboots' -f $item.found_start, ($item.found_start + $item.found_count - 1))
+            } catch {
+                Write-PreventLog ('moving the dynamic range failed: ' + $_.Exception.Message) 'ERROR'
+                $item.status = 'failed'
+                $item.reason = $_.Exception.Message
+                $exitCode = 1
+            }
+        }
+    }
+}
+foreach ($item in $dynamic) {
+    $level = 'INFO'
+    if ($item.status -eq 'failed') { $level = 'ERROR' }
+    Write-PreventLog ('TCP dynamic range ({0}): {1} ({2})' -f $item.family, $item.status, $item.reason) $level
+}
+#endregion
+
 foreach ($state in $states) {
     $level = 'INFO'
     if (@('protected', 'reserved', 'to-reserve') -notcontains $state.status) { $level = 'WARN' }
@@ -241,6 +327,10 @@ if ($exitCode -eq 0) {
     elseif ($needPerson.Count -gt 0) { $exitCode = 2 }
     elseif ($mode -eq 'apply' -and $unprotected.Count -gt 0) { $exitCode = 1 }
 }
+#region move-dynamic-range
+# Detect is done only when the range is where it was asked to be too.
+if ($exitCode -eq 0 -and $mode -eq 'detect' -and $moving.Count -gt 0) { $exitCode = 1 }
+#endregion
 
 $result = [ordered]@{
     format = 'portfleet-prevent'
@@ -255,5 +345,13 @@ $result = [ordered]@{
         [ordered]@{ start = $_.start; end = $_.end; status = $_.status; reason = $_.reason }
     })
 }
+#region move-dynamic-range
+$result['dynamic'] = @($dynamic | ForEach-Object {
+    [ordered]@{
+        family = $_.family; start = $_.start; count = $_.count; found_start = $_.found_start
+        found_count = $_.found_count; status = $_.status; reason = $_.reason
+    }
+})
+#endregion
 $result | ConvertTo-Json -Depth 4
 exit $exitCode

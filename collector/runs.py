@@ -13,10 +13,11 @@ the next run rewrites them as interrupted.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,17 @@ _FILES: dict[str, int] = {}  # lock file -> the one descriptor this process keep
 _HELD: dict[tuple[str, int], Any] = {}  # (database, run id) -> what holds its lock
 
 
-def start_run(store: Store, kind: str) -> int:
-    """Close runs a killed process left open (saying so), then open this one and hold its lock."""
+def start_run(store: Store, kind: str, wanted: Mapping[int, str | None] | None = None) -> int:
+    """Close runs a killed process left open (saying so), then open this one and hold its lock.
+
+    ``wanted`` is the config's wanted ports, each with the process that serves it (or None):
+    recorded on the run, for a report made without the config (``reports.wanted``).
+    """
     for notice in close_interrupted_runs(store):
         log.warning("%s", notice)
-    values = {"kind": kind, "started_at": now(), "portfleet_version": __version__}
+    values: dict[str, Any] = {"kind": kind, "started_at": now(), "portfleet_version": __version__}
+    if wanted:
+        values["wanted_ports"] = json.dumps({str(port): wanted[port] for port in sorted(wanted)})
     with store.transaction() as connection:
         run_id = int(
             connection.execute(

@@ -43,6 +43,14 @@ DEFAULT_DYNAMIC: dict[tuple[str, str], tuple[int, int]] = {
 # range from 1024 (set by Visual Studio's installer, corpus dynamicport-en-2), so nothing is
 # assumed about the lowest start.
 DYNAMIC_MIN_COUNT = 255
+# What to know before moving a host's dynamic range (`netsh int … set dynamicport`).
+DYNAMIC_MOVE_CAVEATS = (
+    "Run it elevated, for ipv4 and ipv6 alike; it lasts across reboots.",
+    "Ranges Hyper-V/WinNAT reserved before the change stay until winnat restarts or the host "
+    "reboots.",
+    "A smaller range leaves fewer ports for outgoing connections (Windows' default is 16,384).",
+    "A policy (GPO, Intune) or an installer that sets the range may set it back.",
+)
 MAX_PORT = 65535  # a port is 16 bits
 
 # The kernel's processes: netsh and netstat print PIDs only.

@@ -29,11 +29,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from collector.diagnosis import Diagnosis, PortStatus
+from collector.windows import DYNAMIC_MOVE_CAVEATS
 from reports.attention import KINDS
 from reports.model import COLUMNS, ReportData
 from reports.odds import MIN_NIGHTS, Odds
 from reports.payload import MEDIA_TYPE, details, pack, pack_text
-from reports.safeports import MOVE_CAVEATS, SafePorts
+from reports.safeports import SafePorts
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 Row: TypeAlias = dict[str, JsonValue]
@@ -309,7 +310,7 @@ def _safe_ports(data: ReportData) -> Row | None:
         "first": _plain(safe.first),
         "last": _plain(safe.last),
         "moves": list(moves.values()),
-        "caveats": list(MOVE_CAVEATS),
+        "caveats": list(DYNAMIC_MOVE_CAVEATS),
     }
 
 

@@ -102,7 +102,7 @@ FRAMES: dict[str, dict[str, Kind]] = {
 # fmt: on
 COLUMNS: dict[str, tuple[str, ...]] = {name: tuple(kinds) for name, kinds in FRAMES.items()}
 # Where the report's wanted ports came from, as the page says it.
-WANTED_SOURCES = ("command line", "config", "none")
+WANTED_SOURCES = ("command line", "config", "store", "none")  # store: the last collection's
 
 
 @dataclass(frozen=True, slots=True)

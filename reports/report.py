@@ -9,6 +9,7 @@ from pathlib import Path
 from collector.store.database import Store
 from reports.analysis import DEFAULT_STALE_DAYS, build_report_data
 from reports.html import write_report
+from reports.wanted import last_wanted
 
 
 def build_report(
@@ -22,9 +23,16 @@ def build_report(
 ) -> Path:
     """Read the store at ``url`` (never writing it) and write the self-contained report.
 
+    Without wanted ports, those the fleet was last collected with are used (``reports.wanted``).
+
     Raise ``StoreNotReadable`` when there is no store there, or one at another schema revision.
     """
     with Store.reader(url) as store:
+        recorded = last_wanted(store) if not wanted_ports else None
+        if recorded is not None:
+            # Neither the command line nor the config named any: those of the last collection.
+            wanted_ports, wanted_services = recorded.ports, recorded.services
+            wanted_source = "store"
         data = build_report_data(
             store, wanted_ports, now, stale_days, wanted_services, wanted_source
         )

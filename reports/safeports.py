@@ -31,14 +31,6 @@ from collector.windows import (
 from reports import tables
 
 LOWEST_PORT = 1024  # below it, ports are Windows' own services'
-# What to know before running the netsh command a dynamic move proposes.
-MOVE_CAVEATS = (
-    "Run it elevated, for ipv4 and ipv6 alike; it lasts across reboots.",
-    "Ranges Hyper-V/WinNAT reserved before the change stay until winnat restarts or the host "
-    "reboots.",
-    "A smaller range leaves fewer ports for outgoing connections (Windows' default is 16,384).",
-    "A policy (GPO, Intune) or an installer that sets the range may set it back.",
-)
 _FAMILIES = ("ipv4", "ipv6")
 
 

@@ -57,6 +57,7 @@ def test_the_demo_collects_sixty_nights_of_every_healthy_host(tmp_path: Path) ->
     _assert_the_digest_told_what_the_findings_say(out, result.output)
     _assert_a_fix_holds_until_the_fleet_blocks_it_again(out)
     _assert_protected_hosts_stop_being_hit_and_the_others_do_not(database)
+    _assert_a_report_without_the_config_checks_the_demos_ports(database, tmp_path)
 
 
 def _utc(text_time: str) -> datetime:
@@ -233,3 +234,15 @@ def _assert_localized_text_arrived_intact(database: Path, fleet: Fleet) -> None:
             checked.add(host.culture)
     engine.dispose()
     assert {"fr-FR"} < checked
+
+
+def _assert_a_report_without_the_config_checks_the_demos_ports(database: Path, tmp: Path) -> None:
+    """Each demo run recorded its wanted ports: a colleague's report needs no config file."""
+    from collector.demo import WANTED_PORTS
+
+    out = tmp / "colleague.html"
+    done = CliRunner().invoke(cli, ["--db", str(database), "report", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    page = out.read_text(encoding="utf-8")
+    assert "from the store: the wanted ports of the last collection" in page
+    assert ", ".join(str(port) for port in sorted(WANTED_PORTS)) in page

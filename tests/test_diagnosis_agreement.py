@@ -185,7 +185,8 @@ def test_reparsing_and_reclassifying_the_demo_change_nothing(
 
 # A port of a safe range that any evidence snapshot reserved, held, failed or had as dynamic.
 _UNSAFE = """
-WITH evidence AS (SELECT s.id, s.excluded_set_id, s.bind_failure_set_id, s.listener_set_id
+WITH evidence AS (SELECT s.id, s.excluded_set_id, s.bind_failure_set_id, s.listener_set_id,
+                         s.dynamic_set_id
                     FROM snapshots s JOIN hosts h ON h.id = s.host_id
                    WHERE (s.excluded_set_id IS NOT NULL OR s.bind_failure_set_id IS NOT NULL)
                      AND h.groups LIKE :member)
@@ -198,11 +199,11 @@ UNION ALL
 SELECT 'held' FROM evidence e JOIN listeners l ON l.set_id = e.listener_set_id
  WHERE l.protocol = 'tcp' AND l.port BETWEEN :start AND :end
 UNION ALL
-SELECT 'dynamic' FROM evidence e JOIN dynamic_ranges d ON d.snapshot_id = e.id
+SELECT 'dynamic' FROM evidence e JOIN dynamic_ranges d ON d.set_id = e.dynamic_set_id
  WHERE d.protocol = 'tcp' AND d.start_port <= :end AND d.start_port + d.port_count - 1 >= :start
 UNION ALL
 SELECT 'default dynamic' FROM evidence e
- WHERE (SELECT COUNT(*) FROM dynamic_ranges d WHERE d.snapshot_id = e.id
+ WHERE (SELECT COUNT(*) FROM dynamic_ranges d WHERE d.set_id = e.dynamic_set_id
            AND d.protocol = 'tcp') < 2 AND :end >= 49152
 """
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from collector.cli import cli
-from collector.prevent import Variant, port_ranges, prevent_script
+from collector.prevent import Variant, dynamic_range, port_ranges, prevent_script
 from tests.conftest import import_seed
 from tests.test_probe_script import (
     _argument_word,
@@ -30,12 +30,16 @@ _ALLOWED = frozenset(
         "netsh.exe", "net.exe",
         "Add-Reservations", "Get-ExcludedRanges", "Get-Holders", "Get-PortState",
         "Read-Excluded", "Test-Elevated", "Write-PreventLog",
+        "Get-DynamicRange", "Get-DynamicState", "Read-Dynamic", "Set-DynamicRange",
     )
 )  # fmt: skip
 
 
-def _problems(source: str) -> list[str]:
-    """Commands outside the allow-list, and netsh or net used for anything but the ranges."""
+def _problems(source: str, move_dynamic: bool = False) -> list[str]:
+    """Commands outside the allow-list, and netsh or net used for anything but the ranges.
+
+    Reading and setting the TCP dynamic range is allowed only in a ``move_dynamic`` copy.
+    """
     problems = []
     for command in _commands(_parse_ps(source)):
         where = f"line {command.line}: {command.name!r}"
@@ -45,11 +49,13 @@ def _problems(source: str) -> list[str]:
             problems.append(f"{where} is not in the allow-list")
         if native == "netsh":
             verbs = [word for word in words if word in ("show", "add", "delete", "set", "reset")]
-            if (
-                words[:1] != ["int"]
-                or "excludedportrange" not in words
-                or verbs not in (["show"], ["add"])
-            ):
+            excluded = "excludedportrange" in words and verbs in (["show"], ["add"])
+            dynamic = (
+                move_dynamic
+                and words[3:5] == ["dynamicport", "tcp"]
+                and (verbs == ["show"] or (verbs == ["set"] and {"start", "num"} <= set(words)))
+            )
+            if words[:1] != ["int"] or not (excluded or dynamic):
                 problems.append(f"{where} does more than show or add an excluded range")
             if "add" in verbs and ("store" not in words or "protocol" not in words):
                 problems.append(f"{where} adds a range that would not last, or not for TCP")
@@ -68,6 +74,60 @@ def test_every_variant_parses_and_keeps_to_the_allow_list(variant: Variant) -> N
     assert f"$BakedMode = '{variant.value}'" in script
     assert "$WantedStarts = @(5001, 5432, 8080)" in script
     assert "$WantedCounts = @(1, 1, 2)" in script
+
+
+@pytest.mark.parametrize("variant", list(Variant))
+def test_only_a_copy_asked_to_move_the_dynamic_range_can_touch_it(variant: Variant) -> None:
+    plain = prevent_script([5432, 8080], variant)
+    assert "dynamicport" not in plain and "$DynamicStart" not in plain
+    assert "region" not in plain  # every move-dynamic-range block is cut whole
+    moving = prevent_script([5432, 8080], variant, ["dev-ws-01"], dynamic_start=50000)
+    assert moving.isascii()
+    assert _syntax_problems(_parse_ps(moving)) == []
+    assert _problems(moving, move_dynamic=True) == []
+    # The same copy fails the plain allow-list: the check sees the code that sets the range.
+    refused = _problems(moving)
+    assert refused and all("does more than show or add" in problem for problem in refused)
+    assert any("set dynamicport tcp start=$DynamicStart num=$DynamicCount" in line
+               for line in moving.splitlines())  # fmt: skip
+    assert "$DynamicStart = 50000\n$DynamicCount = 15536\n" in moving
+    header = moving[: moving.index("#>")]
+    assert "moves the TCP dynamic port range to 50000-65535 (15536 ports)" in header
+    assert "Windows' default is 16,384" in header  # the caveats travel with the script
+
+
+def test_the_dynamic_range_to_move_to_must_leave_the_wanted_ports_out() -> None:
+    assert dynamic_range(50000, [5432, 49999]) == (50000, 15536)
+    assert dynamic_range(65281, [8080]) == (65281, 255)
+    with pytest.raises(ValueError, match=r"leaves 254 ports.*start at 65281 or below"):
+        dynamic_range(65282, [8080])
+    with pytest.raises(ValueError, match=r"wanted port\(s\) 50000, 50010 would be inside"):
+        dynamic_range(49152, [5432, 50000, 50010])
+    with pytest.raises(ValueError, match="start above 50010"):
+        prevent_script([50000, 50010], Variant.APPLY, dynamic_start=49152)
+
+
+def test_the_command_prints_the_caveats_and_refuses_a_range_over_a_wanted_port(
+    tmp_path: Path,
+) -> None:
+    done = CliRunner().invoke(
+        cli, ["prevent-script", "--port", "5432", "--move-dynamic-range", "50000"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "$DynamicStart = 50000" in done.stdout
+    assert "move the TCP dynamic range to 50000-65535 (15,536 ports)" in done.stderr
+    assert "Ranges Hyper-V/WinNAT reserved before the change stay" in done.stderr
+    refused = CliRunner().invoke(
+        cli, ["prevent-script", "--port", "50010", "--move-dynamic-range", "50000"]
+    )
+    assert refused.exit_code == 2 and not refused.stdout
+    assert "wanted port(s) 50010 would be inside the new dynamic range" in refused.stderr
+    out = tmp_path / "intune"
+    pair = CliRunner().invoke(cli, ["prevent-script", "--port", "5432", "--intune", str(out),
+                                    "--move-dynamic-range", "50000"])  # fmt: skip
+    assert pair.exit_code == 0, pair.output
+    for name in ("portfleet-detect.ps1", "portfleet-remediate.ps1"):
+        assert b"$DynamicStart = 50000\r\n" in (out / name).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -141,7 +201,11 @@ def test_import_takes_what_the_script_reserved_as_fixes(sqlite_url: str, tmp_pat
     import_seed(sqlite_url)
     applied = tmp_path / "applied.json"
     # Windows PowerShell 5.1 redirects output as UTF-16 with a BOM.
-    applied.write_bytes(json.dumps(_result("apply", True)).encode("utf-16"))
+    moved = {
+        "family": "ipv4", "start": 50000, "count": 15536, "found_start": 49152,
+        "found_count": 16384, "status": "moved", "reason": "moved from 49152-65535",
+    }  # fmt: skip
+    applied.write_bytes(json.dumps(_result("apply", True, dynamic=[moved])).encode("utf-16"))
     dry = tmp_path / "dry.json"
     dry.write_text(json.dumps(_result("dry-run", False)), encoding="utf-8")
     bad = tmp_path / "bad.json"
@@ -164,7 +228,10 @@ def test_import_takes_what_the_script_reserved_as_fixes(sqlite_url: str, tmp_pat
         "SELECT source, status, message FROM v_attempts WHERE source LIKE '%.json'"])  # fmt: skip
     by_file = {Path(row["source"]).name: row for row in json.loads(tries.stdout)}
     assert by_file["applied.json"]["status"] == "ok"
-    assert "5432: reserved; 49786: needs-hyperv-sequence" in by_file["applied.json"]["message"]
+    assert (
+        "5432: reserved; 49786: needs-hyperv-sequence; dynamic ipv4 50000-65535: moved"
+        in by_file["applied.json"]["message"]
+    )
     assert by_file["dry.json"]["status"] == "ok"
     assert by_file["bad.json"]["status"] == "failed"
     assert "not a prevent script result (mode:" in by_file["bad.json"]["message"]
@@ -207,6 +274,10 @@ def test_a_dry_run_on_a_simulated_host_lists_what_it_would_reserve_and_leave(
         detect = transport.run(entry, script, {"Detect": True}, deadline)
         # The fleet applies the script at boot (FleetSpec.prevent_ports), never over WinRM.
         applied = transport.run(entry, script, {"Apply": True}, deadline)
+        top = max(state.dynamic_tcp[0] + 1, max(wanted) + 1)
+        moving = prevent_script(wanted, Variant.DRY_RUN, [name], dynamic_start=top)
+        moved_dry = transport.run(entry, moving, {}, deadline)
+        moved_detect = transport.run(entry, moving, {"Detect": True}, deadline)
     result = read_prevent_result(dry.stdout, name)
     assert (result.mode, result.applied, result.exit_code) == ("dry-run", False, 2)
     assert dry.exit_code == 2  # a port needs a person
@@ -229,3 +300,11 @@ def test_a_dry_run_on_a_simulated_host_lists_what_it_would_reserve_and_leave(
     assert (checked.mode, checked.exit_code) == ("detect", 1)  # a port is not protected
     assert applied.exit_code == 1 and not applied.stdout
     assert b"apply the prevent script at boot" in applied.stderr
+    assert result.dynamic is None  # a plain copy never speaks of the dynamic range
+    (dynamic,) = read_prevent_result(moved_dry.stdout, name).dynamic or []
+    assert (dynamic.family, dynamic.status) == ("ipv4", "to-move")
+    assert (dynamic.found_start, dynamic.found_count) == state.dynamic_tcp
+    assert (dynamic.start, dynamic.count) == (top, 65536 - top)
+    assert f"it would become {top}-65535" in dynamic.reason
+    assert moved_dry.exit_code == 2  # the ports that need a person still decide the dry run
+    assert read_prevent_result(moved_detect.stdout, name).exit_code == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -18,12 +19,14 @@ from collector.store.database import (
     head_revision,
     upgrade_to_head,
 )
+from collector.store.documents import stored_document
 from collector.store.findings import reclassify
 from collector.store.models import Base, Document, Host, Snapshot
 from collector.store.reparse import reparse
 from collector.store.rows import prepare_snapshot
 from collector.store.snapshots import SETS
 from tests.conftest import SEED_CAPTURE, SEED_TIME
+from tests.documents import probe_document
 
 VIEWS = {
     "v_latest_snapshots",
@@ -149,7 +152,7 @@ def test_reclassify_rewrites_exactly_the_snapshots_a_rule_change_touches(store: 
         assert reclassify(connection).describe().endswith("nothing changed")
 
 
-_POINTERS = "SELECT id, listener_set_id, finding_set_id FROM snapshots ORDER BY id"
+_POINTERS = "SELECT id, listener_set_id, dynamic_set_id, finding_set_id FROM snapshots ORDER BY id"
 
 
 def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Store) -> None:
@@ -165,9 +168,13 @@ def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Store) -> Non
         connection.execute(text(
             "UPDATE snapshots SET listener_set_id = (SELECT id FROM listener_sets "
             "WHERE sha256 = 'older parser') WHERE id = :id"), {"id": before[1].id})  # fmt: skip
+        connection.execute(text("INSERT INTO dynamic_sets (sha256) VALUES ('older parser')"))
+        older = "(SELECT id FROM dynamic_sets WHERE sha256 = 'older parser')"
         connection.execute(text(
-            "INSERT INTO dynamic_ranges (snapshot_id, protocol, family, start_port, port_count) "
-            "VALUES (:id, 'tcp', 'ipv4', 1024, 64511)"), {"id": before[1].id})  # fmt: skip
+            "INSERT INTO dynamic_ranges (set_id, protocol, family, start_port, port_count) "
+            f"VALUES ({older}, 'tcp', 'ipv4', 1024, 64511)"))  # fmt: skip
+        connection.execute(text(f"UPDATE snapshots SET dynamic_set_id = {older} WHERE id = :id"),
+                           {"id": before[1].id})  # fmt: skip
     result = reparse(store)
     assert (result.snapshots, result.changed) == (2, 1)
     assert result.describe() == (
@@ -181,6 +188,7 @@ def test_reparse_rewrites_exactly_what_the_parsers_now_read(store: Store) -> Non
         ).scalar_one()
         assert gone == 0
         assert connection.execute(text("SELECT COUNT(*) FROM dynamic_ranges")).scalar_one() == 0
+        assert connection.execute(text("SELECT COUNT(*) FROM dynamic_sets")).scalar_one() == 1
 
 
 def test_the_upgrade_to_0004_finds_the_fixes_of_the_stored_nights(store: Store) -> None:
@@ -196,3 +204,79 @@ def test_the_upgrade_to_0004_finds_the_fixes_of_the_stored_nights(store: Store) 
             text("SELECT action, start_port, end_port, outcome FROM v_fix_checks")
         ).all()
     assert [tuple(row) for row in rows] == [("administered-range", 5432, 5432, "holds")]
+
+
+_PER_SNAPSHOT = {
+    "dynamic": "SELECT s.id, d.protocol, d.family, d.start_port, d.port_count FROM snapshots s "
+    "JOIN dynamic_ranges d ON d.set_id = s.dynamic_set_id ORDER BY 1, 2, 3",
+    "features": "SELECT s.id, f.name, f.state FROM snapshots s "
+    "JOIN features f ON f.set_id = s.feature_set_id ORDER BY 1, 2",
+    "services": "SELECT s.id, v.name, v.status, v.start_type FROM snapshots s "
+    "JOIN services v ON v.set_id = s.service_set_id ORDER BY 1, 2",
+}
+
+
+def _nights_with_changes(store: Store) -> None:
+    """Store five nights of one host: its features, services and dynamic range change twice."""
+    from tests.test_report_analysis import save
+
+    documents = []
+    for day in range(5):
+        document = probe_document(taken_at=f"2026-11-{day + 1:02d}T02:00:00+00:00")
+        if day >= 2:
+            document["features"] = [{"name": "Microsoft-Hyper-V", "state": "Disabled"}]
+            document["services"].append({"name": "hns", "status": "Stopped"})
+        if day >= 4:
+            document["raw"]["dynamicport_ipv4_tcp"] = (
+                "\nProtocol tcp Dynamic Port Range\n---------------------------------\n"
+                "Start Port      : 1025\nNumber of Ports : 64510\n"
+            )
+        documents.append(document)
+    save(store, *documents)
+
+
+def _stored(store: Store) -> dict[str, Any]:
+    """Return each snapshot's rows and document as the store gives them back."""
+    with store.connect() as connection:
+        found: dict[str, Any] = {
+            name: [tuple(row) for row in connection.execute(text(query))]
+            for name, query in _PER_SNAPSHOT.items()
+        }
+        found["documents"] = [
+            stored_document(body, delta)
+            for body, delta in connection.execute(
+                text(
+                    "SELECT d.body, s.document_delta FROM snapshots s "
+                    "JOIN documents d ON d.id = s.document_id ORDER BY s.id"
+                )
+            )
+        ]
+        found["digests"] = connection.scalars(
+            text("SELECT document_sha256 FROM snapshots ORDER BY id")
+        ).all()
+    return found
+
+
+def test_the_upgrade_to_0006_shares_what_0005_stored_per_snapshot(store: Store) -> None:
+    _nights_with_changes(store)
+    expected = _stored(store)
+    assert len(expected["documents"]) == len(expected["dynamic"]) == 5
+    with store.connect() as connection:
+        shared = connection.execute(text("SELECT COUNT(*) FROM documents")).scalar_one()
+    assert shared < 5  # the first night whole, later ones as patches on a base
+    _with_connection(store.engine, "downgrade", "0005")  # as 0005 stored them: rows per snapshot
+    with store.connect() as connection:
+        counts = [
+            connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+            for table in ("documents", "dynamic_ranges", "features", "services")
+        ]
+    assert counts == [5, 5, 5, 8]
+    assert upgrade_to_head(store.engine) is True
+    assert _stored(store) == expected
+    with store.connect() as connection:
+        sets = [
+            connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+            for table in ("dynamic_sets", "feature_sets", "service_sets", "documents")
+        ]
+    assert sets == [2, 2, 2, 5]  # each distinct content once; old documents stay whole
+    assert reparse(store).describe() == "5 snapshots read again; nothing changed"

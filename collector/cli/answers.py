@@ -190,7 +190,8 @@ def report_command(settings: Settings, out: Path, ports: tuple[int, ...]) -> Non
     wanted ports per host, safe ports and at-risk odds, the port map, a timeline per host,
     updates and changes that go with new reservations across the fleet, unexplained
     failures, and the commands that fix each host. Wanted ports come from --port, else the
-    config (wanted_ports, wanted_services); the page says which.
+    config (wanted_ports, wanted_services), else those the last collection recorded from its
+    config; the page says which.
 
     \b
     Example:
@@ -298,7 +299,7 @@ def safe_ports_command(
 
 def _safe_ports_text(answer: Any, count: int) -> str:
     """Word the safe-ports answer for a terminal."""
-    from reports.safeports import MOVE_CAVEATS
+    from collector.windows import DYNAMIC_MOVE_CAVEATS
 
     who = f"group {answer.group}" if answer.group else "the fleet"
     if not answer.host_nights:
@@ -324,5 +325,5 @@ def _safe_ports_text(answer: Any, count: int) -> str:
             where = f"  {move.host} port {move.port} ({move.family}, range {move.current})"
             commands = move.commands()
             lines.append(f"{where}: {commands[0] if commands else 'no range netsh accepts'}")
-        lines += ["Before running it:", *(f"  - {caveat}" for caveat in MOVE_CAVEATS)]
+        lines += ["Before running it:", *(f"  - {caveat}" for caveat in DYNAMIC_MOVE_CAVEATS)]
     return "\n".join(lines)

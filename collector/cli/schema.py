@@ -75,3 +75,32 @@ def db_reparse(settings: Settings) -> None:
 
     result = reparse(settings.open_store())
     click.echo(result.describe())
+
+
+@db_group.command("prune", context_settings=CONTEXT)
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=1),
+    required=True,
+    metavar="N",
+    help="Keep every snapshot and raw document of the last N days.",
+)
+@click.pass_obj
+def db_prune(settings: Settings, keep_days: int) -> None:
+    """Drop snapshots and raw documents older than N days, keeping what history needs.
+
+    Of the older nights it keeps, for each host, the first and last night of every state (the
+    same ranges, failures, listeners, features, services, boot, versions), every night a change
+    event, a candidate cause, an update or a fix names, and the host's latest snapshot: "since
+    when", "first seen", the change events and the correlation answer as before. The kept old
+    nights lose their raw document (`db reparse` skips them). Safe while `collect` runs: one
+    short transaction per batch of hosts. Prints what it removed.
+
+    \b
+    Example:
+      portfleet db prune --keep-days 90
+    """
+    from collector.store.prune import prune
+
+    result = prune(settings.open_store(), keep_days)
+    click.echo(result.describe(keep_days))

@@ -272,6 +272,7 @@ class FleetProcess:
             name="portfleet-fleet",
         )
         self.addresses: FleetAddresses | None = None
+        self._hosts = spec.hosts
 
     @property
     def night(self) -> int:
@@ -282,11 +283,18 @@ class FleetProcess:
     def night(self, value: int) -> None:
         self._night.value = value
 
+    @property
+    def pid(self) -> int | None:
+        """Return the serving process's PID (None before it started): to measure its CPU apart."""
+        return self._process.pid
+
     def __enter__(self) -> FleetProcess:
         self._process.start()
-        if not self._parent.poll(60):
+        # Building each host's state and listener takes a few ms: 10,000 hosts need minutes.
+        patience = max(60.0, self._hosts * 0.03)
+        if not self._parent.poll(patience):
             self._process.kill()
-            raise RuntimeError("the simulated fleet did not start within 60 s")
+            raise RuntimeError(f"the simulated fleet did not start within {patience:.0f} s")
         self.addresses = self._parent.recv()
         return self
 
@@ -314,6 +322,7 @@ def _serve(
     pipe: Connection,
 ) -> None:
     """Run in the child: serve the fleet until the parent says stop (or goes away)."""
+    _lift_file_limit()
     fleet = Fleet(spec)
     if realm is not None:
         os.environ.update(realm.environment())  # the hosts' GSSAPI reads this realm's krb5.conf
@@ -330,3 +339,15 @@ def _serve(
         pipe.send(served.addresses())
         with contextlib.suppress(EOFError):  # the parent went away: stop as well
             pipe.recv()
+
+
+def _lift_file_limit() -> None:
+    """Raise the soft limit of open files to the hard one: a listening socket per host."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to lift
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):  # an unlimited hard limit may be refused
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -7,7 +7,8 @@ administered one that covers it only in part) it needs the Hyper-V sequence; an 
 range covering it whole protects it already; a listener holds it (named as
 ``Get-NetTCPConnection`` and ``Get-Process`` name it); else it is free to reserve. A dry run and
 ``-Detect`` are answered; ``-Apply`` over WinRM is refused, since the fleet models the script
-as a startup script that runs at boot (``FleetSpec.prevent_ports``).
+as a startup script that runs at boot (``FleetSpec.prevent_ports``). A copy made with
+``--move-dynamic-range`` also says whether the host's IPv4 TCP dynamic range is where it asks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MARKER = "$WantedStarts = @("  # how the responder tells the prevent script from
 _STARTS = re.compile(r"^\$WantedStarts = @\(([\d, ]*)\)", re.MULTILINE)
 _COUNTS = re.compile(r"^\$WantedCounts = @\(([\d, ]*)\)", re.MULTILINE)
 _MODE = re.compile(r"^\$BakedMode = '([a-z-]+)'", re.MULTILINE)
+_DYNAMIC = re.compile(r"^\$DynamicStart = (\d+)\n\$DynamicCount = (\d+)$", re.MULTILINE)
 _SWITCH = re.compile(r"\b(Apply|Detect) = \$true")
 
 
@@ -46,7 +48,11 @@ def run_prevent(script: str, command_line: str, state: HostState) -> tuple[str, 
     ports = [_decide(state, first, count) for first, count in zip(starts, counts, strict=True)]
     unprotected = [p for p in ports if p["status"] not in ("protected", "reserved")]
     needs_person = [p for p in ports if p["status"] in ("held", "needs-hyperv-sequence")]
+    asked = _DYNAMIC.search(script)
+    dynamic = [_dynamic(state, int(asked.group(1)), int(asked.group(2)))] if asked else []
+    moving = [d for d in dynamic if d["status"] == "to-move"]
     code = 1 if mode == "detect" and unprotected else 2 if needs_person else 0
+    code = 1 if code == 0 and mode == "detect" and moving else code
     result: dict[str, Any] = {
         "format": "portfleet-prevent",
         "version": 1,
@@ -58,6 +64,8 @@ def run_prevent(script: str, command_line: str, state: HostState) -> tuple[str, 
         "exit_code": code,
         "ports": ports,
     }
+    if asked:
+        result["dynamic"] = dynamic
     return json.dumps(result, indent=2), code
 
 
@@ -99,3 +107,21 @@ def _decide(state: HostState, first: int, count: int) -> dict[str, Any]:
     if holders:
         return said("held", f"held by {', '.join(holders)}: stop it first, or leave the port to it")
     return said("to-reserve", "free: an administered range would keep Hyper-V/WinNAT off it")
+
+
+def _dynamic(state: HostState, start: int, count: int) -> dict[str, Any]:
+    """Say whether the IPv4 TCP dynamic range is where the script asks, as Get-DynamicState."""
+    found_start, found_count = state.dynamic_tcp
+    now = f"{found_start}-{found_start + found_count - 1}"
+    in_place = (found_start, found_count) == (start, count)
+    return {
+        "family": "ipv4",
+        "start": start,
+        "count": count,
+        "found_start": found_start,
+        "found_count": found_count,
+        "status": "in-place" if in_place else "to-move",
+        "reason": f"the TCP dynamic range is {now} already"
+        if in_place
+        else f"the TCP dynamic range is {now}; it would become {start}-{start + count - 1}",
+    }

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from collector.simulator import credssp, ntlm
 from collector.simulator import envelope as env
+from collector.simulator.acceptor import ACCEPTOR
 from collector.simulator.certs import CertFiles
 from collector.simulator.credssp import CredsspConnection
 from collector.simulator.ntlm import ACCOUNTS, NtlmConnection, certificate_binding
@@ -212,9 +213,7 @@ class WsmanServer:
         self._ntlm_ready = ACCOUNTS.add(self.username, self._password)
         if not self._ntlm_ready:
             _LOG.warning("%s: NTLM is off, its account holds another password here", self.url)
-        threading.Thread(
-            target=self._listener.serve_forever, args=(0.05,), name="wsman", daemon=True
-        ).start()
+        ACCEPTOR.add(self._listener)
         return self
 
     def stop(self) -> None:
@@ -225,7 +224,7 @@ class WsmanServer:
         self._stopping.set()
         if self._ntlm_ready:
             ACCOUNTS.release(self.username, self._password)
-        listener.shutdown()
+        ACCEPTOR.remove(listener)
         listener.server_close()
         with self._lock:
             connections, threads = list(self._connections), list(self._threads)
@@ -395,6 +394,8 @@ def _b64(token: bytes) -> str:
 
 class _Listener(ThreadingHTTPServer):
     daemon_threads = True
+    # A fleet's hosts are probed at once: room for the connections one epoll turn accepts.
+    request_queue_size = 128
 
     def __init__(self, owner: WsmanServer, port: int) -> None:
         self.owner = owner
@@ -410,6 +411,7 @@ class _Listener(ThreadingHTTPServer):
         with owner._lock:
             owner._threads.add(threading.current_thread())
         try:
+            sock.setblocking(True)  # the listener is non-blocking (collector.simulator.acceptor)
             # Headers and body go out in two writes; Nagle plus delayed ACK would stall ~40 ms.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if owner._tls is not None:

@@ -8,21 +8,14 @@ sets as needed and removing the ones no snapshot uses any more, in the caller's 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from collector.store.models import (
-    DynamicRange,
-    Feature,
-    FindingSet,
-    Service,
-    Snapshot,
-)
-from collector.store.rows import ContentSet, content_rows, finding_set
+from collector.store.models import FindingSet, Snapshot
+from collector.store.rows import HOST_SET_COLUMNS, ContentSet, content_rows, finding_set
 from collector.store.snapshots import SETS, drop_unused_sets, store_set
 
 _CHUNK = 500
@@ -31,7 +24,9 @@ _REPOINT = (
     .where(Snapshot.id == bindparam("snapshot"))
     .values(finding_set_id=bindparam("findings"))
 )
-_SOURCES = ("excluded_set_id", "bind_failure_set_id", "listener_set_id")
+_SOURCES = (
+    "excluded_set_id", "bind_failure_set_id", "listener_set_id", *HOST_SET_COLUMNS,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +62,10 @@ def reclassify(connection: Connection) -> Reclassified:
     moves: list[dict[str, int]] = []
     for start in range(0, len(snapshots), _CHUNK):
         chunk = snapshots[start : start + _CHUNK]
-        ids = [row.id for row in chunk]
-        dynamic = _per_snapshot(connection, DynamicRange, ids,
-                                ("protocol", "family", "start_port", "port_count"))  # fmt: skip
-        features = _per_snapshot(connection, Feature, ids, ("name", "state"))
-        services = _per_snapshot(connection, Service, ids, ("name", "status"))
         _load_sets(connection, chunk, set_rows)
         for row in chunk:
             # Unchanged nights share their inputs: diagnose each distinct set of inputs once.
-            key = (
-                tuple(getattr(row, column) for column in _SOURCES),
-                _frozen(dynamic[row.id]), _frozen(features[row.id]), _frozen(services[row.id]),
-                row.wsl_version is not None,
-            )  # fmt: skip
+            key = (tuple(getattr(row, column) for column in _SOURCES), row.wsl_version is not None)
             digest = digests.get(key)
             if digest is None:
                 sets: dict[str, ContentSet | None] = {}
@@ -87,8 +73,12 @@ def reclassify(connection: Connection) -> Reclassified:
                     set_id = getattr(row, column)
                     rows = None if set_id is None else set_rows[(column, set_id)]
                     sets[column] = None if rows is None else content_rows(rows)
-                content = finding_set(sets, dynamic[row.id], features[row.id], services[row.id],
-                                      key[-1])  # fmt: skip
+                dynamic, features, services = (
+                    [dict(zip(HOST_SET_COLUMNS[column], values, strict=True))
+                     for values in set_rows.get((column, getattr(row, column)), [])]
+                    for column in HOST_SET_COLUMNS
+                )  # fmt: skip
+                content = finding_set(sets, dynamic, features, services, key[-1])
                 digest = digests[key] = content.digest
                 if digest not in known:
                     known[digest] = store_set(connection, "finding_set_id", content)
@@ -100,23 +90,6 @@ def reclassify(connection: Connection) -> Reclassified:
     removed = drop_unused_sets(connection, "finding_set_id", known.values())
     created = len(set(known.values()) - before)
     return Reclassified(len(snapshots), changed, created, removed)
-
-
-def _frozen(rows: list[dict[str, Any]]) -> tuple[tuple[Any, ...], ...]:
-    return tuple(sorted(tuple(row.values()) for row in rows))
-
-
-def _per_snapshot(
-    connection: Connection, model: Any, ids: list[int], columns: tuple[str, ...]
-) -> dict[int, list[dict[str, Any]]]:
-    """Return a child table's rows of some snapshots, as dicts, by snapshot id."""
-    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    query = select(model.snapshot_id, *(getattr(model, c) for c in columns)).where(
-        model.snapshot_id.in_(bindparam("ids", expanding=True))
-    ).order_by(model.id)  # fmt: skip
-    for row in connection.execute(query, {"ids": ids}):
-        found[row[0]].append(dict(zip(columns, row[1:], strict=True)))
-    return found
 
 
 def _load_sets(

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete, insert, text
 
 from collector.store.frames import read_frame, to_utc
 from collector.store.models import CandidateCause, ChangeEvent
@@ -60,17 +60,17 @@ _RANGES = """SELECT DISTINCT set_id, protocol, start_port AS start, end_port AS 
 # LAG over each host's own rows keeps only real changes, and skips snapshots without the value.
 _CHANGES = """
 SELECT * FROM (
-  SELECT x.snapshot_id, x.{name} AS name, x.{value} AS value,
+  SELECT s.id AS snapshot_id, x.{name} AS name, x.{value} AS value,
          LAG(x.{value}) OVER (PARTITION BY s.host_id, x.{name} ORDER BY s.taken_at, s.id)
            AS previous
-    FROM {table} x JOIN snapshots s ON s.id = x.snapshot_id) t
+    FROM snapshots s JOIN {table} x ON x.set_id = s.{pointer}) t
  WHERE previous IS NOT NULL AND previous <> value"""
 _DYNAMIC = """
 SELECT * FROM (
-  SELECT d.snapshot_id, d.protocol, d.family, d.start_port AS start, d.port_count AS count,
-         LAG(d.snapshot_id) OVER w AS previous_snapshot_id,
+  SELECT s.id AS snapshot_id, d.protocol, d.family, d.start_port AS start, d.port_count AS count,
+         LAG(s.id) OVER w AS previous_snapshot_id,
          LAG(d.start_port) OVER w AS previous_start, LAG(d.port_count) OVER w AS previous_count
-    FROM dynamic_ranges d JOIN snapshots s ON s.id = d.snapshot_id
+    FROM snapshots s JOIN dynamic_ranges d ON d.set_id = s.dynamic_set_id
   WINDOW w AS (PARTITION BY s.host_id, d.protocol, d.family ORDER BY s.taken_at, s.id)) t
  WHERE previous_start IS NOT NULL
    AND (previous_start <> start OR previous_count <> count)"""
@@ -113,10 +113,12 @@ def load_history(connection: Connection) -> History:
     snapshots["previous_at"] = grouped["taken_at"].shift()
     ranges = read_frame(connection, _RANGES)
     ranges["administered"] = ranges["administered"].astype(bool)
-    features = read_frame(connection, _CHANGES.format(name="name", value="state", table="features"))
-    services = read_frame(
-        connection, _CHANGES.format(name="name", value="status", table="services")
+    features = read_frame(
+        connection,
+        _CHANGES.format(name="name", value="state", table="features", pointer="feature_set_id"),
     )
+    services = read_frame(connection, _CHANGES.format(
+        name="name", value="status", table="services", pointer="service_set_id"))  # fmt: skip
     updates = read_frame(connection, _UPDATES)
     updates["installed_at"] = to_utc(updates["installed_at"])
     return History(snapshots, ranges, read_frame(connection, _DYNAMIC), features, services, updates)
@@ -334,12 +336,27 @@ def derive_events(history: History) -> pd.DataFrame:
     return events.loc[:, [*columns, "host_id"]].reset_index(drop=True)
 
 
+# Advisory lock key of deriving the history and of ``db prune`` ("pf" 3), on PostgreSQL.
+_PG_HISTORY_LOCK = {"space": 0x70660003, "key": 0}
+
+
+def history_lock(connection: Connection) -> None:
+    """Hold, until the caller's transaction ends, the lock deriving and pruning share.
+
+    On PostgreSQL a run's end could otherwise derive events from snapshots ``db prune`` is
+    removing; SQLite's write lock serialises them already.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), _PG_HISTORY_LOCK)
+
+
 def refresh_history(connection: Connection) -> Refreshed:
     """Derive the change events and candidate causes of every host again, and store them.
 
     They are derived data, like the findings: a run that stored snapshots calls this once at
     its end (so does ``db reclassify``), and every output reads the tables.
     """
+    history_lock(connection)
     connection.execute(delete(ChangeEvent))
     connection.execute(delete(CandidateCause))
     history = load_history(connection)

@@ -1,9 +1,12 @@
 """Typed SQLAlchemy models of the store.
 
-Content that repeats night after night (a host's excluded ranges, bind failures, listeners) is
-stored once, as a *set* keyed by the digest of its rows; snapshots point at sets. A snapshot whose
-set pointer is NULL did not capture that content (unknown), which is not the same as a set with no
-rows (captured, and empty).
+Content that repeats night after night (a host's excluded ranges, bind failures, listeners,
+dynamic ranges, features, services, findings) is stored once, as a *set* keyed by the digest of
+its rows; snapshots point at sets. A snapshot whose set pointer is NULL did not capture that
+content (unknown), which is not the same as a set with no rows (captured, and empty). Probe
+documents are shared too: a snapshot points at a base document and keeps only a small patch
+(``collector.store.documents``), so a night where nothing changed costs its snapshot row and
+its attempt.
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ class CollectionRun(Base):
     collector: Mapped[str | None] = mapped_column(String(255))
     night: Mapped[str | None] = mapped_column(String(32))
     site: Mapped[str | None] = mapped_column(String(64))
+    # The config's wanted ports the run collected for, as JSON {"5432": "postgres", "8080":
+    # null} (port: the process serving it); a report without a config reads the latest.
+    wanted_ports: Mapped[str | None] = mapped_column(Text())
 
     __table_args__ = (CheckConstraint("kind IN ('collect', 'import', 'demo')", name="kind"),)
 
@@ -107,7 +113,8 @@ class Attempt(Base):
     status: Mapped[str] = mapped_column(String(16))
     error_class: Mapped[str | None] = mapped_column(String(32))
     message: Mapped[str | None] = mapped_column(Text)
-    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
+    # Indexed, as every column naming a snapshot: deleting one (db prune) looks them all up.
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"), index=True)
 
     __table_args__ = (
         CheckConstraint("status IN ('ok', 'partial', 'failed')", name="status"),
@@ -120,7 +127,11 @@ class Attempt(Base):
 
 
 class Document(Base):
-    """A probe document exactly as received, zlib-compressed, stored once per content."""
+    """A probe document exactly as received, zlib-compressed: the base snapshots patch.
+
+    ``sha256`` names these bytes; each snapshot keeps the digest of its own document
+    (``snapshots.document_sha256``), which is this one's when it holds no patch.
+    """
 
     __tablename__ = "documents"
 
@@ -255,6 +266,24 @@ class Finding(Base):
     )
 
 
+class DynamicSet(_ContentSet, Base):
+    """A distinct set of dynamic port ranges."""
+
+    __tablename__ = "dynamic_sets"
+
+
+class FeatureSet(_ContentSet, Base):
+    """A distinct set of optional feature states."""
+
+    __tablename__ = "feature_sets"
+
+
+class ServiceSet(_ContentSet, Base):
+    """A distinct set of service states."""
+
+    __tablename__ = "service_sets"
+
+
 class Snapshot(Base):
     """One host's state at one moment, as its probe (or a capture folder) saw it."""
 
@@ -262,7 +291,11 @@ class Snapshot(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), unique=True)
+    # The base document and the patch that makes this snapshot's document from it (NULL: the
+    # base is it). Both NULL once ``db prune`` dropped an old snapshot's document.
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id"), index=True)
+    document_delta: Mapped[bytes | None] = mapped_column(LargeBinary)
+    document_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     source: Mapped[str] = mapped_column(String(16))
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -278,6 +311,9 @@ class Snapshot(Base):
     excluded_set_id: Mapped[int | None] = mapped_column(ForeignKey("excluded_sets.id"))
     bind_failure_set_id: Mapped[int | None] = mapped_column(ForeignKey("bind_failure_sets.id"))
     listener_set_id: Mapped[int | None] = mapped_column(ForeignKey("listener_sets.id"))
+    dynamic_set_id: Mapped[int | None] = mapped_column(ForeignKey("dynamic_sets.id"))
+    feature_set_id: Mapped[int | None] = mapped_column(ForeignKey("feature_sets.id"))
+    service_set_id: Mapped[int | None] = mapped_column(ForeignKey("service_sets.id"))
     # Set when the snapshot is stored; NULL only inside the upgrade that classifies old ones.
     finding_set_id: Mapped[int | None] = mapped_column(ForeignKey("finding_sets.id"))
 
@@ -300,18 +336,18 @@ class SnapshotError(Base):
 
 
 class DynamicRange(Base):
-    """The dynamic (ephemeral) port range of one protocol and family in one snapshot."""
+    """The dynamic (ephemeral) port range of one protocol and family, in a set of them."""
 
     __tablename__ = "dynamic_ranges"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("dynamic_sets.id"), index=True)
     protocol: Mapped[str] = mapped_column(String(3))
     family: Mapped[str] = mapped_column(String(4))
     start_port: Mapped[int] = mapped_column(Integer)
     port_count: Mapped[int] = mapped_column(Integer)
 
-    __table_args__ = (UniqueConstraint("snapshot_id", "protocol", "family"),)
+    __table_args__ = (UniqueConstraint("set_id", "protocol", "family"),)
 
 
 class Feature(Base):
@@ -320,11 +356,11 @@ class Feature(Base):
     __tablename__ = "features"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("feature_sets.id"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(32))
 
-    __table_args__ = (UniqueConstraint("snapshot_id", "name"),)
+    __table_args__ = (UniqueConstraint("set_id", "name"),)
 
 
 class Service(Base):
@@ -333,12 +369,12 @@ class Service(Base):
     __tablename__ = "services"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("service_sets.id"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(32))
     start_type: Mapped[str | None] = mapped_column(String(32))
 
-    __table_args__ = (UniqueConstraint("snapshot_id", "name"),)
+    __table_args__ = (UniqueConstraint("set_id", "name"),)
 
 
 class Update(Base):
@@ -356,7 +392,7 @@ class Update(Base):
     installed_on: Mapped[date | None] = mapped_column(Date)
     installed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     result_code: Mapped[int | None] = mapped_column(Integer)
-    first_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    first_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
 
     __table_args__ = (UniqueConstraint("host_id", "update_key"),)
 
@@ -382,7 +418,7 @@ class ChangeEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
-    previous_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    previous_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
     kind: Mapped[str] = mapped_column(String(24))
     protocol: Mapped[str] = mapped_column(String(3))
     family: Mapped[str | None] = mapped_column(String(4))  # dynamic changes only
@@ -449,7 +485,7 @@ class Fix(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
     recorded_by: Mapped[str | None] = mapped_column(String(255))
     note: Mapped[str | None] = mapped_column(Text)
-    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"), index=True)
 
     __table_args__ = (
         CheckConstraint("source IN ('recorded', 'detected')", name="source"),
@@ -476,7 +512,7 @@ class FixCheck(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     fix_id: Mapped[int] = mapped_column(ForeignKey("fixes.id"), index=True)
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
     outcome: Mapped[str] = mapped_column(String(10))
     port: Mapped[int | None] = mapped_column(Integer)

@@ -63,6 +63,8 @@ class PreparedSnapshot:
     updates: dict[str, dict[str, Any]]
     errors: list[dict[str, Any]]
     problems: list[str]
+    # The parsed document itself, for the writer's patch; None: the writer reads the body.
+    document: dict[str, Any] | None = None
 
 
 def document_digest(body: bytes) -> str:
@@ -86,14 +88,14 @@ def prepare_snapshot(
         errors.append({"section": section, "code": "parse_error", "message": str(exc)})
 
     raw: dict[str, str] = document["raw"]
+    dynamic = _dynamic_ranges(raw, record)
+    features = list(document.get("features", []))
+    services = [{"start_type": None} | item for item in document.get("services", [])]
     sets = {
         "excluded_set_id": _excluded_set(raw, record),
         "bind_failure_set_id": _bind_failure_set(document.get("bind_sweep")),
         "listener_set_id": _listener_set(document.get("listeners"), raw, record),
-    }
-    dynamic = _dynamic_ranges(raw, record)
-    features = list(document.get("features", []))
-    services = [{"start_type": None} | item for item in document.get("services", [])]
+    } | host_sets(dynamic, features, services)
     digest = document_digest(body)
     facts = document["host"]
     os_info = facts.get("os") or {}
@@ -128,6 +130,7 @@ def prepare_snapshot(
         updates=_updates(document, raw, record),
         errors=errors,
         problems=problems,
+        document=document,
     )
 
 
@@ -197,6 +200,46 @@ def _listener_set(
     else:
         return None
     return content_rows(sorted(set(rows), key=lambda r: (r[0], r[2], r[1], r[3] or 0, r[4] or "")))
+
+
+# The rows of the sets a snapshot's own facts make, in the order of their tables' columns.
+HOST_SET_COLUMNS: dict[str, tuple[str, ...]] = {
+    "dynamic_set_id": ("protocol", "family", "start_port", "port_count"),
+    "feature_set_id": ("name", "state"),
+    "service_set_id": ("name", "status", "start_type"),
+}
+
+
+def host_sets(
+    dynamic: Sequence[dict[str, Any]],
+    features: Sequence[dict[str, Any]],
+    services: Sequence[dict[str, Any]],
+) -> dict[str, ContentSet | None]:
+    """Return the dynamic range, feature and service sets of a snapshot, sorted and named.
+
+    Always a set, empty when nothing was captured: the tables never told "none" from
+    "unknown" for these, and the diagnosis reads both the same.
+    """
+    found = {"dynamic_set_id": dynamic, "feature_set_id": features, "service_set_id": services}
+    return {
+        column: content_rows(sorted(
+            (tuple(item.get(name) for name in HOST_SET_COLUMNS[column]) for item in items),
+            key=_none_first,
+        ))
+        for column, items in found.items()
+    }  # fmt: skip
+
+
+def _none_first(row: Row) -> tuple[tuple[bool, Any], ...]:
+    """Sort rows whose columns may be NULL (a service's start type) without comparing None."""
+    return tuple((value is not None, "" if value is None else value) for value in row)
+
+
+def with_host_sets(prepared: PreparedSnapshot) -> dict[str, ContentSet | None]:
+    """Return every content set of a prepared snapshot, its host sets made when it lacks them."""
+    if all(column in prepared.sets for column in HOST_SET_COLUMNS):
+        return prepared.sets
+    return host_sets(prepared.dynamic, prepared.features, prepared.services) | prepared.sets
 
 
 def finding_set(

@@ -1,7 +1,13 @@
-"""Write prepared snapshots into the store: each content set once, rows in few statements."""
+"""Write prepared snapshots into the store: each content set once, rows in few statements.
+
+A snapshot's document is stored as a patch on the host's latest base document when that patch
+is small (``collector.store.documents``), so an unchanged night adds no document.
+"""
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,33 +23,52 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
+from collector.store.documents import small_patch
 from collector.store.models import (
     Base,
     BindFailure,
     BindFailureSet,
     Document,
     DynamicRange,
+    DynamicSet,
     ExcludedRange,
     ExcludedSet,
     Feature,
+    FeatureSet,
     Finding,
     FindingSet,
     Listener,
     ListenerSet,
     Service,
+    ServiceSet,
     Snapshot,
     SnapshotError,
     Update,
 )
-from collector.store.rows import FINDING_ROW_COLUMNS, ContentSet, PreparedSnapshot
+from collector.store.rows import (
+    FINDING_ROW_COLUMNS,
+    HOST_SET_COLUMNS,
+    ContentSet,
+    PreparedSnapshot,
+    with_host_sets,
+)
 
-_SetModel = type[ExcludedSet] | type[BindFailureSet] | type[ListenerSet] | type[FindingSet]
+_SetModel = (
+    type[ExcludedSet]
+    | type[BindFailureSet]
+    | type[ListenerSet]
+    | type[FindingSet]
+    | type[DynamicSet]
+    | type[FeatureSet]
+    | type[ServiceSet]
+)
 
 
 # Each content set: the snapshot column that points at it, its table, and its rows' table.
@@ -60,6 +85,9 @@ SETS: dict[str, tuple[_SetModel, type[Base], tuple[str, ...]]] = {
     ),
     "listener_set_id": (ListenerSet, Listener, ("protocol", "address", "port", "pid", "process")),
     "finding_set_id": (FindingSet, Finding, FINDING_ROW_COLUMNS),
+    "dynamic_set_id": (DynamicSet, DynamicRange, HOST_SET_COLUMNS["dynamic_set_id"]),
+    "feature_set_id": (FeatureSet, Feature, HOST_SET_COLUMNS["feature_set_id"]),
+    "service_set_id": (ServiceSet, Service, HOST_SET_COLUMNS["service_set_id"]),
 }
 
 
@@ -77,9 +105,9 @@ _UPDATE_COLUMNS = (
 # Statements are built once: SQLAlchemy then reuses their compiled form without deriving a
 # cache key again on every execution, which counts when 32 collector threads share one GIL.
 _LOOK_UP = union_all(
-    select(literal("document", String), Snapshot.id)
-    .join(Document, Document.id == Snapshot.document_id)
-    .where(Document.sha256 == bindparam("document")),
+    select(literal("document", String), Snapshot.id).where(
+        Snapshot.document_sha256 == bindparam("document")
+    ),
     *(
         select(literal(column, String), model.id).where(model.sha256 == bindparam(column))
         for column, (model, _, _) in SETS.items()
@@ -110,6 +138,16 @@ _SET_NAMED = {
 }
 
 
+# The base document of each host's newest snapshot that has one, the one a new night patches.
+_BASES = text(
+    "SELECT s.host_id, s.document_id, d.body FROM snapshots s "
+    "JOIN documents d ON d.id = s.document_id "
+    "WHERE s.id IN (SELECT (SELECT s2.id FROM snapshots s2 "
+    "WHERE s2.host_id = h.id AND s2.document_id IS NOT NULL "
+    "ORDER BY s2.taken_at DESC, s2.id DESC LIMIT 1) FROM hosts h WHERE h.id IN :hosts)"
+).bindparams(bindparam("hosts", expanding=True))
+
+
 _KNOWN_UPDATES = (
     select(
         Update.id,
@@ -129,6 +167,25 @@ _KNOWN_UPDATES = (
 def _inserting(model: type[Base]) -> Insert:
     """Return the one INSERT statement used for ``model``'s rows."""
     return insert(model)
+
+
+@dataclass(frozen=True, slots=True)
+class BaseDocument:
+    """A host's latest base document: its id and what it holds."""
+
+    id: int
+    document: dict[str, Any]
+
+
+def load_bases(connection: Connection, host_ids: Iterable[int]) -> dict[int, BaseDocument | None]:
+    """Return the base document each host's next night is patched against (None: it has none)."""
+    wanted = sorted(set(host_ids))
+    found: dict[int, BaseDocument | None] = dict.fromkeys(wanted)
+    for start in range(0, len(wanted), 500):
+        rows = connection.execute(_BASES, {"hosts": wanted[start : start + 500]})
+        for host_id, document_id, body in rows:
+            found[int(host_id)] = BaseDocument(int(document_id), json.loads(zlib.decompress(body)))
+    return found
 
 
 @dataclass(slots=True)
@@ -160,6 +217,22 @@ class KnownContent:
         self.defer_rows = defer_rows
         self._rows: dict[type[Base], list[dict[str, Any]]] = {}
         self._staged_rows: list[tuple[type[Base], list[dict[str, Any]]]] = []
+        self._bases: dict[int, BaseDocument | None] = {}
+        self._staged_base: tuple[int, BaseDocument] | None = None
+
+    def load_bases(self, connection: Connection, host_ids: Iterable[int]) -> None:
+        """Read the base documents of the batch's known hosts, in one statement."""
+        self._bases.update(load_bases(connection, host_ids))
+
+    def base_of(self, connection: Connection, host_id: int) -> BaseDocument | None:
+        """Return the host's base document, as the batch left it; asks for a host not read."""
+        if host_id not in self._bases:
+            self._bases.update(load_bases(connection, [host_id]))
+        return self._bases[host_id]
+
+    def stage_base(self, host_id: int, base: BaseDocument) -> None:
+        """Make a new base the host's, once the current document is kept."""
+        self._staged_base = (host_id, base)
 
     def defer(self, model: type[Base], rows: list[dict[str, Any]]) -> None:
         """Stage rows of the current document for the batch's end."""
@@ -203,7 +276,7 @@ class KnownContent:
         wanted: dict[str, set[str]] = {kind: set() for kind in known._found}
         for prepared in batch:
             wanted["document"].add(prepared.digest)
-            for column, content in prepared.sets.items():
+            for column, content in with_host_sets(prepared).items():
                 if content is not None:
                     wanted[column].add(content.digest)
         for kind, digests in wanted.items():
@@ -217,7 +290,7 @@ class KnownContent:
         """Return what ``look_up`` would: the document's snapshot and the sets kept, by kind."""
         digests = {"document": prepared.digest} | {
             column: content.digest
-            for column, content in prepared.sets.items()
+            for column, content in with_host_sets(prepared).items()
             if content is not None
         }
         return {
@@ -238,11 +311,16 @@ class KnownContent:
         for model, rows in self._staged_rows:
             self._rows.setdefault(model, []).extend(rows)
         self._staged_rows.clear()
+        if self._staged_base is not None:
+            host_id, base = self._staged_base
+            self._bases[host_id] = base
+            self._staged_base = None
 
     def forget(self) -> None:
         """Drop what the current document made (it was rolled back)."""
         self._staged.clear()
         self._staged_rows.clear()
+        self._staged_base = None
 
 
 _BATCH_UPDATES = (
@@ -258,10 +336,8 @@ _BATCH_UPDATES = (
 )
 
 
-_DOCUMENTS_KNOWN = (
-    select(Document.sha256, Snapshot.id)
-    .join(Snapshot, Snapshot.document_id == Document.id)
-    .where(Document.sha256.in_(bindparam("digests", expanding=True)))
+_DOCUMENTS_KNOWN = select(Snapshot.document_sha256, Snapshot.id).where(
+    Snapshot.document_sha256.in_(bindparam("digests", expanding=True))
 )
 
 
@@ -287,9 +363,23 @@ def write_snapshot(
     found = known.look_up(prepared) if known is not None else look_up(connection, prepared)
     if "document" in found:
         return StoredSnapshot(found["document"], created=False)
-    document_id = connection.execute(_NEW_DOCUMENT, prepared.document_row).scalar_one()
+    if known is not None:
+        base = known.base_of(connection, host_id)
+    else:
+        base = load_bases(connection, [host_id])[host_id]
+    body = prepared.document_row["body"]
+    document = prepared.document
+    if document is None:
+        document = json.loads(zlib.decompress(body))
+    delta = None if base is None else small_patch(base.document, document, len(body))
+    if delta is not None and base is not None:
+        document_id = base.id
+    else:
+        document_id = connection.execute(_NEW_DOCUMENT, prepared.document_row).scalar_one()
+        if known is not None:
+            known.stage_base(host_id, BaseDocument(document_id, document))
     pointers = {}
-    for column, content in prepared.sets.items():
+    for column, content in with_host_sets(prepared).items():
         if content is None:
             continue
         if column in found:
@@ -302,12 +392,15 @@ def write_snapshot(
         _NEW_SNAPSHOT,
         prepared.snapshot_row
         | pointers
-        | {"host_id": host_id, "document_id": document_id, "received_at": received_at},
+        | {
+            "host_id": host_id,
+            "document_id": document_id,
+            "document_delta": delta,
+            "document_sha256": prepared.digest,
+            "received_at": received_at,
+        },
     ).scalar_one()
     owned = {"snapshot_id": snapshot_id}
-    _put(connection, known, DynamicRange, [owned | row for row in prepared.dynamic])
-    _put(connection, known, Feature, [owned | row for row in prepared.features])
-    _put(connection, known, Service, [owned | row for row in prepared.services])
     _put(connection, known, SnapshotError, [owned | row for row in prepared.errors])
     read = known.updates_of(host_id) if known is not None else None
     merge_updates(connection, host_id, snapshot_id, prepared, read)
@@ -320,7 +413,7 @@ def look_up(connection: Connection, prepared: PreparedSnapshot) -> dict[str, int
     """Find, in one statement, the snapshot of these bytes and the content sets already kept."""
     digests = {"document": prepared.digest} | {
         column: content.digest if content is not None else ""
-        for column, content in prepared.sets.items()
+        for column, content in with_host_sets(prepared).items()
     }
     return {str(kind): int(key) for kind, key in connection.execute(_LOOK_UP, digests)}
 

@@ -253,6 +253,7 @@ def _store_all(
     known = KnownContent.load(connection, [item.prepared for item in ready], defer_rows)
     names = Counter(item.name for item in ready)
     hosts = _hosts_named(connection, names)
+    known.load_bases(connection, (hosts[name] for name in names if name in hosts))
     known.load_updates(connection, (hosts[n] for n, count in names.items()
                                     if count == 1 and n in hosts))  # fmt: skip
     for item in inputs:

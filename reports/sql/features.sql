@@ -1,1 +1,3 @@
-SELECT snapshot_id, name, state FROM features WHERE snapshot_id IN :ids
+SELECT s.id AS snapshot_id, f.name, f.state
+  FROM snapshots s JOIN features f ON f.set_id = s.feature_set_id
+ WHERE s.id IN :ids

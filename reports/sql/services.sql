@@ -1,1 +1,3 @@
-SELECT snapshot_id, name, status FROM services WHERE snapshot_id IN :ids
+SELECT s.id AS snapshot_id, v.name, v.status
+  FROM snapshots s JOIN services v ON v.set_id = s.service_set_id
+ WHERE s.id IN :ids
