@@ -129,6 +129,10 @@ QUERIES: dict[str, Query] = {
         "The dynamic port ranges of some snapshots (:ids).",
         {"snapshot_id": INT, "protocol": STR, "family": STR, "start": INT, "count": INT},
     ),
+    "last_wanted_ports": Query(
+        "The wanted ports (JSON) of the latest collection run that recorded some.",
+        {"run_id": INT, "started_at": UTC, "wanted_ports": STR},
+    ),
     "reservation_levels": Query(
         "Per excluded set, the ports of its run-time blocks of at least :min_block ports.",
         {"set_id": INT, "ports": INT},

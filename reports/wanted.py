@@ -11,11 +11,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-
 from collector.store.database import Store
-from collector.store.models import CollectionRun
 from collector.windows import MAX_PORT
+from reports import tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,18 +28,14 @@ class RecordedWanted:
 
 def last_wanted(store: Store) -> RecordedWanted | None:
     """Return the wanted ports of the latest run that recorded some, or None."""
-    query = (
-        select(CollectionRun.id, CollectionRun.started_at, CollectionRun.wanted_ports)
-        .where(CollectionRun.wanted_ports.is_not(None))
-        .order_by(CollectionRun.started_at.desc(), CollectionRun.id.desc())
-        .limit(1)
-    )
     with store.connect() as connection:
-        row = connection.execute(query).first()
-    if row is None:
+        rows = tables.read(connection, "last_wanted_ports")
+    if rows.empty:
         return None
-    ports, services = _read(row.wanted_ports)
-    return RecordedWanted(ports, services, int(row.id), row.started_at) if ports else None
+    row = rows.iloc[0]
+    ports, services = _read(str(row["wanted_ports"]))
+    started = row["started_at"].to_pydatetime()
+    return RecordedWanted(ports, services, int(row["run_id"]), started) if ports else None
 
 
 def _read(text: str) -> tuple[tuple[int, ...], dict[int, str]]:

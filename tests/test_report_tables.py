@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Connection
 
+from collector.runs import finish_run, start_run
 from collector.store.database import Store
 from collector.windows import MIN_BLOCK
 from reports import tables
@@ -27,6 +28,8 @@ def filled(db_url: str) -> Iterator[Store]:
     """A store (SQLite, then PostgreSQL) filled with the report tests' fleet, read-only."""
     with Store.open(db_url) as store:
         fill_report_store(store)
+        # A collection that recorded its wanted ports, for the report to fall back on.
+        finish_run(store, start_run(store, "collect", {5432: "postgres"}))
     with Store.reader(db_url) as reader:
         yield reader
 
