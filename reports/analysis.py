@@ -6,7 +6,7 @@ state as read (``Enabled``, ``Disabled``…, empty when not read) while ``wsl`` 
 ``reserved_ports`` counts the TCP ports in excluded ranges ('*' or not), empty when the ranges
 were not captured. ``port_map`` has ``protocol``; ``failed_attempts`` has ``source`` and covers
 the ``RECENT_DAYS`` before ``now``. The work reads whole tables a few times (no query per host)
-and stays on ranges; only ``failures`` has one row per failing port, of the latest snapshots.
+and stays on ranges: ``failures`` too has one row per failing range, not per port.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from collector.diagnosis import Diagnosis, PortStatus, describe_holder
 from collector.store.database import Store
 from collector.windows import RUNTIME_OWNER
 from reports import tables
-from reports.attention import build_attention, port_runs, protected_ports
+from reports.attention import PortHistory, build_attention, port_runs, protected_ports
 from reports.correlation import correlate_fleet, load_reservations
 from reports.events import load_causes, load_events
 from reports.findings import (
     SnapshotState,
     build_wanted_matrix,
-    expand_failures,
     failing,
+    failure_ranges,
     latest_snapshots,
     load_state,
     tcp4_dynamic,
@@ -71,15 +71,16 @@ def build_report_data(
         attempts = tables.read(connection, "attempts")
         names = tables.read(connection, "hosts")
         fixes = tuple(fix_history(connection))
-        runs = port_runs(connection, ports)
+        history = PortHistory.read(connection, ports)
         protected = protected_ports(reservations, ports)
+    runs = port_runs(history)
     hosts = _hosts(names, state, attempts, now, stale_after_days)
     wanted = build_wanted_matrix(state, ports, wanted_services)
     wanted = _with_unseen(wanted, hosts, ports)
     segments = failing(state)
     remediation = plan_remediation(wanted, hosts)
     risky = sorted({int(p) for p in wanted.loc[wanted["status"] == PortStatus.AT_RISK, "port"]})
-    odds = at_risk_odds(store, risky) if risky else {}
+    odds = at_risk_odds(store, risky, history) if risky else {}
     safe = find_safe_ports(store, None, ports) if not latest.empty else None
     ranked = correlation[correlation["rank"].notna()]
     ranks = {
@@ -100,8 +101,8 @@ def build_report_data(
         attention=typed("attention", attention),
         hosts=typed("hosts", hosts.loc[:, [*COLUMNS["hosts"], "winnat", "host_state"]]),
         failed_attempts=typed("failed_attempts", _failed_attempts(attempts, now)),
-        failures=typed("failures", expand_failures(segments).sort_values(
-            ["host", "protocol", "family", "port"], ignore_index=True)),
+        failures=typed("failures", failure_ranges(segments).sort_values(
+            ["host", "protocol", "family", "start"], ignore_index=True)),
         wanted=typed("wanted", wanted.sort_values(["host", "port"], ignore_index=True)),
         port_map=typed("port_map", _port_map(state, segments)),
         events=typed("events", events),

@@ -25,16 +25,18 @@ has one row per line, in the order the report shows them, grouped by ``kind``, n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
 from collector.diagnosis import Diagnosis, PortStatus
 from collector.windows import RUNTIME_OWNER
 from reports import tables
-from reports.correlation import DEFAULT_WINDOW_DAYS
+from reports.correlation import DEFAULT_WINDOW_DAYS, Reservations
 from reports.events import causes_before
 from reports.findings import port_statuses, unbroken_since
 from reports.odds import Odds
@@ -68,7 +70,24 @@ ATTENTION_COLUMNS = (
 )  # fmt: skip
 
 
-def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
+@dataclass(frozen=True, slots=True)
+class PortHistory:
+    """Every snapshot of the fleet, and the TCP findings of any set that cover each port."""
+
+    snapshots: pd.DataFrame  # fleet_snapshots
+    findings: Mapping[int, pd.DataFrame]  # port -> fleet_port_findings of that port
+
+    @classmethod
+    def read(cls, connection: Connection, ports: Sequence[int]) -> PortHistory:
+        """Read the history of ``ports``: the runs and the at-risk odds both take it."""
+        found = {
+            int(port): tables.read(connection, "fleet_port_findings", port=int(port))
+            for port in sorted(set(ports))
+        }
+        return cls(tables.read(connection, "fleet_snapshots"), found)
+
+
+def port_runs(history: PortHistory) -> pd.DataFrame:
     """Return every host's history of each TCP port as runs of one status, oldest first.
 
     One row per run: ``host_id``, ``host``, ``port``, ``status``, ``first_at``, ``last_at``,
@@ -77,32 +96,43 @@ def port_runs(connection: Connection, ports: Sequence[int]) -> pd.DataFrame:
     """
     columns = ["host_id", "host", "port", "status", "first_at", "last_at", "snapshots",
                "first_snapshot_id", "run", "current"]  # fmt: skip
-    snapshots = tables.read(connection, "fleet_snapshots")
-    if snapshots.empty or not ports:
+    snapshots = history.snapshots
+    if snapshots.empty or not history.findings:
         empty = pd.DataFrame({column: [] for column in columns})
         return empty.astype({"run": "int64", "snapshots": "int64", "current": bool})
-    pointers = snapshots[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
-    history = []
-    for port in sorted(set(ports)):
-        found = tables.read(connection, "fleet_port_findings", port=int(port))
+    # A port's status depends on the snapshot's finding set and sweep alone: answer each
+    # distinct pair once (they grow with changes), not every night of every host.
+    keys = snapshots[["finding_set_id", "swept"]].drop_duplicates(ignore_index=True)
+    keys["snapshot_id"] = np.arange(len(keys), dtype=np.int64)
+    pointers = keys[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
+    # Oldest first within each host; each port's nights are folded into runs before the next
+    # port's are made, so only one port's nights are held at a time.
+    nights = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], ignore_index=True)
+    folded = []
+    for port, found in history.findings.items():
         findings = pointers.merge(found, left_on="finding_set_id", right_on="set_id")
-        cells = snapshots.assign(port=int(port))
-        history.append(cells.assign(status=port_statuses(findings, cells)))
-    frame = pd.concat(history, ignore_index=True)
-    frame = frame.sort_values(["host_id", "port", "taken_at", "snapshot_id"], ignore_index=True)
-    key = frame["host_id"].astype(str) + ":" + frame["port"].astype(str)
-    starts = (key != key.shift()) | (frame["status"] != frame["status"].shift())
-    frame["run_id"] = starts.cumsum()
-    runs = frame.groupby("run_id", sort=True).agg(
-        host_id=("host_id", "first"), host=("host", "first"), port=("port", "first"),
-        status=("status", "first"), first_at=("taken_at", "min"), last_at=("taken_at", "max"),
-        snapshots=("snapshot_id", "size"), first_snapshot_id=("snapshot_id", "first"),
-    )  # fmt: skip
-    runs = runs.reset_index(drop=True)
+        cells = keys.assign(port=int(port))
+        answered = keys.assign(status=port_statuses(findings, cells)).drop(columns="snapshot_id")
+        statuses = nights[["finding_set_id", "swept"]].merge(answered, how="left")["status"]
+        folded.append(_runs(nights, statuses, int(port)))
+    runs = pd.concat(folded, ignore_index=True)
+    runs = runs.sort_values(["host_id", "port"], kind="stable", ignore_index=True)
     runs["run"] = runs.groupby(["host_id", "port"]).cumcount()
     last = runs.groupby(["host_id", "port"])["run"].transform("max")
     runs["current"] = runs["run"] == last
     return runs.loc[:, columns]
+
+
+def _runs(nights: pd.DataFrame, statuses: pd.Series, port: int) -> pd.DataFrame:
+    """Fold one port's nights (oldest first per host) into runs of one status."""
+    starts = (nights["host_id"] != nights["host_id"].shift()) | (statuses != statuses.shift())
+    frame = nights.assign(status=statuses.to_numpy(), run_id=starts.cumsum().to_numpy())
+    runs = frame.groupby("run_id", sort=True).agg(
+        host_id=("host_id", "first"), host=("host", "first"), status=("status", "first"),
+        first_at=("taken_at", "min"), last_at=("taken_at", "max"),
+        snapshots=("snapshot_id", "size"), first_snapshot_id=("snapshot_id", "first"),
+    )  # fmt: skip
+    return runs.reset_index(drop=True).assign(port=port)
 
 
 def build_attention(
@@ -403,19 +433,16 @@ def _at_risk(wanted: pd.DataFrame, odds: Mapping[int, tuple[Odds, ...]]) -> list
     return rows
 
 
-def protected_ports(
-    reservations: tuple[pd.DataFrame, pd.DataFrame], ports: Sequence[int]
-) -> pd.DataFrame:
+def protected_ports(reservations: Reservations, ports: Sequence[int]) -> pd.DataFrame:
     """Return each host's wanted ports that an administered range covers now, and since when.
 
     ``reservations`` is what ``reports.correlation.load_reservations`` read. "Since" is the
     first of the unbroken run of captured snapshots, up to the host's latest captured one, in
     which an administered TCP range covered the port (``unbroken_since``).
     """
-    snapshots, ranges = reservations
+    snapshots, ranges = reservations.snapshots, reservations.administered
     if snapshots.empty or not ports:
         return pd.DataFrame(columns=list(PROTECTED_COLUMNS))
-    ranges = ranges[ranges["administered"] & (ranges["protocol"] == "tcp")]
     covers: dict[tuple[int, int], tuple[int, int]] = {}  # (set, port) -> the range
     for set_id, start, end in zip(ranges["set_id"], ranges["start"], ranges["end"], strict=True):
         for port in ports:

@@ -26,6 +26,7 @@ unexposed group, then the odds ratio, then the count of exposed hosts with an ev
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
@@ -43,22 +44,18 @@ DEFAULT_MIN_HOSTS = 3
 CORRELATION_COLUMNS = (*COLUMNS["correlation"], "hosts_unexposed_with_event", "pending_hosts")
 
 
-def measure_reservations(
-    snapshots: pd.DataFrame, ranges: pd.DataFrame, min_block: int = MIN_BLOCK
-) -> pd.DataFrame:
+def measure_reservations(snapshots: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
     """Return, per snapshot with known excluded ranges, the ports held in run-time blocks.
 
-    ``snapshots`` and ``ranges`` are the ``reservation_snapshots`` and ``excluded_ranges``
-    tables (``reports.tables``).
+    ``snapshots`` and ``levels`` are the ``reservation_snapshots`` and ``reservation_levels``
+    tables (``reports.tables``): a set with no run-time block has no level, so none.
     """
-    ports = ranges["end"] - ranges["start"] + 1
-    blocks = ranges[~ranges["administered"] & (ports >= min_block)]
-    per_set = (blocks["end"] - blocks["start"] + 1).groupby(blocks["set_id"]).sum()
+    per_set = levels.set_index("set_id")["ports"]
     # Growth compares each snapshot with the host's earlier ones: oldest first.
     known = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], kind="stable")
-    levels = known[["host_id", "host", "snapshot_id", "taken_at"]].copy()
-    levels["level"] = known["excluded_set_id"].map(per_set).fillna(0).astype("int64").to_numpy()
-    return levels.reset_index(drop=True)
+    found = known[["host_id", "host", "snapshot_id", "taken_at"]].copy()
+    found["level"] = known["excluded_set_id"].map(per_set).fillna(0).astype("int64").to_numpy()
+    return found.reset_index(drop=True)
 
 
 def find_growth(levels: pd.DataFrame) -> pd.DataFrame:
@@ -156,14 +153,26 @@ def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["_no_contrast", "_odds", "_ranked"]).reset_index(drop=True)
 
 
-def load_reservations(connection: Connection) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the snapshots whose excluded ranges were captured, and those ranges.
+@dataclass(frozen=True, slots=True)
+class Reservations:
+    """What the correlation and the protected ports read of the excluded ranges' history."""
 
-    The report reads them once for the correlation and the protected ports alike.
+    snapshots: pd.DataFrame  # reservation_snapshots: every snapshot with captured ranges
+    levels: pd.DataFrame  # reservation_levels: each set's run-time block ports
+    administered: pd.DataFrame  # administered_tcp_ranges: each set's '*' TCP ranges
+
+
+def load_reservations(connection: Connection, min_block: int = MIN_BLOCK) -> Reservations:
+    """Read the snapshots whose excluded ranges were captured, and what their sets hold.
+
+    The report reads them once for the correlation and the protected ports alike. The sets'
+    ranges are summed in the database: they grow with every change, their levels do not.
     """
-    snapshots = tables.read(connection, "reservation_snapshots")
-    ranges = tables.read(connection, "excluded_ranges", snapshots["excluded_set_id"].tolist())
-    return snapshots, ranges
+    return Reservations(
+        snapshots=tables.read(connection, "reservation_snapshots"),
+        levels=tables.read(connection, "reservation_levels", min_block=min_block),
+        administered=tables.read(connection, "administered_tcp_ranges"),
+    )
 
 
 def correlate_fleet(
@@ -171,14 +180,14 @@ def correlate_fleet(
     causes: pd.DataFrame,
     window_days: float = DEFAULT_WINDOW_DAYS,
     min_hosts: int = DEFAULT_MIN_HOSTS,
-    reservations: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    reservations: Reservations | None = None,
 ) -> pd.DataFrame:
     """Correlate candidate causes with reservation growth over the whole fleet.
 
     ``reservations`` is what ``load_reservations`` read, when the caller has it already.
     """
-    snapshots, ranges = reservations or load_reservations(connection)
-    levels = measure_reservations(snapshots, ranges)
+    read = reservations or load_reservations(connection)
+    levels = measure_reservations(read.snapshots, read.levels)
     return correlate(
         causes, find_growth(levels), list_observed_hosts(levels), window_days, min_hosts
     )

@@ -154,8 +154,12 @@ def failing(state: SnapshotState) -> pd.DataFrame:
     return found.merge(state.meta[["snapshot_id", "host", "taken_at"]], on="snapshot_id")
 
 
-def expand_failures(findings: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per failing port (the ``failures`` frame) from failing findings."""
+def failure_ranges(findings: pd.DataFrame) -> pd.DataFrame:
+    """Return the ``failures`` frame from failing findings: one row per range, as stored.
+
+    A failing finding covers a range of ports that share one answer; spreading it into one row
+    per port would cost millions of rows on a large fleet and tell nothing more.
+    """
     findings = findings.assign(reason=_words(findings))
     frame = findings.rename(
         columns={"diagnosis": "classification", "block_start": "failure_start",
@@ -166,14 +170,8 @@ def expand_failures(findings: pd.DataFrame) -> pd.DataFrame:
     frame["in_dynamic_range"] = frame["in_dynamic"].astype("boolean").mask(
         ~frame["dynamic_captured"]
     )  # fmt: skip
-    columns = [c for c in COLUMNS["failures"] if c != "port"]
-    lengths = (frame["end"] - frame["start"] + 1).to_numpy(dtype=np.int64)
-    rows = np.repeat(np.arange(len(frame), dtype=np.int64), lengths)
-    ports = frame[columns].take(rows).reset_index(drop=True)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    firsts = frame["start"].to_numpy(dtype=np.int64)
-    ports["port"] = firsts[rows] + np.arange(lengths.sum()) - starts
-    return ports.loc[:, list(COLUMNS["failures"])]
+    frame["ports"] = (frame["end"] - frame["start"] + 1).astype("int64")
+    return frame.loc[:, list(COLUMNS["failures"])].reset_index(drop=True)
 
 
 def _words(findings: pd.DataFrame) -> list[str]:
@@ -192,9 +190,9 @@ def _words(findings: pd.DataFrame) -> list[str]:
 
 
 def findings_of(store: Store, snapshot_id: int) -> pd.DataFrame:
-    """Return the failing ports of one snapshot (any snapshot, not only the latest), per port."""
+    """Return the failing port ranges of one snapshot (any snapshot, not only the latest)."""
     with store.connect() as connection:
-        return expand_failures(failing(load_state(connection, [snapshot_id])))
+        return failure_ranges(failing(load_state(connection, [snapshot_id])))
 
 
 def answer_ports(

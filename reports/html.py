@@ -3,19 +3,18 @@
 It renders the frames ``reports.model`` declares, as the analysis gives them, and nothing else:
 a value of a kind the model does not declare is an error, not something to guess at.
 
-The page is rendered by Jinja2 with autoescape on for every template. Data the page's script
-needs (the charts) travels as JSON inside a ``<script type="application/json">`` block with
-``<``, ``>`` and ``&`` written as ``\\u003c``-style escapes, so no host string can close the
-block; the script reads it with ``JSON.parse`` and writes text with ``textContent`` only.
-Plotly's JavaScript, the report's script and its stylesheet are inlined; a Content Security
-Policy admits exactly those inline scripts (by hash) and no network at all.
+The page is rendered by Jinja2 with autoescape on for every template. What grows with hosts and
+nights (the timeline's rows, the charts' data) is not rendered up front: it travels packed
+(``reports.payload``) and the page's script builds it when it is opened, writing text with
+``textContent`` only. Plotly's JavaScript travels packed too and runs when a chart comes into
+view. The report's script and its stylesheet are inlined; a Content Security Policy admits
+exactly that script (by hash) and the evaluation of the packed Plotly, and no network at all.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,9 +30,10 @@ from markupsafe import Markup
 
 from collector.diagnosis import Diagnosis, PortStatus
 from collector.windows import DYNAMIC_MOVE_CAVEATS
-from reports.attention import KINDS, word_cause
+from reports.attention import KINDS
 from reports.model import COLUMNS, ReportData
 from reports.odds import MIN_NIGHTS, Odds
+from reports.payload import MEDIA_TYPE, details, pack, pack_text
 from reports.safeports import SafePorts
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
@@ -70,22 +70,10 @@ _CELL_KINDS = {
 # Failure classes that name their cause; the others are listed under unexplained failures.
 _EXPLAINED = (Diagnosis.RESERVED, Diagnosis.IN_USE)
 
-# What the timeline chart needs of each event.
-_EVENT_FIELDS = (
-    *("host", "kind", "at", "protocol", "start", "end"),
-    *("previous_start", "previous_end", "ports", "causes"),
-)
-
-# Characters that must not reach an HTML parser raw from inside a <script> block.
-_SCRIPT_ESCAPES = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-)
-
 
 def render_report(data: ReportData) -> str:
     """Render ``data`` as one self-contained HTML page."""
     data.validate()
-    plotly_js = _inline_code(_plotly_js(), "script")
     report_js = _inline_code(_static_text("report.js"), "script")
     css = _inline_code(_static_text("report.css"), "style")
     # Each frame becomes records once; the sections below share them.
@@ -94,7 +82,6 @@ def render_report(data: ReportData) -> str:
     wanted_rows = _records(data.wanted, "wanted")
     correlation_rows = _records(data.correlation, "correlation")
     unexplained = data.failures[~data.failures.classification.isin(_EXPLAINED)]
-    events = _event_rows(data.events)
     # Anchors are made of positions, never of host strings: a host names itself.
     slugs = {host: f"h{index}" for index, host in enumerate(hosts)}
     failed_attempts = _records(data.failed_attempts, "failed_attempts")
@@ -121,7 +108,7 @@ def render_report(data: ReportData) -> str:
         "min_nights": MIN_NIGHTS,
         "matrix": _wanted_matrix(data, hosts, wanted_rows),
         "has_port_map": not data.port_map.empty,
-        "events": sorted(events, key=lambda row: str(row["at"]), reverse=True),
+        "events": len(data.events),
         # The correlation lists ranked causes first, best first.
         "ranked": [row for row in correlation_rows if row["enough_hosts"]],
         "too_few": [row for row in correlation_rows if not row["enough_hosts"]],
@@ -132,11 +119,12 @@ def render_report(data: ReportData) -> str:
             | {"host": record.host, "ports": record.ports(), "summary": record.describe()}
             for record in data.fixes
         ],
-        "chart_data": _script_json(_chart_data(data, hosts, events)),
+        "packed_type": MEDIA_TYPE,
+        "details": Markup(pack(_details(data, hosts))),
+        "plotly": Markup(_packed_plotly()) if _has_charts(data) else None,
         "css": Markup(css),
-        "plotly_js": Markup(plotly_js),
         "report_js": Markup(report_js),
-        "csp": _content_policy([plotly_js, report_js]),
+        "csp": _content_policy([report_js]),
     }
     return _environment().get_template("page.j2").render(context)
 
@@ -198,7 +186,8 @@ def _summary_cards(
     """Return (label, figure, note, link) per card; a figure links to the rows behind it."""
     reserved = [row for row in wanted if row["status"] == PortStatus.RESERVED]
     held = [row for row in wanted if _status_kind(row["status"], row["serving"]) == "inuse"]
-    classes = data.failures.classification.value_counts()
+    classes = data.failures.groupby("classification")["ports"].sum()
+    failing = int(data.failures["ports"].sum())
     probable, unexplained = (int(classes.get(kind, 0)) for kind in
                              (Diagnosis.PROBABLY_RESERVED, Diagnosis.UNEXPLAINED))  # fmt: skip
     stale = sum(bool(row["stale"]) for row in hosts)
@@ -219,9 +208,9 @@ def _summary_cards(
         ),
         (
             "Failing ports",
-            str(len(data.failures)),
+            str(failing),
             f"{probable} probably reserved, {unexplained} unexplained",
-            link(len(data.failures), "#hosts-table"),
+            link(failing, "#hosts-table"),
         ),
         ("Range changes", str(len(data.events)), f"on {_hosts(data.events.host.nunique())}",
          link(len(data.events), "#events-table")),
@@ -356,7 +345,7 @@ def _wanted_matrix(data: ReportData, hosts: list[str], wanted: list[Row]) -> dic
 
 
 def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
-    """Group the failing ports of one cause into runs, one row each."""
+    """Group the failing ranges of one cause into runs, one row each."""
     known = {row["host"]: row["excluded_known"] for row in hosts}
     keys = ["host", "protocol", "family", "classification", "error_code", "failure_start"]
     groups: dict[tuple[JsonValue, ...], list[Row]] = {}
@@ -364,7 +353,6 @@ def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
         groups.setdefault(tuple(row[key] for key in keys), []).append(row)
     runs: list[Row] = []
     for rows in groups.values():
-        ports = [cast(int, row["port"]) for row in rows]
         first = rows[0]
         runs.append(
             {
@@ -374,9 +362,9 @@ def _unexplained(failures: pd.DataFrame, hosts: list[Row]) -> list[Row]:
                 "classification": first["classification"],
                 "reason": first["reason"],
                 "error_code": first["error_code"],
-                "first_port": min(ports),
-                "last_port": max(ports),
-                "ports": len(rows),
+                "first_port": min(cast(int, row["start"]) for row in rows),
+                "last_port": max(cast(int, row["end"]) for row in rows),
+                "ports": sum(cast(int, row["ports"]) for row in rows),
                 "in_dynamic_range": first["in_dynamic_range"],
                 "taken_at": first["taken_at"],
                 "excluded_unknown": known[first["host"]] is False,
@@ -393,43 +381,20 @@ def _remediation(frame: pd.DataFrame) -> list[tuple[str, list[Row]]]:
     return sorted(by_host.items(), key=lambda item: item[0].casefold())
 
 
-def _event_rows(frame: pd.DataFrame) -> list[Row]:
-    rows = _records(frame, "events")
-    for row in rows:
-        causes = row["causes"]
-        assert isinstance(causes, list)
-        row["causes"] = [_cause_text(cause) for cause in causes]
-    return rows
-
-
-def _cause_text(cause: JsonValue) -> str:
-    """Word a cause ``{"kind", "cause", "detail", "at"}`` as the timeline lists it."""
-    assert isinstance(cause, dict)
-    return word_cause(cause)
-
-
-def _chart_data(data: ReportData, hosts: list[str], events: list[Row]) -> dict[str, JsonValue]:
+def _details(data: ReportData, hosts: list[str]) -> dict[str, JsonValue]:
+    """Return what the page's script builds: the timeline's rows and the charts' data."""
     dynamic = data.hosts.dropna(subset=["dynamic_start", "dynamic_count"])
-    starts = [int(start) for start in dynamic.dynamic_start]
-    counts = [int(count) for count in dynamic.dynamic_count]
-    port_map = data.port_map
-    return {
-        "hosts": [*hosts],
-        "wanted_ports": list(data.wanted_ports),
-        "port_map": {name: [_plain(v) for v in port_map[name]] for name in COLUMNS["port_map"]},
-        "dynamic": {
-            "host": [str(host) for host in dynamic.host],
-            "start": [start for start in starts],
-            "end": [start + count - 1 for start, count in zip(starts, counts, strict=True)],
-        },
-        "events": {name: [row[name] for row in events] for name in _EVENT_FIELDS},
-    }
+    ranges = pd.DataFrame({
+        "host": dynamic["host"],
+        "start": dynamic["dynamic_start"],
+        "end": dynamic["dynamic_start"] + dynamic["dynamic_count"] - 1,
+    })  # fmt: skip
+    return details(hosts, list(data.wanted_ports), data.port_map, ranges, data.events)
 
 
-def _script_json(value: JsonValue) -> Markup:
-    """Serialize for a ``<script type="application/json">`` block that no string can close."""
-    text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    return Markup(text.translate(_SCRIPT_ESCAPES))
+def _has_charts(data: ReportData) -> bool:
+    # An empty store draws no chart, and its page need not carry Plotly.
+    return not (data.port_map.empty and data.events.empty)
 
 
 def _inline_code(code: str, element: str) -> str:
@@ -446,7 +411,8 @@ def _content_policy(scripts: list[str]) -> str:
         "'sha256-" + base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode() + "'"
         for code in scripts
     )
-    # Plotly's WebGL traces compile shaders through new Function, hence 'unsafe-eval'.
+    # Plotly arrives packed and is evaluated when a chart is opened, and its WebGL traces
+    # compile shaders through new Function: hence 'unsafe-eval'.
     return (
         f"default-src 'none'; script-src {hashes} 'unsafe-eval'; style-src 'unsafe-inline'; "
         "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; "
@@ -455,10 +421,10 @@ def _content_policy(scripts: list[str]) -> str:
 
 
 @cache
-def _plotly_js() -> str:
+def _packed_plotly() -> str:
     from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
-    return str(get_plotlyjs())
+    return pack_text(str(get_plotlyjs()))
 
 
 @cache

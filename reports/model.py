@@ -59,11 +59,13 @@ FRAMES: dict[str, dict[str, Kind]] = {
         "host": NULLABLE_STR, "started_at": UTC, "error_class": NULLABLE_STR,
         "message": NULLABLE_STR,
     },
-    # every failing port of every host's latest snapshot, classified
+    # the failing ports of every host's latest snapshot, classified: one row per range of
+    # ports that share a finding (start..end, ``ports`` of them), never one row per port
     "failures": {
         "host": STR, "snapshot_id": INT, "taken_at": UTC, "protocol": STR, "family": STR,
-        "port": INT, "error_code": NULLABLE_INT, "failure_start": NULLABLE_INT,
-        "failure_end": NULLABLE_INT, "classification": STR, "reason": STR,
+        "start": INT, "end": INT, "ports": INT, "error_code": NULLABLE_INT,
+        "failure_start": NULLABLE_INT, "failure_end": NULLABLE_INT, "classification": STR,
+        "reason": STR,
         "excluded_start": NULLABLE_INT, "excluded_end": NULLABLE_INT,
         "administered": NULLABLE_BOOL, "pid": NULLABLE_INT, "process": NULLABLE_STR,
         "in_dynamic_range": NULLABLE_BOOL,

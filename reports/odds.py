@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ import pandas as pd
 from collector.diagnosis import Diagnosis
 from collector.store.database import Store
 from reports import tables
+
+if TYPE_CHECKING:
+    from reports.attention import PortHistory
 
 WINDOWS = (7, 30)  # days ahead
 MIN_NIGHTS = 20  # host-nights under which a rate says too little
@@ -54,12 +58,31 @@ class Odds:
         )
 
 
-def at_risk_odds(store: Store, ports: Sequence[int]) -> dict[int, tuple[Odds, ...]]:
-    """Return, per port, the fleet's odds for each of ``WINDOWS``."""
-    with store.connect() as connection:
-        snapshots = tables.read(connection, "snapshot_findings")
-        covering = {port: tables.read(connection, "port_diagnoses", port=port) for port in ports}
+def at_risk_odds(
+    store: Store, ports: Sequence[int], history: PortHistory | None = None
+) -> dict[int, tuple[Odds, ...]]:
+    """Return, per port, the fleet's odds for each of ``WINDOWS``.
+
+    ``history`` is the fleet's history of these ports when the caller read it already (the
+    report does, for the runs): then nothing more is read.
+    """
+    if history is not None:
+        snapshots = history.snapshots.loc[:, ["snapshot_id", "host_id", "taken_at",
+                                              "finding_set_id"]]  # fmt: skip
+        covering = {port: _diagnoses(history.findings[port]) for port in ports}
+    else:
+        with store.connect() as connection:
+            snapshots = tables.read(connection, "snapshot_findings")
+            covering = {port: tables.read(connection, "port_diagnoses", port=port)
+                        for port in ports}  # fmt: skip
     return {port: _odds(port, snapshots, covering[port]) for port in ports}
+
+
+def _diagnoses(findings: pd.DataFrame) -> pd.DataFrame:
+    """Return what ``port_diagnoses`` reads, from the TCP findings that cover the port."""
+    kinds = [kind.value for kind in (Diagnosis.AT_RISK, *_RESERVED)]
+    mine = findings[(findings["family"] == "ipv4") & findings["diagnosis"].isin(kinds)]
+    return mine.loc[:, ["set_id", "diagnosis"]].drop_duplicates(ignore_index=True)
 
 
 def _odds(port: int, snapshots: pd.DataFrame, covering: pd.DataFrame) -> tuple[Odds, ...]:
@@ -70,14 +93,19 @@ def _odds(port: int, snapshots: pd.DataFrame, covering: pd.DataFrame) -> tuple[O
     risky = state[state["diagnosis"] == Diagnosis.AT_RISK]
     taken = state[state["diagnosis"].isin(list(_RESERVED))]
     ends = snapshots.groupby("host_id")["taken_at"].max()
+    # Each host's reservation times once, sorted: not a scan of them all per host.
+    by_host = taken.groupby("host_id")["taken_at"]
+    reserved: dict[object, np.ndarray] = {
+        host_id: np.sort(times.to_numpy()) for host_id, times in by_host
+    }
     found = []
     for days in WINDOWS:
         window = pd.Timedelta(timedelta(days=days))
         observed = risky[risky["taken_at"] + window <= risky["host_id"].map(ends)]
         hit = 0
         for host_id, nights in observed.groupby("host_id")["taken_at"]:
-            times = np.sort(taken.loc[taken["host_id"] == host_id, "taken_at"].to_numpy())
-            if not len(times):
+            times = reserved.get(host_id)
+            if times is None:
                 continue
             starts = nights.to_numpy()
             # The first reservation after each night, if any, and whether it came in time.

@@ -139,11 +139,12 @@ def find_safe_ports(
         known = snapshots["excluded_set_id"].notna() | snapshots["bind_failure_set_id"].notna()
         evidence = snapshots[known]
         taken = _blocked(connection, evidence)
-        dynamic = tables.read(connection, "dynamic_ranges", evidence["snapshot_id"].tolist())
-    ranges = _dynamic_ranges(evidence, dynamic)
+        spans = tables.read(connection, "tcp_dynamic_spans", hosts["host_id"].tolist())
+        latest = _latest(evidence)
+        dynamic = tables.read(connection, "dynamic_ranges", latest["snapshot_id"].tolist())
     free = ~taken
     free[:LOWEST_PORT] = False
-    for start, end in set(ranges.values()):  # a few distinct ranges, many snapshots
+    for start, end in _dynamic_spans(spans):  # a few ranges, many snapshots
         free[start : end + 1] = False
     names = dict(zip(hosts["host_id"].astype(int), hosts["host"].astype(str), strict=True))
     proven = set(evidence["host_id"].astype(int))
@@ -157,7 +158,7 @@ def find_safe_ports(
         nights=int(times.dt.date.nunique()),
         first=times.min().to_pydatetime() if len(times) else None,
         last=times.max().to_pydatetime() if len(times) else None,
-        moves=_moves(evidence, ranges, names, wanted_ports),
+        moves=_moves(latest, dynamic, names, wanted_ports),
     )
 
 
@@ -183,6 +184,25 @@ def _blocked(connection: Connection, evidence: pd.DataFrame) -> np.ndarray:
     return taken
 
 
+def _dynamic_spans(spans: pd.DataFrame) -> set[tuple[int, int]]:
+    """Return the TCP dynamic ranges the evidence held: (first, last) port.
+
+    Windows' default counts too for a family some snapshot did not capture (no start).
+    """
+    found = set()
+    for family, start, count in zip(spans["family"], spans["start"], spans["count"], strict=True):
+        if start is pd.NA:
+            start, count = default_dynamic("tcp", str(family))
+        found.add((int(start), int(start) + int(count) - 1))
+    return found
+
+
+def _latest(evidence: pd.DataFrame) -> pd.DataFrame:
+    """Return each host's latest evidence snapshot."""
+    ordered = evidence.sort_values(["host_id", "taken_at", "snapshot_id"])
+    return ordered.groupby("host_id").tail(1)
+
+
 def _dynamic_ranges(
     evidence: pd.DataFrame, rows: pd.DataFrame
 ) -> dict[tuple[int, str], tuple[int, int]]:
@@ -205,15 +225,15 @@ def _dynamic_ranges(
 
 
 def _moves(
-    evidence: pd.DataFrame,
-    ranges: dict[tuple[int, str], tuple[int, int]],
+    latest: pd.DataFrame,
+    dynamic: pd.DataFrame,
     names: dict[int, str],
     wanted_ports: Sequence[int],
 ) -> list[DynamicMove]:
-    """Return, per host's latest evidence, each wanted port its dynamic range holds."""
-    if not wanted_ports or evidence.empty:
+    """Return, per host's latest evidence (``latest``), each wanted port its range holds."""
+    if not wanted_ports or latest.empty:
         return []
-    latest = evidence.sort_values(["host_id", "taken_at", "snapshot_id"]).groupby("host_id").tail(1)
+    ranges = _dynamic_ranges(latest, dynamic)
     moves = []
     for host_id, snapshot_id in zip(latest["host_id"], latest["snapshot_id"], strict=True):
         for family in _FAMILIES:

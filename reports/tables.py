@@ -84,7 +84,7 @@ QUERIES: dict[str, Query] = {
         {"run_id": INT, "started_at": UTC, "wanted_ports": STR},
     ),
     "attempts": Query(
-        "Every collection attempt, with its host's name when it has one.",
+        "Each host's attempts from its last good one, and every failed one, with its name.",
         {"id": INT, "host_id": NULLABLE_INT, "host": NULLABLE_STR, "source": STR,
          "started_at": UTC, "status": STR, "error_class": NULLABLE_STR,
          "message": NULLABLE_STR},
@@ -133,6 +133,14 @@ QUERIES: dict[str, Query] = {
         "The dynamic port ranges of some snapshots (:ids).",
         {"snapshot_id": INT, "protocol": STR, "family": STR, "start": INT, "count": INT},
     ),
+    "reservation_levels": Query(
+        "Per excluded set, the ports of its run-time blocks of at least :min_block ports.",
+        {"set_id": INT, "ports": INT},
+    ),
+    "administered_tcp_ranges": Query(
+        "The administered ('*') TCP excluded ranges of every set a snapshot points at.",
+        {"set_id": INT, "start": INT, "end": INT},
+    ),
     "reservation_snapshots": Query(
         "Every snapshot whose excluded ranges were captured, for the fleet correlation.",
         {"host_id": INT, "host": STR, "snapshot_id": INT, "taken_at": UTC,
@@ -171,6 +179,10 @@ QUERIES: dict[str, Query] = {
         "The snapshots of some hosts (:ids), with the sets that say which ports were taken.",
         {"snapshot_id": INT, "host_id": INT, "taken_at": UTC, "excluded_set_id": NULLABLE_INT,
          "bind_failure_set_id": NULLABLE_INT, "listener_set_id": NULLABLE_INT},
+    ),
+    "tcp_dynamic_spans": Query(
+        "The distinct TCP dynamic ranges of some hosts' (:ids) evidence; no start: one missed.",
+        {"family": STR, "start": NULLABLE_INT, "count": NULLABLE_INT},
     ),
     "tcp_excluded_spans": Query(
         "The TCP ports some excluded sets (:ids) covered.", {"start": INT, "end": INT}

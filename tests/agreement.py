@@ -45,8 +45,9 @@ def gather(
     answers = Answers()
     data = build_report_data(store, ports, now=now, wanted_services=services)
     failures = data.failures[data.failures.protocol == "tcp"].sort_values("family")
-    for row in failures.drop_duplicates(["host", "port"]).to_dict("records"):
-        answers.report[(str(row["host"]), int(row["port"]))] = str(row["classification"])
+    for row in failures.to_dict("records"):  # one row per failing range; IPv4 first
+        for port in range(int(row["start"]), int(row["end"]) + 1):
+            answers.report.setdefault((str(row["host"]), port), str(row["classification"]))
     for row in data.wanted[data.wanted.status != "unknown"].to_dict("records"):
         key = (str(row["host"]), int(row["port"]))
         answers.report[key] = str(row["classification"])

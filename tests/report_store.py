@@ -234,3 +234,17 @@ def fill_flips(store: Store) -> None:
             )
             assert result.outcome == "stored", result.message
     finish_run(store, run)
+
+
+def many_changes(store: Store, count: int = 110) -> None:
+    """Store ``count`` hosts whose one reserved range moves every night: two changes each."""
+    run = start_run(store, "collect")
+    for index in range(count):
+        moves = tuple(((5400 + 100 * night + index, 5449 + 100 * night + index, False),)
+                      for night in range(3))  # fmt: skip
+        host = _Host(f"mover-{index:03d}", (0, 1, 2), moves)
+        for night in host.nights:
+            body = json.dumps(_document(host, night)).encode()
+            at = datetime.fromisoformat(NIGHTS[night])
+            store_document(store, run, body, load_document(body, host.name), host.name, "winrm", at)
+    finish_run(store, run)

@@ -9,7 +9,9 @@ import pytest
 
 from collector.store.database import Store
 from reports.analysis import build_report_data
+from reports.attention import PortHistory
 from reports.explain import explain
+from reports.odds import at_risk_odds
 from tests.report_store import (
     FLIP_PORT,
     NOW,
@@ -128,3 +130,15 @@ def test_a_wanted_port_an_administered_range_covers_is_protected_since_it_began(
     with Store.reader(seeded) as store:
         told = explain(store, "dev-ben", 8080, now=NOW)
     assert told.protected == (8080, 8080) and line["at"] == told.protected_since
+
+
+def test_the_odds_from_the_history_read_once_are_those_read_apart(seeded: str) -> None:
+    # The report reads each wanted port's history once for the runs and the odds; `explain`
+    # and the CLI read the odds on their own. Both ways must count the same host-nights.
+    with Store.reader(seeded) as store:
+        with store.connect() as connection:
+            history = PortHistory.read(connection, WANTED_PORTS)
+        shared = at_risk_odds(store, WANTED_PORTS, history)
+        apart = at_risk_odds(store, WANTED_PORTS)
+    assert shared == apart
+    assert any(odds.nights for port in WANTED_PORTS for odds in apart[port])

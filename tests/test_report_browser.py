@@ -35,6 +35,7 @@ from tests.report_store import (
     big_fleet,
     fill_flips,
     fill_report_store,
+    many_changes,
     report_of,
 )
 
@@ -106,7 +107,17 @@ def _open(context: BrowserContext, path: Path) -> _Loaded:
     page.on("dialog", on_dialog)
     page.on("request", on_request)
     page.goto(path.as_uri())
+    # The script writes the details (the timeline's rows) after the first screen; then this.
+    page.wait_for_selector("html[data-ready]", state="attached")
     return loaded
+
+
+def _draw_charts(page: Page) -> None:
+    """Bring each chart into view, where the page draws it, and wait until it is drawn."""
+    for plot in ("#port-map-plot", "#timeline-plot"):
+        page.locator(plot).scroll_into_view_if_needed()
+        page.wait_for_selector(f"{plot} .main-svg")
+    page.evaluate("window.scrollTo(0, 0)")
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +132,7 @@ def report(
     path = tmp_path_factory.mktemp("report") / "report.html"
     write_report(data, path)
     loaded = _open(context, path)
-    loaded.page.wait_for_selector("#port-map-plot .main-svg")
+    _draw_charts(loaded.page)
     return loaded
 
 
@@ -270,6 +281,7 @@ def test_port_map_draws_a_thousand_hosts(context: BrowserContext, tmp_path: Path
     assert len(data.hosts) == 1000
     write_report(data, path)
     loaded = _open(context, path)
+    loaded.page.locator("#port-map-plot").scroll_into_view_if_needed()
     plot = loaded.page.locator("#port-map-plot.js-plotly-plot")
     plot.locator(".main-svg").first.wait_for()
     points = plot.evaluate("node => node.data.reduce((sum, trace) => sum + trace.x.length, 0)")
@@ -325,7 +337,9 @@ def test_the_page_reads_without_sideways_scrolling(
         browser, Path(report.page.url.removeprefix("file://")), width, height
     )
     page = loaded.page
-    page.wait_for_selector("#port-map-plot .main-svg")
+    _draw_charts(page)
+    # Lay every section out, not only those near the window, so each box is measured.
+    page.add_style_tag(content="main > section { content-visibility: visible !important; }")
     page.screenshot(path=screenshots / f"report-{width}x{height}.png")
     page.screenshot(path=screenshots / f"report-{width}x{height}-full.png", full_page=True)
     measured = page.evaluate(_SIDEWAYS)
@@ -378,6 +392,7 @@ def test_an_empty_store_renders_and_says_so(
     write_report(report_of(tmp_path / "store.db", None), path)
     context, loaded = _at_size(browser, path, width, height)
     page = loaded.page
+    page.add_style_tag(content="main > section { content-visibility: visible !important; }")
     page.screenshot(path=screenshots / f"empty-{width}x{height}.png")
     assert page.locator("main > section").first.get_attribute("id") == "attention"
     banner = page.locator(".banner")
@@ -413,3 +428,59 @@ def test_last_nights_changes_link_to_their_cells_and_events(
     assert landed["ranges"][0] == "TR"
     loaded.assert_quiet()
     context.close()
+
+
+def test_timeline_rows_are_written_from_the_packed_details_as_text(
+    report: _Loaded, data: ReportData
+) -> None:
+    page = report.page
+    rows = page.locator("#events-table tbody tr")
+    assert rows.count() == len(data.events) > 0
+    ids = rows.evaluate_all("rows => rows.map(row => row.id)")
+    assert sorted(ids) == sorted(f"event-{event}" for event in data.events.event_id)
+    # A cause's words and a host's name come out as typed, never as markup.
+    installed = KB_INSTALLED.replace("T", " ")[:16]
+    cause = page.locator("#events-table li", has_text=f"KB5036893 — {HOSTILE_TITLE}")
+    assert cause.count() >= 1
+    assert cause.first.text_content() == f"KB5036893 — {HOSTILE_TITLE} ({installed})"
+    assert HOSTILE_HOST in rows.locator("th").all_text_contents()
+    written = "#events-table img, #events-table script, #events-table b, #events-table x-preview"
+    assert page.locator(written).count() == 0
+    # Sorting works on the data: ports reserved, as numbers, empty ones last.
+    header = page.locator("#events-table thead th", has_text="Ports reserved")
+    header.locator("button").click()
+    ports = _numbers(_column(page, "events-table", "Ports reserved"))
+    assert ports == sorted(ports, key=lambda value: (value is None, value))
+    report.assert_quiet()
+
+
+def test_timeline_writes_a_page_of_rows_then_more_and_filters_them_all(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    data = report_of(tmp_path / "store.db", many_changes)
+    assert len(data.events) == 220
+    path = tmp_path / "moves.html"
+    write_report(data, path)
+    loaded = _open(context, path)
+    page = loaded.page
+    rows = page.locator("#events-table tbody tr")
+    counter = page.locator('[data-count-for="events-table"]')
+    assert rows.count() == 200
+    assert counter.text_content() == "200 of 220 shown"
+    more = page.locator('[data-more-for="events-table"]')
+    assert more.text_content() == "Show 20 more (20 not shown)"
+    more.click()
+    assert rows.count() == 220 and counter.text_content() == "220 shown"
+    assert more.is_hidden()
+    # The filter looks in every change, written or not.
+    box = page.locator('input[data-filter-target="events-table"]')
+    box.fill("mover-007")
+    assert rows.count() == 2 and counter.text_content() == "2 of 220 shown"
+    assert set(rows.locator("th").all_text_contents()) == {"mover-007"}
+    box.fill("")
+    # An address naming a change lands on its row, written for it when it was not.
+    oldest = int(data.events.sort_values("at").event_id.iloc[0])
+    page.evaluate(f"location.hash = '#event-{oldest}'")
+    page.wait_for_function(_IN_WINDOW, arg=f"event-{oldest}", timeout=5000)
+    loaded.assert_quiet()
+    loaded.page.close()

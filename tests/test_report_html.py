@@ -22,6 +22,7 @@ from collector.store.database import Store
 from reports.analysis import build_report_data
 from reports.html import render_report, write_report
 from reports.model import ReportData
+from reports.payload import MEDIA_TYPE, unpack_text
 from tests.report_store import (
     HOSTILE_FAULT,
     HOSTILE_HOST,
@@ -87,10 +88,16 @@ class _Page(HTMLParser):
     def ids(self) -> set[str]:
         return {attrs["id"] or "" for _, attrs in self.tags if "id" in attrs}
 
+    def block(self, name: str) -> str | None:
+        """Return the text of the packed block ``name``, None when the page has none."""
+        blocks = [text for attrs, text in self.scripts if attrs.get("id") == name]
+        assert len(blocks) <= 1
+        return unpack_text(blocks[0]) if blocks else None
+
     def json_blob(self) -> object:
-        blocks = [text for attrs, text in self.scripts if attrs.get("type") == "application/json"]
-        assert len(blocks) == 1
-        return json.loads(blocks[0], parse_constant=_refuse)
+        text = self.block("report-data")
+        assert text is not None
+        return json.loads(text, parse_constant=_refuse)
 
 
 def _refuse(name: str) -> object:
@@ -141,14 +148,15 @@ def test_page_loads_nothing_from_elsewhere(page: _Page) -> None:
         assert not re.search(r"url\(\s*['\"]?(?!data:|#)", style)
 
 
-def test_plotly_is_inlined_exactly_once(html: str, page: _Page) -> None:
+def test_plotly_travels_packed_exactly_once(html: str, page: _Page) -> None:
     plotly_js = _plotly_js()
     assert len(plotly_js) > 1_000_000
-    assert html.count(plotly_js) == 1
-    assert html.count(plotly_js[:200]) == 1
+    assert plotly_js[:200] not in html  # packed: a third of its size, inflated when drawn
+    assert page.block("plotly-code") == plotly_js
+    packed = [attrs for attrs, _ in page.scripts if attrs.get("type") == MEDIA_TYPE]
+    assert [attrs.get("id") for attrs in packed] == ["report-data", "plotly-code"]
     runnable = [text for attrs, text in page.scripts if "type" not in attrs]
-    assert len(runnable) == 2  # Plotly, then the report's own script
-    assert runnable[0] == plotly_js.replace("\r\n", "\n")
+    assert len(runnable) == 1  # the report's own script
 
 
 def test_policy_admits_exactly_the_inline_scripts(page: _Page) -> None:
@@ -204,17 +212,26 @@ def test_hostile_markup_creates_no_element(html: str, page: _Page) -> None:
     assert not [attrs for _, attrs in page.tags if any(name.startswith("on") for name in attrs)]
 
 
-def test_chart_data_is_json_that_no_string_can_close(page: _Page) -> None:
-    block = next(text for attrs, text in page.scripts if attrs.get("type") == "application/json")
-    assert not set("<>&") & set(block)
-    data = page.json_blob()
-    assert isinstance(data, dict)
-    assert HOSTILE_HOST in data["hosts"]
-    assert f"8080 held by {HOSTILE_PROCESS} (PID 6666)" in data["port_map"]["label"]
-    causes = [cause for listed in data["events"]["causes"] for cause in listed]
+def test_details_are_packed_so_no_string_can_close_their_block(
+    data: ReportData, page: _Page
+) -> None:
+    for attrs, block in page.scripts:
+        if attrs.get("type") == MEDIA_TYPE:
+            assert re.fullmatch(r"[A-Za-z0-9+/=]*", block)
+    details = page.json_blob()
+    assert isinstance(details, dict)
+    assert HOSTILE_HOST in details["hosts"]
+    assert f"8080 held by {HOSTILE_PROCESS} (PID 6666)" in details["port_map"]["label"]
+    # Each cause's words once; an event points at them, and at its host, by position.
+    events, causes = details["events"], details["causes"]
+    listed = [causes[cause] for listed in events["causes"] for cause in listed]
     installed = KB_INSTALLED.replace("T", " ")[:16]
-    assert f"KB5036893 — {HOSTILE_TITLE} ({installed})" in causes
-    assert f"9000 held by {HOSTILE_NAT} (PID 7777)" in data["port_map"]["label"]
+    assert f"KB5036893 — {HOSTILE_TITLE} ({installed})" in listed
+    assert len(set(causes)) == len(causes)
+    assert sorted(events["id"]) == sorted(data.events.event_id)
+    assert {details["hosts"][host] for host in events["host"]} == set(data.events.host)
+    assert events["at"] == sorted(events["at"], reverse=True)  # newest first
+    assert f"9000 held by {HOSTILE_NAT} (PID 7777)" in details["port_map"]["label"]
 
 
 def test_blocked_wanted_cell_carries_reason_and_evidence(data: ReportData, page: _Page) -> None:
@@ -263,6 +280,7 @@ def test_empty_report_says_there_is_nothing_to_show(empty: ReportData) -> None:
     text = " ".join(page.text)
     assert text.count("Nothing to show") >= len(SECTION_IDS)
     assert not [tag for tag, _ in page.tags if tag == "tbody"]
+    assert page.block("plotly-code") is None  # no chart to draw, no Plotly to carry
     assert page.json_blob() == {
         "hosts": [],
         "wanted_ports": [],
@@ -271,18 +289,11 @@ def test_empty_report_says_there_is_nothing_to_show(empty: ReportData) -> None:
         "events": {
             name: []
             for name in (
-                "host",
-                "kind",
-                "at",
-                "protocol",
-                "start",
-                "end",
-                "previous_start",
-                "previous_end",
-                "ports",
-                "causes",
+                *("id", "host", "kind", "at", "previous_at", "protocol", "start", "end"),
+                *("previous_start", "previous_end", "ports", "causes"),
             )
         },
+        "causes": [],
     }
 
 

@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import Connection
 
+from collector.runs import finish_run, start_run
 from collector.store.database import Store
+from collector.windows import MIN_BLOCK
 from reports import tables
 from reports.tables import QUERIES, Kind
 from tests.conftest import REPO
@@ -26,6 +28,8 @@ def filled(db_url: str) -> Iterator[Store]:
     """A store (SQLite, then PostgreSQL) filled with the report tests' fleet, read-only."""
     with Store.open(db_url) as store:
         fill_report_store(store)
+        # A collection that recorded its wanted ports, for the report to fall back on.
+        finish_run(store, start_run(store, "collect", {5432: "postgres"}))
     with Store.reader(db_url) as reader:
         yield reader
 
@@ -44,7 +48,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
         "tcp_excluded_spans": meta["excluded_set_id"].dropna().tolist(),
         "tcp_failure_spans": meta["bind_failure_set_id"].dropna().tolist(),
         "tcp_listener_spans": meta["listener_set_id"].dropna().tolist(),
-        "host_evidence": hosts.tolist(),
+        "host_evidence": hosts.tolist(), "tcp_dynamic_spans": hosts.tolist(),
     }  # fmt: skip
     params = {
         "host_latest_snapshot": {"host_id": int(hosts["dev-ana"])},
@@ -54,6 +58,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
         "port_diagnoses": {"port": 50051},
         "fleet_port_findings": {"port": 50051},
         "snapshot_changes": {"snapshot_id": int(events["snapshot_id"].iloc[0])},
+        "reservation_levels": {"min_block": MIN_BLOCK},
     }
     return ids.get(name), params.get(name, {})
 
@@ -116,8 +121,8 @@ def test_every_query_reads_rows_of_its_declared_kinds(filled: Store) -> None:
 def test_an_empty_store_reads_the_same_kinds(store: Store) -> None:
     with store.connect() as connection:
         for name, query in QUERIES.items():
-            params = {key: 1 for key in ("host_id", "snapshot_id", "port") if f":{key}" in
-                      tables.sql(name)}  # fmt: skip
+            params = {key: 1 for key in ("host_id", "snapshot_id", "port", "min_block")
+                      if f":{key}" in tables.sql(name)}  # fmt: skip
             ids = [1] if ":ids" in tables.sql(name) else None
             frame = tables.read(connection, name, ids, **params)
             assert frame.empty, name

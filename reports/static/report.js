@@ -1,4 +1,9 @@
-/* portfleet report: sortable and filterable tables, copy buttons, and the Plotly charts.
+/* portfleet report: sortable and filterable tables, copy buttons, the timeline's rows and the
+ * Plotly charts.
+ *
+ * What grows with hosts and nights arrives packed (gzip, base64) in the #report-data block and
+ * is built here once the first screen is up: the timeline's rows a page at a time, the charts
+ * when they come into view (Plotly, packed in #plotly-code, is evaluated only then).
  *
  * Every string that came from a host reaches the page through textContent, or through Plotly
  * after plotText() has turned its markup characters into entities (Plotly reads a small HTML
@@ -30,9 +35,50 @@
   // Above this many points a chart switches to WebGL (when the browser has it).
   const WEBGL_POINTS = 4000;
 
-  function readData() {
-    const node = document.getElementById("report-data");
-    return node ? JSON.parse(node.textContent) : {};
+  // Timeline rows written at first, and added by each "Show more".
+  const EVENT_PAGE = 200;
+  // How near the window a chart is drawn, so it is there when scrolled to.
+  const CHART_MARGIN = "600px 0px";
+
+  async function unpack(id) {
+    // A packed block: base64 of gzip, inflated by the browser itself.
+    const node = document.getElementById(id);
+    if (!node) return null;
+    const binary = atob(node.textContent.trim());
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text();
+  }
+
+  async function readData() {
+    const text = await unpack("report-data");
+    return text === null ? {} : JSON.parse(text);
+  }
+
+  let plotlyLoading = null;
+
+  function loadPlotly() {
+    // Indirect eval runs the bundle in the global scope, where it defines window.Plotly.
+    if (!plotlyLoading) {
+      plotlyLoading = unpack("plotly-code").then((code) => {
+        if (code !== null) (0, eval)(code);
+      });
+    }
+    return plotlyLoading;
+  }
+
+  function whenNear(node, draw) {
+    if (!node) return;
+    const observer = new IntersectionObserver(
+      (entries) => {
+        if (!entries.some((entry) => entry.isIntersecting)) return;
+        observer.disconnect();
+        loadPlotly().then(draw).catch((error) => console.error("portfleet: a chart failed", error));
+      },
+      { rootMargin: CHART_MARGIN },
+    );
+    observer.observe(node);
   }
 
   function plotText(value) {
@@ -115,7 +161,8 @@
 
   function setUpSorting() {
     for (const table of document.querySelectorAll("table.data-table")) {
-      if (!table.tHead || !table.tBodies.length) continue;
+      // A table whose rows the script writes sorts its data, not its rows (EventTable).
+      if (!table.tHead || !table.tBodies.length || table.dataset.rows === "script") continue;
       for (const header of table.tHead.querySelectorAll("th")) {
         const button = header.querySelector("button.sort");
         if (!button) continue;
@@ -136,7 +183,7 @@
     for (const input of document.querySelectorAll("input[data-filter-target]")) {
       const targetId = input.dataset.filterTarget;
       const target = document.getElementById(targetId);
-      if (!target) continue;
+      if (!target || target.dataset.rows === "script") continue;
       const counter = document.querySelector('[data-count-for="' + CSS.escape(targetId) + '"]');
       const apply = () => {
         const needle = input.value.trim().toLocaleLowerCase();
@@ -243,10 +290,12 @@
   function drawPortMap(data) {
     const node = document.getElementById("port-map-plot");
     if (!node || typeof Plotly === "undefined") return;
-    const hosts = (data.hosts || []).map(plotText);
+    const names = data.hosts || [];
+    const hosts = names.map(plotText);
     const byKind = new Map();
     for (const row of columnRows(data.port_map)) {
       if (row.start === null || row.host === null) continue;
+      row.host = names[row.host];
       const end = row.end === null ? row.start : row.end;
       const kind = row.kind === null ? "unknown" : String(row.kind);
       const hover =
@@ -258,6 +307,7 @@
     const dynamic = [];
     for (const row of columnRows(data.dynamic)) {
       if (row.start === null || row.end === null) continue;
+      row.host = names[row.host];
       const hover = "<b>" + plotText(row.host) + "</b><br>dynamic range: " + portRange(row.start, row.end);
       dynamic.push({ host: plotText(row.host), start: row.start, end: row.end, hover });
     }
@@ -341,16 +391,17 @@
     if (!node || typeof Plotly === "undefined") return;
     const byKind = new Map();
     const hosts = new Set();
+    const words = data.causes || [];
     for (const row of columnRows(data.events)) {
       if (row.at === null || row.host === null) continue;
       const kind = row.kind === null ? "change" : String(row.kind);
-      const host = plotText(row.host);
+      const host = plotText(data.hosts[row.host]);
       hosts.add(host);
       const hover =
         "<b>" + host + "</b> " + plotText(row.at).replace("T", " ").replace(/Z$/, " UTC") +
         "<br>" + plotText(kind) + (row.protocol ? " (" + plotText(row.protocol) + ")" : "") +
         ": " + portRange(row.previous_start, row.previous_end) + " \u2192 " + portRange(row.start, row.end) +
-        "<br><i>causes:</i><br>" + causeLines(row.causes);
+        "<br><i>causes:</i><br>" + causeLines(row.causes.map((cause) => words[cause]));
       if (!byKind.has(kind)) byKind.set(kind, { x: [], y: [], text: [] });
       const series = byKind.get(kind);
       series.x.push(plotTime(row.at));
@@ -398,10 +449,252 @@
     Plotly.newPlot(node, traces, layout, PLOT_CONFIG);
   }
 
+  /* ---- the timeline's rows ---- */
+
+  function when(iso) {
+    // As the server writes times: to the minute, UTC.
+    return iso === null || iso === undefined ? DASH : String(iso).replace("T", " ").slice(0, 16);
+  }
+
+  function count(value) {
+    return value === null || value === undefined ? DASH : String(value);
+  }
+
+  function spanText(start, end) {
+    // A range as a range with its size, like the server's port_span.
+    if (start === end) return start + ", 1 port";
+    return start + "\u2013" + end + ", " + (end - start + 1).toLocaleString("en-US") + " ports";
+  }
+
+  function rangeText(start, end) {
+    if (start === null || start === undefined) return DASH;
+    return start === end ? String(start) : start + "\u2013" + end;
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function cell(tag, className, sort) {
+    const node = element(tag, className);
+    if (sort !== undefined) node.dataset.sort = sort === null ? "" : String(sort);
+    return node;
+  }
+
+  class EventTable {
+    /* The range changes, newest first: a page of rows at a time, sorted and filtered on the data. */
+
+    constructor(table, data) {
+      this.table = table;
+      this.body = table.tBodies[0];
+      this.data = data;
+      this.columns = data.events || {};
+      this.total = (this.columns.id || []).length;
+      this.rowOf = new Map((this.columns.id || []).map((id, index) => [id, index]));
+      this.order = Array.from({ length: this.total }, (_, index) => index);
+      this.matching = this.order;
+      this.limit = EVENT_PAGE;
+      // Rows something on the page links to are always written, so each link lands.
+      this.pinned = new Set();
+      for (const link of document.querySelectorAll('a[href^="#event-"]')) {
+        const row = this.rowOf.get(Number(link.getAttribute("href").slice(7)));
+        if (row !== undefined) this.pinned.add(row);
+      }
+      this.texts = null;
+      this.counter = document.querySelector('[data-count-for="' + CSS.escape(table.id) + '"]');
+      this.more = document.querySelector('[data-more-for="' + CSS.escape(table.id) + '"]');
+      this.filter = document.querySelector('input[data-filter-target="' + CSS.escape(table.id) + '"]');
+      this.needle = "";
+      this.listen();
+      this.render();
+    }
+
+    listen() {
+      for (const header of this.table.tHead.querySelectorAll("th")) {
+        const button = header.querySelector("button.sort");
+        if (!button) continue;
+        button.addEventListener("click", () => {
+          const descending = header.getAttribute("aria-sort") === "ascending";
+          this.sortBy(header, descending);
+        });
+      }
+      if (this.filter) {
+        this.filter.addEventListener("input", () => {
+          this.needle = this.filter.value.trim().toLocaleLowerCase();
+          this.limit = EVENT_PAGE;
+          this.applyFilter();
+          this.render();
+        });
+      }
+      if (this.more) {
+        this.more.addEventListener("click", () => {
+          this.limit += EVENT_PAGE;
+          this.render();
+        });
+      }
+    }
+
+    key(index, column) {
+      const c = this.columns;
+      switch (column) {
+        case 0: return this.data.hosts[c.host[index]];
+        case 1: return c.at[index];
+        case 2: return c.kind[index] + " " + c.protocol[index];
+        case 3: return c.start[index];
+        case 4: return c.previous_start[index];
+        case 5: return c.ports[index];
+        default: return this.causes(index).join(" ");
+      }
+    }
+
+    sortBy(header, descending) {
+      const column = Array.prototype.indexOf.call(header.parentNode.children, header);
+      const type = header.dataset.type || "text";
+      const keyed = this.order.map((index, position) => {
+        const raw = this.key(index, column);
+        const key = raw === null || raw === undefined || raw === "" ? null : raw;
+        return { index, position, key };
+      });
+      keyed.sort((a, b) => {
+        // Empty cells stay at the bottom whichever way the column is sorted.
+        if (a.key === null || b.key === null) {
+          if (a.key === b.key) return a.position - b.position;
+          return a.key === null ? 1 : -1;
+        }
+        const order = compareKeys(a.key, b.key, type === "number" ? "number" : "text");
+        return (descending ? -order : order) || a.position - b.position;
+      });
+      this.order = keyed.map((item) => item.index);
+      for (const other of header.parentNode.children) other.setAttribute("aria-sort", "none");
+      header.setAttribute("aria-sort", descending ? "descending" : "ascending");
+      this.applyFilter();
+      this.render();
+    }
+
+    causes(index) {
+      return this.columns.causes[index].map((cause) => this.data.causes[cause]);
+    }
+
+    text(index) {
+      // What a filter looks in: every cell's words, as the row shows them.
+      const c = this.columns;
+      return [
+        this.data.hosts[c.host[index]], when(c.at[index]), when(c.previous_at[index]),
+        c.kind[index], c.protocol[index], rangeText(c.start[index], c.end[index]),
+        rangeText(c.previous_start[index], c.previous_end[index]), count(c.ports[index]),
+        ...this.causes(index),
+      ].join(" ").toLocaleLowerCase();
+    }
+
+    applyFilter() {
+      if (this.needle === "") {
+        this.matching = this.order;
+        return;
+      }
+      if (this.texts === null) this.texts = this.order.map(() => null);
+      this.matching = this.order.filter((index) => {
+        if (this.texts[index] === null) this.texts[index] = this.text(index);
+        return this.texts[index].includes(this.needle);
+      });
+    }
+
+    show(id) {
+      // Write the row of a change a link or the address asks for; return it.
+      const index = this.rowOf.get(id);
+      if (index === undefined) return null;
+      if (!this.pinned.has(index)) {
+        this.pinned.add(index);
+        this.render();
+      }
+      return document.getElementById("event-" + id);
+    }
+
+    render() {
+      const shown = this.matching.filter(
+        (index, position) => position < this.limit || (this.needle === "" && this.pinned.has(index)),
+      );
+      const fragment = document.createDocumentFragment();
+      for (const index of shown) fragment.appendChild(this.row(index));
+      this.body.replaceChildren(fragment);
+      const all = this.matching.length;
+      if (this.counter) {
+        // As the other tables say it; a filter's matches beyond the page are counted apart.
+        let said = shown.length + " of " + this.total + " shown";
+        if (shown.length === this.total) said = shown.length + " shown";
+        else if (this.needle !== "" && shown.length < all) said += " (" + all + " match)";
+        this.counter.textContent = said;
+      }
+      if (this.more) {
+        const left = all - Math.min(all, this.limit);
+        this.more.parentNode.hidden = left <= 0;
+        this.more.textContent = "Show " + Math.min(left, EVENT_PAGE) + " more (" + left + " not shown)";
+      }
+    }
+
+    row(index) {
+      const c = this.columns;
+      const tr = element("tr");
+      tr.id = "event-" + c.id[index];
+      tr.appendChild(element("th", "", this.data.hosts[c.host[index]])).scope = "row";
+      const at = cell("td", "when", c.at[index]);
+      const time = at.appendChild(element("time", "", when(c.at[index])));
+      time.dateTime = c.at[index] || "";
+      at.appendChild(element("div", "muted", "since " + when(c.previous_at[index])));
+      tr.appendChild(at);
+      const change = tr.appendChild(element("td"));
+      change.appendChild(element("span", "tag tag-" + c.kind[index], c.kind[index]));
+      change.appendChild(document.createTextNode(" "));
+      change.appendChild(element("span", "muted", c.protocol[index]));
+      const start = c.start[index];
+      const end = c.end[index];
+      const now = tr.appendChild(cell("td", "num", start));
+      if (start !== null && c.ports[index] === end - start + 1) {
+        now.textContent = spanText(start, end);
+      } else {
+        now.textContent = rangeText(start, end);
+        if (start !== null) now.appendChild(element("div", "muted", "several ranges"));
+      }
+      const before = tr.appendChild(cell("td", "num", c.previous_start[index]));
+      before.textContent = rangeText(c.previous_start[index], c.previous_end[index]);
+      tr.appendChild(cell("td", "num", c.ports[index])).textContent = count(c.ports[index]);
+      const causes = tr.appendChild(element("td", "wrap"));
+      const words = this.causes(index);
+      if (words.length) {
+        const list = causes.appendChild(element("ul", "causes"));
+        for (const word of words) list.appendChild(element("li", "", word));
+      } else {
+        causes.appendChild(element("span", "muted", "nothing recorded changed"));
+      }
+      return tr;
+    }
+  }
+
+  function followEventLinks(events) {
+    // A change asked for by the address, or by a link, is written before the page goes there.
+    const land = () => {
+      const match = /^#event-(\d+)$/.exec(location.hash);
+      if (!match || document.getElementById(location.hash.slice(1))) return;
+      const row = events.show(Number(match[1]));
+      if (row) row.scrollIntoView();
+    };
+    window.addEventListener("hashchange", land);
+    land();
+  }
+
   setUpSorting();
   setUpFilters();
   setUpCopyButtons();
-  const data = readData();
-  drawPortMap(data);
-  drawTimeline(data);
+  readData()
+    .then((data) => {
+      const table = document.getElementById("events-table");
+      if (table) followEventLinks(new EventTable(table, data));
+      whenNear(document.getElementById("port-map-plot"), () => drawPortMap(data));
+      whenNear(document.getElementById("timeline-plot"), () => drawTimeline(data));
+      // Tests and the benchmark wait for this: every row a link points at is written.
+      document.documentElement.dataset.ready = "true";
+    })
+    .catch((error) => console.error("portfleet: the report's details could not be read", error));
 })();
