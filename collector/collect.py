@@ -73,9 +73,7 @@ def collect(
     transport = transport or WinrmTransport(config)
     limit = config.probe.max_document_mb * 1024 * 1024
     started = now()
-    wanted = {port: config.wanted_services.get(port) for port in config.wanted_ports}
-    wanted |= config.wanted_services
-    run_id = start_run(store, plan.run_kind, wanted)
+    run_id = start_run(store, plan.run_kind, config.wanted())
     script = probe_script()
     outcomes: list[HostOutcome] = []
     try:

@@ -232,6 +232,14 @@ class PortfleetConfig(_Strict):
             raise ValueError(f"ports must be 1-65535, got {bad}")
         return value
 
+    def wanted(self) -> dict[int, str | None]:
+        """Return every wanted port, in order, with the process that serves it (None: not said).
+
+        A port ``wanted_services`` names is wanted too, listed in ``wanted_ports`` or not.
+        """
+        ports = sorted({*self.wanted_ports, *self.wanted_services})
+        return {port: self.wanted_services.get(port) for port in ports}
+
     @model_validator(mode="after")
     def _unique_names(self) -> PortfleetConfig:
         seen: set[str] = set()

@@ -202,7 +202,7 @@ def report_command(settings: Settings, out: Path, ports: tuple[int, ...]) -> Non
 
     settings.require_database()
     config = settings.config
-    wanted = ports or tuple(sorted({*config.wanted_ports, *config.wanted_services}))
+    wanted = ports or tuple(config.wanted())
     # The page says where its wanted ports came from, and how to give some when none were.
     source = "command line" if ports else "config" if wanted else "none"
     try:
