@@ -23,7 +23,7 @@ from sqlalchemy import Connection, func, insert, select, text
 from collector.simulator.host import LOW_DYNAMIC as MOVED_DYNAMIC
 from collector.simulator.render import merge_runs
 from collector.store.database import Store
-from collector.store.history import refresh_history
+from collector.store.derived import derive_pending
 from collector.store.models import Base, CollectionRun
 from collector.store.rows import (
     ContentSet,
@@ -163,20 +163,29 @@ class Generated:
     seconds: float
     database_bytes: int
     now: datetime
+    derive_seconds: tuple[float, ...] = ()  # each derivation of the history, oldest first
 
 
 def generate_store(
-    url: str, hosts: int, nights: int, seed: int, blocks: tuple[int, int] = (5, 40)
+    url: str,
+    hosts: int,
+    nights: int,
+    seed: int,
+    blocks: tuple[int, int] = (5, 40),
+    nightly: bool = False,
 ) -> Generated:
     """Write a realistic fleet history into a fresh store at ``url``, through the store's writer.
 
     Each night is one run and one transaction; each host's night is handed to the writer as
     the typed rows a probe document would have become (``collector.store.rows``), so content
-    sets, findings and updates are stored exactly as a real collection stores them.
+    sets, findings and updates are stored exactly as a real collection stores them. The
+    history is derived once at the end, or, with ``nightly``, at each night's end as each
+    run's end derives it (``derive_seconds`` then holds each night's time).
     """
     started = time.perf_counter()
     fleet = _make_hosts(random.Random(seed), hosts, nights, seed, blocks)
     diagnosed: dict[tuple[Any, ...], ContentSet] = {}
+    derive_seconds: list[float] = []
     with Store.open(url) as store:
         with store.transaction() as connection:
             for host in fleet:
@@ -191,16 +200,20 @@ def generate_store(
                 ).scalar_one()  # fmt: skip
                 for host in fleet:
                     _collect(connection, host, int(run_id), night, diagnosed)
-        # The history a run's end derives, derived here once for the whole store.
-        with store.transaction() as connection:
-            refresh_history(connection)
+            if nightly or night == nights - 1:
+                derive_started = time.perf_counter()
+                with store.transaction() as connection:
+                    derive_pending(connection)
+                derive_seconds.append(time.perf_counter() - derive_started)
         with store.connect() as connection:
             counts = {
                 name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
                 for name, table in Base.metadata.tables.items()
             }
         size = store_bytes(store)
-    return Generated(counts, time.perf_counter() - started, size, report_now(nights))
+    return Generated(
+        counts, time.perf_counter() - started, size, report_now(nights), tuple(derive_seconds)
+    )
 
 
 def store_bytes(store: Store) -> int:

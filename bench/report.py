@@ -10,7 +10,7 @@ against their targets (issue 16, for 1,000 hosts x 365 nights on 2 cores): the r
 15 s, peak RSS under 1 GB, the page under 10 MB, the first screen answering under 3 s.
 
     python -m bench.report [--hosts 1000] [--nights 90] [--repeat 3] [--keep PATH [--reuse]]
-                           [--blocks 5,40] [--seed 1] [--profile FILE]
+                           [--blocks 5,40] [--seed 1] [--profile FILE] [--nightly]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
@@ -300,6 +300,15 @@ def _measure_main(args: argparse.Namespace) -> None:
     print(json.dumps(payload))
 
 
+def _print_derivation(seconds: Sequence[float]) -> None:
+    """Print what deriving the history cost each run's end, early nights against late ones."""
+    tenth = max(1, len(seconds) // 10)
+    early, late = statistics.median(seconds[:tenth]), statistics.median(seconds[-tenth:])
+    print(f"history at each run's end: median {early:.2f} s over the first {tenth} nights, "
+          f"{late:.2f} s over the last {tenth} (it should not grow with the nights kept; "
+          f"max {max(seconds):.2f} s)")  # fmt: skip
+
+
 def main() -> None:
     """Generate the store, build the report in child processes, print the figures."""
     parser = argparse.ArgumentParser(
@@ -327,6 +336,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--profile", type=Path, help="after the timed runs, one cProfile'd run; stats to this file"
+    )
+    parser.add_argument(
+        "--nightly",
+        action="store_true",
+        help="derive the history at each night's end, as each run's end does, and print its time",
     )
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
@@ -363,8 +377,15 @@ def main() -> None:
         if not args.reuse:
             print(f"hosts={args.hosts} nights={args.nights} blocks={low}-{high} "
                   f"seed={args.seed} cpus={cpus}")  # fmt: skip
-            generated = generate_store(url, args.hosts, args.nights, args.seed, (low, high))
+            generated = generate_store(
+                url, args.hosts, args.nights, args.seed, (low, high), args.nightly
+            )
             now = generated.now
+            if args.nightly:
+                _print_derivation(generated.derive_seconds)
+            else:
+                print(f"history derived once for the whole store: "
+                      f"{generated.derive_seconds[-1]:.2f} s")  # fmt: skip
             rows = ", ".join(f"{name} {count:,}" for name, count in generated.rows.items())
             print(f"generated in {generated.seconds:.1f} s: "
                   f"{generated.database_bytes / 2**20:.0f} MB at {describe_url(url)}")  # fmt: skip

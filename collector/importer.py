@@ -25,7 +25,7 @@ from collector.parsers.text import DEFAULT_CODEPAGE
 from collector.prevent import is_prevent_result, read_prevent_result
 from collector.runs import finish_run, in_flight_many, landed, start_run
 from collector.store.database import Store
-from collector.store.fixes import add_fix, refresh_fixes
+from collector.store.fixes import add_fix, check_fixes
 from collector.store.rows import Diagnosed, prepare_snapshot
 from collector.store.writer import (
     ImportResult,
@@ -165,10 +165,11 @@ def _import_prevent(
         known = host_named(connection, result.host)
         host_id = known[0] if known else ensure_host(connection, result.host)
         by = f"prevent script ({result.mode})"
-        for outcome in result.reserved():
+        recorded = [
             add_fix(connection, host_id, (outcome.start, outcome.end), "reserve",
-                    result.taken_at, now(), by, outcome.reason)  # fmt: skip
-        if result.reserved():
-            refresh_fixes(connection)
+                    result.taken_at, now(), by, outcome.reason)
+            for outcome in result.reserved()
+        ]  # fmt: skip
+        check_fixes(connection, recorded)
         add_attempt(connection, run_id, host_id, source, started_at, "ok", None, result.summary())
     return ImportResult(source, "stored", host=result.host, message=result.summary())

@@ -65,10 +65,10 @@ def start_run(store: Store, kind: str, wanted: Mapping[int, str | None] | None =
 
 
 def finish_run(store: Store, run_id: int) -> None:
-    """Record the end of a run, derive the fleet's history again, and let go of the lock.
+    """Record the end of a run, extend the fleet's history with its snapshots, let go of the lock.
 
-    The change events and candidate causes depend on every snapshot of a host, so a run that
-    stored any (in whatever order they came) derives them anew, once, in one transaction.
+    The history is extended once, in one transaction, with every snapshot stored since it was
+    last derived (this run's and any a failed run left), in whatever order they came.
     """
     with store.transaction() as connection:
         # Hosts still in flight when a run ends early (Ctrl-C, an error) were not finished.
@@ -86,13 +86,11 @@ def finish_run(store: Store, run_id: int) -> None:
 
 
 def refresh(store: Store) -> None:
-    """Derive the change events, candidate causes and fix checks, and store them."""
-    from collector.store.fixes import refresh_fixes
-    from collector.store.history import refresh_history  # pandas: only once a run is over
+    """Derive the change events, candidate causes and fix checks of the new snapshots."""
+    from collector.store.derived import derive_pending
 
     with store.transaction() as connection:
-        refresh_history(connection)
-        refresh_fixes(connection)  # detected fixes come from the change events
+        derive_pending(connection)
 
 
 def close_interrupted_runs(store: Store) -> list[str]:

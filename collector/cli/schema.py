@@ -44,16 +44,14 @@ def db_reclassify(settings: Settings) -> None:
     Example:
       portfleet db reclassify
     """
+    from collector.store.derived import derive_pending
     from collector.store.findings import reclassify
-    from collector.store.fixes import refresh_fixes
-    from collector.store.history import refresh_history
 
     with settings.open_store().transaction() as connection:
         result = reclassify(connection)
-        history = refresh_history(connection)
-        refresh_fixes(connection)
+        derived = derive_pending(connection, everything=True)  # the fixes' checks read findings
     click.echo(result.describe())
-    click.echo(f"history: {history.events} change events, {history.causes} candidate causes")
+    click.echo(derived.describe())
 
 
 @db_group.command("reparse", context_settings=CONTEXT)

@@ -1,17 +1,72 @@
-"""Derived data that a schema upgrade added a place for, made with today's code once at head.
+"""Derived data: what a run's end adds for its new snapshots, and what an upgrade fills in.
+
+The change events, candidate causes, detected fixes and fix checks are derived from the
+snapshots and stored, and every output reads them. A run's end (``derive_pending``) derives
+them for the snapshots stored since the last derivation (``collector.store.pending``), so its
+time grows with the new nights, not with the history kept; ``everything=True`` derives the
+whole store again, after the rules or the stored sets changed (``db reclassify``, ``db
+reparse``).
 
 A migration that adds a kind of derived data (the findings in 0002, the history in 0003) only
 makes its tables: run from a migration, today's code would meet the schema of that revision,
 not the one it was written for. Once every migration has run, ``derive_missing`` fills what is
-missing, against the schema today's code knows: the findings of unclassified snapshots, the
-change history, the detected fixes and their nightly checks (0004).
+missing, against the schema today's code knows.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Connection, exists, func, select
 
 from collector.store.models import ChangeEvent, FixCheck, Snapshot
+from collector.store.pending import find_pending, mark_everything, mark_rebuild, settle
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What ``derive_pending`` took in and stored."""
+
+    extended: int  # hosts whose history was extended with new snapshots
+    rebuilt: int  # hosts whose history was derived again from their first snapshot
+    events: int
+    causes: int
+    detected: int
+    checks: int
+
+    def describe(self) -> str:
+        """Say it in one line for the operator."""
+        return (
+            f"history: {self.events} change events, {self.causes} candidate causes, "
+            f"{self.detected} detected fixes, {self.checks} fix checks "
+            f"({self.extended} hosts extended, {self.rebuilt} derived again)"
+        )
+
+
+def derive_pending(connection: Connection, everything: bool = False) -> Derived:
+    """Derive and store what the snapshots not yet derived bring (all of them: ``everything``).
+
+    One transaction, the caller's, under the lock ``db prune`` takes too.
+    """
+    # pandas: only once a run is over
+    from collector.store.fixes import derive_fixes
+    from collector.store.history import derive_history, history_lock
+
+    history_lock(connection)
+    if everything:
+        mark_everything(connection)
+    pending = find_pending(connection)
+    if not pending:
+        return Derived(0, 0, 0, 0, 0, 0)
+    if not everything:
+        mark_rebuild(connection, pending.rebuild)
+    history = derive_history(connection)
+    fixes = derive_fixes(connection)  # detected fixes come from the change events
+    settle(connection, pending)
+    return Derived(
+        len(pending.extend), len(pending.rebuild), history.events, history.causes,
+        fixes.detected, fixes.checks,
+    )  # fmt: skip
 
 
 def derive_missing(connection: Connection) -> list[str]:
@@ -27,15 +82,10 @@ def derive_missing(connection: Connection) -> list[str]:
         done.append(f"findings of {unclassified} snapshots")
     stored = connection.scalar(select(exists().select_from(Snapshot)))
     derived = connection.scalar(select(exists().select_from(ChangeEvent)))
-    if stored and not derived:
-        from collector.store.history import refresh_history
-
-        refresh_history(connection)
-        done.append("the change history")
     checked = connection.scalar(select(exists().select_from(FixCheck)))
-    if stored and not checked:
-        from collector.store.fixes import refresh_fixes  # read from the history just derived
-
-        refresh_fixes(connection)
-        done.append("the fixes and their checks")
+    # New findings change the fixes' checks; a store that never had its history derived (or
+    # its fixes detected and checked: before 0004) gets them now.
+    if stored and (unclassified or not derived or not checked):
+        derive_pending(connection, everything=True)
+        done.append("the change history, the fixes and their checks")
     return done

@@ -13,20 +13,21 @@ where one does; it is **unknown** where the snapshot neither swept the ports nor
 excluded ranges. A listener on the port is not a regression: a reservation fix is about
 reservations, and the service the port is wanted for holds it on a good night.
 
-``refresh_fixes`` derives the detected fixes and every check again, when a run ends (beside
-``collector.store.history.refresh_history``) and when a fix is recorded; ``fix_checks`` and
-the view ``v_fix_checks`` are what ``explain``, the report and ``notify`` read.
+``derive_fixes`` derives the detected fixes and checks that a run's new snapshots bring, at the
+run's end (after ``collector.store.history.derive_history``), and ``check_fixes`` checks a
+fix when it is recorded; ``fix_checks`` and the view ``v_fix_checks`` are what ``explain``,
+the report and ``notify`` read.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, insert, or_, select
 
 from collector import clock
 from collector.store.database import Store
@@ -49,7 +50,7 @@ _BATCH = 5000
 
 @dataclass(frozen=True, slots=True)
 class Refreshed:
-    """What ``refresh_fixes`` stored."""
+    """What ``derive_fixes`` stored."""
 
     detected: int
     checks: int
@@ -102,9 +103,8 @@ def record_fix(
             raise UnknownHostError(f"no host named {host!r} in the store")
         host_id, name = known
         fix_id = add_fix(connection, host_id, (port, port), action, applied_at, now, by, note)
-        refresh_fixes(connection)
-        checks = connection.execute(select(FixCheck.id).where(FixCheck.fix_id == fix_id)).all()
-    return RecordedFix(fix_id, name, port, action, applied_at, len(checks))
+        checks = check_fixes(connection, [fix_id])
+    return RecordedFix(fix_id, name, port, action, applied_at, checks)
 
 
 def add_fix(
@@ -119,7 +119,7 @@ def add_fix(
 ) -> int:
     """Store one recorded fix of TCP ports ``ports`` (first, last) in the caller's transaction.
 
-    The caller derives the checks (``refresh_fixes``) once its fixes are in.
+    The caller checks them (``check_fixes``) once its fixes are in.
     """
     values = {
         "key": f"recorded:{uuid.uuid4().hex}", "host_id": host_id, "source": "recorded",
@@ -130,21 +130,36 @@ def add_fix(
     return int(connection.execute(insert(Fix).values(values).returning(Fix.id)).scalar_one())
 
 
-def refresh_fixes(connection: Connection) -> Refreshed:
-    """Derive the detected fixes and every fix's nightly checks again, and store them."""
-    connection.execute(delete(FixCheck))
-    connection.execute(delete(Fix).where(Fix.source == "detected"))
-    detected = _detect(connection)
+def derive_fixes(connection: Connection) -> Refreshed:
+    """Derive the detected fixes and the checks that the pending snapshots bring.
+
+    Run after the change events of those snapshots are stored (``derive_pending``); a host
+    derived again (every snapshot pending) loses its detected fixes and checks first.
+    """
+    pending = select(Snapshot.id).where(Snapshot.history_pending.is_not(None))
+    redone = select(Fix.id).where(Fix.source == "detected", Fix.snapshot_id.in_(pending))
+    connection.execute(delete(FixCheck).where(FixCheck.snapshot_id.in_(pending)))
+    connection.execute(delete(FixCheck).where(FixCheck.fix_id.in_(redone)))
+    connection.execute(delete(Fix).where(Fix.id.in_(redone)))
+    detected = _detect(connection, ChangeEvent.snapshot_id.in_(pending))
     for start in range(0, len(detected), _BATCH):
         connection.execute(insert(Fix), detected[start : start + _BATCH])
-    checks = list(_checks(connection))
+    checks = list(_checks(connection, Snapshot.history_pending.is_not(None)))
     for start in range(0, len(checks), _BATCH):
         connection.execute(insert(FixCheck), checks[start : start + _BATCH])
     return Refreshed(len(detected), len(checks))
 
 
-def _detect(connection: Connection) -> list[dict[str, Any]]:
-    """Return a fix for every administered TCP range that appeared between two snapshots."""
+def check_fixes(connection: Connection, fix_ids: Sequence[int]) -> int:
+    """Check newly recorded fixes against every snapshot of their host since; return how many."""
+    checks = list(_checks(connection, Fix.id.in_(list(fix_ids))))
+    for start in range(0, len(checks), _BATCH):
+        connection.execute(insert(FixCheck), checks[start : start + _BATCH])
+    return len(checks)
+
+
+def _detect(connection: Connection, where: ColumnElement[bool]) -> list[dict[str, Any]]:
+    """Return a fix for every administered TCP range that appeared where ``where`` holds."""
     appeared = (
         select(
             ChangeEvent.host_id,
@@ -158,6 +173,7 @@ def _detect(connection: Connection) -> list[dict[str, Any]]:
             ChangeEvent.kind == "range-appeared",
             ChangeEvent.protocol == "tcp",
             ChangeEvent.administered.is_(True),
+            where,
         )
         .order_by(ChangeEvent.id)
     )
@@ -175,8 +191,8 @@ def _detect(connection: Connection) -> list[dict[str, Any]]:
     return list(fixes.values())
 
 
-def _checks(connection: Connection) -> Iterable[dict[str, Any]]:
-    """Check every fix against each snapshot of its host taken at or after it."""
+def _checks(connection: Connection, where: ColumnElement[bool]) -> Iterable[dict[str, Any]]:
+    """Check fixes against each snapshot of their host taken at or after them, where ``where``."""
     after = and_(Snapshot.host_id == Fix.host_id, Snapshot.taken_at >= Fix.applied_at)
     nights = connection.execute(
         select(
@@ -187,6 +203,7 @@ def _checks(connection: Connection) -> Iterable[dict[str, Any]]:
             Snapshot.excluded_set_id,
         )
         .join(Snapshot, after)
+        .where(where)
         .order_by(Fix.id, Snapshot.taken_at, Snapshot.id)
     ).all()
     blocking = or_(
@@ -204,6 +221,7 @@ def _checks(connection: Connection) -> Iterable[dict[str, Any]]:
         .join(Snapshot, after)
         .join(Finding, Finding.set_id == Snapshot.finding_set_id)
         .where(
+            where,
             Finding.protocol == "tcp",
             Finding.start_port <= Fix.end_port,
             Finding.end_port >= Fix.start_port,

@@ -1,8 +1,9 @@
 """Change events between consecutive snapshots of each host, and their candidate causes.
 
-Derived once, after a run stored snapshots (``refresh_history``), into ``change_events`` and
-``candidate_causes``; the views ``v_change_events`` and ``v_event_causes``, ``explain`` and the
-report read those tables. This module uses pandas: ``collect`` imports it only at its end.
+Derived once per snapshot, at the end of the run that stored it (``derive_history``, for the
+snapshots ``collector.store.pending`` marks), into ``change_events`` and ``candidate_causes``;
+the views ``v_change_events`` and ``v_event_causes``, ``explain`` and the report read those
+tables. This module uses pandas: ``collect`` imports it only at its end.
 
 Event kinds: ``range-appeared``, ``range-disappeared``, ``range-moved`` (a disappeared and an
 appeared range of the same size, protocol and ``*`` flag in the same window, paired in port
@@ -30,10 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, delete, insert, text
+from sqlalchemy import Connection, delete, insert, select, text
 
 from collector.store.frames import read_frame, to_utc
-from collector.store.models import CandidateCause, ChangeEvent
+from collector.store.models import CandidateCause, ChangeEvent, Snapshot
 
 # The columns the report's events frame shows (reports.model takes them from here)...
 REPORT_EVENT_COLUMNS = (
@@ -51,31 +52,45 @@ CAUSE_COLUMNS = (
 _BOOT_JITTER = timedelta(minutes=1)
 _FAILED_RESULTS = (4, 5)
 
-_SNAPSHOTS = """
-SELECT s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, s.source, s.last_boot_at,
-       s.fast_startup, s.bios_version, s.docker_version, s.wsl_version, s.excluded_set_id
-  FROM snapshots s JOIN hosts h ON h.id = s.host_id"""
+# The snapshots to derive, and before each host's first of them its latest derived snapshot
+# and its latest derived one that captured each compared set: every comparison's previous side.
+_COLUMNS = """s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, s.last_boot_at,
+       s.fast_startup, s.bios_version, s.docker_version, s.wsl_version, s.excluded_set_id,
+       s.dynamic_set_id, s.feature_set_id, s.service_set_id"""
+_PENDING = f"""
+SELECT {_COLUMNS}, 1 AS pending
+  FROM snapshots s JOIN hosts h ON h.id = s.host_id
+ WHERE s.history_pending IS NOT NULL"""
+_LATEST = """(SELECT d.{select} FROM snapshots d
+           WHERE d.host_id = p.host_id AND d.history_pending IS NULL{known}
+           ORDER BY d.taken_at DESC, d.id DESC LIMIT 1)"""
+_KNOWN = ("", "excluded_set_id", "dynamic_set_id", "feature_set_id", "service_set_id")
+_DUE = """(SELECT DISTINCT host_id FROM snapshots WHERE history_pending IS NOT NULL) p"""
+_CONTEXT = f"""
+SELECT {_COLUMNS}, 0 AS pending
+  FROM snapshots s JOIN hosts h ON h.id = s.host_id
+ WHERE s.id IN ({
+    " UNION ".join(
+        f"SELECT {_LATEST.format(select='id', known=f' AND d.{k} IS NOT NULL' if k else '')} "
+        f"FROM {_DUE}"
+        for k in _KNOWN
+    )
+})"""
+_FIRST = f"""
+SELECT p.host_id, (SELECT MIN(f.taken_at) FROM snapshots f WHERE f.host_id = p.host_id)
+       AS first_at
+  FROM {_DUE}"""
 _RANGES = """SELECT DISTINCT set_id, protocol, start_port AS start, end_port AS "end", administered
-  FROM excluded_ranges"""
-# LAG over each host's own rows keeps only real changes, and skips snapshots without the value.
-_CHANGES = """
-SELECT * FROM (
-  SELECT s.id AS snapshot_id, x.{name} AS name, x.{value} AS value,
-         LAG(x.{value}) OVER (PARTITION BY s.host_id, x.{name} ORDER BY s.taken_at, s.id)
-           AS previous
-    FROM snapshots s JOIN {table} x ON x.set_id = s.{pointer}) t
- WHERE previous IS NOT NULL AND previous <> value"""
-_DYNAMIC = """
-SELECT * FROM (
-  SELECT s.id AS snapshot_id, d.protocol, d.family, d.start_port AS start, d.port_count AS count,
-         LAG(s.id) OVER w AS previous_snapshot_id,
-         LAG(d.start_port) OVER w AS previous_start, LAG(d.port_count) OVER w AS previous_count
-    FROM snapshots s JOIN dynamic_ranges d ON d.set_id = s.dynamic_set_id
-  WINDOW w AS (PARTITION BY s.host_id, d.protocol, d.family ORDER BY s.taken_at, s.id)) t
- WHERE previous_start IS NOT NULL
-   AND (previous_start <> start OR previous_count <> count)"""
-_UPDATES = """SELECT host_id, kb, title, installed_at, installed_on, result_code, first_snapshot_id
-  FROM updates"""
+  FROM excluded_ranges WHERE set_id IN :ids"""
+_DYNAMIC = """SELECT set_id, protocol, family, start_port AS start, port_count AS count
+  FROM dynamic_ranges WHERE set_id IN :ids"""
+_FEATURES = "SELECT set_id, name, state AS value FROM features WHERE set_id IN :ids"
+_SERVICES = "SELECT set_id, name, status AS value FROM services WHERE set_id IN :ids"
+# The updates first listed by a snapshot being derived: each is a candidate cause once.
+_UPDATES = """SELECT u.host_id, u.kb, u.title, u.installed_at, u.installed_on, u.result_code,
+       u.first_snapshot_id
+  FROM updates u JOIN snapshots s ON s.id = u.first_snapshot_id
+ WHERE s.history_pending IS NOT NULL"""
 
 
 _BATCH = 5000
@@ -83,7 +98,7 @@ _BATCH = 5000
 
 @dataclass(frozen=True, slots=True)
 class Refreshed:
-    """What ``refresh_history`` stored."""
+    """What ``derive_history`` stored."""
 
     events: int
     causes: int
@@ -91,9 +106,12 @@ class Refreshed:
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """Every snapshot of every host, every distinct excluded range set, and what changed."""
+    """The snapshots being derived, the ones each is compared with, and what they hold."""
 
-    snapshots: pd.DataFrame  # sorted by host and time, with previous_snapshot_id / previous_at
+    # sorted by host and time, with previous_snapshot_id / previous_at; ``pending`` marks the
+    # snapshots being derived, the others are the derived ones they are compared with
+    snapshots: pd.DataFrame
+    first_at: pd.Series  # host_id -> the host's first snapshot's time
     ranges: pd.DataFrame  # set_id, protocol, start, end, administered (families merged)
     dynamic: pd.DataFrame  # dynamic range changes
     features: pd.DataFrame  # feature state changes
@@ -102,43 +120,91 @@ class History:
 
 
 def load_history(connection: Connection) -> History:
-    """Read what the events and the correlation need, in a handful of queries."""
-    snapshots = read_frame(connection, _SNAPSHOTS)
+    """Read the pending snapshots and what they are compared with, in a handful of queries."""
+    snapshots = pd.concat(
+        [read_frame(connection, _PENDING), read_frame(connection, _CONTEXT)], ignore_index=True
+    ).astype({"snapshot_id": "int64", "host_id": "int64"})
     for column in ("taken_at", "last_boot_at"):
         snapshots[column] = to_utc(snapshots[column])
     snapshots["fast_startup"] = snapshots["fast_startup"].astype("boolean")
+    snapshots["pending"] = snapshots["pending"].astype(bool)
     snapshots = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], ignore_index=True)
     grouped = snapshots.groupby("host_id", sort=False)
     snapshots["previous_snapshot_id"] = grouped["snapshot_id"].shift().astype("Int64")
     snapshots["previous_at"] = grouped["taken_at"].shift()
-    ranges = read_frame(connection, _RANGES)
+    first = read_frame(connection, _FIRST)
+    first_at = pd.Series(to_utc(first["first_at"]).to_numpy(), index=first["host_id"])
+    ranges = read_frame(connection, _RANGES, _set_ids(snapshots, "excluded_set_id"))
     ranges["administered"] = ranges["administered"].astype(bool)
-    features = read_frame(
-        connection,
-        _CHANGES.format(name="name", value="state", table="features", pointer="feature_set_id"),
-    )
-    services = read_frame(connection, _CHANGES.format(
-        name="name", value="status", table="services", pointer="service_set_id"))  # fmt: skip
     updates = read_frame(connection, _UPDATES)
     updates["installed_at"] = to_utc(updates["installed_at"])
-    return History(snapshots, ranges, read_frame(connection, _DYNAMIC), features, services, updates)
+    dynamic = _dynamic_changes(
+        snapshots, read_frame(connection, _DYNAMIC, _set_ids(snapshots, "dynamic_set_id"))
+    )
+    features = _value_changes(
+        snapshots, "feature_set_id",
+        read_frame(connection, _FEATURES, _set_ids(snapshots, "feature_set_id")),
+    )  # fmt: skip
+    services = _value_changes(
+        snapshots, "service_set_id",
+        read_frame(connection, _SERVICES, _set_ids(snapshots, "service_set_id")),
+    )  # fmt: skip
+    return History(snapshots, first_at, ranges, dynamic, features, services, updates)
 
 
-def _windows(snapshots: pd.DataFrame, known: pd.Series) -> pd.DataFrame:
-    """Pair each snapshot where ``known`` holds with the host's previous such snapshot."""
-    frame = snapshots.loc[known, ["host_id", "host", "snapshot_id", "taken_at", "excluded_set_id"]]
+def _set_ids(snapshots: pd.DataFrame, column: str) -> list[int]:
+    return [int(value) for value in snapshots[column].dropna().unique()]
+
+
+def _windows(snapshots: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Pair each pending snapshot that captured ``column`` with the host's previous such one.
+
+    Only pairs whose set changed: an unchanged set holds no change.
+    """
+    frame = snapshots.loc[
+        snapshots[column].notna(), ["host_id", "host", "snapshot_id", "taken_at", column, "pending"]
+    ]
     grouped = frame.groupby("host_id", sort=False)
     frame["previous_snapshot_id"] = grouped["snapshot_id"].shift()
     frame["previous_at"] = grouped["taken_at"].shift()
-    frame["previous_set_id"] = grouped["excluded_set_id"].shift()
-    return frame[frame["previous_snapshot_id"].notna()].rename(columns={"taken_at": "at"})
+    frame["previous_set_id"] = grouped[column].shift()
+    changed = frame["pending"] & frame["previous_set_id"].notna()
+    changed &= frame["previous_set_id"] != frame[column]
+    frame = frame[changed].drop(columns="pending").rename(columns={"taken_at": "at"})
+    return frame.astype({"previous_snapshot_id": "int64", "previous_set_id": "int64",
+                         column: "int64"}).reset_index(drop=True)  # fmt: skip
+
+
+def _dynamic_changes(snapshots: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Return each protocol and family whose dynamic range differs from the previous capture."""
+    pairs = _windows(snapshots, "dynamic_set_id")[
+        ["snapshot_id", "previous_snapshot_id", "dynamic_set_id", "previous_set_id"]
+    ]
+    rows = rows.astype({"set_id": "int64"})
+    now = pairs.merge(rows, left_on="dynamic_set_id", right_on="set_id")
+    before = rows.rename(columns={"start": "previous_start", "count": "previous_count"})
+    both = now.merge(before, left_on=["previous_set_id", "protocol", "family"],
+                     right_on=["set_id", "protocol", "family"])  # fmt: skip
+    moved = (both["start"] != both["previous_start"]) | (both["count"] != both["previous_count"])
+    columns = ["snapshot_id", "protocol", "family", "start", "count", "previous_snapshot_id",
+               "previous_start", "previous_count"]  # fmt: skip
+    return both.loc[moved, columns]
+
+
+def _value_changes(snapshots: pd.DataFrame, column: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Return each name whose value differs from the host's previous capture of ``column``."""
+    pairs = _windows(snapshots, column)[["snapshot_id", column, "previous_set_id"]]
+    rows = rows.astype({"set_id": "int64"})
+    now = pairs.merge(rows, left_on=column, right_on="set_id")
+    before = rows.rename(columns={"value": "previous"})
+    both = now.merge(before, left_on=["previous_set_id", "name"], right_on=["set_id", "name"])
+    changed = both["value"] != both["previous"]
+    return both.loc[changed, ["snapshot_id", "name", "value", "previous"]].reset_index(drop=True)
 
 
 def find_range_events(history: History) -> pd.DataFrame:
     """Return appeared, disappeared and moved ranges between consecutive known snapshots."""
-    snapshots = history.snapshots
-    pairs = _windows(snapshots, snapshots["excluded_set_id"].notna())
-    pairs = pairs[pairs["previous_set_id"] != pairs["excluded_set_id"]].reset_index(drop=True)
+    pairs = _windows(history.snapshots, "excluded_set_id")
     pairs["pair"] = np.arange(len(pairs))
     side = ["pair", "protocol", "start", "end", "administered"]
 
@@ -224,7 +290,8 @@ def list_causes(history: History) -> pd.DataFrame:
     if "exposure" not in causes:
         causes["exposure"] = True
     causes["exposure"] = causes["exposure"].fillna(True).astype(bool)
-    window = snapshots[["snapshot_id", "host_id", "host", "taken_at", "previous_at"]]
+    pending = snapshots[snapshots["pending"]]
+    window = pending[["snapshot_id", "host_id", "host", "taken_at", "previous_at"]]
     causes = causes.merge(window, on="snapshot_id").rename(
         columns={"taken_at": "seen_at", "previous_at": "window_start"}
     )
@@ -235,13 +302,20 @@ def list_causes(history: History) -> pd.DataFrame:
 
 def _update_causes(history: History) -> pd.DataFrame:
     snapshots = history.snapshots
-    first = snapshots.groupby("host_id")["taken_at"].min().rename("first_at")
+    first = history.first_at.rename("first_at")
     updates = history.updates.merge(first, left_on="host_id", right_index=True)
-    updates = updates.reset_index(drop=True)
+    listed = snapshots[["snapshot_id", "taken_at"]].rename(
+        columns={"snapshot_id": "first_snapshot_id", "taken_at": "listed_at"}
+    )
+    updates = updates.merge(listed, on="first_snapshot_id").reset_index(drop=True)
     updates["row"] = np.arange(len(updates))
     # With an install time after the first snapshot, the window is the first snapshot at or
-    # after it; otherwise the snapshot that first listed it.
-    timed = updates[updates["installed_at"] > updates["first_at"]].sort_values("installed_at")
+    # after it, never later than the one that first listed it; otherwise that one. (The
+    # listing snapshot bounds it, so a new night never moves a cause already derived.)
+    timed = updates[
+        (updates["installed_at"] > updates["first_at"])
+        & (updates["installed_at"] <= updates["listed_at"])
+    ].sort_values("installed_at")
     # An empty selection comes back with object columns, which merge_asof refuses to match.
     timed = timed.astype({"host_id": "int64", "installed_at": "datetime64[us, UTC]"})
     located = pd.merge_asof(
@@ -350,17 +424,19 @@ def history_lock(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), _PG_HISTORY_LOCK)
 
 
-def refresh_history(connection: Connection) -> Refreshed:
-    """Derive the change events and candidate causes of every host again, and store them.
+def derive_history(connection: Connection) -> Refreshed:
+    """Store the change events and candidate causes that the pending snapshots bring.
 
     They are derived data, like the findings: a run that stored snapshots calls this once at
-    its end (so does ``db reclassify``), and every output reads the tables.
+    its end, for its new snapshots (``collector.store.derived.derive_pending``), and every
+    output reads the tables. A host derived again (every snapshot pending) loses its old rows
+    first.
     """
-    history_lock(connection)
-    connection.execute(delete(ChangeEvent))
-    connection.execute(delete(CandidateCause))
+    pending = select(Snapshot.id).where(Snapshot.history_pending.is_not(None))
+    connection.execute(delete(ChangeEvent).where(ChangeEvent.snapshot_id.in_(pending)))
+    connection.execute(delete(CandidateCause).where(CandidateCause.snapshot_id.in_(pending)))
     history = load_history(connection)
-    if history.snapshots.empty:
+    if not history.snapshots["pending"].any():
         return Refreshed(0, 0)
     causes = list_causes(history)
     events = derive_events(history)

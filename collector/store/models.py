@@ -23,9 +23,11 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -316,9 +318,18 @@ class Snapshot(Base):
     service_set_id: Mapped[int | None] = mapped_column(ForeignKey("service_sets.id"))
     # Set when the snapshot is stored; NULL only inside the upgrade that classifies old ones.
     finding_set_id: Mapped[int | None] = mapped_column(ForeignKey("finding_sets.id"))
+    # Not yet in the derived history (``collector.store.pending``): 1 to extend the host's
+    # history with it, 2 to derive the host's history again; NULL once derived.
+    history_pending: Mapped[int | None] = mapped_column(SmallInteger, server_default="1")
 
     __table_args__ = (
         Index("ix_snapshots_host_id_taken_at", "host_id", "taken_at"),
+        Index(
+            "ix_snapshots_history_pending",
+            "host_id",
+            sqlite_where=text("history_pending IS NOT NULL"),
+            postgresql_where=text("history_pending IS NOT NULL"),
+        ),
         CheckConstraint("source IN ('winrm', 'file', 'capture')", name="source"),
     )
 
@@ -410,7 +421,7 @@ class ChangeEvent(Base):
 
     ``kind``: ``range-appeared``, ``range-disappeared``, ``range-moved`` (the blocks one boot
     moved, folded into one event spanning them) or ``dynamic-changed``. Derived from the
-    snapshots by ``collector.store.history.refresh_history``; never edited by hand.
+    snapshots by ``collector.store.history.derive_history``; never edited by hand.
     """
 
     __tablename__ = "change_events"

@@ -6,7 +6,7 @@ at it or at the one after it (a change event, a candidate cause, an update first
 fix, a section error: the night before such a one is the last without it). What stays is, for
 every run of equal nights, its first and last night: each change event still lies between the
 same two snapshots, "since when" and "first seen" read the same nights, and the history derived
-again at the next run's end is the same. The host's latest snapshot always stays. The kept
+again (``db reclassify``) is the same. The host's latest snapshot always stays. The kept
 snapshots older than the cut-off lose their raw document (not the latest), then documents and
 content sets nothing points at any more go.
 
@@ -147,7 +147,7 @@ def _prune_hosts(connection: Connection, host_ids: list[int], cutoff: datetime) 
                 strip.append(row.id)
     for start in range(0, len(doomed), _CHUNK):
         chunk = doomed[start : start + _CHUNK]
-        # Fix checks are derived again at the next run's end; the attempt stays, as a try made.
+        # A removed night's fix checks go with it; the attempt stays, as a try made.
         connection.execute(delete(FixCheck).where(FixCheck.snapshot_id.in_(chunk)))
         connection.execute(
             update(Attempt).where(Attempt.snapshot_id.in_(chunk)).values(snapshot_id=None)

@@ -23,9 +23,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from collector.store.database import Store
+from collector.store.derived import derive_pending
 from collector.store.documents import stored_document
-from collector.store.fixes import refresh_fixes
-from collector.store.history import refresh_history
 from collector.store.models import Document, Snapshot, SnapshotError
 from collector.store.rows import prepare_snapshot
 from collector.store.snapshots import SETS, drop_unused_sets, look_up, merge_updates, store_set
@@ -89,8 +88,7 @@ def reparse(store: Store) -> Reparsed:
     with store.transaction() as connection:
         for column in SETS:
             drop_unused_sets(connection, column, before[column])
-        refresh_history(connection)
-        refresh_fixes(connection)
+        derive_pending(connection, everything=True)
     return Reparsed(len(ids), changed, parts, int(pruned or 0))
 
 

@@ -52,6 +52,7 @@ from collector.store.models import (
     SnapshotError,
     Update,
 )
+from collector.store.pending import REBUILD
 from collector.store.rows import (
     FINDING_ROW_COLUMNS,
     HOST_SET_COLUMNS,
@@ -448,6 +449,11 @@ def merge_updates(
         if changes:
             connection.execute(update(Update).where(Update.id == row.id).values(**changes))
             touched = True
+    if touched:
+        # A stored update changed: its cause may belong to a window already derived.
+        connection.execute(
+            update(Snapshot).where(Snapshot.id == snapshot_id).values(history_pending=REBUILD)
+        )
     new = [
         dict.fromkeys(_UPDATE_COLUMNS)
         | values
