@@ -22,14 +22,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-import pandas as pd
+from sqlalchemy import Connection
 
 from collector.diagnosis import PortStatus
 from collector.store.database import Store
 from collector.store.outbox import Event
 from reports import tables
+from reports.attention import PortHistory, port_runs
 from reports.explain import Explanation, explain, fleet_ranks
-from reports.findings import build_wanted_matrix, latest_snapshots, load_state, port_history
+from reports.findings import build_wanted_matrix, latest_snapshots, load_state
 from reports.fixes import FixRecord, fix_history
 
 BLOCKED = (PortStatus.RESERVED.value, PortStatus.BLOCKED.value)
@@ -68,6 +69,7 @@ def _port_events(
         matrix = build_wanted_matrix(state, ports, services)
         host_ids = state.meta.set_index("host")["host_id"].to_dict()
         found: list[tuple[str, int, str, int]] = []  # kind, port, host, since snapshot
+        runs: dict[tuple[int, int], list[tuple[str, int]]] | None = None
         for cell in matrix.to_dict("records"):
             host, port, status = str(cell["host"]), int(cell["port"]), str(cell["status"])
             blocked = status in BLOCKED and not _administered(cell["finding"])
@@ -75,7 +77,9 @@ def _port_events(
             was_told = any(k.startswith(f"blocked:{host}:{port}:") for k in told)
             if not blocked and not (clear and was_told):
                 continue
-            streaks = _streaks(port_history(connection, int(host_ids[host]), port))
+            if runs is None:  # the fleet's runs of these ports, read once when one is needed
+                runs = _streaks(connection, ports)
+            streaks = runs[(int(host_ids[host]), port)]
             if blocked:
                 found.append(("blocked", port, host, streaks[-1][1]))
             elif (
@@ -107,12 +111,19 @@ def _administered(finding: object) -> bool:
     return isinstance(finding, Mapping) and bool(finding.get("administered") or False)
 
 
-def _streaks(history: pd.DataFrame) -> list[tuple[str, int]]:
-    """Return (status, first snapshot id) of each run of one status, oldest first."""
-    streaks: list[tuple[str, int]] = []
-    for status, snapshot_id in zip(history["status"], history["snapshot_id"], strict=True):
-        if not streaks or streaks[-1][0] != status:
-            streaks.append((str(status), int(snapshot_id)))
+def _streaks(
+    connection: Connection, ports: Sequence[int]
+) -> dict[tuple[int, int], list[tuple[str, int]]]:
+    """Return, per host and port, (status, first snapshot id) of each run of one status.
+
+    Oldest first; the report's port runs, so a streak starts where the report says it does.
+    """
+    streaks: dict[tuple[int, int], list[tuple[str, int]]] = {}
+    runs = port_runs(PortHistory.read(connection, ports))
+    for host_id, port, status, first in zip(
+        runs["host_id"], runs["port"], runs["status"], runs["first_snapshot_id"], strict=True
+    ):
+        streaks.setdefault((int(host_id), int(port)), []).append((str(status), int(first)))
     return streaks
 
 
