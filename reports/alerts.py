@@ -197,7 +197,7 @@ def _fix_event(key: str, kind: str, fix: FixRecord, began: dict[str, object]) ->
 
 def _failing_events(store: Store, nights: int, told: set[str]) -> list[Event]:
     with store.connect() as connection:
-        tries = tables.read(connection, "collection_tries")
+        tries = tables.read(connection, "failing_tries")
     if tries.empty:
         return []
     last = tries.groupby(["host", "run_id"], sort=True).tail(1)

@@ -220,8 +220,8 @@ QUERIES: dict[str, Query] = {
         {"fix_id": INT, "snapshot_id": INT, "taken_at": UTC, "outcome": STR,
          "port": NULLABLE_INT, "diagnosis": NULLABLE_STR},
     ),
-    "collection_tries": Query(
-        "The tries of each host in each collection run.",
+    "failing_tries": Query(
+        "The tries of each host in the collection runs since the last one that reached it.",
         {"id": INT, "run_id": INT, "host": STR, "status": STR, "error_class": NULLABLE_STR,
          "message": NULLABLE_STR, "finished_at": UTC},
     ),

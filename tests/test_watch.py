@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from collector.document import load_document
 from collector.runs import finish_run, start_run
 from collector.store.database import Store
 from collector.store.fixes import UnknownHostError, record_fix
-from collector.store.writer import record_failure
+from collector.store.writer import record_failure, store_document
 from reports.alerts import find_events
 from reports.analysis import build_report_data
 from reports.explain import explain
@@ -128,3 +130,28 @@ def test_a_host_failing_three_runs_in_a_row_is_told_once(store: Store) -> None:
     assert event.title == "dev-ws-01: collection failed 3 runs in a row (auth)"
     assert event.lines[1] == "last error: auth: 401 Unauthorized"
     assert find_events(store, WANTED, failing_nights=3, told={event.key}) == []
+
+
+def test_a_collection_that_reaches_the_host_ends_its_failing_streak(store: Store) -> None:
+    def collect(day: int, failed: bool) -> int:
+        run = start_run(store, "collect")
+        if failed:
+            record_failure(store, run, "dev-ws-01", datetime.now(UTC), "timeout",
+                           "the probe did not finish", "dev-ws-01")  # fmt: skip
+        else:
+            body = json.dumps(night(day, NOTHING)).encode()
+            loaded = load_document(body, "test")
+            result = store_document(store, run, body, loaded, "dev-ws-01", "winrm",
+                                    datetime.now(UTC))  # fmt: skip
+            assert result.outcome == "stored", result.message
+        finish_run(store, run)
+        return run
+
+    runs = [collect(day, failed) for day, failed in
+            ((20, False), (21, True), (22, True), (23, False), (24, True), (25, True))]  # fmt: skip
+    # Two failures since the night that reached it: not three in a row, whatever came before.
+    assert find_events(store, WANTED, failing_nights=3) == []
+    runs.append(collect(26, True))
+    (event,) = find_events(store, WANTED, failing_nights=3)
+    assert event.key == f"host-failing:dev-ws-01:{runs[4]}"
+    assert event.title == "dev-ws-01: collection failed 3 runs in a row (timeout)"
