@@ -3,13 +3,15 @@
 ``collect`` hands its run to ``NightTurns`` when the plan names a night: instead of every
 planned host, the run works on the hosts it claims (``collector.store.leases``), a few at a
 time, and stays until every planned host is done tonight, so it takes over the hosts of a
-collector that died once their lease runs out.
+collector that died: as soon as it finds that collector's process gone, or once their lease
+runs out.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -19,13 +21,15 @@ from sqlalchemy import Connection
 
 from collector.clock import now
 from collector.plan import CollectPlan
-from collector.runs import in_flight_many, live_runs
+from collector.runs import close_interrupted_runs, in_flight_many, live_runs
 from collector.store import leases
 from collector.store.database import Store
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# How often a collector looks for collectors that died holding hosts of the night.
+_LOOK_SECONDS = 2.0
 
 
 class NightTurns:
@@ -133,10 +137,22 @@ class NightTurns:
         in_flight_many(connection, self._run_id, marks)
 
     def _renew(self) -> None:
+        """Renew this run's leases every third of a lease; look for dead collectors between.
+
+        A collector killed half-way leaves its hosts leased. Its process held its run's
+        liveness lock, which went with it: closing its run (``close_interrupted_runs``) lets
+        the survivors take those hosts at once, not when the lease runs out.
+        """
         every = self._plan.lease_seconds / 3
-        while not self._stop.wait(every):
+        look = min(every, _LOOK_SECONDS)
+        due = time.monotonic() + every
+        while not self._stop.wait(look):
             try:
-                leases.renew(self._store, self._night, self._run_id, self._plan.lease_seconds)
+                if time.monotonic() >= due:
+                    leases.renew(self._store, self._night, self._run_id, self._plan.lease_seconds)
+                    due = time.monotonic() + every
+                for notice in close_interrupted_runs(self._store):
+                    log.warning("night %s: %s; its hosts are taken over now", self._night, notice)
             except Exception:  # the database is away: try again at the next turn
                 log.exception(
                     "night %s: could not renew the leases of run %d", self._night, self._run_id

@@ -54,13 +54,21 @@ def start_run(store: Store, kind: str, wanted: Mapping[int, str | None] | None =
     values: dict[str, Any] = {"kind": kind, "started_at": now(), "portfleet_version": __version__}
     if wanted:
         values["wanted_ports"] = json.dumps({str(port): wanted[port] for port in sorted(wanted)})
-    with store.transaction() as connection:
-        run_id = int(
-            connection.execute(
-                insert(CollectionRun).values(values).returning(CollectionRun.id)
-            ).scalar_one()
-        )
-    _hold(store.engine, run_id)
+    run_id: int | None = None
+    try:
+        with store.transaction() as connection:
+            run_id = int(
+                connection.execute(
+                    insert(CollectionRun).values(values).returning(CollectionRun.id)
+                ).scalar_one()
+            )
+            # Held before the run is visible: a collector looking for dead runs must never
+            # see this one open without its lock.
+            _hold(store.engine, run_id)
+    except BaseException:
+        if run_id is not None:
+            _release(store.engine, run_id)
+        raise
     return run_id
 
 
