@@ -50,7 +50,10 @@ def causes_before(
     return mine.sort_values(["cause_at", "kind", "cause"])
 
 
-def load_causes(connection: Connection) -> pd.DataFrame:
-    """Return every stored candidate cause (``CAUSE_COLUMNS``), for the fleet correlation."""
-    causes = tables.read(connection, "candidate_causes")
+def load_causes(connection: Connection, host_id: int | None = None) -> pd.DataFrame:
+    """Return the stored candidate causes (``CAUSE_COLUMNS``): the fleet's, or one host's."""
+    if host_id is None:
+        causes = tables.read(connection, "candidate_causes")
+    else:
+        causes = tables.read(connection, "host_causes", host_id=host_id)
     return causes.loc[:, list(CAUSE_COLUMNS)]

@@ -260,7 +260,7 @@ def explain(
         protected, protected_since = _protection(connection, host_id, port)
         applied = tuple(fix_history(connection, name, port))
         told = story and answer.status != PortStatus.FREE
-        changed = _story(connection, name, streaks, ranks) if told else {}
+        changed = _story(connection, host_id, name, streaks, ranks) if told else {}
     finding = dict(answer.finding or {})
     details = _details(state, finding, port)
     found = state.findings
@@ -342,6 +342,7 @@ def fleet_ranks(connection: Connection) -> dict[tuple[str, str], int]:
 
 def _story(
     connection: Connection,
+    host_id: int,
     host: str,
     streaks: list[Streak],
     known: Mapping[tuple[str, str], int] | None = None,
@@ -350,7 +351,7 @@ def _story(
     if len(streaks) < 2:
         return {}
     began, began_at = streaks[-1].first_snapshot_id, pd.Timestamp(streaks[-1].first_at)
-    mine = causes_before(load_causes(connection), host, began_at, DEFAULT_WINDOW_DAYS)
+    mine = causes_before(load_causes(connection, host_id), host, began_at, DEFAULT_WINDOW_DAYS)
     # The change events of the window the streak began in (the same rows the report shows).
     events = tables.read(connection, "snapshot_changes", snapshot_id=began)
     ranks: Mapping[tuple[str, str], int] = {}

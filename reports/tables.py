@@ -171,6 +171,12 @@ QUERIES: dict[str, Query] = {
          "window_start": UTC, "cause_at": UTC, "kind": STR, "cause": STR, "detail": STR,
          "at": UTC, "exposure": BOOL},
     ),
+    "host_causes": Query(
+        "The stored candidate causes of one :host_id, with its name.",
+        {"host_id": INT, "host": STR, "snapshot_id": INT, "seen_at": UTC,
+         "window_start": UTC, "cause_at": UTC, "kind": STR, "cause": STR, "detail": STR,
+         "at": UTC, "exposure": BOOL},
+    ),
     "host_groups": Query(
         "Every host with its groups, as JSON text.",
         {"host_id": INT, "host": STR, "groups": STR},

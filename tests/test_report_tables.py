@@ -40,6 +40,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
     meta = tables.read(connection, "snapshot_meta", snapshots)
     hosts = tables.read(connection, "hosts").set_index("host")["host_id"]
     events = tables.read(connection, "change_events")
+    causes = tables.read(connection, "candidate_causes")
     finding_sets = meta["finding_set_id"].dropna().tolist()
     ids = {
         "snapshot_meta": snapshots, "features": snapshots, "services": snapshots,
@@ -53,6 +54,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
     params = {
         "host_latest_snapshot": {"host_id": int(hosts["dev-ana"])},
         "host_snapshots": {"host_id": int(hosts["dev-ana"])},
+        "host_causes": {"host_id": int(causes["host_id"].iloc[0])},
         "port_protection": {"host_id": int(hosts["dev-ana"]), "port": 2869},  # its '*' range
         "port_findings": {"port": 50051},
         "port_diagnoses": {"port": 50051},
