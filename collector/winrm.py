@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
 import re
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.ssl_ import create_urllib3_context
 from winrm import transport as winrm_transport
 from winrm.exceptions import (
     InvalidCredentialsError,
@@ -265,6 +268,12 @@ def classify(exc: BaseException, endpoint: Endpoint) -> tuple[str, str]:
             f"{where} closed the connection during the TLS handshake ({_short(exc)}); "
             "an overloaded host or network does that, so it is tried again",
         )
+    if isinstance(exc, requests.exceptions.SSLError) and _misnamed(exc):
+        return (
+            "protocol",
+            f"{where}: TLS failed ({_short(exc)}); its certificate does not name the address "
+            "used: reach it by a name its certificate carries (the host's address:)",
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         return (
             "protocol",
@@ -378,8 +387,43 @@ def _protocol(endpoint: Endpoint) -> Protocol:
         proxy="",
     )
     # Built now, the session then stops reading proxy variables on every request.
-    protocol.transport.build_session().trust_env = False
+    session = protocol.transport.build_session()
+    session.trust_env = False
+    session.mount("https://", _SharedTrust())
     return protocol
+
+
+class _SharedTrust(HTTPAdapter):
+    """Verify against a CA file read once per process, not once per connection.
+
+    Given a CA file, requests has urllib3 build a TLS context and load the file for every new
+    connection: a host a night is a connection a host, 1.4 ms of CPU each. The context made
+    here verifies the same way (urllib3's own context with the file's CAs: certificate required,
+    the host name checked). A connection with a client certificate keeps its own context: urllib3
+    loads the certificate into the context it is given, which must not be a shared one.
+    """
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+        path = pool.get("ca_certs")
+        if path is not None and "cert_file" not in pool:
+            status = os.stat(path)  # a CA file replaced in place is read again
+            pool["ssl_context"] = _trust(str(path), status.st_mtime_ns, status.st_size)
+            del pool["ca_certs"]
+        return host, pool
+
+
+@functools.lru_cache(maxsize=8)
+def _trust(path: str, _mtime_ns: int, _size: int) -> ssl.SSLContext:
+    """Return a TLS context that trusts the CAs of ``path`` (cached by its path and version).
+
+    Built as urllib3 builds one for each connection, so it verifies exactly the same way.
+    """
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    context.load_verify_locations(cafile=path)
+    return context
 
 
 _NEGOTIATE_TOKEN = re.compile(r"(?:Negotiate|Kerberos)\s+([A-Za-z0-9+/]+=*)")
@@ -424,6 +468,25 @@ def _ps_literal(value: Any) -> str:
 
 def _dropped_in_handshake(exc: BaseException) -> bool:
     """Tell a handshake the other end cut (EOF, reset) from one it refused (certificate)."""
+    for item in _chain(exc):
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return False
+        if isinstance(item, ssl.SSLEOFError | ssl.SSLZeroReturnError | ConnectionResetError):
+            return True
+    return False
+
+
+def _misnamed(exc: BaseException) -> bool:
+    """Tell a certificate that names another host from one nobody trusted."""
+    # OpenSSL's verify codes: 62 host name mismatch, 64 IP address mismatch.
+    return any(
+        isinstance(item, ssl.SSLCertVerificationError) and item.verify_code in (62, 64)
+        for item in _chain(exc)
+    )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """Yield ``exc`` and every exception behind it, once each."""
     seen: set[int] = set()
     pending: list[object] = [exc]
     while pending:
@@ -431,14 +494,10 @@ def _dropped_in_handshake(exc: BaseException) -> bool:
         if not isinstance(item, BaseException) or id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, ssl.SSLCertVerificationError):
-            return False
-        if isinstance(item, ssl.SSLEOFError | ssl.SSLZeroReturnError | ConnectionResetError):
-            return True
+        yield item
         # requests wraps urllib3's MaxRetryError, whose reason wraps the ssl module's error.
         pending.extend((item.__cause__, item.__context__, getattr(item, "reason", None)))
         pending.extend(item.args)
-    return False
 
 
 def _short(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from collector.simulator.envelope import ACCESS_DENIED
 from collector.simulator.responder import METHOD_BLOCKED, ProbeResponder
 from collector.simulator.wsman import Behaviour, WsmanServer
 from collector.transport import TransportError
-from collector.winrm import CONSTRAINED_MARKER, bootstrap_command, classify, run_probe
+from collector.winrm import CONSTRAINED_MARKER, _trust, bootstrap_command, classify, run_probe
 from tests.documents import probe_document
 
 PASSWORD = "Pässw0rd!with'quote"
@@ -319,3 +320,33 @@ def test_a_handshake_the_host_drops_is_unreachable_and_does_not_blame_the_ca(
     assert dropper.hellos >= 1
     assert failure.error_class == "unreachable" and failure.transient, str(failure)
     assert "ca_file" not in str(failure) and "dev-ws-01" in str(failure)
+
+
+def test_the_ca_file_is_read_once_and_still_refuses_what_it_does_not_vouch_for(
+    certs: CertFiles, tmp_path: Path
+) -> None:
+    # Every host of a night is a new connection; the CA file behind them is read once.
+    _trust.cache_clear()
+    server, _ = _serve(tls=certs)
+    try:
+        for _ in range(3):
+            endpoint = _endpoint(server, ca_file=str(certs.cert))
+            assert run_probe(endpoint, probe_script(), ARGUMENTS, time.monotonic() + 10).stdout
+        assert _trust.cache_info().misses == 1 and _trust.cache_info().hits >= 2
+        # Another CA's file does not vouch for this host.
+        stranger = write_server_cert(tmp_path, "stranger")
+        refused = _failure(_endpoint(server, ca_file=str(stranger.cert)))
+        assert refused.error_class == "protocol" and "ca_file" in str(refused)
+    finally:
+        server.stop()
+    # A certificate that names another host does not pass for this one, though its CA is
+    # trusted: the name is checked.
+    elsewhere = write_server_cert(tmp_path, "elsewhere", dns_name="elsewhere.example")
+    server, _ = _serve(tls=elsewhere)
+    try:
+        misnamed = _failure(_endpoint(server, ca_file=str(elsewhere.cert)))
+        assert misnamed.error_class == "protocol", str(misnamed)
+        assert "does not name the address" in str(misnamed) and "ca_file" not in str(misnamed)
+        assert _trust.cache_info().misses == 3
+    finally:
+        server.stop()

@@ -25,8 +25,18 @@ class CertFiles:
     key: Path
 
 
-def write_server_cert(directory: Path, name: str = "server") -> CertFiles:
-    """Write a self-signed TLS server certificate for 127.0.0.1 and localhost into directory."""
+def write_server_cert(
+    directory: Path, name: str = "server", dns_name: str | None = None
+) -> CertFiles:
+    """Write a self-signed TLS server certificate into directory.
+
+    For 127.0.0.1 and localhost; for ``dns_name`` alone when given (a host reached by an
+    address its certificate does not name).
+    """
+    if dns_name is not None:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)])
+        san = x509.SubjectAlternativeName([x509.DNSName(dns_name)])
+        return _write(directory, name, subject, san, ExtendedKeyUsageOID.SERVER_AUTH)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     san = x509.SubjectAlternativeName(
         [
