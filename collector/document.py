@@ -27,6 +27,9 @@ SCHEMA_ID = "portfleet.probe/1"
 # The deepest a valid document nests is 6 (bind_sweep → failures → a run); NAT entries may
 # carry extra keys, so leave room, but not for a nesting bomb.
 _MAX_DEPTH = 32
+# JSON text decoded strictly holds no NUL and no lone surrogate; only these escapes make one
+# (and also a few harmless texts, such as an escaped backslash before "u0000").
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 # The longest number a document holds is a 32-bit code (11 characters with its sign).
 _MAX_DIGITS = 20
 
@@ -176,8 +179,26 @@ def _parse_json(text: str, name: str) -> Any:
             f"{name}: the JSON nests deeper than Python can read; a probe document nests "
             f"at most {_MAX_DEPTH} levels"
         ) from None
-    _check_values(document, name)
+    # Most documents hold neither: the walk that names where one is runs only when the text
+    # has an escape that could make one, or the nesting may be too deep.
+    if _SUSPECT_ESCAPE.search(text) is not None or not _shallow(document):
+        _check_values(document, name)
     return document
+
+
+def _shallow(document: Any) -> bool:
+    """Tell whether no value lies deeper than ``_MAX_DEPTH`` (a scalar counts as a level)."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if value and depth >= _MAX_DEPTH:
+            return False
+        stack.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
+    return True
 
 
 def _check_values(document: Any, name: str) -> None:

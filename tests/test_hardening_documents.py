@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from collector.cli import cli
-from collector.document import DocumentError, load_document
+from collector.document import _MAX_DEPTH, DocumentError, _check_values, _shallow, load_document
 from collector.exitcodes import ExitCode
 from collector.runs import start_run
 from collector.simulator.responder import ProbeResponder
@@ -279,3 +279,25 @@ def test_fuzzed_documents_are_stored_or_refused_clearly(
         return
     # Accepted: the store must keep it whole (a parse problem is kept as a section error).
     store_document(store, run_id, body, loaded, "fuzz.json", "file", datetime.now(UTC))
+
+
+@pytest.mark.parametrize("kind", [list, dict])
+@pytest.mark.parametrize("extra", [-1, 0, 1, 2])
+@pytest.mark.parametrize(
+    "leaf", [1, "x", [], {}], ids=["number", "text", "empty list", "empty object"]
+)
+def test_the_quick_depth_check_agrees_with_the_walk_that_names_the_place(
+    kind: type, extra: int, leaf: Any
+) -> None:
+    # Documents without a suspicious escape skip the walk when the quick check passes: both
+    # must draw the line at the same depth.
+    value: Any = leaf
+    for _ in range(_MAX_DEPTH + extra):
+        value = [value] if kind is list else {"k": value}
+    try:
+        _check_values(value, "doc.json")
+        walked = True
+    except DocumentError:
+        walked = False
+    assert _shallow(value) is walked
+    assert walked is (extra <= 0)  # the leaf lies _MAX_DEPTH + extra levels down
