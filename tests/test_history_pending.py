@@ -156,3 +156,22 @@ def test_an_update_dated_after_the_night_that_lists_it_stays_with_that_night(
     nightly = _derived(store)
     assert not [row for row in nightly["candidate_causes"] if row[2] == "update"]
     assert nightly == _derive_whole(store)
+
+
+def test_an_update_that_gains_its_install_time_later_derives_its_host_again(store: Store) -> None:
+    # Night 21 lists the update from Get-HotFix alone (a date, no time); night 22's update
+    # history gives its install time, which moves its cause's time in a window already derived.
+    hotfix = {"kb": "KB5050000", "description": "Update", "installed_by": None,
+              "installed_on": "2026-11-20"}  # fmt: skip
+    dated = {"date": "2026-11-20T10:00:00Z", "title": "2026-11 Update (KB5050000)",
+             "operation": 1, "result_code": 2}  # fmt: skip
+    first, second, third = night(20, RUNTIME), night(21, RUNTIME), night(22, RUNTIME)
+    second["hotfixes"] = [*second["hotfixes"], hotfix]
+    third["hotfixes"] = [*third["hotfixes"], hotfix]
+    third["update_history"] = [*third["update_history"], dated]
+    for document in (first, second, third):
+        save(store, document)
+    nightly = _derived(store)
+    (cause,) = [row for row in nightly["candidate_causes"] if row[3] == "KB5050000"]
+    assert cause[5] is not None  # its install time, from night 22
+    assert nightly == _derive_whole(store)
