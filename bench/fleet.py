@@ -34,6 +34,7 @@ from collector.store.rows import (
     update_key,
 )
 from collector.store.snapshots import write_snapshot
+from collector.store.spans import rebuild_spans
 from collector.store.writer import add_attempt, ensure_host
 from collector.windows import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, default_dynamic
 from collector.windows import WINNAT_BLOCK as BLOCK
@@ -194,6 +195,7 @@ def generate_store(
         # The history a run's end derives, derived here once for the whole store.
         with store.transaction() as connection:
             refresh_history(connection)
+            rebuild_spans(connection)
         with store.connect() as connection:
             counts = {
                 name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())

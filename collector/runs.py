@@ -89,10 +89,12 @@ def refresh(store: Store) -> None:
     """Derive the change events, candidate causes and fix checks, and store them."""
     from collector.store.fixes import refresh_fixes
     from collector.store.history import refresh_history  # pandas: only once a run is over
+    from collector.store.spans import rebuild_spans
 
     with store.transaction() as connection:
         refresh_history(connection)
         refresh_fixes(connection)  # detected fixes come from the change events
+        rebuild_spans(connection)  # until the incremental refresh_spans is wired in here
 
 
 def close_interrupted_runs(store: Store) -> list[str]:
