@@ -143,7 +143,7 @@ def test_prune_keeps_every_span_and_the_snapshots_it_names(db_url: str) -> None:
         with store.transaction() as connection:
             rebuild_spans(connection)
             before = _spans(connection)
-            snapshots = connection.scalar(select(func.count()).select_from(Snapshot))
+            snapshots = connection.scalar(select(func.count()).select_from(Snapshot)) or 0
         pruned = prune(store, keep_days=10, now=generated.now)
         with store.connect() as connection:
             after = _spans(connection)
