@@ -48,7 +48,9 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
         "tcp_excluded_spans": meta["excluded_set_id"].dropna().tolist(),
         "tcp_failure_spans": meta["bind_failure_set_id"].dropna().tolist(),
         "tcp_listener_spans": meta["listener_set_id"].dropna().tolist(),
-        "host_evidence": hosts.tolist(), "tcp_dynamic_spans": hosts.tolist(),
+        "evidence_spans": hosts.tolist(), "evidence_days": hosts.tolist(),
+        "tcp_dynamic_spans": hosts.tolist(),
+        "span_tails": tables.read(connection, "fleet_spans")["span_id"].tolist(),
     }  # fmt: skip
     params = {
         "host_latest_snapshot": {"host_id": int(hosts["dev-ana"])},
