@@ -7,9 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 from alembic import command
-from sqlalchemy import Connection, delete, event, func, select
+from click.testing import CliRunner
+from sqlalchemy import Connection, delete, event, func, select, text
 
 from bench.fleet import generate_store
+from collector.cli import cli
 from collector.store.database import Store, alembic_config
 from collector.store.models import Snapshot, StateSpan
 from collector.store.pending import Pending
@@ -154,3 +156,23 @@ def test_prune_keeps_every_span_and_the_snapshots_it_names(db_url: str) -> None:
     assert named <= left
     # The nights prune removed are still counted by the spans that held them.
     assert sum(span[5] for span in after) == snapshots
+
+
+def test_db_reclassify_gives_the_spans_the_new_finding_sets(sqlite_url: str) -> None:
+    generate_store(sqlite_url, hosts=4, nights=20, seed=19)
+    with Store.open(sqlite_url) as store, store.transaction() as connection:
+        rebuild_spans(connection)
+        # As an older rule would have left them: every finding set gets made again.
+        connection.execute(text("UPDATE finding_sets SET sha256 = 'older rule ' || id"))
+        old = set(connection.scalars(select(StateSpan.finding_set_id)))
+    path = sqlite_url.removeprefix("sqlite:///")
+    result = CliRunner().invoke(cli, ["--db", path, "db", "reclassify"])
+    assert result.exit_code == 0, result.output
+    with Store.open(sqlite_url) as store, store.connect() as connection:
+        spans = set(connection.scalars(select(StateSpan.finding_set_id)))
+        stored = set(connection.scalars(select(Snapshot.finding_set_id)))
+        whole = _spans(connection)
+    assert spans == stored and not spans & old
+    with Store.open(sqlite_url) as store, store.transaction() as connection:
+        rebuild_spans(connection)
+        assert _spans(connection) == whole

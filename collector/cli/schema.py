@@ -47,11 +47,13 @@ def db_reclassify(settings: Settings) -> None:
     from collector.store.findings import reclassify
     from collector.store.fixes import refresh_fixes
     from collector.store.history import refresh_history
+    from collector.store.spans import rebuild_spans
 
     with settings.open_store().transaction() as connection:
         result = reclassify(connection)
         history = refresh_history(connection)
         refresh_fixes(connection)
+        rebuild_spans(connection)  # a span is a run of equal finding sets: they changed
     click.echo(result.describe())
     click.echo(f"history: {history.events} change events, {history.causes} candidate causes")
 
