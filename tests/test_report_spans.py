@@ -25,6 +25,7 @@ from reports.events import load_causes
 from reports.findings import port_statuses
 from reports.odds import WINDOWS, at_risk_odds
 from reports.safeports import find_safe_ports
+from tests.conftest import _new_pg_database
 
 PORTS = (5000, 5432, 8080, 49786, 50000, 55000, 60000)
 _NIGHTS = """SELECT s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, s.finding_set_id,
@@ -34,10 +35,15 @@ _NIGHTS = """SELECT s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, 
   FROM snapshots s JOIN hosts h ON h.id = s.host_id"""
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """A generated fleet of 14 hosts over 80 nights, with spans, read-only."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('spans') / 'fleet.db'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    """A generated fleet of 14 hosts x 80 nights with spans, read-only: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('spans') / 'fleet.db'}"
+    else:
+        url = _new_pg_database(request.getfixturevalue("pg_cluster"))
     generate_store(url, hosts=14, nights=80, seed=21)
     with Store.reader(url) as store:
         yield store
