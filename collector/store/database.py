@@ -272,8 +272,12 @@ def upgrade_to_head(engine: Engine) -> bool:
         command.upgrade(config, "head")
         # What a new revision added a place for, derived now, by today's code at today's schema.
         from collector.store.derived import derive_missing
+        from collector.store.spans import rebuild_spans
 
-        derive_missing(connection)
+        if derive_missing(connection):
+            # The spans (0008) were filled from the sets stored before: findings just derived
+            # for old snapshots change them.
+            rebuild_spans(connection)
     return True
 
 
