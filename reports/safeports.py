@@ -138,7 +138,7 @@ def find_safe_ports(
         # The evidence as state spans: each run of nights with the same sets, read once.
         evidence = tables.read(connection, "evidence_spans", hosts["host_id"].tolist())
         days = tables.read(connection, "evidence_days", hosts["host_id"].tolist())
-        taken = _blocked(connection, evidence)
+        taken = _blocked(connection, hosts["host_id"].tolist())
         spans = tables.read(connection, "tcp_dynamic_spans", hosts["host_id"].tolist())
         latest = _latest(evidence)
         dynamic = tables.read(connection, "dynamic_ranges", latest["snapshot_id"].tolist())
@@ -169,16 +169,11 @@ def _groups(value: object) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
-def _blocked(connection: Connection, evidence: pd.DataFrame) -> np.ndarray:
-    """Mark every port that was ever reserved, held or failing in the evidence."""
+def _blocked(connection: Connection, host_ids: list[int]) -> np.ndarray:
+    """Mark every port that was ever reserved, held or failing in these hosts' evidence."""
     taken = np.zeros(MAX_PORT + 1, dtype=bool)
-    for name, column in (
-        ("tcp_excluded_spans", "excluded_set_id"),
-        ("tcp_failure_spans", "bind_failure_set_id"),
-        ("tcp_listener_spans", "listener_set_id"),
-    ):
-        sets = evidence[column].dropna().unique().tolist()
-        for start, end in tables.read(connection, name, sets).itertuples(index=False):
+    for name in ("tcp_excluded_spans", "tcp_failure_spans", "tcp_listener_spans"):
+        for start, end in tables.read(connection, name, host_ids).itertuples(index=False):
             taken[start : end + 1] = True
     return taken
 

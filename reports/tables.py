@@ -138,7 +138,7 @@ QUERIES: dict[str, Query] = {
         {"set_id": INT, "ports": INT},
     ),
     "administered_tcp_ranges": Query(
-        "The administered ('*') TCP excluded ranges of every set a snapshot points at.",
+        "The administered ('*') TCP excluded ranges of every set a state span holds.",
         {"set_id": INT, "start": INT, "end": INT},
     ),
     "reservation_spans": Query(
@@ -193,13 +193,15 @@ QUERIES: dict[str, Query] = {
         {"family": STR, "start": NULLABLE_INT, "count": NULLABLE_INT},
     ),
     "tcp_excluded_spans": Query(
-        "The TCP ports some excluded sets (:ids) covered.", {"start": INT, "end": INT}
+        "The TCP ports the excluded ranges of some hosts' (:ids) evidence covered.",
+        {"start": INT, "end": INT},
     ),
     "tcp_failure_spans": Query(
-        "The TCP ports some bind failure sets (:ids) had failing.", {"start": INT, "end": INT}
+        "The TCP ports some hosts' (:ids) evidence had failing.", {"start": INT, "end": INT}
     ),
     "tcp_listener_spans": Query(
-        "The TCP ports some listener sets (:ids) held.", {"start": INT, "end": INT}
+        "The TCP ports the listeners of some hosts' (:ids) evidence held.",
+        {"start": INT, "end": INT},
     ),
     "fleet_spans": Query(
         "Every state span (a host's run of nights with the same sets): its host, first "
@@ -214,7 +216,9 @@ QUERIES: dict[str, Query] = {
         {"span_id": INT, "last_at": UTC, "tail": STR},
     ),
     "fleet_port_findings": Query(
-        "The TCP findings of every finding set that cover one :port.", _FINDING
+        "The TCP findings of every finding set that cover one :port: what decides its status.",
+        {"set_id": INT, "protocol": STR, "family": STR, "start": INT, "end": INT,
+         "diagnosis": STR, "error_code": NULLABLE_INT},
     ),
     "port_diagnoses": Query(
         "The finding sets whose IPv4 TCP findings put one :port at risk or reserve it.",
