@@ -24,7 +24,7 @@ has one row per line, in the order the report shows them, grouped by ``kind``, n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -72,9 +72,9 @@ ATTENTION_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class PortHistory:
-    """Every snapshot of the fleet, and the TCP findings of any set that cover each port."""
+    """Every state span of the fleet, and the TCP findings of any set that cover each port."""
 
-    snapshots: pd.DataFrame  # fleet_snapshots
+    spans: pd.DataFrame  # fleet_spans: each host's runs of nights with the same sets
     findings: Mapping[int, pd.DataFrame]  # port -> fleet_port_findings of that port
 
     @classmethod
@@ -84,7 +84,29 @@ class PortHistory:
             int(port): tables.read(connection, "fleet_port_findings", port=int(port))
             for port in sorted(set(ports))
         }
-        return cls(tables.read(connection, "fleet_snapshots"), found)
+        return cls(tables.read(connection, "fleet_spans"), found)
+
+
+def span_statuses(history: PortHistory) -> Iterator[tuple[int, pd.DataFrame, pd.Series]]:
+    """Yield each port, the fleet's spans (by host, oldest first), and the port's status in each.
+
+    A port's status depends on the span's finding set and sweep alone: each distinct pair is
+    answered once (they grow with changes), as ``reports.findings.port_statuses`` answers it.
+    """
+    spans = history.spans.sort_values(["host_id", "first_at", "first_snapshot_id"],
+                                      ignore_index=True)  # fmt: skip
+    keys = spans[["finding_set_id", "swept"]].drop_duplicates(ignore_index=True)
+    keys["snapshot_id"] = np.arange(len(keys), dtype=np.int64)
+    pointers = keys[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
+    for port, found in history.findings.items():
+        findings = pointers.merge(found, left_on="finding_set_id", right_on="set_id")
+        cells = keys.assign(port=int(port))
+        answered = keys.assign(status=port_statuses(findings, cells)).drop(columns="snapshot_id")
+        yield (
+            int(port),
+            spans,
+            spans[["finding_set_id", "swept"]].merge(answered, how="left")["status"],
+        )
 
 
 def port_runs(history: PortHistory) -> pd.DataFrame:
@@ -92,29 +114,15 @@ def port_runs(history: PortHistory) -> pd.DataFrame:
 
     One row per run: ``host_id``, ``host``, ``port``, ``status``, ``first_at``, ``last_at``,
     ``snapshots``, ``first_snapshot_id``, ``run`` (0 for a host and port's first run) and
-    ``current`` (the run of its latest snapshot).
+    ``current`` (the run of its latest snapshot). Runs are folded from the state spans: a span
+    is a run of nights of one state, so of one status for every port.
     """
     columns = ["host_id", "host", "port", "status", "first_at", "last_at", "snapshots",
                "first_snapshot_id", "run", "current"]  # fmt: skip
-    snapshots = history.snapshots
-    if snapshots.empty or not history.findings:
+    if history.spans.empty or not history.findings:
         empty = pd.DataFrame({column: [] for column in columns})
         return empty.astype({"run": "int64", "snapshots": "int64", "current": bool})
-    # A port's status depends on the snapshot's finding set and sweep alone: answer each
-    # distinct pair once (they grow with changes), not every night of every host.
-    keys = snapshots[["finding_set_id", "swept"]].drop_duplicates(ignore_index=True)
-    keys["snapshot_id"] = np.arange(len(keys), dtype=np.int64)
-    pointers = keys[["snapshot_id", "finding_set_id"]].dropna().astype("int64")
-    # Oldest first within each host; each port's nights are folded into runs before the next
-    # port's are made, so only one port's nights are held at a time.
-    nights = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], ignore_index=True)
-    folded = []
-    for port, found in history.findings.items():
-        findings = pointers.merge(found, left_on="finding_set_id", right_on="set_id")
-        cells = keys.assign(port=int(port))
-        answered = keys.assign(status=port_statuses(findings, cells)).drop(columns="snapshot_id")
-        statuses = nights[["finding_set_id", "swept"]].merge(answered, how="left")["status"]
-        folded.append(_runs(nights, statuses, int(port)))
+    folded = [_runs(spans, statuses, port) for port, spans, statuses in span_statuses(history)]
     runs = pd.concat(folded, ignore_index=True)
     runs = runs.sort_values(["host_id", "port"], kind="stable", ignore_index=True)
     runs["run"] = runs.groupby(["host_id", "port"]).cumcount()
@@ -123,14 +131,14 @@ def port_runs(history: PortHistory) -> pd.DataFrame:
     return runs.loc[:, columns]
 
 
-def _runs(nights: pd.DataFrame, statuses: pd.Series, port: int) -> pd.DataFrame:
-    """Fold one port's nights (oldest first per host) into runs of one status."""
-    starts = (nights["host_id"] != nights["host_id"].shift()) | (statuses != statuses.shift())
-    frame = nights.assign(status=statuses.to_numpy(), run_id=starts.cumsum().to_numpy())
+def _runs(spans: pd.DataFrame, statuses: pd.Series, port: int) -> pd.DataFrame:
+    """Fold one port's spans (oldest first per host) into runs of one status."""
+    starts = (spans["host_id"] != spans["host_id"].shift()) | (statuses != statuses.shift())
+    frame = spans.assign(status=statuses.to_numpy(), run_id=starts.cumsum().to_numpy())
     runs = frame.groupby("run_id", sort=True).agg(
         host_id=("host_id", "first"), host=("host", "first"), status=("status", "first"),
-        first_at=("taken_at", "min"), last_at=("taken_at", "max"),
-        snapshots=("snapshot_id", "size"), first_snapshot_id=("snapshot_id", "first"),
+        first_at=("first_at", "min"), last_at=("last_at", "max"),
+        snapshots=("nights", "sum"), first_snapshot_id=("first_snapshot_id", "first"),
     )  # fmt: skip
     return runs.reset_index(drop=True).assign(port=port)
 

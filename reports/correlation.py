@@ -44,33 +44,40 @@ DEFAULT_MIN_HOSTS = 3
 CORRELATION_COLUMNS = (*COLUMNS["correlation"], "hosts_unexposed_with_event", "pending_hosts")
 
 
-def measure_reservations(snapshots: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
-    """Return, per snapshot with known excluded ranges, the ports held in run-time blocks.
+def measure_reservations(spans: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """Return, per state span with known excluded ranges, the ports held in run-time blocks.
 
-    ``snapshots`` and ``levels`` are the ``reservation_snapshots`` and ``reservation_levels``
-    tables (``reports.tables``): a set with no run-time block has no level, so none.
+    ``spans`` and ``levels`` are the ``reservation_spans`` and ``reservation_levels`` tables
+    (``reports.tables``): a set with no run-time block has no level, so none. A span's nights
+    share its level: ``snapshot_id`` and ``taken_at`` are its first night's, ``last_at`` and
+    ``nights`` say how far it went.
     """
     per_set = levels.set_index("set_id")["ports"]
-    # Growth compares each snapshot with the host's earlier ones: oldest first.
-    known = snapshots.sort_values(["host_id", "taken_at", "snapshot_id"], kind="stable")
-    found = known[["host_id", "host", "snapshot_id", "taken_at"]].copy()
+    # Growth compares each span with the host's earlier ones: oldest first.
+    known = spans.sort_values(["host_id", "taken_at", "snapshot_id"], kind="stable")
+    found = known[["host_id", "host", "snapshot_id", "taken_at", "last_at", "nights"]].copy()
     found["level"] = known["excluded_set_id"].map(per_set).fillna(0).astype("int64").to_numpy()
     return found.reset_index(drop=True)
 
 
 def find_growth(levels: pd.DataFrame) -> pd.DataFrame:
-    """Return the snapshots where a host's reserved block ports exceed every earlier level."""
+    """Return the snapshots where a host's reserved block ports exceed every earlier level.
+
+    Within a span the level stays, so only a span's first night can exceed what came before.
+    """
     grouped = levels.groupby("host_id", sort=False)["level"]
     highest = grouped.cummax().groupby(levels["host_id"], sort=False).shift()
     grown = highest.notna() & (levels["level"] > highest)
-    events = levels[grown].rename(columns={"taken_at": "at"}).copy()
+    events = levels[grown].drop(columns=["last_at", "nights"]).rename(columns={"taken_at": "at"})
     events["previous_level"] = highest[grown].astype("int64")
     return events.reset_index(drop=True)
 
 
 def list_observed_hosts(levels: pd.DataFrame) -> pd.DataFrame:
     """Return the hosts that can show growth (two or more known snapshots), with their span."""
-    span = levels.groupby(["host_id", "host"])["taken_at"].agg(["min", "max", "count"])
+    span = levels.groupby(["host_id", "host"]).agg(
+        min=("taken_at", "min"), max=("last_at", "max"), count=("nights", "sum")
+    )
     span = span[span["count"] >= 2].reset_index()
     return span.rename(columns={"min": "first_at", "max": "last_at"}).drop(columns="count")
 
@@ -157,19 +164,19 @@ def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
 class Reservations:
     """What the correlation and the protected ports read of the excluded ranges' history."""
 
-    snapshots: pd.DataFrame  # reservation_snapshots: every snapshot with captured ranges
+    snapshots: pd.DataFrame  # reservation_spans: every state span with captured ranges
     levels: pd.DataFrame  # reservation_levels: each set's run-time block ports
     administered: pd.DataFrame  # administered_tcp_ranges: each set's '*' TCP ranges
 
 
 def load_reservations(connection: Connection, min_block: int = MIN_BLOCK) -> Reservations:
-    """Read the snapshots whose excluded ranges were captured, and what their sets hold.
+    """Read the state spans whose excluded ranges were captured, and what their sets hold.
 
     The report reads them once for the correlation and the protected ports alike. The sets'
     ranges are summed in the database: they grow with every change, their levels do not.
     """
     return Reservations(
-        snapshots=tables.read(connection, "reservation_snapshots"),
+        snapshots=tables.read(connection, "reservation_spans"),
         levels=tables.read(connection, "reservation_levels", min_block=min_block),
         administered=tables.read(connection, "administered_tcp_ranges"),
     )

@@ -135,10 +135,10 @@ def find_safe_ports(
             hosts = hosts[hosts["groups"].map(lambda value: group in _groups(value))]
             if hosts.empty:
                 raise UnknownGroupError(f"no host of the store is in the group {group!r}")
-        snapshots = tables.read(connection, "host_evidence", hosts["host_id"].tolist())
-        known = snapshots["excluded_set_id"].notna() | snapshots["bind_failure_set_id"].notna()
-        evidence = snapshots[known]
-        taken = _blocked(connection, evidence)
+        # The evidence as state spans: each run of nights with the same sets, read once.
+        evidence = tables.read(connection, "evidence_spans", hosts["host_id"].tolist())
+        days = tables.read(connection, "evidence_days", hosts["host_id"].tolist())
+        taken = _blocked(connection, hosts["host_id"].tolist())
         spans = tables.read(connection, "tcp_dynamic_spans", hosts["host_id"].tolist())
         latest = _latest(evidence)
         dynamic = tables.read(connection, "dynamic_ranges", latest["snapshot_id"].tolist())
@@ -148,16 +148,15 @@ def find_safe_ports(
         free[start : end + 1] = False
     names = dict(zip(hosts["host_id"].astype(int), hosts["host"].astype(str), strict=True))
     proven = set(evidence["host_id"].astype(int))
-    times = evidence["taken_at"]
     return SafePorts(
         group=group,
         ranges=sorted(_runs(free), key=lambda r: (-r.ports, r.start)),
         hosts=sorted(names.values()),
         unproven=sorted(name for host_id, name in names.items() if host_id not in proven),
-        host_nights=len(evidence),
-        nights=int(times.dt.date.nunique()),
-        first=times.min().to_pydatetime() if len(times) else None,
-        last=times.max().to_pydatetime() if len(times) else None,
+        host_nights=int(evidence["nights"].sum()),
+        nights=int(days["day"].nunique()),
+        first=evidence["first_at"].min().to_pydatetime() if len(evidence) else None,
+        last=evidence["last_at"].max().to_pydatetime() if len(evidence) else None,
         moves=_moves(latest, dynamic, names, wanted_ports),
     )
 
@@ -170,16 +169,11 @@ def _groups(value: object) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
-def _blocked(connection: Connection, evidence: pd.DataFrame) -> np.ndarray:
-    """Mark every port that was ever reserved, held or failing in the evidence."""
+def _blocked(connection: Connection, host_ids: list[int]) -> np.ndarray:
+    """Mark every port that was ever reserved, held or failing in these hosts' evidence."""
     taken = np.zeros(MAX_PORT + 1, dtype=bool)
-    for name, column in (
-        ("tcp_excluded_spans", "excluded_set_id"),
-        ("tcp_failure_spans", "bind_failure_set_id"),
-        ("tcp_listener_spans", "listener_set_id"),
-    ):
-        sets = evidence[column].dropna().unique().tolist()
-        for start, end in tables.read(connection, name, sets).itertuples(index=False):
+    for name in ("tcp_excluded_spans", "tcp_failure_spans", "tcp_listener_spans"):
+        for start, end in tables.read(connection, name, host_ids).itertuples(index=False):
             taken[start : end + 1] = True
     return taken
 
@@ -198,8 +192,8 @@ def _dynamic_spans(spans: pd.DataFrame) -> set[tuple[int, int]]:
 
 
 def _latest(evidence: pd.DataFrame) -> pd.DataFrame:
-    """Return each host's latest evidence snapshot."""
-    ordered = evidence.sort_values(["host_id", "taken_at", "snapshot_id"])
+    """Return each host's latest evidence snapshot: the last of its latest evidence span."""
+    ordered = evidence.sort_values(["host_id", "last_at", "snapshot_id"])
     return ordered.groupby("host_id").tail(1)
 
 

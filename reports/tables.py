@@ -138,13 +138,14 @@ QUERIES: dict[str, Query] = {
         {"set_id": INT, "ports": INT},
     ),
     "administered_tcp_ranges": Query(
-        "The administered ('*') TCP excluded ranges of every set a snapshot points at.",
+        "The administered ('*') TCP excluded ranges of every set a state span holds.",
         {"set_id": INT, "start": INT, "end": INT},
     ),
-    "reservation_snapshots": Query(
-        "Every snapshot whose excluded ranges were captured, for the fleet correlation.",
-        {"host_id": INT, "host": STR, "snapshot_id": INT, "taken_at": UTC,
-         "excluded_set_id": INT},
+    "reservation_spans": Query(
+        "Every state span whose excluded ranges were captured, for the fleet correlation: its "
+        "first snapshot and time, its last time and its nights.",
+        {"host_id": INT, "host": STR, "snapshot_id": INT, "taken_at": UTC, "last_at": UTC,
+         "nights": INT, "excluded_set_id": INT},
     ),
     "change_events": Query(
         "Every stored range change event (v_change_events), oldest first.",
@@ -181,35 +182,49 @@ QUERIES: dict[str, Query] = {
         "Every host with its groups, as JSON text.",
         {"host_id": INT, "host": STR, "groups": STR},
     ),
-    "host_evidence": Query(
-        "The snapshots of some hosts (:ids), with the sets that say which ports were taken.",
-        {"snapshot_id": INT, "host_id": INT, "taken_at": UTC, "excluded_set_id": NULLABLE_INT,
-         "bind_failure_set_id": NULLABLE_INT, "listener_set_id": NULLABLE_INT},
+    "evidence_spans": Query(
+        "The state spans of some hosts (:ids) that read the excluded ranges or swept the ports, "
+        "with the sets that say which ports were taken; snapshot_id is the span's last.",
+        {"snapshot_id": INT, "host_id": INT, "first_at": UTC, "last_at": UTC, "nights": INT,
+         "excluded_set_id": NULLABLE_INT, "bind_failure_set_id": NULLABLE_INT,
+         "listener_set_id": NULLABLE_INT},
+    ),
+    "evidence_days": Query(
+        "The days (UTC, YYYY-MM-DD) on which some hosts (:ids) had a snapshot that read the "
+        "excluded ranges or swept the ports.",
+        {"day": STR},
     ),
     "tcp_dynamic_spans": Query(
         "The distinct TCP dynamic ranges of some hosts' (:ids) evidence; no start: one missed.",
         {"family": STR, "start": NULLABLE_INT, "count": NULLABLE_INT},
     ),
     "tcp_excluded_spans": Query(
-        "The TCP ports some excluded sets (:ids) covered.", {"start": INT, "end": INT}
+        "The TCP ports the excluded ranges of some hosts' (:ids) evidence covered.",
+        {"start": INT, "end": INT},
     ),
     "tcp_failure_spans": Query(
-        "The TCP ports some bind failure sets (:ids) had failing.", {"start": INT, "end": INT}
+        "The TCP ports some hosts' (:ids) evidence had failing.", {"start": INT, "end": INT}
     ),
     "tcp_listener_spans": Query(
-        "The TCP ports some listener sets (:ids) held.", {"start": INT, "end": INT}
+        "The TCP ports the listeners of some hosts' (:ids) evidence held.",
+        {"start": INT, "end": INT},
     ),
-    "snapshot_findings": Query(
-        "Every snapshot with its host, time and finding set.",
-        {"snapshot_id": INT, "host_id": INT, "taken_at": UTC, "finding_set_id": NULLABLE_INT},
+    "fleet_spans": Query(
+        "Every state span (a host's run of nights with the same sets): its host, first "
+        "snapshot, times, nights, finding set and whether it swept the ports.",
+        {"span_id": INT, "host_id": INT, "host": STR, "first_snapshot_id": INT,
+         "first_at": UTC, "last_at": UTC, "nights": INT, "finding_set_id": NULLABLE_INT,
+         "swept": BOOL},
     ),
-    "fleet_snapshots": Query(
-        "Every snapshot with its host, time, finding set and whether it swept the ports.",
-        {"snapshot_id": INT, "host_id": INT, "host": STR, "taken_at": UTC,
-         "finding_set_id": NULLABLE_INT, "swept": BOOL},
+    "span_tails": Query(
+        "Some state spans (:ids): their last night and the times of their nights within 30 "
+        "days of it (microseconds before it, comma-separated).",
+        {"span_id": INT, "last_at": UTC, "tail": STR},
     ),
     "fleet_port_findings": Query(
-        "The TCP findings of every finding set that cover one :port.", _FINDING
+        "The TCP findings of every finding set that cover one :port: what decides its status.",
+        {"set_id": INT, "protocol": STR, "family": STR, "start": INT, "end": INT,
+         "diagnosis": STR, "error_code": NULLABLE_INT},
     ),
     "port_diagnoses": Query(
         "The finding sets whose IPv4 TCP findings put one :port at risk or reserve it.",

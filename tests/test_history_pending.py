@@ -1,9 +1,10 @@
 """The derived history is extended night by night, and comes out as deriving it whole would.
 
-A run's end derives the change events, candidate causes, detected fixes and fix checks of the
-snapshots stored since the last derivation only (``collector.store.pending``). Whatever order
-nights arrive in, the stored history must equal the one ``derive_pending(everything=True)``
-derives from every snapshot: these tests derive it both ways on the same store and compare.
+A run's end derives the change events, candidate causes, detected fixes, fix checks and state
+spans of the snapshots stored since the last derivation only (``collector.store.pending``).
+Whatever order nights arrive in, the stored history must equal the one
+``derive_pending(everything=True)`` derives from every snapshot: these tests derive it both
+ways on the same store and compare.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ _DERIVED = {
         snapshot_id FROM fixes WHERE source = 'detected'""",
     "fix_checks": """SELECT f.key, c.snapshot_id, c.taken_at, c.outcome, c.port, c.diagnosis
         FROM fix_checks c JOIN fixes f ON f.id = c.fix_id""",
+    "state_spans": """SELECT host_id, first_snapshot_id, first_at, last_snapshot_id, last_at,
+        nights, tail, finding_set_id, excluded_set_id, bind_failure_set_id, listener_set_id,
+        dynamic_set_id FROM state_spans""",
 }
 
 

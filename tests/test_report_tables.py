@@ -46,10 +46,11 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
         "snapshot_meta": snapshots, "features": snapshots, "services": snapshots,
         "dynamic_ranges": snapshots, "findings": finding_sets, "port_findings": finding_sets,
         "excluded_ranges": meta["excluded_set_id"].dropna().tolist(),
-        "tcp_excluded_spans": meta["excluded_set_id"].dropna().tolist(),
-        "tcp_failure_spans": meta["bind_failure_set_id"].dropna().tolist(),
-        "tcp_listener_spans": meta["listener_set_id"].dropna().tolist(),
-        "host_evidence": hosts.tolist(), "tcp_dynamic_spans": hosts.tolist(),
+        "tcp_excluded_spans": hosts.tolist(), "tcp_failure_spans": hosts.tolist(),
+        "tcp_listener_spans": hosts.tolist(),
+        "evidence_spans": hosts.tolist(), "evidence_days": hosts.tolist(),
+        "tcp_dynamic_spans": hosts.tolist(),
+        "span_tails": tables.read(connection, "fleet_spans")["span_id"].tolist(),
     }  # fmt: skip
     params = {
         "host_latest_snapshot": {"host_id": int(hosts["dev-ana"])},

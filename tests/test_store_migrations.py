@@ -126,8 +126,13 @@ def test_an_older_store_is_diagnosed_by_the_upgrade(empty_engine: Engine) -> Non
         unclassified = connection.execute(
             text("SELECT COUNT(*) FROM snapshots WHERE finding_set_id IS NULL")
         ).scalar_one()
+        spans = connection.execute(
+            text("SELECT COUNT(*), COUNT(finding_set_id), SUM(nights) FROM state_spans")
+        ).one()
     assert classes == {"in-use": 3, "probably-reserved": 180}
     assert unclassified == 0
+    # The spans the upgrade filled hold the findings derived after it, for every night.
+    assert spans[0] == spans[1] and spans[2] > 0
 
 
 def test_reclassify_rewrites_exactly_the_snapshots_a_rule_change_touches(store: Store) -> None:

@@ -1,7 +1,7 @@
 """Derived data: what a run's end adds for its new snapshots, and what an upgrade fills in.
 
-The change events, candidate causes, detected fixes and fix checks are derived from the
-snapshots and stored, and every output reads them. A run's end (``derive_pending``) derives
+The change events, candidate causes, detected fixes, fix checks and state spans are derived
+from the snapshots and stored, and every output reads them. A run's end (``derive_pending``) derives
 them for the snapshots stored since the last derivation (``collector.store.pending``), so its
 time grows with the new nights, not with the history kept; ``everything=True`` derives the
 whole store again, after the rules or the stored sets changed (``db reclassify``, ``db
@@ -51,6 +51,7 @@ def derive_pending(connection: Connection, everything: bool = False) -> Derived:
     # pandas: only once a run is over
     from collector.store.fixes import derive_fixes
     from collector.store.history import derive_history, history_lock
+    from collector.store.spans import rebuild_spans, refresh_spans
 
     history_lock(connection)
     if everything:
@@ -62,6 +63,10 @@ def derive_pending(connection: Connection, everything: bool = False) -> Derived:
         mark_rebuild(connection, pending.rebuild)
     history = derive_history(connection)
     fixes = derive_fixes(connection)  # detected fixes come from the change events
+    if everything:  # new findings, or reparsed sets: every span may change
+        rebuild_spans(connection)
+    else:
+        refresh_spans(connection, pending)
     settle(connection, pending)
     return Derived(
         len(pending.extend), len(pending.rebuild), history.events, history.causes,

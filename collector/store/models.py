@@ -471,6 +471,36 @@ class CandidateCause(Base):
     exposure: Mapped[bool] = mapped_column(Boolean)
 
 
+class StateSpan(Base):
+    """A run of one host's consecutive snapshots whose content sets are the same.
+
+    Derived by ``collector.store.spans``: an unchanged night extends the host's last span, a
+    change starts a new one, so rows grow with changes, not nights. The snapshot ids are not
+    foreign keys: ``db prune`` removes nights inside a span, and the span keeps counting them.
+    ``tail`` holds the times of the span's nights within ``TAIL_DAYS`` of ``last_at`` (as
+    microseconds before it, comma-separated, oldest first): what a count of nights near a
+    window's edge needs, without a row per night.
+    """
+
+    __tablename__ = "state_spans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
+    first_snapshot_id: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_snapshot_id: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    nights: Mapped[int] = mapped_column(Integer)
+    tail: Mapped[str] = mapped_column(Text)
+    finding_set_id: Mapped[int | None] = mapped_column(Integer)
+    excluded_set_id: Mapped[int | None] = mapped_column(Integer)
+    bind_failure_set_id: Mapped[int | None] = mapped_column(Integer)
+    listener_set_id: Mapped[int | None] = mapped_column(Integer)
+    dynamic_set_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_state_spans_host_id_first_at", "host_id", "first_at"),)
+
+
 FIX_ACTIONS = ("reserve", "restart-winnat", "hyperv-cycle", "other", "administered-range")
 FIX_OUTCOMES = ("holds", "regressed", "unknown")
 

@@ -1,7 +1,6 @@
--- The TCP findings of every finding set that cover one port.
-SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis,
-       dynamic_start, dynamic_end, dynamic_captured, in_dynamic, error_code, administered,
-       range_start, range_end, block_start, block_end, pid, process, holder, fixes
+-- The TCP findings of every finding set that cover one port, with what decides the port's
+-- status (reports.findings.port_statuses): the sets are many, so only those columns.
+SELECT set_id, protocol, family, start_port AS start, end_port AS "end", diagnosis, error_code
   FROM findings
  WHERE protocol = 'tcp' AND start_port <= :port AND end_port >= :port
  ORDER BY id

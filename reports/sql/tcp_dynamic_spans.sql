@@ -1,8 +1,8 @@
--- The distinct TCP dynamic ranges of the snapshots of some hosts that hold evidence (excluded
+-- The distinct TCP dynamic ranges of the state spans of some hosts that hold evidence (excluded
 -- ranges or a bind sweep), per family; a row with no start for a family some such snapshot
 -- did not capture. Distinct in the database: the ranges repeat on nearly every night.
 WITH evidence AS (
-  SELECT DISTINCT dynamic_set_id FROM snapshots
+  SELECT DISTINCT dynamic_set_id FROM state_spans
    WHERE host_id IN :ids AND (excluded_set_id IS NOT NULL OR bind_failure_set_id IS NOT NULL)
 ), families AS (
   SELECT 'ipv4' AS family UNION ALL SELECT 'ipv6'

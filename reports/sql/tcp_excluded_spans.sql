@@ -1,4 +1,9 @@
--- The TCP ports some excluded sets ever covered, as spans.
+-- The TCP ports the excluded ranges of some hosts' evidence (state spans that read the ranges
+-- or swept the ports) ever covered. Distinct in the database: the sets are many, their ranges
+-- repeat.
 SELECT DISTINCT start_port AS start, end_port AS "end"
   FROM excluded_ranges
- WHERE set_id IN :ids AND protocol = 'tcp'
+ WHERE protocol = 'tcp'
+   AND set_id IN (SELECT excluded_set_id FROM state_spans
+                   WHERE host_id IN :ids
+                     AND (excluded_set_id IS NOT NULL OR bind_failure_set_id IS NOT NULL))
