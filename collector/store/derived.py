@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, exists, func, select
 
-from collector.store.models import ChangeEvent, FixCheck, Snapshot
+from collector.store.models import ChangeEvent, Fix, Snapshot
 from collector.store.pending import find_pending, mark_everything, mark_rebuild, settle
 
 
@@ -87,10 +87,19 @@ def derive_missing(connection: Connection) -> list[str]:
         done.append(f"findings of {unclassified} snapshots")
     stored = connection.scalar(select(exists().select_from(Snapshot)))
     derived = connection.scalar(select(exists().select_from(ChangeEvent)))
-    checked = connection.scalar(select(exists().select_from(FixCheck)))
-    # New findings change the fixes' checks; a store that never had its history derived (or
-    # its fixes detected and checked: before 0004) gets them now.
-    if stored and (unclassified or not derived or not checked):
+    # An administered range that appeared is a detected fix: none stored beside one means the
+    # store is from before fixes were kept (0004).
+    fixing = exists().where(
+        ChangeEvent.kind == "range-appeared",
+        ChangeEvent.protocol == "tcp",
+        ChangeEvent.administered.is_(True),
+    )
+    undetected = connection.scalar(select(fixing)) and not connection.scalar(
+        select(exists().where(Fix.source == "detected"))
+    )
+    # New findings change the fixes' checks and the spans; a store that never had its history
+    # derived, or its fixes detected, gets them now. Anything else was derived when stored.
+    if stored and (unclassified or not derived or undetected):
         derive_pending(connection, everything=True)
         done.append("the change history, the fixes and their checks")
     return done
