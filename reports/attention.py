@@ -70,20 +70,30 @@ ATTENTION_COLUMNS = (
 )  # fmt: skip
 
 
+_PORTS_A_PASS = 8  # the ports fleet_ports_findings takes
+
+
 @dataclass(frozen=True, slots=True)
 class PortHistory:
     """Every state span of the fleet, and the TCP findings of any set that cover each port."""
 
     spans: pd.DataFrame  # fleet_spans: each host's runs of nights with the same sets
-    findings: Mapping[int, pd.DataFrame]  # port -> fleet_port_findings of that port
+    findings: Mapping[int, pd.DataFrame]  # port -> the TCP findings that cover it
 
     @classmethod
     def read(cls, connection: Connection, ports: Sequence[int]) -> PortHistory:
         """Read the history of ``ports``: the runs and the at-risk odds both take it."""
-        found = {
-            int(port): tables.read(connection, "fleet_port_findings", port=int(port))
-            for port in sorted(set(ports))
-        }
+        wanted = sorted({int(port) for port in ports})
+        found: dict[int, pd.DataFrame] = {}
+        # One pass over the findings for eight ports: each pass reads every finding stored.
+        for start in range(0, len(wanted), _PORTS_A_PASS):
+            some = wanted[start : start + _PORTS_A_PASS]
+            named = {f"p{i + 1}": (some[i] if i < len(some) else None)
+                     for i in range(_PORTS_A_PASS)}  # fmt: skip
+            rows = tables.read(connection, "fleet_ports_findings", None, **named)
+            for port in some:
+                mine = (rows["start"] <= port) & (rows["end"] >= port)
+                found[port] = rows[mine].reset_index(drop=True)
         return cls(tables.read(connection, "fleet_spans"), found)
 
 

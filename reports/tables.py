@@ -221,8 +221,8 @@ QUERIES: dict[str, Query] = {
         "days of it (microseconds before it, comma-separated).",
         {"span_id": INT, "last_at": UTC, "tail": STR},
     ),
-    "fleet_port_findings": Query(
-        "The TCP findings of every finding set that cover one :port: what decides its status.",
+    "fleet_ports_findings": Query(
+        "The TCP findings of every finding set that cover any of up to eight ports (:p1-:p8).",
         {"set_id": INT, "protocol": STR, "family": STR, "start": INT, "end": INT,
          "diagnosis": STR, "error_code": NULLABLE_INT},
     ),

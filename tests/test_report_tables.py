@@ -18,6 +18,7 @@ from collector.runs import finish_run, start_run
 from collector.store.database import Store
 from collector.windows import MIN_BLOCK
 from reports import tables
+from reports.attention import PortHistory
 from reports.tables import QUERIES, Kind
 from tests.conftest import REPO
 from tests.report_store import fill_report_store
@@ -59,7 +60,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
         "port_protection": {"host_id": int(hosts["dev-ana"]), "port": 2869},  # its '*' range
         "port_findings": {"port": 50051},
         "port_diagnoses": {"port": 50051},
-        "fleet_port_findings": {"port": 50051},
+        "fleet_ports_findings": {"p1": 50051, **{f"p{i}": None for i in range(2, 9)}},
         "snapshot_changes": {"snapshot_id": int(events["snapshot_id"].iloc[0])},
         "reservation_levels": {"min_block": MIN_BLOCK},
     }
@@ -124,8 +125,8 @@ def test_every_query_reads_rows_of_its_declared_kinds(filled: Store) -> None:
 def test_an_empty_store_reads_the_same_kinds(store: Store) -> None:
     with store.connect() as connection:
         for name, query in QUERIES.items():
-            params = {key: 1 for key in ("host_id", "snapshot_id", "port", "min_block")
-                      if f":{key}" in tables.sql(name)}  # fmt: skip
+            keys = ("host_id", "snapshot_id", "port", "min_block", *(f"p{i}" for i in range(1, 9)))
+            params = {key: 1 for key in keys if f":{key}" in tables.sql(name)}
             ids = [1] if ":ids" in tables.sql(name) else None
             frame = tables.read(connection, name, ids, **params)
             assert frame.empty, name
@@ -156,3 +157,23 @@ def test_conform_casts_once_and_refuses_a_null_where_none_may_be() -> None:
     assert tables.conform(typed, kinds) is typed  # nothing left to convert
     with pytest.raises((ValueError, TypeError)):
         tables.conform(read.assign(port=[80.0, np.nan]), kinds)
+
+
+def test_the_findings_of_many_ports_are_each_ports_own(filled: Store) -> None:
+    # Eleven ports take two passes of eight; each port gets exactly the findings covering it,
+    # as reading the findings port by port gives them.
+    ports = [80, 2869, 5000, 5432, 8080, 49786, 50000, 50051, 50100, 52000, 60000]
+    with filled.connect() as connection:
+        history = PortHistory.read(connection, ports)
+        everything = pd.read_sql(
+            'SELECT set_id, family, start_port AS start, end_port AS "end", diagnosis '
+            "FROM findings WHERE protocol = 'tcp' ORDER BY id",
+            connection,
+        )
+    covered = 0
+    for port in ports:
+        mine = everything[(everything["start"] <= port) & (everything["end"] >= port)]
+        got = history.findings[port][["set_id", "family", "start", "end", "diagnosis"]]
+        assert got.values.tolist() == mine.values.tolist(), port
+        covered += len(got) > 0
+    assert covered >= 3
