@@ -53,7 +53,7 @@ def _arguments(connection: Connection, name: str) -> tuple[list[int] | None, dic
         "tcp_dynamic_spans": hosts.tolist(),
         "span_tails": tables.read(connection, "fleet_spans")["span_id"].tolist(),
     }  # fmt: skip
-    params = {
+    params: dict[str, dict[str, Any]] = {
         "host_latest_snapshot": {"host_id": int(hosts["dev-ana"])},
         "host_snapshots": {"host_id": int(hosts["dev-ana"])},
         "host_causes": {"host_id": int(causes["host_id"].iloc[0])},
