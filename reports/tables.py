@@ -68,6 +68,10 @@ class Query:
 
 
 # The columns a finding has, as both finding queries give them.
+_CAUSE: dict[str, Kind] = {
+    "host_id": INT, "host": STR, "snapshot_id": INT, "seen_at": UTC, "window_start": UTC,
+    "cause_at": UTC, "kind": STR, "cause": STR, "detail": STR, "at": UTC, "exposure": BOOL,
+}  # fmt: skip
 _FINDING: dict[str, Kind] = {
     "set_id": INT, "protocol": STR, "family": STR, "start": INT, "end": INT, "diagnosis": STR,
     "dynamic_start": INT, "dynamic_end": INT, "dynamic_captured": BOOL, "in_dynamic": BOOL,
@@ -168,15 +172,11 @@ QUERIES: dict[str, Query] = {
     ),
     "candidate_causes": Query(
         "Every stored candidate cause, with its host's name.",
-        {"host_id": INT, "host": STR, "snapshot_id": INT, "seen_at": UTC,
-         "window_start": UTC, "cause_at": UTC, "kind": STR, "cause": STR, "detail": STR,
-         "at": UTC, "exposure": BOOL},
+        _CAUSE,
     ),
     "host_causes": Query(
         "The stored candidate causes of one :host_id, with its name.",
-        {"host_id": INT, "host": STR, "snapshot_id": INT, "seen_at": UTC,
-         "window_start": UTC, "cause_at": UTC, "kind": STR, "cause": STR, "detail": STR,
-         "at": UTC, "exposure": BOOL},
+        _CAUSE,
     ),
     "host_groups": Query(
         "Every host with its groups, as JSON text.",
