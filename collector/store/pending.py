@@ -28,11 +28,6 @@ class Pending:
     # host ids to derive again from their first snapshot.
     rebuild: Set[int] = frozenset()
 
-    @property
-    def hosts(self) -> frozenset[int]:
-        """Every host with something to derive."""
-        return frozenset(self.extend) | frozenset(self.rebuild)
-
     def __bool__(self) -> bool:
         return bool(self.extend or self.rebuild)
 
