@@ -138,17 +138,18 @@ def load_history(connection: Connection) -> History:
     ranges["administered"] = ranges["administered"].astype(bool)
     updates = read_frame(connection, _UPDATES)
     updates["installed_at"] = to_utc(updates["installed_at"])
-    dynamic = _dynamic_changes(
-        snapshots, read_frame(connection, _DYNAMIC, _set_ids(snapshots, "dynamic_set_id"))
-    )
-    features = _value_changes(
-        snapshots, "feature_set_id",
-        read_frame(connection, _FEATURES, _set_ids(snapshots, "feature_set_id")),
-    )  # fmt: skip
-    services = _value_changes(
-        snapshots, "service_set_id",
-        read_frame(connection, _SERVICES, _set_ids(snapshots, "service_set_id")),
-    )  # fmt: skip
+    changed = {
+        column: _set_changes(
+            snapshots, column, read_frame(connection, sql, _set_ids(snapshots, column)), keys,
+            values,
+        )
+        for column, sql, keys, values in (
+            ("dynamic_set_id", _DYNAMIC, ("protocol", "family"), ("start", "count")),
+            ("feature_set_id", _FEATURES, ("name",), ("value",)),
+            ("service_set_id", _SERVICES, ("name",), ("value",)),
+        )
+    }  # fmt: skip
+    dynamic, features, services = changed.values()
     return History(snapshots, first_at, ranges, dynamic, features, services, updates)
 
 
@@ -175,31 +176,31 @@ def _windows(snapshots: pd.DataFrame, column: str) -> pd.DataFrame:
                          column: "int64"}).reset_index(drop=True)  # fmt: skip
 
 
-def _dynamic_changes(snapshots: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """Return each protocol and family whose dynamic range differs from the previous capture."""
-    pairs = _windows(snapshots, "dynamic_set_id")[
-        ["snapshot_id", "previous_snapshot_id", "dynamic_set_id", "previous_set_id"]
+def _set_changes(
+    snapshots: pd.DataFrame,
+    column: str,
+    rows: pd.DataFrame,
+    keys: tuple[str, ...],
+    values: tuple[str, ...],
+) -> pd.DataFrame:
+    """Return the rows (by ``keys``) whose ``values`` differ from the host's previous capture.
+
+    Each pending snapshot's set of ``column`` is compared with the one of the host's previous
+    snapshot that captured it; a key missing from either side is not compared. The previous
+    values come as ``previous_<value>``.
+    """
+    pairs = _windows(snapshots, column)[
+        ["snapshot_id", "previous_snapshot_id", column, "previous_set_id"]
     ]
     rows = rows.astype({"set_id": "int64"})
-    now = pairs.merge(rows, left_on="dynamic_set_id", right_on="set_id")
-    before = rows.rename(columns={"start": "previous_start", "count": "previous_count"})
-    both = now.merge(before, left_on=["previous_set_id", "protocol", "family"],
-                     right_on=["set_id", "protocol", "family"])  # fmt: skip
-    moved = (both["start"] != both["previous_start"]) | (both["count"] != both["previous_count"])
-    columns = ["snapshot_id", "protocol", "family", "start", "count", "previous_snapshot_id",
-               "previous_start", "previous_count"]  # fmt: skip
-    return both.loc[moved, columns]
-
-
-def _value_changes(snapshots: pd.DataFrame, column: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """Return each name whose value differs from the host's previous capture of ``column``."""
-    pairs = _windows(snapshots, column)[["snapshot_id", column, "previous_set_id"]]
-    rows = rows.astype({"set_id": "int64"})
+    before = {value: f"previous_{value}" for value in values}
     now = pairs.merge(rows, left_on=column, right_on="set_id")
-    before = rows.rename(columns={"value": "previous"})
-    both = now.merge(before, left_on=["previous_set_id", "name"], right_on=["set_id", "name"])
-    changed = both["value"] != both["previous"]
-    return both.loc[changed, ["snapshot_id", "name", "value", "previous"]].reset_index(drop=True)
+    both = now.merge(rows.rename(columns=before), left_on=["previous_set_id", *keys],
+                     right_on=["set_id", *keys])  # fmt: skip
+    changed = np.logical_or.reduce([both[value] != both[previous]
+                                    for value, previous in before.items()])  # fmt: skip
+    columns = ["snapshot_id", "previous_snapshot_id", *keys, *values, *before.values()]
+    return both.loc[changed, columns].reset_index(drop=True)
 
 
 def find_range_events(history: History) -> pd.DataFrame:
@@ -258,13 +259,14 @@ def list_causes(history: History) -> pd.DataFrame:
     snapshots = history.snapshots
     parts = [_update_causes(history), _snapshot_causes(snapshots)]
     for frame, kind in ((history.features, "feature"), (history.services, "service")):
+        turned = frame["previous_value"] + " → " + frame["value"]
         parts.append(
             pd.DataFrame(
                 {
                     "snapshot_id": frame["snapshot_id"],
                     "kind": kind,
                     "cause": frame["name"] + " " + frame["value"],
-                    "detail": frame["name"] + ": " + frame["previous"] + " → " + frame["value"],
+                    "detail": frame["name"] + ": " + turned,
                     "at": pd.NaT,
                 }
             )
