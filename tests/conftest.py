@@ -41,7 +41,8 @@ def pg_cluster() -> Iterator[Cluster]:
     cluster.stop()
 
 
-def _new_pg_database(cluster: Cluster) -> str:
+def new_pg_database(cluster: Cluster) -> str:
+    """Create an empty database on the cluster and return its URL."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(f"{cluster.url}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -56,7 +57,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     cluster: Cluster = request.getfixturevalue("pg_cluster")
-    return _new_pg_database(cluster)
+    return new_pg_database(cluster)
 
 
 @pytest.fixture

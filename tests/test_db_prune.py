@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
@@ -11,14 +14,22 @@ from sqlalchemy import text
 
 from bench.fleet import generate_store
 from collector.cli import cli
+from collector.document import load_document
+from collector.importer import import_paths
 from collector.runs import refresh
 from collector.store.database import Store
 from collector.store.derived import derive_pending
-from collector.store.prune import prune
+from collector.store.locks import content_lock
+from collector.store.prune import Pruned, prune
 from collector.store.reparse import reparse
+from collector.store.rows import prepare_snapshot
+from collector.store.snapshots import store_set, write_snapshot
+from collector.store.writer import ensure_host
 from reports.analysis import build_report_data
 from reports.explain import explain
+from tests.conftest import new_pg_database
 from tests.documents import probe_document
+from tests.pgcluster import Cluster
 from tests.test_report_analysis import excluded_text, save, sweep
 
 _EVENTS = """
@@ -184,3 +195,84 @@ def test_db_prune_prints_what_it_removed(store: Store, db_url: str) -> None:
     )
     refused = CliRunner().invoke(cli, ["--db", db_url, "db", "prune"])
     assert refused.exit_code == 2 and "--keep-days" in refused.output
+
+
+# --- removing unused content while writers reuse it (PostgreSQL: SQLite has one writer) ------
+
+
+def _wait_for_advisory_waiter(store: Store, what: str) -> None:
+    """Return once some session waits for an advisory lock; fail after 20 s."""
+    deadline = time.monotonic() + 20
+    query = text("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'advisory'")
+    while time.monotonic() < deadline:
+        with store.connect() as connection:
+            if connection.execute(query).scalar_one():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} never waited for the content lock")
+
+
+def test_prune_waits_for_a_writer_reusing_a_set_it_would_drop(pg_cluster: Cluster) -> None:
+    url = new_pg_database(pg_cluster)
+    with Store.open(url) as store:
+        save(store, *(night(day) for day in range(3)))
+        later = night(3)
+        later["raw"]["excluded_ipv4_tcp"] = excluded_text((6100, 6199, False))
+        body = json.dumps(later).encode()
+        prepared = prepare_snapshot(body, load_document(body, "test"), "file")
+        excluded = prepared.sets["excluded_set_id"]
+        assert excluded is not None
+        with store.transaction() as connection:
+            # Left unused, as a reparse leaves an old set: prune would drop it.
+            orphan = store_set(connection, "excluded_set_id", excluded)
+        pruned: list[Pruned] = []
+        with store.transaction() as connection:
+            content_lock(connection)  # a writer's transaction, as store_document opens it
+            thread = threading.Thread(target=lambda: pruned.append(prune(store, keep_days=1)))
+            thread.start()
+            _wait_for_advisory_waiter(store, "prune")
+            host_id = ensure_host(connection, "dev-ws-01")
+            stored = write_snapshot(connection, prepared, host_id, datetime.now(UTC))
+        thread.join(timeout=30)
+        assert pruned and not thread.is_alive()
+        with store.connect() as connection:
+            kept = connection.execute(
+                text("SELECT excluded_set_id FROM snapshots WHERE id = :id"),
+                {"id": stored.snapshot_id},
+            ).scalar_one()
+            still = connection.execute(
+                text("SELECT COUNT(*) FROM excluded_sets WHERE id = :id"), {"id": orphan}
+            ).scalar_one()
+        assert (kept, still) == (orphan, 1)
+
+
+def test_writers_wait_while_unused_content_is_removed(pg_cluster: Cluster, tmp_path: Path) -> None:
+    url = new_pg_database(pg_cluster)
+    file = tmp_path / "night.json"
+    file.write_text(json.dumps(night(4)), encoding="utf-8")
+    with Store.open(url) as store:
+        save(store, night(0))
+        outcomes: list[str] = []
+        with store.transaction() as connection:
+            content_lock(connection, exclusive=True)  # as prune holds it while it deletes
+            writers = [
+                threading.Thread(target=lambda: save(store, night(1))),
+                threading.Thread(
+                    target=lambda: outcomes.extend(r.outcome for r in import_paths(store, [file]))
+                ),
+            ]
+            for writer in writers:
+                writer.start()
+            for name in ("store_document", "import"):
+                _wait_for_advisory_waiter(store, name)
+            time.sleep(0.2)
+            waiting = connection.execute(
+                text("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'advisory'")
+            ).scalar_one()
+            assert waiting == 2
+        for writer in writers:
+            writer.join(timeout=30)
+        assert outcomes == ["stored"]
+        with store.connect() as connection:
+            nights = connection.execute(text("SELECT COUNT(*) FROM snapshots")).scalar_one()
+        assert nights == 3

@@ -25,7 +25,7 @@ from reports.events import load_causes
 from reports.findings import port_statuses
 from reports.odds import WINDOWS, at_risk_odds
 from reports.safeports import find_safe_ports
-from tests.conftest import _new_pg_database
+from tests.conftest import new_pg_database
 
 PORTS = (5000, 5432, 8080, 49786, 50000, 55000, 60000)
 _NIGHTS = """SELECT s.id AS snapshot_id, s.host_id, h.name AS host, s.taken_at, s.finding_set_id,
@@ -43,7 +43,7 @@ def fleet(
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('spans') / 'fleet.db'}"
     else:
-        url = _new_pg_database(request.getfixturevalue("pg_cluster"))
+        url = new_pg_database(request.getfixturevalue("pg_cluster"))
     generate_store(url, hosts=14, nights=80, seed=21)
     with Store.reader(url) as store:
         yield store

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from collector.store.locks import content_lock
 from collector.store.models import FindingSet, Snapshot
 from collector.store.rows import HOST_SET_COLUMNS, ContentSet, content_rows, finding_set
 from collector.store.snapshots import SETS, drop_unused_sets, store_set
@@ -50,6 +51,7 @@ class Reclassified:
 
 def reclassify(connection: Connection) -> Reclassified:
     """Diagnose every stored snapshot again and store what changed."""
+    content_lock(connection)  # the finding sets it reuses stay; exclusive when it drops some
     snapshots = connection.execute(
         select(Snapshot.id, Snapshot.wsl_version, Snapshot.finding_set_id,
                *(getattr(Snapshot, column) for column in _SOURCES)).order_by(Snapshot.id)

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from collector.clock import now as clock_now
 from collector.store.database import Store
 from collector.store.history import history_lock
+from collector.store.locks import content_lock
 from collector.store.models import (
     Attempt,
     CandidateCause,
@@ -97,6 +98,7 @@ def prune(store: Store, keep_days: int, now: datetime | None = None) -> Pruned:
         documents |= batch.documents
     dropped_documents = _drop_unused_documents(store, sorted(documents))
     with store.transaction() as connection:
+        content_lock(connection, exclusive=True)  # taken before the history lock, always
         history_lock(connection)
         dropped_sets = sum(
             drop_unused_sets(connection, column, ids) for column, ids in sets_before.items()
@@ -200,6 +202,8 @@ def _drop_unused_documents(store: Store, candidates: list[int]) -> int:
         chunk = candidates[start : start + _CHUNK]
         try:
             with store.transaction() as connection:
+                # A writer patching onto one of these bases holds the lock shared till it is in.
+                content_lock(connection, exclusive=True)
                 used = set(
                     connection.scalars(
                         select(Snapshot.document_id).where(Snapshot.document_id.in_(chunk))

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from collector.store.database import Store
 from collector.store.derived import derive_pending
 from collector.store.documents import stored_document
+from collector.store.locks import content_lock
 from collector.store.models import Document, Snapshot, SnapshotError
 from collector.store.rows import prepare_snapshot
 from collector.store.snapshots import SETS, drop_unused_sets, look_up, merge_updates, store_set
@@ -82,10 +83,12 @@ def reparse(store: Store) -> Reparsed:
             chunk = rows.all()
         for row in chunk:
             with store.transaction() as connection:
+                content_lock(connection)  # it may reuse a set
                 touched = _reparse_one(connection, row)
             parts.update(touched)
             changed += bool(touched)
     with store.transaction() as connection:
+        content_lock(connection, exclusive=True)  # before the history lock, as prune does
         for column in SETS:
             drop_unused_sets(connection, column, before[column])
         derive_pending(connection, everything=True)

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from collector.store.documents import small_patch
+from collector.store.locks import content_lock
 from collector.store.models import (
     Base,
     BindFailure,
@@ -488,6 +489,7 @@ def store_set(
 
 def drop_unused_sets(connection: Connection, column: str, candidates: Iterable[int]) -> int:
     """Delete the sets among ``candidates`` that no snapshot points at; return how many."""
+    content_lock(connection, exclusive=True)  # no writer is reusing one of them meanwhile
     model: Any = SETS[column][0]
     rows: Any = SETS[column][1]
     used = set(connection.scalars(select(getattr(Snapshot, column)).distinct()))

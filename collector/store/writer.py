@@ -20,6 +20,7 @@ from collector.clock import now
 from collector.runs import IN_FLIGHT, landed
 from collector.store.database import Store
 from collector.store.leases import lost_to
+from collector.store.locks import content_lock
 from collector.store.models import Attempt, Host
 from collector.store.rows import PreparedSnapshot, prepare_snapshot
 from collector.store.snapshots import KnownContent, write_snapshot
@@ -138,6 +139,7 @@ def store_document(
     # Parsed by the caller already (collect does it within the host's deadline), or now.
     prepared = prepared or prepare_snapshot(body, document, transport)
     with store.transaction() as connection:
+        content_lock(connection)  # the sets this document reuses stay until it is stored
         holder = lost_to(connection, run_id, landing[0]) if landing and landing[0] else None
         if landing is not None:
             landed(connection, run_id, *landing)
@@ -222,6 +224,7 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
     batch is rolled back and stored again with each document's rows under its own savepoint.
     """
     with store.transaction() as connection:
+        content_lock(connection)  # the sets and bases the batch reuses stay until it is stored
         try:
             with connection.begin_nested():
                 results, attempts = _store_all(connection, run_id, inputs, defer_rows=True)
