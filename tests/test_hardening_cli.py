@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -227,11 +228,24 @@ def test_sql_stops_on_ctrl_c_with_exit_130(store_file: Path, tmp_path: Path) -> 
         stderr=subprocess.PIPE,
         cwd=tmp_path,
     )
-    time.sleep(3)  # well into the query
+    _wait_until_open(process.pid, store_file)
+    time.sleep(0.5)  # well into the query: it runs right after the store is opened
     process.send_signal(signal.SIGINT)
     _out, err = process.communicate(timeout=15)
     assert process.returncode == ExitCode.INTERRUPTED, err
     assert b"interrupted" in err
+
+
+def _wait_until_open(pid: int, path: Path) -> None:
+    """Return once process ``pid`` holds ``path`` open (a slow start under load is not a hang)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            fds = Path(f"/proc/{pid}/fd")
+            if any(os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir()):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never opened {path}")
 
 
 @pytest.mark.parametrize(
@@ -296,9 +310,9 @@ def test_demo_runs_the_shortest_nights_its_help_allows(tmp_path: Path, nights: i
 
 
 def test_sql_on_postgres_stops_at_its_time_limit(pg_cluster: Any) -> None:
-    from tests.conftest import _new_pg_database
+    from tests.conftest import new_pg_database
 
-    url = _new_pg_database(pg_cluster)
+    url = new_pg_database(pg_cluster)
     open_store(url).dispose()
     result = _run("--db", url, "sql", "SELECT pg_sleep(10)", "--timeout", "1")
     assert result.exit_code == ExitCode.USAGE, result.output
