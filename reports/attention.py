@@ -37,7 +37,7 @@ from collector.diagnosis import Diagnosis, PortStatus
 from collector.windows import RUNTIME_OWNER
 from reports import tables
 from reports.correlation import DEFAULT_WINDOW_DAYS, Reservations
-from reports.events import causes_before
+from reports.events import causes_in_windows
 from reports.findings import port_statuses, unbroken_since
 from reports.odds import Odds
 
@@ -175,14 +175,14 @@ def build_attention(
     """
     shielded = _shielded(protected)
     rows: list[dict[str, Any]] = []
+    now = runs[runs["current"]]
     current: dict[tuple[str, int], Mapping[str, Any]] = {
-        (str(run["host"]), int(run["port"])): {str(key): value for key, value in run.items()}
-        for run in runs[runs["current"]].to_dict("records")
+        (str(host), int(port)): {"first_at": first_at, "snapshots": snapshots, "run": run}
+        for host, port, first_at, snapshots, run in zip(
+            now["host"], now["port"], now["first_at"], now["snapshots"], now["run"], strict=True
+        )
     }
     fixes = _first_fixes(remediation)
-    # Each blocked cell looks at its own host's events and causes: split them once.
-    events_of = {str(host): group for host, group in events.groupby("host")}
-    causes_of = {str(host): group for host, group in causes.groupby("host")}
     # A host not seen lately may have changed since: its lines say when it was last seen.
     stale = {
         str(host): taken
@@ -191,11 +191,19 @@ def build_attention(
     }
     blocked = wanted[wanted["status"].isin(BLOCKING)].sort_values(["host", "port"])
     cells = cast(list[dict[str, Any]], blocked.to_dict("records"))
-    for cell in cells:
+    sinces = [_since(current.get((str(cell["host"]), int(cell["port"])))) for cell in cells]
+    # The cells whose status began with a change (not with the host's first snapshot): their
+    # events and causes are looked up for all of them at once.
+    began = pd.DataFrame(
+        [(str(cell["host"]), int(cell["port"]), pd.Timestamp(since["first_at"]))
+         for cell, since in zip(cells, sinces, strict=True) if since["previous"]],
+        columns=["host", "port", "began_at"],
+        index=[i for i, since in enumerate(sinces) if since["previous"]],
+    )  # fmt: skip
+    event_ids = _events_began(events, began)
+    told = _causes_told(causes, began, ranks)
+    for index, (cell, since) in enumerate(zip(cells, sinces, strict=True)):
         host = str(cell["host"])
-        since = _since(current.get((host, int(cell["port"]))))
-        event = _event(events_of.get(host, events.iloc[:0]), cell["port"], since)
-        told = _causes(causes_of.get(host, causes.iloc[:0]), host, since, ranks)
         first = cell["fixes"][0] if cell["fixes"] else None
         worded = fixes.get((str(cell["host"]), int(cell["port"]), str(first)))
         action, commands = worded if worded is not None else (None, None)
@@ -205,9 +213,9 @@ def build_attention(
             "text": _blocked_text(cell, since) + (
                 f" Last seen {stale[host]:%Y-%m-%d}: it may have changed since."
                 if host in stale else ""),
-            "causes": told, "fix": action,
+            "causes": told.get(index, []), "fix": action,
             "fix_commands": commands,
-            "event_id": None if event is None else int(event["event_id"]),
+            "event_id": event_ids.get(index),
         })  # fmt: skip
     rows += _changes(runs, hosts)
     rows += _range_changes(events, hosts)
@@ -246,39 +254,60 @@ def _since(run: Mapping[str, Any] | None) -> dict[str, Any]:
             "previous": int(run["run"]) > 0}  # fmt: skip
 
 
-def _event(events: pd.DataFrame, port: int, since: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """Return the change event (of the host's ``events``) that began the port's status, if any."""
-    if since["first_at"] is None or not since["previous"] or events.empty:
-        return None
-    mine = events[events["at"] == since["first_at"]]
-    if mine.empty:
-        return None
-    inside = ((mine["start"] <= port) & (mine["end"] >= port)).fillna(False).astype(bool)
-    covering = mine[inside]
-    chosen = covering if not covering.empty else mine
-    return dict(chosen.iloc[0])
+def _events_began(events: pd.DataFrame, began: pd.DataFrame) -> dict[int, int]:
+    """Return, per ``began`` row, the change event that began its port's status, if any.
 
-
-def _causes(
-    causes: pd.DataFrame,
-    host: str,
-    since: Mapping[str, Any],
-    ranks: Mapping[tuple[str, str], int],
-) -> list[str]:
-    """Return the top causes of the week before a status began, ranked ones first, as words.
-
-    The same causes ``explain`` tells (``reports.events.causes_before``); none when the status
-    goes back to the host's first snapshot, since nothing is known of what came before.
+    The host's event at the moment the status began, one whose range covers the port first,
+    else the first of that moment's (in the stored order).
     """
-    if since["first_at"] is None or not since["previous"]:
-        return []
-    mine = causes_before(causes, host, pd.Timestamp(since["first_at"]), DEFAULT_WINDOW_DAYS)
-    found = [
-        {"kind": row["kind"], "cause": row["cause"], "detail": row["detail"],
-         "at": None if pd.isna(row["at"]) else row["at"].isoformat()}
-        for row in mine.to_dict("records")
-    ]  # fmt: skip
-    # Best rank first; unranked ones after, the latest first (nearest the change).
+    if events.empty or began.empty:
+        return {}
+    stored = pd.DataFrame({
+        "host": events["host"].to_numpy(), "began_at": _utc(events["at"]),
+        "start": events["start"].to_numpy(), "end": events["end"].to_numpy(),
+        "event_id": events["event_id"].to_numpy(), "order": np.arange(len(events)),
+    })  # fmt: skip
+    asked = began.assign(began_at=_utc(began["began_at"]), asked=began.index.to_numpy())
+    found = asked.merge(stored, on=["host", "began_at"], how="inner")
+    covers = ((found["start"] <= found["port"]) & (found["end"] >= found["port"])).fillna(False)
+    found = found.assign(elsewhere=~covers.astype(bool))
+    chosen = found.sort_values(["asked", "elsewhere", "order"]).drop_duplicates("asked")
+    return dict(zip(chosen["asked"].tolist(), chosen["event_id"].astype(int).tolist(),
+                    strict=True))  # fmt: skip
+
+
+def _utc(values: pd.Series) -> np.ndarray:
+    """Return times as naive UTC nanoseconds, so frames of either resolution join."""
+    return pd.to_datetime(values, utc=True).dt.tz_localize(None).to_numpy("datetime64[ns]")
+
+
+def _causes_told(
+    causes: pd.DataFrame, began: pd.DataFrame, ranks: Mapping[tuple[str, str], int]
+) -> dict[int, list[str]]:
+    """Return, per ``began`` row, the top causes of the week before its status began, as words.
+
+    The same causes ``explain`` tells (``reports.events.causes_before``), ranked ones first;
+    a status that goes back to the host's first snapshot is not asked (nothing is known of
+    what came before).
+    """
+    if began.empty:
+        return {}
+    windows = causes_in_windows(causes, began, DEFAULT_WINDOW_DAYS)
+    found: dict[int, list[dict[str, Any]]] = {}
+    # Column by column: a dict per row from the frame costs more than the lists themselves.
+    for asked, kind, cause, detail, at in zip(
+        windows["asked"].tolist(), windows["kind"], windows["cause"], windows["detail"],
+        windows["at"], strict=True,
+    ):  # fmt: skip
+        found.setdefault(int(asked), []).append(
+            {"kind": kind, "cause": cause, "detail": detail,
+             "at": None if pd.isna(at) else at.isoformat()}
+        )  # fmt: skip
+    return {asked: _top_causes(listed, ranks) for asked, listed in found.items()}
+
+
+def _top_causes(found: list[dict[str, Any]], ranks: Mapping[tuple[str, str], int]) -> list[str]:
+    """Word the best ``TOP_CAUSES`` of a window's causes: best rank first, then the latest."""
     ordered = sorted(
         enumerate(found),
         key=lambda item: (ranks.get((item[1]["kind"], item[1]["cause"]), 10**9), -item[0]),
@@ -374,21 +403,26 @@ def _range_changes(events: pd.DataFrame, hosts: pd.DataFrame) -> list[dict[str, 
     latest = hosts.set_index("host")["taken_at"]
     tonight = events["at"] == events["host"].map(latest)
     last = events[tonight & (events["at"] >= newest - LAST_NIGHT)]
+    ordered = last.sort_values(["host", "event_id"])
+    # Per host and kind, how many events and the ports they name (some name none).
+    kinds = ordered.groupby(["host", "kind"], sort=True).agg(
+        events=("event_id", "size"), named=("ports", "count"), ports=("ports", "sum")
+    )
+    said: dict[str, list[str]] = {}
+    for (host, kind), count, named, ports in zip(
+        kinds.index, kinds["events"], kinds["named"], kinds["ports"], strict=True
+    ):
+        one, many = _EVENT_WORDS.get(str(kind), (str(kind), str(kind)))
+        size = f" ({_count(int(ports), 'port')})" if named else ""
+        said.setdefault(str(host), []).append(f"{count} {one if count == 1 else many}{size}")
     rows = []
-    for host, mine in last.sort_values(["host", "event_id"]).groupby("host", sort=True):
-        first = mine.iloc[0]
-        said = []
-        for kind, group in mine.groupby("kind", sort=True):
-            one, many = _EVENT_WORDS.get(str(kind), (str(kind), str(kind)))
-            ports = group["ports"].dropna()
-            size = f" ({_count(int(ports.sum()), 'port')})" if len(ports) else ""
-            said.append(f"{len(group)} {one if len(group) == 1 else many}{size}")
-        text = (
-            f"{'; '.join(said)}, between {first['previous_at']:%Y-%m-%d} and "
-            f"{first['at']:%Y-%m-%d}."
-        )
-        line = _line("ranges", str(host), None, first["at"], text[0].upper() + text[1:])
-        line["event_id"] = int(first["event_id"])
+    first = ordered.drop_duplicates("host")  # each host's first event, by id
+    for host, at, previous_at, event_id in zip(
+        first["host"], first["at"], first["previous_at"], first["event_id"], strict=True
+    ):
+        text = f"{'; '.join(said[str(host)])}, between {previous_at:%Y-%m-%d} and {at:%Y-%m-%d}."
+        line = _line("ranges", str(host), None, at, text[0].upper() + text[1:])
+        line["event_id"] = int(event_id)
         rows.append(line)
     return rows
 

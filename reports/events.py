@@ -45,12 +45,30 @@ def causes_before(
 
     What changed in the correlation's window before a status began: a cause often acts at
     the next boot, nights after it was installed. ``explain`` and the report's needs-attention
-    lines both tell these.
+    lines both tell these (the report asks for all its lines at once: ``causes_in_windows``).
     """
-    since = began_at - pd.Timedelta(days=window_days)
-    mine = causes[(causes["host"] == host) & (causes["seen_at"] <= began_at)
-                  & (causes["seen_at"] > since)]  # fmt: skip
-    return mine.sort_values(["cause_at", "kind", "cause"])
+    asked = pd.DataFrame({"host": [host], "began_at": [pd.Timestamp(began_at)]})
+    return causes_in_windows(causes, asked, window_days).drop(columns="asked")
+
+
+def causes_in_windows(
+    causes: pd.DataFrame, asked: pd.DataFrame, window_days: float
+) -> pd.DataFrame:
+    """Return the causes of each ``asked`` row (``host``, ``began_at``), as ``causes_before``.
+
+    One row per cause and asking row, whose index label is in ``asked``; sorted by it, then
+    oldest first.
+    """
+    keyed = pd.DataFrame({
+        "asked": asked.index.to_numpy(), "host": asked["host"].to_numpy(),
+        "began_at": pd.to_datetime(asked["began_at"], utc=True).array,
+    })  # fmt: skip
+    merged = keyed.merge(causes, on="host", how="inner")
+    seen = merged["seen_at"]
+    since = merged["began_at"] - pd.Timedelta(days=window_days)
+    inside = merged[(seen <= merged["began_at"]) & (seen > since)]
+    ordered = inside.sort_values(["asked", "cause_at", "kind", "cause"], kind="stable")
+    return ordered.drop(columns="began_at").reset_index(drop=True)
 
 
 def load_causes(connection: Connection, host_id: int | None = None) -> pd.DataFrame:

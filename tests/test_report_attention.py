@@ -55,6 +55,10 @@ def test_each_reserved_wanted_port_is_a_line_that_agrees_with_explain(
             assert told.since is not None and f"{told.since:%Y-%m-%d} (" in line["text"]
             start, end = told.range_start, told.range_end
             assert f"excluded range {start if start == end else f'{start}–{end}'}" in line["text"]
+            # The same causes of the same week: the line's are explain's best, worded.
+            named = [str(cause["cause"]) for cause in told.causes]
+            assert bool(line["causes"]) == bool(named)
+            assert all(any(said.startswith(name) for name in named) for said in line["causes"])
 
 
 def test_the_update_before_a_reservation_leads_its_causes(attention: pd.DataFrame) -> None:
