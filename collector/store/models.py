@@ -459,7 +459,7 @@ class CandidateCause(Base):
     __tablename__ = "candidate_causes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
     kind: Mapped[str] = mapped_column(String(24))
     cause: Mapped[str] = mapped_column(String(255))
@@ -469,6 +469,9 @@ class CandidateCause(Base):
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
     window_start: Mapped[datetime] = mapped_column(UtcDateTime())
     exposure: Mapped[bool] = mapped_column(Boolean)
+
+    # An event's causes are its host's first seen within its window (v_event_causes).
+    __table_args__ = (Index("ix_candidate_causes_host_id_seen_at", "host_id", "seen_at"),)
 
 
 class StateSpan(Base):
