@@ -25,8 +25,10 @@ from collector.store.models import Base, Document, Host, Snapshot
 from collector.store.reparse import reparse
 from collector.store.rows import prepare_snapshot
 from collector.store.snapshots import SETS
+from collector.store.writer import ensure_host
 from tests.conftest import SEED_CAPTURE, SEED_TIME
 from tests.documents import probe_document
+from tests.test_report_analysis import save
 
 VIEWS = {
     "v_latest_snapshots",
@@ -285,3 +287,24 @@ def test_the_upgrade_to_0006_shares_what_0005_stored_per_snapshot(store: Store) 
         ]
     assert sets == [2, 2, 2, 5]  # each distinct content once; old documents stay whole
     assert reparse(store).describe() == "5 snapshots read again; nothing changed"
+
+
+def test_the_latest_snapshot_is_the_newest_taken_then_the_newest_stored(store: Store) -> None:
+    def night(host: str, taken_at: str, ubr: int) -> dict[str, Any]:
+        document = probe_document(taken_at=taken_at)
+        os = {**document["host"]["os"], "ubr": ubr}
+        document["host"] = {**document["host"], "name": host, "os": os}
+        return document
+
+    # Stored out of order, and two of dev-b's taken at the same second: the later stored wins.
+    save(store, night("dev-a", "2026-11-21T02:00:00+00:00", 1),
+         night("dev-a", "2026-11-20T02:00:00+00:00", 2),
+         night("dev-b", "2026-11-20T02:00:00+00:00", 3),
+         night("dev-b", "2026-11-20T02:00:00+00:00", 4))  # fmt: skip
+    with store.transaction() as connection:
+        ensure_host(connection, "dev-never")  # configured, never reached: no latest snapshot
+    with store.connect() as connection:
+        latest = connection.execute(
+            text("SELECT host, os_build FROM v_latest_snapshots ORDER BY host")
+        ).all()
+    assert [tuple(row) for row in latest] == [("dev-a", "10.0.19045.1"), ("dev-b", "10.0.19045.4")]
