@@ -285,19 +285,22 @@ def _safe_ports(data: ReportData) -> Row | None:
     if safe is None:
         return None
     moves: dict[tuple[str, str, str], Row] = {}
+    # Ports and hosts of each move, in first-seen order: dicts, since a move can name thousands.
+    named: dict[tuple[str, str, str], tuple[dict[JsonValue, None], dict[JsonValue, None]]] = {}
     for move in safe.moves:
-        commands = move.commands()
         key = (str(move.current), str(move.proposed), move.family)
-        entry = moves.setdefault(key, {
-            "family": move.family, "current": str(move.current),
-            "proposed": None if move.proposed is None else str(move.proposed),
-            "commands": "\n".join(commands), "ports": [], "hosts": [],
-        })  # fmt: skip
-        ports, hosts = cast(list[JsonValue], entry["ports"]), cast(list[JsonValue], entry["hosts"])
-        if move.port not in ports:
-            ports.append(move.port)
-        if move.host not in hosts:
-            hosts.append(move.host)
+        if key not in moves:
+            moves[key] = {
+                "family": move.family, "current": str(move.current),
+                "proposed": None if move.proposed is None else str(move.proposed),
+                "commands": "\n".join(move.commands()),
+            }  # fmt: skip
+            named[key] = ({}, {})
+        ports, hosts = named[key]
+        ports.setdefault(move.port)
+        hosts.setdefault(move.host)
+    for key, (ports, hosts) in named.items():
+        moves[key] |= {"ports": list(ports), "hosts": list(hosts)}
     return {
         "ranges": [
             {"start": r.start, "end": r.end, "ports": r.ports} for r in safe.ranges[:SAFE_SHOWN]
