@@ -176,17 +176,16 @@ def failure_ranges(findings: pd.DataFrame) -> pd.DataFrame:
 
 def _words(findings: pd.DataFrame) -> list[str]:
     """Word each finding (``collector.diagnosis.word``); alike findings are worded once."""
+    if findings.empty:
+        return []
     fields = [c for c in findings.columns if c not in ("snapshot_id", "host", "taken_at")]
-    rows = findings[fields].astype(object).where(findings[fields].notna(), None)
-    cache: dict[tuple[Any, ...], str] = {}
-    words = []
-    for values in rows.itertuples(index=False, name=None):
-        said = cache.get(values)
-        if said is None:
-            row = dict(zip(fields, values, strict=True))
-            said = cache[values] = word(row, bool(row["excluded_known"]))
-        words.append(said)
-    return words
+    # Numbered in order of first appearance; NA groups with NA, as equal for the words.
+    group = findings.groupby(fields, dropna=False, sort=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(findings))).groupby(group).first().to_numpy()
+    alike = findings[fields].iloc[first]
+    alike = alike.astype(object).where(alike.notna(), None)
+    said = [word(row, bool(row["excluded_known"])) for row in alike.to_dict("records")]
+    return [said[number] for number in group.tolist()]
 
 
 def findings_of(store: Store, snapshot_id: int) -> pd.DataFrame:
