@@ -164,10 +164,22 @@ def _plain(value: object) -> JsonValue:
 def _records(frame: pd.DataFrame, name: str) -> list[Row]:
     """Return the rows of a frame's declared columns as plain values."""
     columns = list(COLUMNS[name])
-    return [
-        {column: _plain(value) for column, value in zip(columns, row, strict=True)}
-        for row in frame.loc[:, columns].itertuples(index=False, name=None)
-    ]
+    values = [_column(frame[column]) for column in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def _column(values: pd.Series) -> list[JsonValue]:
+    """Return one column as ``_plain`` values, a whole column at once where its dtype allows.
+
+    Value by value, the large frames of a 10,000-host report took seconds.
+    """
+    kind = values.dtype
+    if kind == np.int64 or kind == np.bool_:
+        return cast(list[JsonValue], values.tolist())
+    if isinstance(kind, pd.DatetimeTZDtype):
+        written = values.dt.tz_convert(UTC).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return [None if text is None or pd.isna(text) else text for text in written.tolist()]
+    return [_plain(value) for value in values.tolist()]
 
 
 def _sorted(rows: list[Row], key: str) -> list[Row]:
