@@ -16,8 +16,9 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
+import numpy as np
 import pandas as pd
 
 from reports.attention import word_cause
@@ -76,40 +77,42 @@ def details(
         "hosts": list(hosts),
         "wanted_ports": list(wanted_ports),
         "port_map": {
-            "host": [where[str(host)] for host in port_map["host"]],
+            "host": [where[str(host)] for host in port_map["host"].tolist()],
             "start": _ints(port_map["start"]),
             "end": _ints(port_map["end"]),
-            "kind": [str(kind) for kind in port_map["kind"]],
-            "label": [str(label) for label in port_map["label"]],
+            "kind": [str(kind) for kind in port_map["kind"].tolist()],
+            "label": [str(label) for label in port_map["label"].tolist()],
         },
         "dynamic": {
-            "host": [where[str(host)] for host in dynamic["host"]],
+            "host": [where[str(host)] for host in dynamic["host"].tolist()],
             "start": _ints(dynamic["start"]),
             "end": _ints(dynamic["end"]),
         },
         # Newest first, as the timeline lists them.
         "events": {
             "id": _ints(ordered["event_id"]),
-            "host": [where[str(host)] for host in ordered["host"]],
-            "kind": [str(kind) for kind in ordered["kind"]],
+            "host": [where[str(host)] for host in ordered["host"].tolist()],
+            "kind": [str(kind) for kind in ordered["kind"].tolist()],
             "at": _times(ordered["at"]),
             "previous_at": _times(ordered["previous_at"]),
-            "protocol": [str(protocol) for protocol in ordered["protocol"]],
+            "protocol": [str(protocol) for protocol in ordered["protocol"].tolist()],
             "start": _ints(ordered["start"]),
             "end": _ints(ordered["end"]),
             "previous_start": _ints(ordered["previous_start"]),
             "previous_end": _ints(ordered["previous_end"]),
             "ports": _ints(ordered["ports"]),
-            "causes": [[said(cause) for cause in listed] for listed in ordered["causes"]],
+            "causes": [[said(cause) for cause in listed] for listed in ordered["causes"].tolist()],
         },
         "causes": list(causes),
     }
 
 
 def _ints(column: pd.Series) -> list[JsonValue]:
-    return [None if pd.isna(value) else int(value) for value in column]
+    if column.dtype == np.int64:
+        return cast(list[JsonValue], column.tolist())
+    return [None if pd.isna(value) else int(value) for value in column.tolist()]
 
 
 def _times(column: pd.Series) -> list[JsonValue]:
     # Whole seconds in UTC, as the rest of the page writes times.
-    return [None if pd.isna(value) else f"{value:%Y-%m-%dT%H:%M:%SZ}" for value in column]
+    return [None if pd.isna(value) else f"{value:%Y-%m-%dT%H:%M:%SZ}" for value in column.tolist()]
