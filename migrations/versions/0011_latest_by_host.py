@@ -24,20 +24,10 @@ depends_on = None
 _FINDINGS = import_module("migrations.versions.0002_findings")
 # The views that read v_latest_snapshots: dropped before it, made again after, unchanged.
 _READERS = ("v_failing_ports", "v_excluded_ranges", "v_listeners")
-# The latest snapshot of a host, as 0002 ordered them: the newest taken, then the newest id.
-LATEST = """
-SELECT h.name AS host, s.id AS snapshot_id, s.taken_at, s.received_at, s.source,
-       s.probe_version, s.os_build, s.last_boot_at, s.bios_version, s.fast_startup,
-       s.docker_version, s.wsl_version,
-       CASE WHEN s.excluded_set_id IS NULL THEN 0 ELSE 1 END AS excluded_known,
-       CASE WHEN s.bind_failure_set_id IS NULL THEN 0 ELSE 1 END AS swept,
-       (SELECT COUNT(*) FROM excluded_ranges r WHERE r.set_id = s.excluded_set_id)
-           AS excluded_ranges,
-       (SELECT COALESCE(SUM(b.end_port - b.start_port + 1), 0) FROM bind_failures b
-         WHERE b.set_id = s.bind_failure_set_id) AS failing_ports,
-       (SELECT COUNT(*) FROM snapshot_errors e WHERE e.snapshot_id = s.id) AS errors,
-       s.host_id
-  FROM hosts h
+# The same columns as 0002's view, each host's latest snapshot found from the host, by 0002's
+# order: the newest taken, then the newest id.
+_COLUMNS = _FINDINGS.VIEWS["v_latest_snapshots"].split("  FROM snapshots s\n")[0]
+LATEST = f"""{_COLUMNS}  FROM hosts h
   JOIN snapshots s ON s.id = (SELECT s2.id FROM snapshots s2 WHERE s2.host_id = h.id
                                ORDER BY s2.taken_at DESC, s2.id DESC LIMIT 1)
 """
