@@ -41,6 +41,8 @@ _UNLOCKED_AGE = timedelta(hours=24)
 _GUARD = threading.Lock()
 _FILES: dict[str, int] = {}  # lock file -> the one descriptor this process keeps open
 _HELD: dict[tuple[str, int], Any] = {}  # (database, run id) -> what holds its lock
+# (database, run id) -> host id -> the id of the in-flight mark this process wrote for it.
+_MARKS: dict[tuple[str, int], dict[int, int]] = {}
 
 
 def start_run(store: Store, kind: str, wanted: Mapping[int, str | None] | None = None) -> int:
@@ -87,6 +89,8 @@ def finish_run(store: Store, run_id: int) -> None:
         connection.execute(
             update(CollectionRun).where(CollectionRun.id == run_id).values(finished_at=now())
         )
+    with _GUARD:
+        _MARKS.pop((_key(store.engine), run_id), None)
     try:
         refresh(store)
     finally:
@@ -185,10 +189,19 @@ def in_flight(
 def in_flight_many(
     connection: Connection, run_id: int, marks: Sequence[tuple[int | None, str, datetime]]
 ) -> None:
-    """Mark hosts (or inputs), each (host id, source, start), in flight in one statement."""
+    """Mark hosts (or inputs), each (host id, source, start), in flight in one statement.
+
+    Each host's mark is remembered by its id, so ``landed`` drops it without a search.
+    """
     rows = [_in_flight_row(run_id, *mark) for mark in marks]
-    if rows:
-        connection.execute(insert(Attempt), rows)
+    if not rows:
+        return
+    written = connection.execute(
+        insert(Attempt).returning(Attempt.id, Attempt.host_id, sort_by_parameter_order=True), rows
+    ).all()
+    with _GUARD:
+        known = _MARKS.setdefault((_key(connection.engine), run_id), {})
+        known.update((host_id, attempt_id) for attempt_id, host_id in written if host_id)
 
 
 def _in_flight_row(
@@ -208,15 +221,29 @@ def _in_flight_row(
 
 
 def landed(connection: Connection, run_id: int, host_id: int | None, source: str) -> None:
-    """Drop the in-flight mark of a host (or, without a host, an input) now recorded."""
+    """Drop the in-flight mark of a host (or, without a host, an input) now recorded.
+
+    A host's mark is deleted by the id ``in_flight_many`` remembered: searched by run instead,
+    as SQLite does, each host would read every attempt of the run so far, and a night would
+    cost the square of its hosts. Still checked to be the host's mark in this run; the search
+    stays for marks written by another process, or by a transaction that was rolled back.
+    """
     which = (
         Attempt.host_id == host_id
         if host_id is not None
         else Attempt.host_id.is_(None) & (Attempt.source == source[:255])
     )
-    connection.execute(delete(Attempt).where(_flying(run_id) & which))
+    with _GUARD:
+        mark = _MARKS.get((_key(connection.engine), run_id), {}).get(host_id or 0)
+    if mark is None or not _drop(connection, _flying(run_id) & which & (Attempt.id == mark)):
+        _drop(connection, _flying(run_id) & which)
     if host_id is not None:  # the host's turn tonight, if the run claimed one, is over
         mark_done(connection, run_id, host_id)
+
+
+def _drop(connection: Connection, which: Any) -> int:
+    """Delete the attempts ``which`` selects; return how many."""
+    return int(connection.execute(delete(Attempt).where(which)).rowcount)
 
 
 def _key(engine: Engine) -> str:

@@ -1,0 +1,86 @@
+"""In-flight marks are dropped by the id they were written with, never another host's.
+
+Real SQLite files and a real PostgreSQL (the ``store`` fixture). ``landed`` deletes the mark
+``in_flight_many`` remembered; a mark it did not write, or an id a rolled-back transaction
+left behind, falls back to the search by run and host.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from collector import runs
+from collector.runs import IN_FLIGHT, finish_run, in_flight_many, landed, start_run
+from collector.store.database import Store
+from collector.store.models import Attempt
+from collector.store.writer import register_hosts
+
+AT = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
+
+
+def _marked(store: Store, run_id: int) -> list[int]:
+    """Return the host ids with an in-flight mark in the run."""
+    query = select(Attempt.host_id).where(
+        Attempt.run_id == run_id, Attempt.message.like(f"{IN_FLIGHT}%")
+    )
+    with store.connect() as connection:
+        return sorted(int(host or 0) for host in connection.execute(query).scalars())
+
+
+def _hosts(store: Store, count: int) -> list[int]:
+    ids = register_hosts(store, [(f"dev-ws-{n:02d}", None, ()) for n in range(count)])
+    return sorted(ids.values())
+
+
+def test_landed_drops_only_the_host_s_own_mark(store: Store) -> None:
+    hosts = _hosts(store, 3)
+    run_id = start_run(store, "collect")
+    with store.transaction() as connection:
+        in_flight_many(connection, run_id, [(host, "src", AT) for host in hosts])
+    with store.transaction() as connection:
+        landed(connection, run_id, hosts[1], "src")
+    assert _marked(store, run_id) == [hosts[0], hosts[2]]
+    finish_run(store, run_id)
+
+
+def test_a_mark_written_by_another_process_is_found_by_its_run_and_host(store: Store) -> None:
+    hosts = _hosts(store, 2)
+    run_id = start_run(store, "collect")
+    with store.transaction() as connection:
+        in_flight_many(connection, run_id, [(host, "src", AT) for host in hosts])
+    runs._MARKS.clear()  # as if another process had written them: nothing remembered here
+    with store.transaction() as connection:
+        landed(connection, run_id, hosts[0], "src")
+    assert _marked(store, run_id) == [hosts[1]]
+    finish_run(store, run_id)
+
+
+def test_an_id_a_rolled_back_mark_left_never_drops_another_host_s_mark(store: Store) -> None:
+    first, second = _hosts(store, 2)
+    run_id = start_run(store, "collect")
+    with pytest.raises(RuntimeError), store.transaction() as connection:
+        in_flight_many(connection, run_id, [(first, "src", AT)])
+        raise RuntimeError("the claim's transaction fails after the mark")
+    # SQLite hands the rolled-back id out again: here to the second host's mark.
+    with store.transaction() as connection:
+        in_flight_many(connection, run_id, [(second, "src", AT)])
+    with store.transaction() as connection:
+        landed(connection, run_id, first, "src")
+    assert _marked(store, run_id) == [second]
+    with store.transaction() as connection:
+        landed(connection, run_id, second, "src")
+    assert _marked(store, run_id) == []
+    finish_run(store, run_id)
+
+
+def test_a_finished_run_forgets_its_marks(store: Store) -> None:
+    hosts = _hosts(store, 2)
+    run_id = start_run(store, "collect")
+    with store.transaction() as connection:
+        in_flight_many(connection, run_id, [(host, "src", AT) for host in hosts])
+    assert any(run == run_id for _, run in runs._MARKS)
+    finish_run(store, run_id)
+    assert not any(run == run_id for _, run in runs._MARKS)
