@@ -7,12 +7,14 @@ left behind, falls back to the search by run and host.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from collector import runs
+from collector.collect import _Recorder
 from collector.runs import IN_FLIGHT, finish_run, in_flight_many, landed, start_run
 from collector.store.database import Store
 from collector.store.models import Attempt
@@ -84,3 +86,24 @@ def test_a_finished_run_forgets_its_marks(store: Store) -> None:
     assert any(run == run_id for _, run in runs._MARKS)
     finish_run(store, run_id)
     assert not any(run == run_id for _, run in runs._MARKS)
+
+
+def test_hosts_that_start_together_are_marked_in_flight_in_one_transaction(store: Store) -> None:
+    hosts = _hosts(store, 5)
+    run_id = start_run(store, "collect")
+    commits: list[object] = []
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(store.engine, "commit", committed)
+    held = threading.Event()
+    with _Recorder(store, run_id, "winrm", limit=4) as recorder:
+        recorder._writer.submit(held.wait)  # the writer busy, as while it stores a document
+        for host in hosts:
+            recorder.begin(host, f"src-{host}", AT)
+        held.set()
+    event.remove(store.engine, "commit", committed)
+    assert len(commits) == 1
+    assert _marked(store, run_id) == hosts
+    finish_run(store, run_id)
