@@ -73,7 +73,7 @@ def collect(
     transport = transport or WinrmTransport(config)
     limit = config.probe.max_document_mb * 1024 * 1024
     started = now()
-    run_id = start_run(store, plan.run_kind, config.wanted())
+    run_id = start_run(store, plan.run_kind, config.wanted(), claims_nights=plan.night is not None)
     script = probe_script()
     outcomes: list[HostOutcome] = []
     try:

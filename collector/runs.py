@@ -22,7 +22,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from collector import __version__
 from collector.clock import now
@@ -43,13 +54,22 @@ _FILES: dict[str, int] = {}  # lock file -> the one descriptor this process keep
 _HELD: dict[tuple[str, int], Any] = {}  # (database, run id) -> what holds its lock
 # (database, run id) -> host id -> the id of the in-flight mark this process wrote for it.
 _MARKS: dict[tuple[str, int], dict[int, int]] = {}
+# (database, run id) of the runs this process opened that claim no night: no claim to mark done.
+_NIGHTLESS: set[tuple[str, int]] = set()
 
 
-def start_run(store: Store, kind: str, wanted: Mapping[int, str | None] | None = None) -> int:
+def start_run(
+    store: Store,
+    kind: str,
+    wanted: Mapping[int, str | None] | None = None,
+    claims_nights: bool = True,
+) -> int:
     """Close runs a killed process left open (saying so), then open this one and hold its lock.
 
     ``wanted`` is the config's wanted ports, each with the process that serves it (or None):
     recorded on the run, for a report made without the config (``reports.wanted``).
+    ``claims_nights=False`` says the run collects its planned hosts without claiming a night:
+    its hosts' records then skip looking for a claim to mark done.
     """
     for notice in close_interrupted_runs(store):
         log.warning("%s", notice)
@@ -71,6 +91,9 @@ def start_run(store: Store, kind: str, wanted: Mapping[int, str | None] | None =
         if run_id is not None:
             _release(store.engine, run_id)
         raise
+    if not claims_nights:
+        with _GUARD:
+            _NIGHTLESS.add((_key(store.engine), run_id))
     return run_id
 
 
@@ -91,6 +114,7 @@ def finish_run(store: Store, run_id: int) -> None:
         )
     with _GUARD:
         _MARKS.pop((_key(store.engine), run_id), None)
+        _NIGHTLESS.discard((_key(store.engine), run_id))
     try:
         refresh(store)
     finally:
@@ -141,7 +165,7 @@ def live_runs(store: Store, kind: str) -> list[tuple[int, datetime]]:
     ]
 
 
-def _flying(run_id: int) -> Any:
+def _flying(run_id: int | BindParameter[Any]) -> Any:
     return (Attempt.run_id == run_id) & Attempt.message.like(f"{IN_FLIGHT}%")
 
 
@@ -228,22 +252,26 @@ def landed(connection: Connection, run_id: int, host_id: int | None, source: str
     cost the square of its hosts. Still checked to be the host's mark in this run; the search
     stays for marks written by another process, or by a transaction that was rolled back.
     """
-    which = (
-        Attempt.host_id == host_id
-        if host_id is not None
-        else Attempt.host_id.is_(None) & (Attempt.source == source[:255])
-    )
+    run = (_key(connection.engine), run_id)
     with _GUARD:
-        mark = _MARKS.get((_key(connection.engine), run_id), {}).get(host_id or 0)
-    if mark is None or not _drop(connection, _flying(run_id) & which & (Attempt.id == mark)):
-        _drop(connection, _flying(run_id) & which)
-    if host_id is not None:  # the host's turn tonight, if the run claimed one, is over
+        mark = _MARKS.get(run, {}).get(host_id or 0)
+        nightless = run in _NIGHTLESS
+    if host_id is None:
+        which = Attempt.host_id.is_(None) & (Attempt.source == source[:255])
+        connection.execute(delete(Attempt).where(_flying(run_id) & which))
+        return
+    found = {"run": run_id, "host": host_id}
+    if mark is None or not connection.execute(_DROP_MARK, {**found, "mark": mark}).rowcount:
+        connection.execute(_DROP_MARKS, found)
+    if not nightless:  # the host's turn tonight, if the run claimed one, is over
         mark_done(connection, run_id, host_id)
 
 
-def _drop(connection: Connection, which: Any) -> int:
-    """Delete the attempts ``which`` selects; return how many."""
-    return int(connection.execute(delete(Attempt).where(which)).rowcount)
+# Built once, so each host's record reuses the compiled statements (see store.snapshots).
+_DROP_MARKS = delete(Attempt).where(
+    _flying(bindparam("run")) & (Attempt.host_id == bindparam("host"))
+)
+_DROP_MARK = _DROP_MARKS.where(Attempt.id == bindparam("mark"))
 
 
 def _key(engine: Engine) -> str:

@@ -11,11 +11,12 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import Connection, event, select
 
 from collector import runs
 from collector.collect import _Recorder
 from collector.runs import IN_FLIGHT, finish_run, in_flight_many, landed, start_run
+from collector.store import leases
 from collector.store.database import Store
 from collector.store.models import Attempt
 from collector.store.writer import register_hosts
@@ -106,4 +107,24 @@ def test_hosts_that_start_together_are_marked_in_flight_in_one_transaction(store
     event.remove(store.engine, "commit", committed)
     assert len(commits) == 1
     assert _marked(store, run_id) == hosts
+    finish_run(store, run_id)
+
+
+@pytest.mark.parametrize("claims_nights", [True, False])
+def test_only_a_run_that_claims_nights_marks_its_hosts_done_when_they_land(
+    store: Store, claims_nights: bool
+) -> None:
+    (host,) = _hosts(store, 1)
+    run_id = start_run(store, "collect", claims_nights=claims_nights)
+    leases.offer(store, "n1", [host])
+
+    def mark(connection: Connection, taken: list[int]) -> None:
+        in_flight_many(connection, run_id, [(taken_id, "src", AT) for taken_id in taken])
+
+    assert leases.claim(store, "n1", run_id, [host], 1, 60.0, AT, mark=mark) == [host]
+    with store.transaction() as connection:
+        landed(connection, run_id, host, "src")
+    # A run without a night (collect with no --night plan) skips the claim look-up per host.
+    assert leases.undone(store, "n1", [host]) == (0 if claims_nights else 1)
+    assert _marked(store, run_id) == []
     finish_run(store, run_id)
