@@ -14,7 +14,9 @@ import pytest
 from sqlalchemy import Connection, event, select
 
 from collector import runs
+from collector.claims import NightTurns
 from collector.collect import _Recorder
+from collector.plan import CollectPlan
 from collector.runs import IN_FLIGHT, finish_run, in_flight_many, landed, start_run
 from collector.store import leases
 from collector.store.database import Store
@@ -127,4 +129,19 @@ def test_only_a_run_that_claims_nights_marks_its_hosts_done_when_they_land(
     # A run without a night (collect with no --night plan) skips the claim look-up per host.
     assert leases.undone(store, "n1", [host]) == (0 if claims_nights else 1)
     assert _marked(store, run_id) == []
+    finish_run(store, run_id)
+
+
+def test_a_run_never_claims_a_host_it_took_again(store: Store) -> None:
+    hosts = _hosts(store, 3)
+    started = datetime.now(UTC)
+    run_id = start_run(store, "collect")
+    # Leases that run out at once: every claimed host is takeable again at the next claim.
+    plan = CollectPlan((), 8, 10.0, 0, 0.0, {}, night="n1", lease_seconds=0.0)
+    turns = NightTurns(store, plan, run_id, started, {host: f"src-{host}" for host in hosts})
+    leases.offer(store, "n1", hosts)
+    assert turns._claim(2) == hosts[:2]
+    # Only the host it has not taken: the two in its hands are not started a second time.
+    assert turns._claim(8) == hosts[2:]
+    assert turns._claim(8) == []
     finish_run(store, run_id)
