@@ -298,6 +298,7 @@ def main() -> None:
     if args.kill_one and args.collectors < 2:
         parser.error("--kill-one needs --collectors 2 or more: the others take its hosts")
     lease = args.lease or (10.0 if args.kill_one else None)
+    loads = os.getloadavg()
     shares: list[list[_Shared]] = []
     spec = FleetSpec(hosts=args.hosts, nights=10)
     split = _split_cores(args.shared_cores)
@@ -384,6 +385,8 @@ def main() -> None:
     )
     print("not counted above)")
     print(f"peaks:            {peaks.threads} threads, {peaks.files} open files (this process)")
+    # CPU per host rises with what else runs on the machine's cores: say how loaded they were.
+    print(f"load average:     {loads[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     if args.collectors > 1:
         print(f"store:            {describe_url(database)}, {args.collectors} collectors")
         for night_shares in shares:

@@ -50,6 +50,10 @@ class NightTurns:
         self._started = run_started
         self._sources = dict(sources)
         self._ids = sorted(sources)
+        # The planned hosts this run has not taken yet: the only ones it may still claim. A
+        # claim sends its candidates to the database, so taken ones are dropped from it, and a
+        # run never takes a host twice (not even one whose lease ran out while in its hands).
+        self._open = list(self._ids)
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name="leases", daemon=True)
         # Claim in small batches: each claim is a transaction; waiting for one free hand each
@@ -117,17 +121,21 @@ class NightTurns:
 
     def _claim(self, limit: int) -> list[int]:
         plan = self._plan
-        return leases.claim(
+        taken = leases.claim(
             self._store,
             self._night,
             self._run_id,
-            self._ids,
+            self._open,
             limit,
             plan.lease_seconds,
             self._started,
             again=plan.again,
             mark=self._mark,
         )
+        if taken:
+            gone = set(taken)
+            self._open = [host_id for host_id in self._open if host_id not in gone]
+        return taken
 
     def _mark(self, connection: Connection, taken: list[int]) -> None:
         # In flight from the claim on, not from when a thread gets to the host: a collector

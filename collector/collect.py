@@ -29,7 +29,7 @@ from collector.framing import FrameError, unframe_document
 from collector.parsers.clixml import stderr_text
 from collector.plan import CollectPlan
 from collector.probe import probe_script
-from collector.runs import finish_run, in_flight, start_run
+from collector.runs import finish_run, in_flight_many, start_run
 from collector.store.database import Store
 from collector.store.rows import PreparedSnapshot, prepare_snapshot
 from collector.store.writer import (
@@ -73,7 +73,7 @@ def collect(
     transport = transport or WinrmTransport(config)
     limit = config.probe.max_document_mb * 1024 * 1024
     started = now()
-    run_id = start_run(store, plan.run_kind, config.wanted())
+    run_id = start_run(store, plan.run_kind, config.wanted(), claims_nights=plan.night is not None)
     script = probe_script()
     outcomes: list[HostOutcome] = []
     try:
@@ -145,6 +145,8 @@ class _Recorder:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._room = threading.BoundedSemaphore(limit)
         self._finished: queue.SimpleQueue[HostOutcome | BaseException] = queue.SimpleQueue()
+        self._marks: list[tuple[int | None, str, datetime]] = []  # in flight, not yet written
+        self._marking = threading.Lock()
 
     def __enter__(self) -> _Recorder:
         return self
@@ -167,12 +169,23 @@ class _Recorder:
             self._finished.put(exc)
 
     def begin(self, host_id: int, source: str, started_at: datetime) -> None:
-        """Mark a host in flight until its last try is recorded (a killed run leaves the mark)."""
-        self._writer.submit(self.guard, self._begin, host_id, source, started_at)
+        """Mark a host in flight until its last try is recorded (a killed run leaves the mark).
 
-    def _begin(self, host_id: int, source: str, started_at: datetime) -> None:
+        Marks wait for the writer together and are written in one transaction, not one each:
+        the first mark of a batch queues the write, the ones after it join it. The writer keeps
+        order, so a host's mark is always written before its record.
+        """
+        with self._marking:
+            self._marks.append((host_id, source, started_at))
+            first = len(self._marks) == 1
+        if first:
+            self._writer.submit(self.guard, self._begin)
+
+    def _begin(self) -> None:
+        with self._marking:
+            marks, self._marks = self._marks, []
         with self._db.transaction() as connection:
-            in_flight(connection, self._run_id, host_id, source, started_at)
+            in_flight_many(connection, self._run_id, marks)
 
     def failure(
         self,

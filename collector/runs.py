@@ -22,7 +22,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from collector import __version__
 from collector.clock import now
@@ -41,13 +52,24 @@ _UNLOCKED_AGE = timedelta(hours=24)
 _GUARD = threading.Lock()
 _FILES: dict[str, int] = {}  # lock file -> the one descriptor this process keeps open
 _HELD: dict[tuple[str, int], Any] = {}  # (database, run id) -> what holds its lock
+# (database, run id) -> host id -> the id of the in-flight mark this process wrote for it.
+_MARKS: dict[tuple[str, int], dict[int, int]] = {}
+# (database, run id) of the runs this process opened that claim no night: no claim to mark done.
+_NIGHTLESS: set[tuple[str, int]] = set()
 
 
-def start_run(store: Store, kind: str, wanted: Mapping[int, str | None] | None = None) -> int:
+def start_run(
+    store: Store,
+    kind: str,
+    wanted: Mapping[int, str | None] | None = None,
+    claims_nights: bool = True,
+) -> int:
     """Close runs a killed process left open (saying so), then open this one and hold its lock.
 
     ``wanted`` is the config's wanted ports, each with the process that serves it (or None):
     recorded on the run, for a report made without the config (``reports.wanted``).
+    ``claims_nights=False`` says the run collects its planned hosts without claiming a night:
+    its hosts' records then skip looking for a claim to mark done.
     """
     for notice in close_interrupted_runs(store):
         log.warning("%s", notice)
@@ -69,6 +91,9 @@ def start_run(store: Store, kind: str, wanted: Mapping[int, str | None] | None =
         if run_id is not None:
             _release(store.engine, run_id)
         raise
+    if not claims_nights:
+        with _GUARD:
+            _NIGHTLESS.add((_key(store.engine), run_id))
     return run_id
 
 
@@ -87,6 +112,9 @@ def finish_run(store: Store, run_id: int) -> None:
         connection.execute(
             update(CollectionRun).where(CollectionRun.id == run_id).values(finished_at=now())
         )
+    with _GUARD:
+        _MARKS.pop((_key(store.engine), run_id), None)
+        _NIGHTLESS.discard((_key(store.engine), run_id))
     try:
         refresh(store)
     finally:
@@ -137,7 +165,7 @@ def live_runs(store: Store, kind: str) -> list[tuple[int, datetime]]:
     ]
 
 
-def _flying(run_id: int) -> Any:
+def _flying(run_id: int | BindParameter[Any]) -> Any:
     return (Attempt.run_id == run_id) & Attempt.message.like(f"{IN_FLIGHT}%")
 
 
@@ -185,10 +213,19 @@ def in_flight(
 def in_flight_many(
     connection: Connection, run_id: int, marks: Sequence[tuple[int | None, str, datetime]]
 ) -> None:
-    """Mark hosts (or inputs), each (host id, source, start), in flight in one statement."""
+    """Mark hosts (or inputs), each (host id, source, start), in flight in one statement.
+
+    Each host's mark is remembered by its id, so ``landed`` drops it without a search.
+    """
     rows = [_in_flight_row(run_id, *mark) for mark in marks]
-    if rows:
-        connection.execute(insert(Attempt), rows)
+    if not rows:
+        return
+    written = connection.execute(
+        insert(Attempt).returning(Attempt.id, Attempt.host_id, sort_by_parameter_order=True), rows
+    ).all()
+    with _GUARD:
+        known = _MARKS.setdefault((_key(connection.engine), run_id), {})
+        known.update((host_id, attempt_id) for attempt_id, host_id in written if host_id)
 
 
 def _in_flight_row(
@@ -208,15 +245,33 @@ def _in_flight_row(
 
 
 def landed(connection: Connection, run_id: int, host_id: int | None, source: str) -> None:
-    """Drop the in-flight mark of a host (or, without a host, an input) now recorded."""
-    which = (
-        Attempt.host_id == host_id
-        if host_id is not None
-        else Attempt.host_id.is_(None) & (Attempt.source == source[:255])
-    )
-    connection.execute(delete(Attempt).where(_flying(run_id) & which))
-    if host_id is not None:  # the host's turn tonight, if the run claimed one, is over
+    """Drop the in-flight mark of a host (or, without a host, an input) now recorded.
+
+    A host's mark is deleted by the id ``in_flight_many`` remembered: searched by run instead,
+    as SQLite does, each host would read every attempt of the run so far, and a night would
+    cost the square of its hosts. Still checked to be the host's mark in this run; the search
+    stays for marks written by another process, or by a transaction that was rolled back.
+    """
+    run = (_key(connection.engine), run_id)
+    with _GUARD:
+        mark = _MARKS.get(run, {}).get(host_id or 0)
+        nightless = run in _NIGHTLESS
+    if host_id is None:
+        which = Attempt.host_id.is_(None) & (Attempt.source == source[:255])
+        connection.execute(delete(Attempt).where(_flying(run_id) & which))
+        return
+    found = {"run": run_id, "host": host_id}
+    if mark is None or not connection.execute(_DROP_MARK, {**found, "mark": mark}).rowcount:
+        connection.execute(_DROP_MARKS, found)
+    if not nightless:  # the host's turn tonight, if the run claimed one, is over
         mark_done(connection, run_id, host_id)
+
+
+# Built once, so each host's record reuses the compiled statements (see store.snapshots).
+_DROP_MARKS = delete(Attempt).where(
+    _flying(bindparam("run")) & (Attempt.host_id == bindparam("host"))
+)
+_DROP_MARK = _DROP_MARKS.where(Attempt.id == bindparam("mark"))
 
 
 def _key(engine: Engine) -> str:

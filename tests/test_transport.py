@@ -322,6 +322,33 @@ def test_a_handshake_the_host_drops_is_unreachable_and_does_not_blame_the_ca(
     assert "ca_file" not in str(failure) and "dev-ws-01" in str(failure)
 
 
+def test_connections_to_new_hosts_do_not_load_the_ca_file_into_the_shared_context_again(
+    certs: CertFiles,
+) -> None:
+    # requests hands the CA file to every pool; urllib3 would load it into the shared context
+    # at each new connection (a host a night is a connection a host).
+    _trust.cache_clear()
+    status = os.stat(certs.cert)
+    shared = _trust(str(certs.cert), status.st_mtime_ns, status.st_size)
+    loads: list[object] = []
+    load = shared.load_verify_locations
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        loads.append(args)
+        load(*args, **kwargs)
+
+    shared.load_verify_locations = counted  # type: ignore[method-assign]
+    servers = [_serve(tls=certs)[0] for _ in range(3)]
+    try:
+        for server in servers:
+            endpoint = _endpoint(server, ca_file=str(certs.cert))
+            assert run_probe(endpoint, probe_script(), ARGUMENTS, time.monotonic() + 10).stdout
+    finally:
+        for server in servers:
+            server.stop()
+    assert _trust.cache_info().misses == 1 and not loads
+
+
 def test_the_ca_file_is_read_once_and_still_refuses_what_it_does_not_vouch_for(
     certs: CertFiles, tmp_path: Path
 ) -> None:
