@@ -118,6 +118,7 @@ def test_only_a_run_that_claims_nights_marks_its_hosts_done_when_they_land(
 ) -> None:
     (host,) = _hosts(store, 1)
     run_id = start_run(store, "collect", claims_nights=claims_nights)
+    leases.label_run(store, run_id, "test", "n1", None)  # as NightTurns does before it claims
     leases.offer(store, "n1", [host])
 
     def mark(connection: Connection, taken: list[int]) -> None:
@@ -144,4 +145,32 @@ def test_a_run_never_claims_a_host_it_took_again(store: Store) -> None:
     # Only the host it has not taken: the two in its hands are not started a second time.
     assert turns._claim(8) == hosts[2:]
     assert turns._claim(8) == []
+    finish_run(store, run_id)
+
+
+def test_a_host_is_marked_done_by_its_claim_s_key_alone(store: Store) -> None:
+    hosts = _hosts(store, 3)
+    run_id = start_run(store, "collect")
+    leases.label_run(store, run_id, "test", "n1", None)  # as NightTurns does before it claims
+    leases.offer(store, "n1", hosts)
+    assert sorted(leases.claim(store, "n1", run_id, hosts, 3, 60.0, AT)) == hosts
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, sql: str, *args: object) -> None:
+        statements.append(sql)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        with store.transaction() as connection:
+            leases.mark_done(connection, run_id, hosts[1])
+            if connection.dialect.name == "sqlite":
+                # Each host's own row by the primary key, not a scan of the run's claims.
+                update = next(sql for sql in statements if sql.startswith("UPDATE night_claims"))
+                plan = connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {update}", (None, run_id, hosts[1], run_id)
+                ).all()
+                assert "(night=? AND host_id=?)" in " ".join(str(row[-1]) for row in plan)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert leases.undone(store, "n1", hosts) == 2
     finish_run(store, run_id)

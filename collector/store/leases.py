@@ -168,12 +168,19 @@ def renew(store: Store, night: str, run_id: int, lease_seconds: float) -> int:
 
 
 def mark_done(connection: Connection, run_id: int, host_id: int) -> None:
-    """Mark the host done for the night ``run_id`` claimed it in, in the caller's transaction."""
+    """Mark the host done for the night ``run_id`` claimed it in, in the caller's transaction.
+
+    Found by the claim's key (the run's night, which ``label_run`` recorded before the run
+    claimed anything, and the host), one row: by the run, SQLite read every claim of the run
+    for every host, a cost that grew with the night's hosts.
+    """
+    night = select(CollectionRun.night).where(CollectionRun.id == run_id).scalar_subquery()
     connection.execute(
         update(NightClaim)
         .where(
-            NightClaim.run_id == run_id,
+            NightClaim.night == night,
             NightClaim.host_id == host_id,
+            NightClaim.run_id == run_id,
             NightClaim.done_at.is_(None),
         )
         .values(done_at=datetime.now(UTC))
