@@ -50,16 +50,29 @@ def make_patch(base: Any, document: Any) -> Patch | None:
 
 
 def _equal(a: Any, b: Any) -> bool:
-    """Tell whether two JSON values are the same, type for type (Python's == takes 0 for false)."""
-    if type(a) is not type(b):
+    """Tell whether two JSON values are the same, type for type (Python's == takes 1 for true).
+
+    Python's == and repr run at C speed and settle almost every pair: values that differ under
+    == differ (JSON holds no NaN), and equal values with the same repr are the same value type
+    for type (repr writes true, 1 and 1.0, 0.0 and -0.0 apart). Only an equal pair whose reprs
+    differ (another key order, or true against 1 somewhere inside) is walked, item by item.
+    """
+    if a is b:
+        return True
+    if type(a) is not type(b) or a != b:
         return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(map(_equal, a, b))
+    if isinstance(a, dict | list):
+        return repr(a) == repr(b) or _equal_items(a, b)
     if isinstance(a, float):
         return repr(a) == repr(b)  # -0.0 == 0.0, but JSON writes them apart
-    return bool(a == b)
+    return True
+
+
+def _equal_items(a: dict[str, Any] | list[Any], b: dict[str, Any] | list[Any]) -> bool:
+    """Compare two containers already equal under == item by item, type for type."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[key], b[key]) for key in a)
+    return len(a) == len(b) and all(map(_equal, a, b))
 
 
 def apply_patch(base: Any, patch: Patch | None) -> Any:
