@@ -231,6 +231,14 @@ class KnownContent:
             self._bases.update(load_bases(connection, [host_id]))
         return self._bases[host_id]
 
+    def new_host(self, host_id: int) -> None:
+        """Know that a host the batch has just created has no base, without asking.
+
+        Should a rival writer have created it an instant before, with a snapshot, the night
+        is stored whole instead of as a patch: bigger, never wrong.
+        """
+        self._bases.setdefault(host_id, None)
+
     def stage_base(self, host_id: int, base: BaseDocument) -> None:
         """Make a new base the host's, once the current document is kept."""
         self._staged_base = (host_id, base)

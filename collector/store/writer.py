@@ -283,6 +283,8 @@ def _store_one(
     try:
         with connection.begin_nested():
             host_id = _host_id(connection, hosts, name)
+            if new_host:
+                known.new_host(host_id)  # saves a look-up of its base per new host
             stored = write_snapshot(connection, item.prepared, host_id, now(), known)
     except Exception as exc:  # whatever the database refuses of one document is its failure
         known.forget()
