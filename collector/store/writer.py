@@ -22,7 +22,7 @@ from collector.store.database import Store
 from collector.store.leases import lost_to
 from collector.store.models import Attempt, Host
 from collector.store.rows import PreparedSnapshot, prepare_snapshot
-from collector.store.snapshots import KnownContent, write_snapshot
+from collector.store.snapshots import KnownContent, StoredSnapshot, write_snapshot
 
 Outcome = Literal["stored", "duplicate", "failed"]
 
@@ -220,14 +220,23 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
     The rows hanging off each snapshot and new set go in at the batch's end, one statement
     per table. Should the database refuse one of those, which document held it is unknown: the
     batch is rolled back and stored again with each document's rows under its own savepoint.
+
+    Most batches hold no document the database refuses, so the batch is first stored without
+    the savepoints (two statements a document, a round trip each on PostgreSQL); should any
+    document fail, that try is rolled back whole and the batch stored as above.
     """
     with store.transaction() as connection:
-        try:
-            with connection.begin_nested():
-                results, attempts = _store_all(connection, run_id, inputs, defer_rows=True)
-        except Exception as exc:
-            if is_database_fault(exc):
-                raise
+        for alone in (False, True):
+            try:
+                with connection.begin_nested():
+                    results, attempts = _store_all(
+                        connection, run_id, inputs, defer_rows=True, alone=alone
+                    )
+                break
+            except Exception as exc:
+                if is_database_fault(exc):
+                    raise
+        else:
             results, attempts = _store_all(connection, run_id, inputs, defer_rows=False)
         sources = sorted({item.source[:255] for item in inputs})
         connection.execute(
@@ -244,9 +253,16 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
 
 
 def _store_all(
-    connection: Connection, run_id: int, inputs: Sequence[Ready | Refused], defer_rows: bool
+    connection: Connection,
+    run_id: int,
+    inputs: Sequence[Ready | Refused],
+    defer_rows: bool,
+    alone: bool = True,
 ) -> tuple[list[ImportResult], list[dict[str, Any]]]:
-    """Store a batch's documents in the caller's transaction; return results and attempts."""
+    """Store a batch's documents in the caller's transaction; return results and attempts.
+
+    ``alone``: each document under its savepoint, refused alone; else the first refusal raises.
+    """
     results: list[ImportResult] = []
     attempts: list[dict[str, Any]] = []
     ready = [item for item in inputs if isinstance(item, Ready)]
@@ -267,7 +283,8 @@ def _store_all(
                              message=item.message, skipped=item.skipped)
             )  # fmt: skip
             continue
-        result, attempt = _store_one(connection, run_id, item, known, hosts)
+        store_one = _store_one if alone else _store_one_trusted
+        result, attempt = store_one(connection, run_id, item, known, hosts)
         results.append(result)
         attempts.append(attempt)
     known.flush(connection)
@@ -299,6 +316,26 @@ def _store_one(
         result = ImportResult(item.source, "failed", host=item.host_name, message=refused,
                               skipped=item.skipped)  # fmt: skip
         return result, attempt
+    return _kept(run_id, item, known, host_id, stored)
+
+
+def _store_one_trusted(
+    connection: Connection, run_id: int, item: Ready, known: KnownContent, hosts: dict[str, int]
+) -> tuple[ImportResult, dict[str, Any]]:
+    """Store one document of a batch without a savepoint: whatever it raises fails the try."""
+    new_host = item.name not in hosts
+    host_id = _host_id(connection, hosts, item.name)
+    if new_host:
+        known.new_host(host_id)
+    stored = write_snapshot(connection, item.prepared, host_id, now(), known)
+    return _kept(run_id, item, known, host_id, stored)
+
+
+def _kept(
+    run_id: int, item: Ready, known: KnownContent, host_id: int, stored: StoredSnapshot
+) -> tuple[ImportResult, dict[str, Any]]:
+    """Keep what a stored document made for the batch; return its result and attempt."""
+    name = item.name
     known.keep()
     partial = bool(stored.problems or item.section_errors)
     if stored.created:
