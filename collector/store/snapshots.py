@@ -232,12 +232,12 @@ class KnownContent:
         return self._bases[host_id]
 
     def new_host(self, host_id: int) -> None:
-        """Know that a host the batch has just created has no base, without asking.
+        """Know that a host this transaction has just created has no base and no update.
 
-        Should a rival writer have created it an instant before, with a snapshot, the night
-        is stored whole instead of as a patch: bigger, never wrong.
+        No other writer can have stored a snapshot of a host row not yet committed.
         """
         self._bases.setdefault(host_id, None)
+        self._updates.setdefault(host_id, [])
 
     def stage_base(self, host_id: int, base: BaseDocument) -> None:
         """Make a new base the host's, once the current document is kept."""

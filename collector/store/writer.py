@@ -54,16 +54,23 @@ def ensure_host(
     connection: Connection, name: str, address: str | None = None, groups: Iterable[str] = ()
 ) -> int:
     """Return the id of the host called ``name``, creating it if new; an address updates it."""
+    return _ensure_host(connection, name, address, groups)[0]
+
+
+def _ensure_host(
+    connection: Connection, name: str, address: str | None = None, groups: Iterable[str] = ()
+) -> tuple[int, bool]:
+    """Return the id of the host called ``name`` and whether this call created it."""
     wanted = list(groups)
     row = connection.execute(_HOST_NAMED, {"name": name}).first()
     if row is None:
         values = {"name": name, "address": address, "groups": wanted, "created_at": now()}
-        return int(connection.execute(_NEW_HOST, values).scalar_one())
+        return int(connection.execute(_NEW_HOST, values).scalar_one()), True
     if address is not None and (row.address, row.groups) != (address, wanted):
         connection.execute(
             update(Host).where(Host.id == row.id).values(address=address, groups=wanted)
         )
-    return int(row.id)
+    return int(row.id), False
 
 
 def host_named(connection: Connection, name: str) -> tuple[int, str] | None:
@@ -299,9 +306,7 @@ def _store_one(
     new_host = name not in hosts
     try:
         with connection.begin_nested():
-            host_id = _host_id(connection, hosts, name)
-            if new_host:
-                known.new_host(host_id)  # saves a look-up of its base per new host
+            host_id = _host_id(connection, hosts, name, known)
             stored = write_snapshot(connection, item.prepared, host_id, now(), known)
     except Exception as exc:  # whatever the database refuses of one document is its failure
         known.forget()
@@ -323,10 +328,7 @@ def _store_one_trusted(
     connection: Connection, run_id: int, item: Ready, known: KnownContent, hosts: dict[str, int]
 ) -> tuple[ImportResult, dict[str, Any]]:
     """Store one document of a batch without a savepoint: whatever it raises fails the try."""
-    new_host = item.name not in hosts
-    host_id = _host_id(connection, hosts, item.name)
-    if new_host:
-        known.new_host(host_id)
+    host_id = _host_id(connection, hosts, item.name, known)
     stored = write_snapshot(connection, item.prepared, host_id, now(), known)
     return _kept(run_id, item, known, host_id, stored)
 
@@ -366,10 +368,18 @@ def _hosts_named(connection: Connection, names: Iterable[str]) -> dict[str, int]
     return {str(name): int(key) for name, key in connection.execute(query, {"names": wanted})}
 
 
-def _host_id(connection: Connection, hosts: dict[str, int], name: str) -> int:
-    """Return the host's id, asking the database once a batch."""
+def _host_id(
+    connection: Connection, hosts: dict[str, int], name: str, known: KnownContent | None = None
+) -> int:
+    """Return the host's id, asking the database once a batch.
+
+    A host created here is new to ``known``: it has no base document and no update, which
+    saves asking for them.
+    """
     if name not in hosts:
-        hosts[name] = ensure_host(connection, name)
+        hosts[name], created = _ensure_host(connection, name)
+        if created and known is not None:
+            known.new_host(hosts[name])
     return hosts[name]
 
 
