@@ -101,7 +101,7 @@ def _facts(draw: st.DrawFn) -> Facts:
     return Facts(failures, excluded, listeners, dynamic, HostState())
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(_facts())
 def test_each_run_splits_as_its_ports_classified_one_by_one(facts: Facts) -> None:
     expected = [_oracle(run, facts) for run in sorted(facts.failures or ())]

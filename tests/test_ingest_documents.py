@@ -36,7 +36,7 @@ def _nest(depth: int, inner: Any, as_list: bool) -> Any:
 _LEAF = st.sampled_from([1, "x", None, [], {}, [1], {"a": 1}])
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(_MAX_DEPTH - 3, _MAX_DEPTH + 2), _LEAF, st.booleans()),
              min_size=1, max_size=4)

@@ -52,7 +52,7 @@ def _swapped(value: Any) -> Any:
     return twins.get(repr(value), value)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(_JSON, _JSON)
 def test_equality_agrees_with_the_recursive_one(a: Any, b: Any) -> None:
     for other in (b, a, _reordered(a), _swapped(a), _reordered(_swapped(a))):
@@ -71,7 +71,7 @@ def test_values_python_takes_for_equal_are_told_apart() -> None:
     assert _equal({"a": 1, "b": [True]}, {"b": [True], "a": 1})
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(_JSON)
 def test_a_patch_gives_back_the_value_type_for_type(base: Any) -> None:
     for document in (_swapped(base), _reordered(_swapped(base))):
@@ -91,7 +91,7 @@ def _copied(value: Any) -> Any:
     return value
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(_JSON, _JSON)
 def test_values_are_written_alike_exactly_when_their_reprs_are_alike(a: Any, b: Any) -> None:
     # repr, which the patch's check used before, is the oracle: type for type, key order kept.
