@@ -207,10 +207,11 @@ def diagnose(facts: Facts) -> list[Finding]:
     """Return the findings of one snapshot, sorted by protocol, family and port."""
     excluded = _merge_families(facts.excluded or ())
     listeners = _Listeners(facts.listeners or ())
+    dynamic: dict[tuple[str, str], tuple[int, int, bool]] = {}
     found = [
         finding
         for run in sorted(facts.failures or ())
-        for finding in _failing(run, facts, excluded, listeners)
+        for finding in _failing(run, facts, excluded, listeners, dynamic)
     ]
     if facts.failures is None:
         found += _unswept_reservations(facts, excluded)
@@ -372,22 +373,39 @@ def _failing(
     facts: Facts,
     excluded: dict[str, list[tuple[int, int, bool, str]]],
     listeners: _Listeners,
+    dynamic: dict[tuple[str, str], tuple[int, int, bool]],
 ) -> list[Finding]:
-    """Split one run of failing ports into stretches with one explanation each."""
+    """Split one run of failing ports into stretches with one explanation each.
+
+    ``dynamic`` keeps each (protocol, family)'s dynamic range for the snapshot's other runs.
+    """
     protocol, family, start, end, code = run
-    low, high, captured = _dynamic(facts, protocol, family)
-    ranges = excluded.get(protocol, [])
-    cuts = {start, end + 1, low, high + 1}
-    for range_start, range_end, _, _ in ranges:
-        cuts |= {range_start, range_end + 1}
-    for port in listeners.within(protocol, start, end):
-        cuts |= {port, port + 1}
-    edges = sorted(cut for cut in cuts if start <= cut <= end + 1)
+    key = (protocol, family)
+    if key not in dynamic:
+        dynamic[key] = _dynamic(facts, protocol, family)
+    low, high, captured = dynamic[key]
+    # Only a range that reaches into the run can cut it or cover one of its ports; most runs
+    # are a port or two that nothing cuts, so they skip the sorting of cuts.
+    ranges = [r for r in excluded.get(protocol, ()) if r[0] <= end and r[1] >= start]
+    ports = listeners.within(protocol, start, end)
+    edges: Sequence[int]
+    if ranges or ports or start < low <= end or start <= high < end:
+        cuts = {start, end + 1, low, high + 1}
+        for range_start, range_end, _, _ in ranges:
+            cuts.add(range_start)
+            cuts.add(range_end + 1)
+        for port in ports:
+            cuts.add(port)
+            cuts.add(port + 1)
+        edges = sorted(cut for cut in cuts if start <= cut <= end + 1)
+    else:
+        edges = (start, end + 1)
     in_dynamic = max(0, min(end, high) - max(start, low) + 1)
     found: list[Finding] = []
     for first, after in pairwise(edges):
-        cover = _cover(ranges, first)
-        held = listeners.holder(protocol, first, family)
+        cover = _cover(ranges, first) if ranges else None
+        # A listener holds a port of the run only when ``within`` found one there.
+        held = listeners.holder(protocol, first, family) if ports else None
         inside = in_dynamic_range(first, low, high)
         if cover is not None:
             kind = Diagnosis.RESERVED

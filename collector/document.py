@@ -137,18 +137,23 @@ def _parse_json(text: str, name: str) -> Any:
     """Parse JSON strictly: no repeated key, no over-long number, bounded nesting, clean text."""
 
     def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: set[str] = set()
-        for key, _value in pairs:
-            if key in seen:
-                raise DocumentError(
-                    f"{name}: the key {key!r} appears twice in one object; which one is meant "
-                    "is unknown, so the document is refused"
-                )
-            seen.add(key)
-        return dict(pairs)
+        # The dict, built at C speed, is shorter than its pairs only when a key repeats.
+        found = dict(pairs)
+        if len(found) < len(pairs):
+            seen: set[str] = set()
+            for key, _value in pairs:
+                if key in seen:
+                    break
+                seen.add(key)
+            raise DocumentError(
+                f"{name}: the key {key!r} appears twice in one object; which one is meant "
+                "is unknown, so the document is refused"
+            )
+        return found
 
     def integer(digits: str) -> int:
-        if len(digits.lstrip("-")) > _MAX_DIGITS:
+        # Up to _MAX_DIGITS characters, sign included, it cannot be too long: skip the strip.
+        if len(digits) > _MAX_DIGITS and len(digits.lstrip("-")) > _MAX_DIGITS:
             raise DocumentError(
                 f"{name}: a number of {len(digits.lstrip('-'))} digits ({digits[:12]}…); "
                 "no value of a probe document is that long"
@@ -187,18 +192,22 @@ def _parse_json(text: str, name: str) -> Any:
 
 
 def _shallow(document: Any) -> bool:
-    """Tell whether no value lies deeper than ``_MAX_DEPTH`` (a scalar counts as a level)."""
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            value = value.values()
-        elif not isinstance(value, list):
-            continue
-        if value and depth >= _MAX_DEPTH:
-            return False
-        stack.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
-    return True
+    """Tell whether no value lies deeper than ``_MAX_DEPTH`` (a scalar counts as a level).
+
+    Level by level, each a list comprehension: half the time of a walk with a stack.
+    """
+    level = [document] if isinstance(document, dict | list) else []
+    for _ in range(_MAX_DEPTH):
+        level = [
+            item
+            for value in level
+            for item in (value.values() if isinstance(value, dict) else value)
+            if isinstance(item, dict | list)
+        ]
+        if not level:
+            return True
+    # The containers _MAX_DEPTH levels down: any of them holding a value is too deep.
+    return not any(level)
 
 
 def _check_values(document: Any, name: str) -> None:

@@ -232,6 +232,14 @@ class KnownContent:
             self._bases.update(load_bases(connection, [host_id]))
         return self._bases[host_id]
 
+    def new_host(self, host_id: int) -> None:
+        """Know that a host this transaction has just created has no base and no update.
+
+        No other writer can have stored a snapshot of a host row not yet committed.
+        """
+        self._bases.setdefault(host_id, None)
+        self._updates.setdefault(host_id, [])
+
     def stage_base(self, host_id: int, base: BaseDocument) -> None:
         """Make a new base the host's, once the current document is kept."""
         self._staged_base = (host_id, base)

@@ -23,7 +23,7 @@ from collector.store.leases import lost_to
 from collector.store.locks import content_lock
 from collector.store.models import Attempt, Host
 from collector.store.rows import PreparedSnapshot, prepare_snapshot
-from collector.store.snapshots import KnownContent, write_snapshot
+from collector.store.snapshots import KnownContent, StoredSnapshot, write_snapshot
 
 Outcome = Literal["stored", "duplicate", "failed"]
 
@@ -55,16 +55,23 @@ def ensure_host(
     connection: Connection, name: str, address: str | None = None, groups: Iterable[str] = ()
 ) -> int:
     """Return the id of the host called ``name``, creating it if new; an address updates it."""
+    return _ensure_host(connection, name, address, groups)[0]
+
+
+def _ensure_host(
+    connection: Connection, name: str, address: str | None = None, groups: Iterable[str] = ()
+) -> tuple[int, bool]:
+    """Return the id of the host called ``name`` and whether this call created it."""
     wanted = list(groups)
     row = connection.execute(_HOST_NAMED, {"name": name}).first()
     if row is None:
         values = {"name": name, "address": address, "groups": wanted, "created_at": now()}
-        return int(connection.execute(_NEW_HOST, values).scalar_one())
+        return int(connection.execute(_NEW_HOST, values).scalar_one()), True
     if address is not None and (row.address, row.groups) != (address, wanted):
         connection.execute(
             update(Host).where(Host.id == row.id).values(address=address, groups=wanted)
         )
-    return int(row.id)
+    return int(row.id), False
 
 
 def host_named(connection: Connection, name: str) -> tuple[int, str] | None:
@@ -222,15 +229,24 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
     The rows hanging off each snapshot and new set go in at the batch's end, one statement
     per table. Should the database refuse one of those, which document held it is unknown: the
     batch is rolled back and stored again with each document's rows under its own savepoint.
+
+    Most batches hold no document the database refuses, so the batch is first stored without
+    the savepoints (two statements a document, a round trip each on PostgreSQL); should any
+    document fail, that try is rolled back whole and the batch stored as above.
     """
     with store.transaction() as connection:
         content_lock(connection)  # the sets and bases the batch reuses stay until it is stored
-        try:
-            with connection.begin_nested():
-                results, attempts = _store_all(connection, run_id, inputs, defer_rows=True)
-        except Exception as exc:
-            if is_database_fault(exc):
-                raise
+        for alone in (False, True):
+            try:
+                with connection.begin_nested():
+                    results, attempts = _store_all(
+                        connection, run_id, inputs, defer_rows=True, alone=alone
+                    )
+                break
+            except Exception as exc:
+                if is_database_fault(exc):
+                    raise
+        else:
             results, attempts = _store_all(connection, run_id, inputs, defer_rows=False)
         sources = sorted({item.source[:255] for item in inputs})
         connection.execute(
@@ -247,9 +263,16 @@ def store_batch(store: Store, run_id: int, inputs: Sequence[Ready | Refused]) ->
 
 
 def _store_all(
-    connection: Connection, run_id: int, inputs: Sequence[Ready | Refused], defer_rows: bool
+    connection: Connection,
+    run_id: int,
+    inputs: Sequence[Ready | Refused],
+    defer_rows: bool,
+    alone: bool = True,
 ) -> tuple[list[ImportResult], list[dict[str, Any]]]:
-    """Store a batch's documents in the caller's transaction; return results and attempts."""
+    """Store a batch's documents in the caller's transaction; return results and attempts.
+
+    ``alone``: each document under its savepoint, refused alone; else the first refusal raises.
+    """
     results: list[ImportResult] = []
     attempts: list[dict[str, Any]] = []
     ready = [item for item in inputs if isinstance(item, Ready)]
@@ -270,7 +293,8 @@ def _store_all(
                              message=item.message, skipped=item.skipped)
             )  # fmt: skip
             continue
-        result, attempt = _store_one(connection, run_id, item, known, hosts)
+        store_one = _store_one if alone else _store_one_trusted
+        result, attempt = store_one(connection, run_id, item, known, hosts)
         results.append(result)
         attempts.append(attempt)
     known.flush(connection)
@@ -285,7 +309,7 @@ def _store_one(
     new_host = name not in hosts
     try:
         with connection.begin_nested():
-            host_id = _host_id(connection, hosts, name)
+            host_id = _host_id(connection, hosts, name, known)
             stored = write_snapshot(connection, item.prepared, host_id, now(), known)
     except Exception as exc:  # whatever the database refuses of one document is its failure
         known.forget()
@@ -300,6 +324,23 @@ def _store_one(
         result = ImportResult(item.source, "failed", host=item.host_name, message=refused,
                               skipped=item.skipped)  # fmt: skip
         return result, attempt
+    return _kept(run_id, item, known, host_id, stored)
+
+
+def _store_one_trusted(
+    connection: Connection, run_id: int, item: Ready, known: KnownContent, hosts: dict[str, int]
+) -> tuple[ImportResult, dict[str, Any]]:
+    """Store one document of a batch without a savepoint: whatever it raises fails the try."""
+    host_id = _host_id(connection, hosts, item.name, known)
+    stored = write_snapshot(connection, item.prepared, host_id, now(), known)
+    return _kept(run_id, item, known, host_id, stored)
+
+
+def _kept(
+    run_id: int, item: Ready, known: KnownContent, host_id: int, stored: StoredSnapshot
+) -> tuple[ImportResult, dict[str, Any]]:
+    """Keep what a stored document made for the batch; return its result and attempt."""
+    name = item.name
     known.keep()
     partial = bool(stored.problems or item.section_errors)
     if stored.created:
@@ -330,10 +371,18 @@ def _hosts_named(connection: Connection, names: Iterable[str]) -> dict[str, int]
     return {str(name): int(key) for name, key in connection.execute(query, {"names": wanted})}
 
 
-def _host_id(connection: Connection, hosts: dict[str, int], name: str) -> int:
-    """Return the host's id, asking the database once a batch."""
+def _host_id(
+    connection: Connection, hosts: dict[str, int], name: str, known: KnownContent | None = None
+) -> int:
+    """Return the host's id, asking the database once a batch.
+
+    A host created here is new to ``known``: it has no base document and no update, which
+    saves asking for them.
+    """
     if name not in hosts:
-        hosts[name] = ensure_host(connection, name)
+        hosts[name], created = _ensure_host(connection, name)
+        if created and known is not None:
+            known.new_host(hosts[name])
     return hosts[name]
 
 
