@@ -40,11 +40,17 @@ def _hosts(store: Store, count: int) -> list[int]:
     return sorted(ids.values())
 
 
-def test_landed_drops_only_the_host_s_own_mark(store: Store) -> None:
-    hosts = _hosts(store, 3)
+def _marking_run(store: Store, hosts: list[int]) -> int:
+    """Start a run and mark its hosts in flight, as a claim does; return the run."""
     run_id = start_run(store, "collect")
     with store.transaction() as connection:
         in_flight_many(connection, run_id, [(host, "src", AT) for host in hosts])
+    return run_id
+
+
+def test_landed_drops_only_the_host_s_own_mark(store: Store) -> None:
+    hosts = _hosts(store, 3)
+    run_id = _marking_run(store, hosts)
     with store.transaction() as connection:
         landed(connection, run_id, hosts[1], "src")
     assert _marked(store, run_id) == [hosts[0], hosts[2]]
@@ -53,9 +59,7 @@ def test_landed_drops_only_the_host_s_own_mark(store: Store) -> None:
 
 def test_a_mark_written_by_another_process_is_found_by_its_run_and_host(store: Store) -> None:
     hosts = _hosts(store, 2)
-    run_id = start_run(store, "collect")
-    with store.transaction() as connection:
-        in_flight_many(connection, run_id, [(host, "src", AT) for host in hosts])
+    run_id = _marking_run(store, hosts)
     runs._MARKS.clear()  # as if another process had written them: nothing remembered here
     with store.transaction() as connection:
         landed(connection, run_id, hosts[0], "src")
@@ -83,9 +87,7 @@ def test_an_id_a_rolled_back_mark_left_never_drops_another_host_s_mark(store: St
 
 def test_a_finished_run_forgets_its_marks(store: Store) -> None:
     hosts = _hosts(store, 2)
-    run_id = start_run(store, "collect")
-    with store.transaction() as connection:
-        in_flight_many(connection, run_id, [(host, "src", AT) for host in hosts])
+    run_id = _marking_run(store, hosts)
     assert any(run == run_id for _, run in runs._MARKS)
     finish_run(store, run_id)
     assert not any(run == run_id for _, run in runs._MARKS)
