@@ -37,7 +37,7 @@ from collector.diagnosis import Diagnosis, PortStatus
 from collector.windows import RUNTIME_OWNER
 from reports import tables
 from reports.correlation import DEFAULT_WINDOW_DAYS, Reservations
-from reports.events import causes_in_windows
+from reports.events import causes_by, causes_in_windows
 from reports.findings import port_statuses, unbroken_since
 from reports.odds import Odds
 
@@ -293,16 +293,7 @@ def _causes_told(
     if began.empty:
         return {}
     windows = causes_in_windows(causes, began, DEFAULT_WINDOW_DAYS)
-    found: dict[int, list[dict[str, Any]]] = {}
-    # Column by column: a dict per row from the frame costs more than the lists themselves.
-    for asked, kind, cause, detail, at in zip(
-        windows["asked"].tolist(), windows["kind"], windows["cause"], windows["detail"],
-        windows["at"], strict=True,
-    ):  # fmt: skip
-        found.setdefault(int(asked), []).append(
-            {"kind": kind, "cause": cause, "detail": detail,
-             "at": None if pd.isna(at) else at.isoformat()}
-        )  # fmt: skip
+    found = causes_by(windows, "asked")
     return {asked: _top_causes(listed, ranks) for asked, listed in found.items()}
 
 

@@ -21,21 +21,27 @@ def load_events(connection: Connection) -> pd.DataFrame:
     events = tables.read(connection, "change_events")
     causes = tables.read(connection, "event_causes")
     causes = causes.sort_values(["event_id", "cause_at", "kind", "cause"], kind="stable")
-    lists: dict[int, list[dict[str, Any]]] = {}
-    # Column by column: a dict per row from the frame costs more than the lists themselves.
-    for event, kind, cause, detail, at in zip(
-        causes["event_id"].tolist(), causes["kind"], causes["cause"], causes["detail"],
-        causes["at"], strict=True,
-    ):  # fmt: skip
-        lists.setdefault(event, []).append(
-            {"kind": kind, "cause": cause, "detail": detail,
-             "at": None if pd.isna(at) else at.isoformat()}
-        )  # fmt: skip
+    lists = causes_by(causes, "event_id")
     events["causes"] = pd.Series(
         [lists.get(event, []) for event in events["event_id"].tolist()], index=events.index,
         dtype=object,
     )  # fmt: skip
     return events.loc[:, [*EVENT_COLUMNS, "event_id"]]
+
+
+def causes_by(causes: pd.DataFrame, key: str) -> dict[int, list[dict[str, Any]]]:
+    """Return the causes of each value of column ``key``, in order, as the module doc words them."""
+    lists: dict[int, list[dict[str, Any]]] = {}
+    # Column by column: a dict per row from the frame costs more than the lists themselves.
+    for owner, kind, cause, detail, at in zip(
+        causes[key].tolist(), causes["kind"], causes["cause"], causes["detail"], causes["at"],
+        strict=True,
+    ):  # fmt: skip
+        lists.setdefault(int(owner), []).append(
+            {"kind": kind, "cause": cause, "detail": detail,
+             "at": None if pd.isna(at) else at.isoformat()}
+        )  # fmt: skip
+    return lists
 
 
 def causes_before(
