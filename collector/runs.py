@@ -52,8 +52,6 @@ _UNLOCKED_AGE = timedelta(hours=24)
 _GUARD = threading.Lock()
 _FILES: dict[str, int] = {}  # lock file -> the one descriptor this process keeps open
 _HELD: dict[tuple[str, int], Any] = {}  # (database, run id) -> what holds its lock
-# (database, run id) -> host id -> the id of the in-flight mark this process wrote for it.
-_MARKS: dict[tuple[str, int], dict[int, int]] = {}
 # (database, run id) of the runs this process opened that claim no night: no claim to mark done.
 _NIGHTLESS: set[tuple[str, int]] = set()
 
@@ -113,7 +111,6 @@ def finish_run(store: Store, run_id: int) -> None:
             update(CollectionRun).where(CollectionRun.id == run_id).values(finished_at=now())
         )
     with _GUARD:
-        _MARKS.pop((_key(store.engine), run_id), None)
         _NIGHTLESS.discard((_key(store.engine), run_id))
     try:
         refresh(store)
@@ -213,19 +210,10 @@ def in_flight(
 def in_flight_many(
     connection: Connection, run_id: int, marks: Sequence[tuple[int | None, str, datetime]]
 ) -> None:
-    """Mark hosts (or inputs), each (host id, source, start), in flight in one statement.
-
-    Each host's mark is remembered by its id, so ``landed`` drops it without a search.
-    """
+    """Mark hosts (or inputs), each (host id, source, start), in flight in one statement."""
     rows = [_in_flight_row(run_id, *mark) for mark in marks]
-    if not rows:
-        return
-    written = connection.execute(
-        insert(Attempt).returning(Attempt.id, Attempt.host_id, sort_by_parameter_order=True), rows
-    ).all()
-    with _GUARD:
-        known = _MARKS.setdefault((_key(connection.engine), run_id), {})
-        known.update((host_id, attempt_id) for attempt_id, host_id in written if host_id)
+    if rows:
+        connection.execute(insert(Attempt), rows)
 
 
 def _in_flight_row(
@@ -247,31 +235,24 @@ def _in_flight_row(
 def landed(connection: Connection, run_id: int, host_id: int | None, source: str) -> None:
     """Drop the in-flight mark of a host (or, without a host, an input) now recorded.
 
-    A host's mark is deleted by the id ``in_flight_many`` remembered: searched by run instead,
-    as SQLite does, each host would read every attempt of the run so far, and a night would
-    cost the square of its hosts. Still checked to be the host's mark in this run; the search
-    stays for marks written by another process, or by a transaction that was rolled back.
+    A host's mark is found by run and host, which one index serves (migration 0012): by the
+    run alone, each host read every attempt of the run so far.
     """
-    run = (_key(connection.engine), run_id)
-    with _GUARD:
-        mark = _MARKS.get(run, {}).get(host_id or 0)
-        nightless = run in _NIGHTLESS
     if host_id is None:
         which = Attempt.host_id.is_(None) & (Attempt.source == source[:255])
         connection.execute(delete(Attempt).where(_flying(run_id) & which))
         return
-    found = {"run": run_id, "host": host_id}
-    if mark is None or not connection.execute(_DROP_MARK, {**found, "mark": mark}).rowcount:
-        connection.execute(_DROP_MARKS, found)
+    connection.execute(_DROP_MARK, {"run": run_id, "host": host_id})
+    with _GUARD:
+        nightless = (_key(connection.engine), run_id) in _NIGHTLESS
     if not nightless:  # the host's turn tonight, if the run claimed one, is over
         mark_done(connection, run_id, host_id)
 
 
-# Built once, so each host's record reuses the compiled statements (see store.snapshots).
-_DROP_MARKS = delete(Attempt).where(
+# Built once, so each host's record reuses the compiled statement (see store.snapshots).
+_DROP_MARK = delete(Attempt).where(
     _flying(bindparam("run")) & (Attempt.host_id == bindparam("host"))
 )
-_DROP_MARK = _DROP_MARKS.where(Attempt.id == bindparam("mark"))
 
 
 def _key(engine: Engine) -> str:

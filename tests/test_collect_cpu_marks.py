@@ -1,8 +1,6 @@
-"""In-flight marks are dropped by the id they were written with, never another host's.
+"""In-flight marks are dropped by run and host through one index, never another host's.
 
-Real SQLite files and a real PostgreSQL (the ``store`` fixture). ``landed`` deletes the mark
-``in_flight_many`` remembered; a mark it did not write, or an id a rolled-back transaction
-left behind, falls back to the search by run and host.
+Real SQLite files and a real PostgreSQL (the ``store`` fixture).
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Connection, event, select
 
-from collector import runs
 from collector.claims import NightTurns
 from collector.collect import _Recorder
 from collector.plan import CollectPlan
@@ -57,16 +54,6 @@ def test_landed_drops_only_the_host_s_own_mark(store: Store) -> None:
     finish_run(store, run_id)
 
 
-def test_a_mark_written_by_another_process_is_found_by_its_run_and_host(store: Store) -> None:
-    hosts = _hosts(store, 2)
-    run_id = _marking_run(store, hosts)
-    runs._MARKS.clear()  # as if another process had written them: nothing remembered here
-    with store.transaction() as connection:
-        landed(connection, run_id, hosts[0], "src")
-    assert _marked(store, run_id) == [hosts[1]]
-    finish_run(store, run_id)
-
-
 def test_an_id_a_rolled_back_mark_left_never_drops_another_host_s_mark(store: Store) -> None:
     first, second = _hosts(store, 2)
     run_id = start_run(store, "collect")
@@ -85,12 +72,29 @@ def test_an_id_a_rolled_back_mark_left_never_drops_another_host_s_mark(store: St
     finish_run(store, run_id)
 
 
-def test_a_finished_run_forgets_its_marks(store: Store) -> None:
-    hosts = _hosts(store, 2)
+def test_a_host_s_mark_is_found_by_run_and_host_alone(store: Store) -> None:
+    hosts = _hosts(store, 3)
     run_id = _marking_run(store, hosts)
-    assert any(run == run_id for _, run in runs._MARKS)
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, sql: str, *args: object) -> None:
+        statements.append(sql)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        with store.transaction() as connection:
+            landed(connection, run_id, hosts[1], "src")
+            if connection.dialect.name == "sqlite":
+                # The host's own rows through one index, not a scan of the run's attempts.
+                drop = next(sql for sql in statements if sql.startswith("DELETE FROM attempts"))
+                plan = connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {drop}", (run_id, f"{IN_FLIGHT}%", hosts[1])
+                ).all()
+                assert "(run_id=? AND host_id=?)" in " ".join(str(row[-1]) for row in plan)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert _marked(store, run_id) == [hosts[0], hosts[2]]
     finish_run(store, run_id)
-    assert not any(run == run_id for _, run in runs._MARKS)
 
 
 def test_hosts_that_start_together_are_marked_in_flight_in_one_transaction(store: Store) -> None:

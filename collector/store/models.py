@@ -107,7 +107,7 @@ class Attempt(Base):
     __tablename__ = "attempts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("collection_runs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("collection_runs.id"))
     host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), index=True)
     source: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -125,6 +125,8 @@ class Attempt(Base):
             "('auth', 'unreachable', 'timeout', 'protocol', 'probe_error', 'bad_document')",
             name="error_class",
         ),
+        # A host's in-flight mark is found by run and host when its record lands (runs.landed).
+        Index("ix_attempts_run_id_host_id", "run_id", "host_id"),
     )
 
 
