@@ -9,10 +9,12 @@ each host's night goes to the store's writer as the typed rows a probe document 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import sqlite3
 import time
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,7 +26,7 @@ from collector.simulator.host import LOW_DYNAMIC as MOVED_DYNAMIC
 from collector.simulator.render import merge_runs
 from collector.store.database import Store
 from collector.store.derived import derive_pending
-from collector.store.models import Base, CollectionRun
+from collector.store.models import Attempt, Base, CollectionRun, Host
 from collector.store.rows import (
     ContentSet,
     PreparedSnapshot,
@@ -32,9 +34,10 @@ from collector.store.rows import (
     document_digest,
     finding_set,
     update_key,
+    with_host_sets,
 )
-from collector.store.snapshots import write_snapshot
-from collector.store.writer import add_attempt, ensure_host
+from collector.store.snapshots import SETS, KnownContent, store_set, write_snapshot
+from collector.store.writer import attempt_row, ensure_host
 from collector.windows import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, default_dynamic
 from collector.windows import WINNAT_BLOCK as BLOCK
 
@@ -91,6 +94,8 @@ _TEAM: dict[int, tuple[str, tuple[str, ...]]] = {
     5001: ("dotnet", ("127.0.0.1",)),
 }
 
+
+_BATCH = 500  # hosts whose nights share one look-up of what the store holds
 
 _ERRORS = {
     "unreachable": "connection refused by {address}:5986",
@@ -173,6 +178,7 @@ def generate_store(
     seed: int,
     blocks: tuple[int, int] = (5, 40),
     nightly: bool = False,
+    jobs: int = 1,
 ) -> Generated:
     """Write a realistic fleet history into a fresh store at ``url``, through the store's writer.
 
@@ -181,30 +187,36 @@ def generate_store(
     sets, findings and updates are stored exactly as a real collection stores them. The
     history is derived once at the end, or, with ``nightly``, at each night's end as each
     run's end derives it (``derive_seconds`` then holds each night's time).
+
+    ``jobs`` > 1 (PostgreSQL) splits the fleet between that many processes, as collectors of
+    several sites split it: each writes its hosts' nights, a run of its own each night, and
+    with ``nightly`` derives at its night's end. The store holds the same history.
     """
     started = time.perf_counter()
     fleet = _make_hosts(random.Random(seed), hosts, nights, seed, blocks)
-    diagnosed: dict[tuple[Any, ...], ContentSet] = {}
-    derive_seconds: list[float] = []
     with Store.open(url) as store:
+        if jobs > 1 and store.path is not None:
+            raise ValueError("several jobs need PostgreSQL: SQLite takes one writer at a time")
         with store.transaction() as connection:
             for host in fleet:
                 host.id = ensure_host(connection, host.name, host.address, ["developers"])
-        for night in range(nights):
-            at = START + timedelta(days=night, hours=2)
+    if jobs == 1:
+        derive_seconds = _write_part(url, fleet, nights, nightly)
+    else:
+        spawn = multiprocessing.get_context("spawn")  # no store engine crosses a fork
+        with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
+            parts = [
+                pool.submit(_generate_part, url, hosts, nights, seed, blocks, nightly, part, jobs)
+                for part in range(jobs)
+            ]
+            per_part = [future.result() for future in parts]
+        derive_seconds = [sum(night) for night in zip(*per_part, strict=True)]
+    with Store.open(url) as store:
+        if not nightly and jobs > 1:
+            derive_started = time.perf_counter()
             with store.transaction() as connection:
-                run_id = connection.execute(
-                    insert(CollectionRun).returning(CollectionRun.id),
-                    {"kind": "collect", "started_at": at, "finished_at": at + timedelta(minutes=9),
-                     "portfleet_version": "0.4.0"},
-                ).scalar_one()  # fmt: skip
-                for host in fleet:
-                    _collect(connection, host, int(run_id), night, diagnosed)
-            if nightly or night == nights - 1:
-                derive_started = time.perf_counter()
-                with store.transaction() as connection:
-                    derive_pending(connection)
-                derive_seconds.append(time.perf_counter() - derive_started)
+                derive_pending(connection)
+            derive_seconds.append(time.perf_counter() - derive_started)
         with store.connect() as connection:
             counts = {
                 name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
@@ -214,6 +226,53 @@ def generate_store(
     return Generated(
         counts, time.perf_counter() - started, size, report_now(nights), tuple(derive_seconds)
     )
+
+
+def _generate_part(
+    url: str,
+    hosts: int,
+    nights: int,
+    seed: int,
+    blocks: tuple[int, int],
+    nightly: bool,
+    part: int,
+    parts: int,
+) -> list[float]:
+    """Write every ``parts``-th host's nights from ``part`` on, in a process of its own."""
+    fleet = _make_hosts(random.Random(seed), hosts, nights, seed, blocks)[part::parts]
+    with Store.open(url) as store, store.connect() as connection:
+        ids = dict(connection.execute(select(Host.name, Host.id)).tuples().all())
+    for host in fleet:
+        host.id = ids[host.name]
+    return _write_part(url, fleet, nights, nightly, derive_last=parts == 1)
+
+
+def _write_part(
+    url: str, fleet: list[_Host], nights: int, nightly: bool, derive_last: bool = True
+) -> list[float]:
+    """Write the hosts' nights, one run and transaction a night; return each derivation's time."""
+    diagnosed: dict[tuple[Any, ...], ContentSet] = {}
+    derive_seconds: list[float] = []
+    with Store.open(url) as store:
+        for night in range(nights):
+            at = START + timedelta(days=night, hours=2)
+            with store.transaction() as connection:
+                run_id = connection.execute(
+                    insert(CollectionRun).returning(CollectionRun.id),
+                    {"kind": "collect", "started_at": at, "finished_at": at + timedelta(minutes=9),
+                     "portfleet_version": "0.4.0"},
+                ).scalar_one()  # fmt: skip
+                for start in range(0, len(fleet), _BATCH):
+                    drawn = [
+                        _draw(host, night, diagnosed) for host in fleet[start : start + _BATCH]
+                    ]
+                    _store_nights(connection, int(run_id), drawn)
+            if nightly or (derive_last and night == nights - 1):
+                derive_started = time.perf_counter()
+                with store.transaction() as connection:
+                    derive_pending(connection)
+                derive_seconds.append(time.perf_counter() - derive_started)
+    return derive_seconds
 
 
 def store_bytes(store: Store) -> int:
@@ -391,14 +450,21 @@ def _schedule(
     return sorted(events, key=lambda event: event.at)
 
 
-def _collect(
-    connection: Connection,
-    host: _Host,
-    run_id: int,
-    night: int,
-    diagnosed: dict[tuple[Any, ...], ContentSet],
-) -> None:
-    """Write one night of one host: an attempt, and a snapshot unless the attempt failed."""
+@dataclass(frozen=True, slots=True)
+class _Night:
+    """One host's drawn night: when it was taken, and its rows, or why the attempt failed."""
+
+    host: _Host
+    taken_at: datetime
+    finished_at: datetime
+    received_at: datetime | None = None
+    prepared: PreparedSnapshot | None = None
+    error_class: str | None = None
+    message: str | None = None
+
+
+def _draw(host: _Host, night: int, diagnosed: dict[tuple[Any, ...], ContentSet]) -> _Night:
+    """Move one host to tonight and draw its night: an attempt, and rows unless it failed."""
     rng = host.rng
     taken_at = START + timedelta(days=night, hours=2, seconds=rng.randint(2, 170))
     rebooted = night == 0
@@ -407,20 +473,69 @@ def _collect(
         host.position += 1
     if rebooted:
         _boot(host)
-    source = f"https://{host.address}:5986/wsman"
     if rng.random() < host.failure_rate:
         finished = taken_at + timedelta(seconds=rng.randint(1, 120))
         message = _ERRORS[host.error_class].format(address=host.address)
-        add_attempt(connection, run_id, host.id, source, taken_at, "failed", host.error_class,
-                    message, finished_at=finished)  # fmt: skip
-        return
+        return _Night(host, taken_at, finished, error_class=host.error_class, message=message)
     received = taken_at + timedelta(seconds=rng.randint(40, 95))
     prepared = _prepared(host, night, taken_at, rng.uniform(40, 95), diagnosed)
     finished = taken_at + timedelta(seconds=rng.randint(40, 95))
-    stored = write_snapshot(connection, prepared, host.id, received)
-    add_attempt(connection, run_id, host.id, source, taken_at, "ok", None, None,
-                stored.snapshot_id, finished_at=finished)  # fmt: skip
     host.pending = []
+    return _Night(host, taken_at, finished, received, prepared)
+
+
+def _store_nights(connection: Connection, run_id: int, nights: list[_Night]) -> None:
+    """Write a batch of hosts' nights as ``import`` writes a batch: one look-up, rows at its end.
+
+    The writer's batch path (``KnownContent``) reads the batch's stored sets, base documents
+    and updates in one statement each and sends the rows hanging off snapshots and new sets
+    once per table, so a night costs about a statement a host instead of seven.
+    """
+    stored = [night for night in nights if night.prepared is not None]
+    known = KnownContent.load(connection, [night.prepared for night in stored if night.prepared],
+                              defer_rows=True)  # fmt: skip
+    _store_new_sets(connection, known, [night.prepared for night in stored if night.prepared])
+    host_ids = [night.host.id for night in stored]
+    known.load_bases(connection, host_ids)
+    known.load_updates(connection, host_ids)
+    attempts = []
+    for night in nights:
+        source = f"https://{night.host.address}:5986/wsman"
+        if night.prepared is None or night.received_at is None:
+            attempts.append(attempt_row(run_id, night.host.id, source, night.taken_at, "failed",
+                                        night.error_class, night.message,
+                                        finished_at=night.finished_at))  # fmt: skip
+            continue
+        snapshot = write_snapshot(connection, night.prepared, night.host.id, night.received_at,
+                                  known)  # fmt: skip
+        known.keep()
+        attempts.append(attempt_row(run_id, night.host.id, source, night.taken_at, "ok", None,
+                                    None, snapshot.snapshot_id,
+                                    finished_at=night.finished_at))  # fmt: skip
+    known.flush(connection)
+    connection.execute(insert(Attempt), attempts)
+
+
+def _store_new_sets(
+    connection: Connection, known: KnownContent, batch: list[PreparedSnapshot]
+) -> None:
+    """Create the batch's sets not stored yet, in one order: by column, then by digest.
+
+    Parts writing at once may meet on the same new set; PostgreSQL makes the second wait for
+    the first's transaction. Taken in one order by every part, those waits never form a cycle
+    (a deadlock), as they could host by host.
+    """
+    rank = {column: index for index, column in enumerate(SETS)}
+    new = {}
+    for prepared in batch:
+        stored = known.look_up(prepared)
+        for column, content in with_host_sets(prepared).items():
+            if content is not None and column not in stored:
+                new[rank[column], content.digest] = (column, content)
+    for key in sorted(new):
+        column, content = new[key]
+        known.stage(column, content.digest, store_set(connection, column, content, known))
+    known.keep()
 
 
 def _prepared(

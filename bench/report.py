@@ -11,6 +11,7 @@ against their targets (issue 16, for 1,000 hosts x 365 nights on 2 cores): the r
 
     python -m bench.report [--hosts 1000] [--nights 90] [--repeat 3] [--keep PATH [--reuse]]
                            [--blocks 5,40] [--seed 1] [--profile FILE] [--nightly]
+                           [--db URL] [--jobs N]
 """
 
 from __future__ import annotations
@@ -342,6 +343,12 @@ def main() -> None:
         action="store_true",
         help="derive the history at each night's end, as each run's end does, and print its time",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="generate with this many processes, each a part of the fleet (PostgreSQL only)",
+    )
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--frames", action="store_true", help=argparse.SUPPRESS)
@@ -351,8 +358,10 @@ def main() -> None:
         return
     if args.reuse and args.keep is None and args.db is None:
         parser.error("--reuse needs --keep PATH or --db URL")
-    if args.hosts < 1 or args.nights < 2 or args.repeat < 1:
-        parser.error("--hosts and --repeat must be at least 1, --nights at least 2")
+    if args.hosts < 1 or args.nights < 2 or args.repeat < 1 or args.jobs < 1:
+        parser.error("--hosts, --repeat and --jobs must be at least 1, --nights at least 2")
+    if args.jobs > 1 and not (args.db or "").startswith("postgresql"):
+        parser.error("--jobs needs --db with a PostgreSQL URL: SQLite takes one writer at a time")
     try:
         low, high = (int(part) for part in args.blocks.split(","))
     except ValueError:
@@ -376,9 +385,9 @@ def main() -> None:
                 parser.error(f"{store.name} holds hosts already; use an empty one or --reuse")
         if not args.reuse:
             print(f"hosts={args.hosts} nights={args.nights} blocks={low}-{high} "
-                  f"seed={args.seed} cpus={cpus}")  # fmt: skip
+                  f"seed={args.seed} jobs={args.jobs} cpus={cpus}")  # fmt: skip
             generated = generate_store(
-                url, args.hosts, args.nights, args.seed, (low, high), args.nightly
+                url, args.hosts, args.nights, args.seed, (low, high), args.nightly, args.jobs
             )
             now = generated.now
             if args.nightly:
