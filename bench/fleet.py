@@ -34,9 +34,8 @@ from collector.store.rows import (
     document_digest,
     finding_set,
     update_key,
-    with_host_sets,
 )
-from collector.store.snapshots import SETS, KnownContent, store_set, write_snapshot
+from collector.store.snapshots import KnownContent, write_snapshot
 from collector.store.writer import attempt_row, ensure_host
 from collector.windows import SYSTEM_PID, WSAEACCES, WSAEADDRINUSE, default_dynamic
 from collector.windows import WINNAT_BLOCK as BLOCK
@@ -494,7 +493,7 @@ def _store_nights(connection: Connection, run_id: int, nights: list[_Night]) -> 
     stored = [night for night in nights if night.prepared is not None]
     known = KnownContent.load(connection, [night.prepared for night in stored if night.prepared],
                               defer_rows=True)  # fmt: skip
-    _store_new_sets(connection, known, [night.prepared for night in stored if night.prepared])
+    known.store_new_sets(connection, [night.prepared for night in stored if night.prepared])
     host_ids = [night.host.id for night in stored]
     known.load_bases(connection, host_ids)
     known.load_updates(connection, host_ids)
@@ -514,28 +513,6 @@ def _store_nights(connection: Connection, run_id: int, nights: list[_Night]) -> 
                                     finished_at=night.finished_at))  # fmt: skip
     known.flush(connection)
     connection.execute(insert(Attempt), attempts)
-
-
-def _store_new_sets(
-    connection: Connection, known: KnownContent, batch: list[PreparedSnapshot]
-) -> None:
-    """Create the batch's sets not stored yet, in one order: by column, then by digest.
-
-    Parts writing at once may meet on the same new set; PostgreSQL makes the second wait for
-    the first's transaction. Taken in one order by every part, those waits never form a cycle
-    (a deadlock), as they could host by host.
-    """
-    rank = {column: index for index, column in enumerate(SETS)}
-    new = {}
-    for prepared in batch:
-        stored = known.look_up(prepared)
-        for column, content in with_host_sets(prepared).items():
-            if content is not None and column not in stored:
-                new[rank[column], content.digest] = (column, content)
-    for key in sorted(new):
-        column, content = new[key]
-        known.stage(column, content.digest, store_set(connection, column, content, known))
-    known.keep()
 
 
 def _prepared(

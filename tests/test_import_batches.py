@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from collector.importer import import_paths
 from collector.simulator.fleet import Fleet, FleetSpec
@@ -27,7 +28,9 @@ from collector.store.models import (
 )
 from collector.store.rows import content_rows
 from collector.store.snapshots import store_set
+from tests.conftest import new_pg_database
 from tests.documents import probe_document
+from tests.pgcluster import Cluster
 
 # What only the refused document and the one after it hold: sets the refused one creates
 # first, under its savepoint, and that are gone when it is rolled back.
@@ -210,3 +213,53 @@ def test_findings_remembered_across_an_import_are_the_diagnosis_of_each_document
     with store.transaction() as connection:
         again = reclassify(connection)
     assert again.snapshots == len(paths) and again.changed == 0
+
+
+def test_two_imports_meeting_on_new_sets_in_opposite_orders_both_store(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Batch A holds hosts with features one then two, batch B two then one (PostgreSQL).
+
+    Each stops after creating its first set until the other has created one (or 2 s have
+    passed). Taken host by host, A would then wait for B's sets and B for A's, and
+    PostgreSQL would fail one import whole as a deadlock; taken in one order, B waits for A.
+    """
+    one = [{"name": "Microsoft-Hyper-V", "state": "Enabled"}]
+    two = [{"name": "VirtualMachinePlatform", "state": "Enabled"}]
+    with Store.open(new_pg_database(pg_cluster)) as store:
+        warm = _write(tmp_path, "w.json", _document("dev-ws-w", features=[]))
+        assert [r.outcome for r in import_paths(store, [warm])] == ["stored"]  # the other sets
+        batches = [
+            [_write(tmp_path, f"{n}.json", _document(f"dev-ws-{n}", features=f)) for n, f in pair]
+            for pair in ([("a", one), ("b", two)], [("c", two), ("d", one)])
+        ]
+        met = threading.Barrier(2, timeout=2)
+        first_set: set[int] = set()
+
+        def hold(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            thread = threading.get_ident()
+            is_set = statement.startswith("INSERT INTO") and "_sets " in statement[:40]
+            if is_set and thread not in first_set:
+                first_set.add(thread)
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    met.wait()
+
+        outcomes: dict[int, list[str] | BaseException] = {}
+
+        def run(index: int) -> None:
+            try:
+                outcomes[index] = [r.outcome for r in import_paths(store, batches[index])]
+            except BaseException as exc:  # handed to the test
+                outcomes[index] = exc
+
+        event.listen(store.engine, "after_cursor_execute", hold)
+        try:
+            threads = [threading.Thread(target=run, args=(index,)) for index in (0, 1)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+        finally:
+            event.remove(store.engine, "after_cursor_execute", hold)
+        assert outcomes == {0: ["stored", "stored"], 1: ["stored", "stored"]}
+        assert len(first_set) == 2

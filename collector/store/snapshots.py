@@ -309,6 +309,29 @@ class KnownContent:
             if digest in self._found[kind]
         }
 
+    def store_new_sets(self, connection: Connection, batch: Sequence[PreparedSnapshot]) -> None:
+        """Create the batch's sets not stored yet, by kind in ``SETS`` order, then by digest.
+
+        Two writers on PostgreSQL that create the same new set wait one for the other; taken
+        in one order by every writer (``write_snapshot`` goes through a document's sets in
+        the same order), those waits never form a cycle, which PostgreSQL would break by
+        failing one writer whole as a deadlock. Host by host, two batches could take two
+        new sets in opposite orders.
+        """
+        rank = {column: index for index, column in enumerate(SETS)}
+        new: dict[tuple[int, str], tuple[str, ContentSet]] = {}
+        for prepared in batch:
+            stored = self.look_up(prepared)
+            if "document" in stored:
+                continue  # stored already: the writer makes nothing of it
+            for column, content in with_host_sets(prepared).items():
+                if content is not None and column not in stored:
+                    new[rank[column], content.digest] = (column, content)
+        for key in sorted(new):
+            column, content = new[key]
+            self.stage(column, content.digest, store_set(connection, column, content, self))
+        self.keep()
+
     def stage(self, kind: str, digest: str, key: int) -> None:
         """Remember what the current document stored, until it is kept or forgotten."""
         self._staged.append((kind, digest, key))
@@ -389,7 +412,9 @@ def write_snapshot(
         if known is not None:
             known.stage_base(host_id, BaseDocument(document_id, document))
     pointers = {}
-    for column, content in with_host_sets(prepared).items():
+    sets = with_host_sets(prepared)
+    for column in SETS:  # in the order every writer creates sets (``store_new_sets``)
+        content = sets.get(column)
         if content is None:
             continue
         if column in found:

@@ -277,6 +277,8 @@ def _store_all(
     attempts: list[dict[str, Any]] = []
     ready = [item for item in inputs if isinstance(item, Ready)]
     known = KnownContent.load(connection, [item.prepared for item in ready], defer_rows)
+    if not alone:  # under a savepoint each, a document's sets are its own (refused with it)
+        known.store_new_sets(connection, [item.prepared for item in ready])
     names = Counter(item.name for item in ready)
     hosts = _hosts_named(connection, names)
     known.load_bases(connection, (hosts[name] for name in names if name in hosts))
