@@ -182,10 +182,10 @@ def generate_store(
 ) -> Generated:
     """Write a realistic fleet history into a fresh store at ``url``, through the store's writer.
 
-    Each night is one run and one transaction; each host's night is handed to the writer as
-    the typed rows a probe document would have become (``collector.store.rows``), so content
-    sets, findings and updates are stored exactly as a real collection stores them. The
-    history is derived once at the end, or, with ``nightly``, at each night's end as each
+    Each night is one run and one transaction; each host's night is handed to the writer, in
+    batches as ``import`` hands it documents, as the typed rows a probe document would have
+    become (``collector.store.rows``), so content sets, findings and updates are stored
+    exactly as a real collection stores them. The history is derived once at the end, or, with ``nightly``, at each night's end as each
     run's end derives it (``derive_seconds`` then holds each night's time).
 
     ``jobs`` > 1 (PostgreSQL) splits the fleet between that many processes, as collectors of
@@ -488,11 +488,10 @@ def _store_nights(connection: Connection, run_id: int, nights: list[_Night]) -> 
     and updates in one statement each and sends the rows hanging off snapshots and new sets
     once per table, so a night costs about a statement a host instead of seven.
     """
-    stored = [night for night in nights if night.prepared is not None]
-    known = KnownContent.load(connection, [night.prepared for night in stored if night.prepared],
-                              defer_rows=True)  # fmt: skip
-    known.store_new_sets(connection, [night.prepared for night in stored if night.prepared])
-    host_ids = [night.host.id for night in stored]
+    batch = [night.prepared for night in nights if night.prepared is not None]
+    known = KnownContent.load(connection, batch, defer_rows=True)
+    known.store_new_sets(connection, batch)
+    host_ids = [night.host.id for night in nights if night.prepared is not None]
     known.load_bases(connection, host_ids)
     known.load_updates(connection, host_ids)
     attempts = []
