@@ -185,8 +185,9 @@ def generate_store(
     Each night is one run and one transaction; each host's night is handed to the writer, in
     batches as ``import`` hands it documents, as the typed rows a probe document would have
     become (``collector.store.rows``), so content sets, findings and updates are stored
-    exactly as a real collection stores them. The history is derived once at the end, or, with ``nightly``, at each night's end as each
-    run's end derives it (``derive_seconds`` then holds each night's time).
+    exactly as a real collection stores them. The history is derived once at the end, or,
+    with ``nightly``, at each night's end as each run's end derives it (``derive_seconds``
+    then holds each night's time).
 
     ``jobs`` > 1 (PostgreSQL) splits the fleet between that many processes, as collectors of
     several sites split it: each writes its hosts' nights, a run of its own each night, and

@@ -7,7 +7,8 @@ every report frame. Then the page is opened in headless Chromium (Debian's, thro
 at 1366x768, once per run: how long until a click on Needs attention is answered, and until the
 details (the timeline's rows) are written. It ends with the four figures, medians of the runs,
 against their targets (issue 16, for 1,000 hosts x 365 nights on 2 cores): the report under
-15 s, peak RSS under 1 GB, the page under 10 MB, the first screen answering under 3 s.
+15 s, peak RSS under 1 GB, the page under 10 MB, the first screen answering under 3 s; above
+1,000 hosts issue 17's (10,000 x 365 from PostgreSQL): under 2 minutes and 4 GB.
 
     python -m bench.report [--hosts 1000] [--nights 90] [--repeat 3] [--keep PATH [--reuse]]
                            [--blocks 5,40] [--seed 1] [--profile FILE] [--nightly]
@@ -56,6 +57,12 @@ TARGET_MB = 1024.0
 
 
 TARGET_PAGE_MB = 10.0
+
+
+COMPANY_SECONDS = 120.0  # issue 17: 10,000 hosts x 365 nights from PostgreSQL
+
+
+COMPANY_MB = 4096.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,17 +271,26 @@ def _verdict(met: bool) -> str:
 def _print_figures(
     hosts: int, nights: int, runs: list[RunFigures], screens: list[FirstScreen]
 ) -> None:
-    """Print the four figures of issue 16, medians of the runs, each against its target."""
+    """Print the four figures, medians of the runs, each against its target.
+
+    The targets are issue 16's for a team (up to 1,000 hosts), issue 17's for a company
+    (10,000 hosts x 365 nights from PostgreSQL: under 2 minutes and 4 GB; no page target).
+    """
+    company = hosts > 1000
+    seconds, megabytes = (COMPANY_SECONDS, COMPANY_MB) if company else (TARGET_SECONDS, TARGET_MB)
     wall = statistics.median(run.wall for run in runs)
     peak = statistics.median(run.peak_mb for run in runs)
     page = statistics.median(run.html_bytes for run in runs) / 2**20
     print(f"\nfigures, {hosts:,} hosts x {nights} nights, medians of {len(runs)} runs:")
     print(f"  report time   {wall:6.2f} s   of {_listed(r.wall for r in runs)} "
-          f"(target < {TARGET_SECONDS:.0f} s: {_verdict(wall < TARGET_SECONDS)})")  # fmt: skip
+          f"(target < {seconds:.0f} s: {_verdict(wall < seconds)})")  # fmt: skip
     print(f"  peak RSS      {peak:6.0f} MB  of {_listed(r.peak_mb for r in runs)} "
-          f"(target < {TARGET_MB:.0f} MB: {_verdict(peak < TARGET_MB)})")  # fmt: skip
-    print(f"  page          {page:6.1f} MB  (target < {TARGET_PAGE_MB:.0f} MB: "
-          f"{_verdict(page < TARGET_PAGE_MB)})")  # fmt: skip
+          f"(target < {megabytes:.0f} MB: {_verdict(peak < megabytes)})")  # fmt: skip
+    if company:
+        print(f"  page          {page:6.1f} MB  (no target at this size)")
+    else:
+        print(f"  page          {page:6.1f} MB  (target < {TARGET_PAGE_MB:.0f} MB: "
+              f"{_verdict(page < TARGET_PAGE_MB)})")  # fmt: skip
     if not screens:
         print(f"  first screen  not measured (needs Playwright and {CHROMIUM})")
         return
