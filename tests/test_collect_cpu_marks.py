@@ -6,6 +6,8 @@ Real SQLite files and a real PostgreSQL (the ``store`` fixture).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -21,6 +23,21 @@ from collector.store.models import Attempt
 from collector.store.writer import register_hosts
 
 AT = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
+
+
+@contextmanager
+def _statements(store: Store) -> Iterator[list[str]]:
+    """Record the SQL the store's engine sends while the block runs."""
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, sql: str, *args: object) -> None:
+        statements.append(sql)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
 
 
 def _marked(store: Store, run_id: int) -> list[int]:
@@ -75,24 +92,15 @@ def test_an_id_a_rolled_back_mark_left_never_drops_another_host_s_mark(store: St
 def test_a_host_s_mark_is_found_by_run_and_host_alone(store: Store) -> None:
     hosts = _hosts(store, 3)
     run_id = _marking_run(store, hosts)
-    statements: list[str] = []
-
-    def seen(conn: object, cursor: object, sql: str, *args: object) -> None:
-        statements.append(sql)
-
-    event.listen(store.engine, "before_cursor_execute", seen)
-    try:
-        with store.transaction() as connection:
-            landed(connection, run_id, hosts[1], "src")
-            if connection.dialect.name == "sqlite":
-                # The host's own rows through one index, not a scan of the run's attempts.
-                drop = next(sql for sql in statements if sql.startswith("DELETE FROM attempts"))
-                plan = connection.exec_driver_sql(
-                    f"EXPLAIN QUERY PLAN {drop}", (run_id, f"{IN_FLIGHT}%", hosts[1])
-                ).all()
-                assert "(run_id=? AND host_id=?)" in " ".join(str(row[-1]) for row in plan)
-    finally:
-        event.remove(store.engine, "before_cursor_execute", seen)
+    with _statements(store) as statements, store.transaction() as connection:
+        landed(connection, run_id, hosts[1], "src")
+        if connection.dialect.name == "sqlite":
+            # The host's own rows through one index, not a scan of the run's attempts.
+            drop = next(sql for sql in statements if sql.startswith("DELETE FROM attempts"))
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {drop}", (run_id, f"{IN_FLIGHT}%", hosts[1])
+            ).all()
+            assert "(run_id=? AND host_id=?)" in " ".join(str(row[-1]) for row in plan)
     assert _marked(store, run_id) == [hosts[0], hosts[2]]
     finish_run(store, run_id)
 
@@ -160,23 +168,14 @@ def test_a_host_is_marked_done_by_its_claim_s_key_alone(store: Store) -> None:
     leases.label_run(store, run_id, "test", "n1", None)  # as NightTurns does before it claims
     leases.offer(store, "n1", hosts)
     assert sorted(leases.claim(store, "n1", run_id, hosts, 3, 60.0, AT)) == hosts
-    statements: list[str] = []
-
-    def seen(conn: object, cursor: object, sql: str, *args: object) -> None:
-        statements.append(sql)
-
-    event.listen(store.engine, "before_cursor_execute", seen)
-    try:
-        with store.transaction() as connection:
-            leases.mark_done(connection, run_id, hosts[1])
-            if connection.dialect.name == "sqlite":
-                # Each host's own row by the primary key, not a scan of the run's claims.
-                update = next(sql for sql in statements if sql.startswith("UPDATE night_claims"))
-                plan = connection.exec_driver_sql(
-                    f"EXPLAIN QUERY PLAN {update}", (None, run_id, hosts[1], run_id)
-                ).all()
-                assert "(night=? AND host_id=?)" in " ".join(str(row[-1]) for row in plan)
-    finally:
-        event.remove(store.engine, "before_cursor_execute", seen)
+    with _statements(store) as statements, store.transaction() as connection:
+        leases.mark_done(connection, run_id, hosts[1])
+        if connection.dialect.name == "sqlite":
+            # Each host's own row by the primary key, not a scan of the run's claims.
+            update = next(sql for sql in statements if sql.startswith("UPDATE night_claims"))
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {update}", (None, run_id, hosts[1], run_id)
+            ).all()
+            assert "(night=? AND host_id=?)" in " ".join(str(row[-1]) for row in plan)
     assert leases.undone(store, "n1", hosts) == 2
     finish_run(store, run_id)
